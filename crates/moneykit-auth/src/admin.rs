@@ -1,0 +1,265 @@
+//! Administrative operations: what the CLI (and later the admin API) does to apps,
+//! clients and keys. Each validates its input fully before writing, so bad input changes
+//! nothing, and each is one store call or a guarded sequence that is safe to retry.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::domain::MAX_TOKEN_TTL_SECS;
+use crate::domain::clients::{App, Client};
+use crate::domain::ids::{new_app_id, new_client_id, new_key_id};
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::ClientSecret;
+use crate::keys::lifecycle::KeySchedule;
+use crate::keys::{KeyPair, KeyRecord, MasterKey};
+use crate::store::{InsertKeyIf, Store, StoreError};
+
+/// Why an administrative operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No app with this id.
+    #[error("unknown app {0}")]
+    UnknownApp(String),
+    /// No client with this id.
+    #[error("unknown client {0}")]
+    UnknownClient(String),
+    /// Input that is not acceptable, with the reason.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownApp(id) => AdminError::UnknownApp(id),
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+/// Checks a display name: non-empty, at most 200 characters, no control characters.
+fn check_name(what: &str, name: &str) -> Result<String, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AdminError::Invalid(format!(
+            "{what} name must be 1-200 characters without control characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a token lifetime: 1 s to [`MAX_TOKEN_TTL_SECS`].
+pub fn check_token_ttl(secs: u64) -> Result<u32, AdminError> {
+    u32::try_from(secs)
+        .ok()
+        .filter(|s| (1..=MAX_TOKEN_TTL_SECS).contains(s))
+        .ok_or_else(|| {
+            AdminError::Invalid(format!(
+                "token lifetime must be between 1 and {MAX_TOKEN_TTL_SECS} seconds"
+            ))
+        })
+}
+
+/// Creates an app.
+pub async fn create_app(store: &dyn Store, name: &str) -> Result<App, AdminError> {
+    let app = App {
+        id: new_app_id(),
+        name: check_name("app", name)?,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    store.insert_app(&app).await?;
+    Ok(app)
+}
+
+/// What a new client should be.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// The app it belongs to.
+    pub app_id: String,
+    /// Display name.
+    pub name: String,
+    /// Space-separated allowed scopes.
+    pub scope: String,
+    /// Token lifetime override in seconds.
+    pub token_ttl_secs: Option<u64>,
+}
+
+/// Creates a client with a fresh secret; the secret is returned once and not stored.
+pub async fn create_client(
+    store: &dyn Store,
+    new: &NewClient,
+) -> Result<(Client, ClientSecret), AdminError> {
+    let scopes = Scopes::parse(&new.scope).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let token_ttl_secs = new.token_ttl_secs.map(check_token_ttl).transpose()?;
+    let name = check_name("client", &new.name)?;
+    if store.get_app(&new.app_id).await?.is_none() {
+        return Err(AdminError::UnknownApp(new.app_id.clone()));
+    }
+    let secret = ClientSecret::generate();
+    let client = Client {
+        id: new_client_id(),
+        app_id: new.app_id.clone(),
+        name,
+        scopes,
+        token_ttl_secs,
+        secret_hash: secret.hash(),
+        created_at: OffsetDateTime::now_utc(),
+        disabled_at: None,
+    };
+    store.insert_client(&client).await?;
+    Ok((client, secret))
+}
+
+async fn existing_client(store: &dyn Store, id: &str) -> Result<Client, AdminError> {
+    store
+        .get_client(id)
+        .await?
+        .ok_or_else(|| AdminError::UnknownClient(id.to_owned()))
+}
+
+/// Disables a client at `at` (now when `None`); a future time schedules it.
+pub async fn disable_client(
+    store: &dyn Store,
+    id: &str,
+    at: Option<OffsetDateTime>,
+) -> Result<Client, AdminError> {
+    let at = at.unwrap_or_else(OffsetDateTime::now_utc);
+    if !store.set_client_disabled_at(id, Some(at)).await? {
+        return Err(AdminError::UnknownClient(id.to_owned()));
+    }
+    existing_client(store, id).await
+}
+
+/// Enables a client again, cancelling any scheduled disablement.
+pub async fn enable_client(store: &dyn Store, id: &str) -> Result<Client, AdminError> {
+    if !store.set_client_disabled_at(id, None).await? {
+        return Err(AdminError::UnknownClient(id.to_owned()));
+    }
+    existing_client(store, id).await
+}
+
+/// Replaces a client's secret; the old one stops working at once, tokens already issued
+/// stay valid until they expire.
+pub async fn rotate_client_secret(
+    store: &dyn Store,
+    id: &str,
+) -> Result<(Client, ClientSecret), AdminError> {
+    let secret = ClientSecret::generate();
+    if !store.set_client_secret_hash(id, &secret.hash()).await? {
+        return Err(AdminError::UnknownClient(id.to_owned()));
+    }
+    Ok((existing_client(store, id).await?, secret))
+}
+
+fn new_key_record(master: &MasterKey, now: OffsetDateTime, activates_at: OffsetDateTime) -> KeyRecord {
+    let kid = new_key_id();
+    let pkcs8 = KeyPair::generate_pkcs8();
+    let pair = KeyPair::from_pkcs8(&kid, &pkcs8).expect("a freshly generated key parses");
+    KeyRecord {
+        seq: 0,
+        public_key: pair.public_key_bytes(),
+        sealed_private_key: master.seal(&kid, &pkcs8),
+        kid,
+        created_at: now,
+        activates_at,
+    }
+}
+
+/// Creates the first signing key, active at once, unless any key exists. Returns the key
+/// if this call created it.
+pub async fn ensure_first_key(
+    store: &dyn Store,
+    master: &MasterKey,
+) -> Result<Option<KeyRecord>, AdminError> {
+    let now = OffsetDateTime::now_utc();
+    let key = new_key_record(master, now, now);
+    Ok(store
+        .insert_key(&key, InsertKeyIf::NoKeys)
+        .await?
+        .then_some(key))
+}
+
+/// What `keys rotate` did.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// A new key was published; it signs from `activates_at`.
+    Published(KeyRecord),
+    /// A next key was already published and was left alone.
+    AlreadyPending(KeyRecord),
+    /// The pending next key was made active at once.
+    ActivatedPending(KeyRecord),
+}
+
+/// Rotates the signing key. Normally publishes a next key that activates after
+/// `activation_delay` (so receivers caching the JWKS see it first); with `now`, the next
+/// key (pending or new) activates immediately, for a compromised key.
+pub async fn rotate_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    activation_delay: Duration,
+    immediately: bool,
+) -> Result<Rotation, AdminError> {
+    let now = OffsetDateTime::now_utc();
+    let keys = store.list_keys().await?;
+    let pending = KeySchedule::new(&keys).pending_at(now).map(|k| k.record.clone());
+    if let Some(mut pending) = pending {
+        if !immediately {
+            return Ok(Rotation::AlreadyPending(pending));
+        }
+        if store.activate_key_now(&pending.kid, now).await? {
+            pending.activates_at = now;
+            return Ok(Rotation::ActivatedPending(pending));
+        }
+    }
+    let activates_at = if immediately { now } else { now + activation_delay };
+    let key = new_key_record(master, now, activates_at);
+    if store.insert_key(&key, InsertKeyIf::NonePendingAt(now)).await? {
+        return Ok(Rotation::Published(key));
+    }
+    // Another process published a next key between our read and our write.
+    let keys = store.list_keys().await?;
+    match KeySchedule::new(&keys).pending_at(now) {
+        Some(k) => Ok(Rotation::AlreadyPending(k.record.clone())),
+        None => Err(AdminError::Invalid(
+            "key rotation raced with another process; run it again".into(),
+        )),
+    }
+}
+
+/// The demo app and client of `serve --demo`, with a fresh secret to print.
+///
+/// The secret is stored only as a hash, so a restart cannot show the old one: an existing
+/// demo client gets its secret rotated instead, and the printed credentials always work.
+pub async fn ensure_demo_client(
+    store: &dyn Store,
+) -> Result<(App, Client, ClientSecret), AdminError> {
+    const APP_NAME: &str = "Demo App";
+    const CLIENT_NAME: &str = "demo";
+    let app = match store.list_apps().await?.into_iter().find(|a| a.name == APP_NAME) {
+        Some(app) => app,
+        None => create_app(store, APP_NAME).await?,
+    };
+    let existing = store
+        .list_clients(Some(&app.id))
+        .await?
+        .into_iter()
+        .find(|c| c.name == CLIENT_NAME);
+    let (client, secret) = match existing {
+        Some(client) => rotate_client_secret(store, &client.id).await?,
+        None => {
+            create_client(
+                store,
+                &NewClient {
+                    app_id: app.id.clone(),
+                    name: CLIENT_NAME.into(),
+                    scope: "accounts:read transactions:read".into(),
+                    token_ttl_secs: None,
+                },
+            )
+            .await?
+        }
+    };
+    Ok((app, client, secret))
+}

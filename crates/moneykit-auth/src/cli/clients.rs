@@ -1,0 +1,168 @@
+//! `moneykit-auth clients create|list|show|disable|enable|rotate-secret`.
+
+use clap::Subcommand;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::output::{Output, client_json, client_status, client_with_secret, rfc3339, table};
+use crate::admin::{self, AdminError, NewClient};
+use crate::domain::clients::Client;
+use crate::store::OpenMode;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClientsCommand {
+    /// Create a client; prints its secret once.
+    Create {
+        /// The app the client belongs to.
+        #[arg(long = "app", value_name = "APP_ID")]
+        app_id: String,
+        /// Display name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Allowed scopes, space-separated (e.g. "accounts:read transactions:read").
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Lifetime of this client's tokens in seconds (default: the server's --token-ttl).
+        #[arg(long, value_name = "SECS")]
+        token_ttl: Option<u64>,
+    },
+    /// List clients.
+    List {
+        /// Only this app's clients.
+        #[arg(long = "app", value_name = "APP_ID")]
+        app_id: Option<String>,
+    },
+    /// Show one client.
+    Show {
+        /// The client id.
+        client_id: String,
+    },
+    /// Disable a client now, or at a given time.
+    Disable {
+        /// The client id.
+        client_id: String,
+        /// When to disable it (RFC 3339, e.g. 2026-12-01T00:00:00Z); default now.
+        #[arg(long, value_parser = parse_rfc3339)]
+        at: Option<OffsetDateTime>,
+    },
+    /// Enable a client again (cancels a scheduled disablement).
+    Enable {
+        /// The client id.
+        client_id: String,
+    },
+    /// Replace a client's secret; prints the new one once.
+    RotateSecret {
+        /// The client id.
+        client_id: String,
+    },
+}
+
+fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{e}; expected RFC 3339, e.g. 2026-12-01T00:00:00Z"))
+}
+
+fn describe(client: &Client) -> String {
+    let now = OffsetDateTime::now_utc();
+    let mut lines = vec![
+        format!("client_id:   {}", client.id),
+        format!("app_id:      {}", client.app_id),
+        format!("name:        {}", client.name),
+        format!("scope:       {}", client.scopes),
+        format!(
+            "token_ttl:   {}",
+            client
+                .token_ttl_secs
+                .map_or("server default".to_owned(), |s| format!("{s}s"))
+        ),
+        format!("created_at:  {}", rfc3339(client.created_at)),
+        format!("status:      {}", client_status(client, now)),
+    ];
+    if let Some(at) = client.disabled_at {
+        lines.push(format!("disabled_at: {}", rfc3339(at)));
+    }
+    lines.join("\n")
+}
+
+pub(super) async fn run(
+    cmd: ClientsCommand,
+    database_url: &str,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mode = match cmd {
+        ClientsCommand::List { .. } | ClientsCommand::Show { .. } => OpenMode::MustExist,
+        _ => OpenMode::CreateOrMigrate,
+    };
+    let store = super::open(database_url, mode).await?;
+    let store = store.as_ref();
+    match cmd {
+        ClientsCommand::Create {
+            app_id,
+            name,
+            scope,
+            token_ttl,
+        } => {
+            let new = NewClient {
+                app_id,
+                name,
+                scope,
+                token_ttl_secs: token_ttl,
+            };
+            let (client, secret) = admin::create_client(store, &new).await?;
+            client_with_secret(out, "Created", &client, &secret);
+        }
+        ClientsCommand::List { app_id } => {
+            if let Some(app) = &app_id
+                && store.get_app(app).await?.is_none()
+            {
+                return Err(AdminError::UnknownApp(app.clone()).into());
+            }
+            let clients = store.list_clients(app_id.as_deref()).await?;
+            let json: Vec<Value> = clients.iter().map(client_json).collect();
+            out.emit(&json, || {
+                let now = OffsetDateTime::now_utc();
+                let rows: Vec<Vec<String>> = clients
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.id.clone(),
+                            c.app_id.clone(),
+                            c.name.clone(),
+                            client_status(c, now).to_owned(),
+                            c.scopes.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["CLIENT_ID", "APP_ID", "NAME", "STATUS", "SCOPE"], &rows)
+            });
+        }
+        ClientsCommand::Show { client_id } => {
+            let client = store
+                .get_client(&client_id)
+                .await?
+                .ok_or(AdminError::UnknownClient(client_id))?;
+            out.emit(&client_json(&client), || describe(&client));
+        }
+        ClientsCommand::Disable { client_id, at } => {
+            let client = admin::disable_client(store, &client_id, at).await?;
+            out.emit(&client_json(&client), || {
+                let when = client.disabled_at.map(rfc3339).unwrap_or_default();
+                if client.is_disabled(OffsetDateTime::now_utc()) {
+                    format!("Disabled client {} (since {when})", client.id)
+                } else {
+                    format!("Client {} will be disabled at {when}", client.id)
+                }
+            });
+        }
+        ClientsCommand::Enable { client_id } => {
+            let client = admin::enable_client(store, &client_id).await?;
+            out.emit(&client_json(&client), || format!("Enabled client {}", client.id));
+        }
+        ClientsCommand::RotateSecret { client_id } => {
+            let (client, secret) = admin::rotate_client_secret(store, &client_id).await?;
+            client_with_secret(out, "Rotated the secret of", &client, &secret);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `moneykit-auth keys list|rotate`.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::output::{Output, rfc3339, table};
+use crate::admin::{self, Rotation};
+use crate::config::resolve_master_key;
+use crate::keys::lifecycle::KeySchedule;
+use crate::store::OpenMode;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum KeysCommand {
+    /// List signing keys and where each is in its life.
+    List,
+    /// Publish a next signing key; it starts signing after the activation delay.
+    Rotate {
+        /// Activate the next key immediately (for a compromised key). Receivers that
+        /// cached the JWKS will meet an unknown kid and must refetch.
+        #[arg(long)]
+        now: bool,
+        /// How long a new key is published before it signs.
+        #[arg(long, env = "MONEYKIT_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = super::parse_duration)]
+        key_activation_delay: std::time::Duration,
+    },
+}
+
+pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::List => {
+            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let keys = store.list_keys().await?;
+            let now = OffsetDateTime::now_utc();
+            let schedule = KeySchedule::new(&keys);
+            let json: Vec<Value> = schedule
+                .keys()
+                .iter()
+                .map(|k| {
+                    json!({
+                        "kid": k.record.kid,
+                        "status": k.status(now),
+                        "created_at": rfc3339(k.record.created_at),
+                        "activates_at": rfc3339(k.record.activates_at),
+                        "retires_at": k.retires_at.map(rfc3339),
+                        "unpublished_at": k.unpublished_at().map(rfc3339),
+                    })
+                })
+                .collect();
+            out.emit(&json, || {
+                let rows: Vec<Vec<String>> = schedule
+                    .keys()
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.record.kid.clone(),
+                            k.status(now).to_string(),
+                            rfc3339(k.record.activates_at),
+                            k.retires_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                table(&["KID", "STATUS", "ACTIVATES_AT", "RETIRES_AT"], &rows)
+            });
+        }
+        KeysCommand::Rotate {
+            now,
+            key_activation_delay,
+        } => {
+            let delay = time::Duration::try_from(key_activation_delay)?;
+            let store = super::open(database_url, OpenMode::CreateOrMigrate).await?;
+            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            let (master, _) = resolve_master_key(database_url, secret.as_deref())?;
+            let rotation = admin::rotate_key(store.as_ref(), &master, delay, now).await?;
+            let (result, key, text) = match &rotation {
+                Rotation::Published(k) => ("published", k, "Published next key"),
+                Rotation::AlreadyPending(k) => (
+                    "already_pending",
+                    k,
+                    "A next key is already published (run with --now to activate it at once):",
+                ),
+                Rotation::ActivatedPending(k) => ("activated", k, "Activated next key"),
+            };
+            let value = json!({
+                "result": result,
+                "kid": key.kid,
+                "activates_at": rfc3339(key.activates_at),
+            });
+            out.emit(&value, || {
+                format!("{text} {} (signs from {})", key.kid, rfc3339(key.activates_at))
+            });
+        }
+    }
+    Ok(())
+}

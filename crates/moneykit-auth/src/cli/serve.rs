@@ -1,0 +1,114 @@
+//! `moneykit-auth serve`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::output::Output;
+use crate::admin::check_token_ttl;
+use crate::config::{MasterKeyOrigin, ServeSettings};
+use crate::startup::Application;
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on (use 0.0.0.0:8080 to accept connections from other hosts).
+    #[arg(long, env = "MONEYKIT_AUTH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Public base URL: the `iss` of tokens [default: http:// + the listen address].
+    #[arg(long, env = "MONEYKIT_AUTH_ISSUER", value_parser = parse_issuer)]
+    issuer: Option<String>,
+    /// Default token lifetime in seconds (1-86400).
+    #[arg(long, env = "MONEYKIT_AUTH_TOKEN_TTL", default_value_t = 3600, value_name = "SECS")]
+    token_ttl: u64,
+    /// Create a demo app and client if needed, and print working credentials.
+    #[arg(long, env = "MONEYKIT_AUTH_DEMO")]
+    demo: bool,
+    /// How long a rotated-in key is published before it signs.
+    #[arg(long, env = "MONEYKIT_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = super::parse_duration)]
+    key_activation_delay: Duration,
+    /// How long a key signs before scheduled rotation replaces it.
+    #[arg(long, env = "MONEYKIT_AUTH_KEY_ROTATION_INTERVAL", default_value = "30d", value_parser = super::parse_duration)]
+    key_rotation_interval: Duration,
+    /// Longest time a request may take.
+    #[arg(long, env = "MONEYKIT_AUTH_REQUEST_TIMEOUT", default_value = "10s", value_parser = super::parse_duration)]
+    request_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MONEYKIT_AUTH_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    max_body_bytes: usize,
+}
+
+fn parse_issuer(text: &str) -> Result<String, String> {
+    let ok = (text.starts_with("https://") || text.starts_with("http://"))
+        && text.len() > "https://".len()
+        && !text.contains(char::is_whitespace);
+    if ok {
+        Ok(text.trim_end_matches('/').to_owned())
+    } else {
+        Err("expected an http:// or https:// URL".into())
+    }
+}
+
+pub(super) async fn run(args: ServeArgs, database_url: &str, _out: Output) -> anyhow::Result<()> {
+    let mut settings = ServeSettings::new(database_url);
+    settings.listen = args.listen;
+    settings.issuer = args.issuer;
+    settings.token_ttl_secs = check_token_ttl(args.token_ttl)?;
+    settings.demo = args.demo;
+    settings.master_secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+    settings.refresh.key_activation_delay = time::Duration::try_from(args.key_activation_delay)?;
+    settings.refresh.key_rotation_interval = time::Duration::try_from(args.key_rotation_interval)?;
+    settings.limits.request_timeout = args.request_timeout;
+    settings.limits.max_body_bytes = args.max_body_bytes;
+
+    let app = Application::build(settings).await?;
+    match app.master_key_origin() {
+        MasterKeyOrigin::Secret => {}
+        MasterKeyOrigin::KeyFile(path, created) => tracing::warn!(
+            key_file = %path.display(),
+            created,
+            "MONEYKIT_AUTH_SECRET is not set: signing keys are sealed with a key file beside \
+             the database. Fine for development; in production set MONEYKIT_AUTH_SECRET and keep \
+             it out of the database's backups"
+        ),
+        MasterKeyOrigin::Ephemeral => tracing::warn!(
+            "MONEYKIT_AUTH_SECRET is not set and the database is in memory: signing keys are \
+             sealed with a throwaway key"
+        ),
+    }
+    if let Some(demo) = app.demo_credentials() {
+        let base = format!("http://{}", app.local_addr());
+        println!(
+            "\nDemo app {app} and client ready (the secret is new on every `serve --demo`):\n\
+             \n  client_id:     {id}\n  client_secret: {secret}\n\
+             \nGet a token:\n\n  curl -i -X POST {base}/auth/token -u '{id}:{secret}' -d grant_type=client_credentials\n\
+             \nThen: curl {base}/auth/introspect -H 'Authorization: Bearer <access_token>'\n",
+            app = demo.app.id,
+            id = demo.client.id,
+            secret = demo.secret.expose(),
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

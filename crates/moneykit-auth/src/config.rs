@@ -1,0 +1,114 @@
+//! Server settings, and where the master key comes from.
+//!
+//! Flags and `MONEYKIT_AUTH_*` environment variables are parsed by the CLI
+//! ([`crate::cli`]); this module holds the typed result with its defaults, so tests build
+//! a server from a `ServeSettings` without going through the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::http::Limits;
+use crate::keys::MasterKey;
+use crate::keys::sealing::SealingError;
+use crate::store;
+use crate::sync::RefreshSettings;
+
+/// The default token lifetime (PRODUCT.md §3).
+pub const DEFAULT_TOKEN_TTL_SECS: u32 = 3600;
+
+/// The default database (PRODUCT.md §5).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://moneykit-auth.db";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Public issuer URL; `http://` + the bound address when `None`.
+    pub issuer: Option<String>,
+    /// Default token lifetime.
+    pub token_ttl_secs: u32,
+    /// Where the state lives.
+    pub database_url: String,
+    /// `MONEYKIT_AUTH_SECRET`, when set.
+    pub master_secret: Option<String>,
+    /// Create and print a demo app and client.
+    pub demo: bool,
+    /// Background refresh and key rotation.
+    pub refresh: RefreshSettings,
+    /// Per-request limits.
+    pub limits: Limits,
+    /// Connection limits.
+    pub connection: ConnectionLimits,
+}
+
+impl ServeSettings {
+    /// Defaults for everything but the database, listening on `127.0.0.1:8080`.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: None,
+            token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
+            database_url: database_url.into(),
+            master_secret: None,
+            demo: false,
+            refresh: RefreshSettings::default(),
+            limits: Limits::default(),
+            connection: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// Limits applied per connection, before a request reaches the router.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest time a client may take to send its request headers (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers) accepted; beyond it, 431.
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How the master key was obtained, for the start-up message.
+#[derive(Debug)]
+pub enum MasterKeyOrigin {
+    /// From `MONEYKIT_AUTH_SECRET`.
+    Secret,
+    /// From a key file beside the database (`true` if it was just generated).
+    KeyFile(std::path::PathBuf, bool),
+    /// Random and in memory only (in-memory database).
+    Ephemeral,
+}
+
+/// The master key for `database_url`: from the secret when given, otherwise from a key
+/// file beside the database (created on first use), or a throwaway key for an in-memory
+/// database.
+pub fn resolve_master_key(
+    database_url: &str,
+    secret: Option<&str>,
+) -> Result<(MasterKey, MasterKeyOrigin), SealingError> {
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        return Ok((MasterKey::from_secret(secret)?, MasterKeyOrigin::Secret));
+    }
+    match store::key_file_path(database_url) {
+        Some(path) => {
+            let (key, created) = MasterKey::from_key_file(&path)?;
+            Ok((key, MasterKeyOrigin::KeyFile(path, created)))
+        }
+        None => {
+            let random = hex::encode(crate::domain::ids::random_bytes::<32>());
+            Ok((MasterKey::from_secret(&random)?, MasterKeyOrigin::Ephemeral))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Apps and clients as the service knows them.
+
+use time::OffsetDateTime;
+
+use super::scope::Scopes;
+use super::secrets::SecretHash;
+
+/// An app: the owner of clients and (later) of a webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// `app_…` id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// A client: one set of credentials of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `live_…` id; also the `sub` and `client_id` of its tokens.
+    pub id: String,
+    /// The app it belongs to.
+    pub app_id: String,
+    /// Display name.
+    pub name: String,
+    /// The scopes it may ask for.
+    pub scopes: Scopes,
+    /// Lifetime of its tokens in seconds, overriding the server default when set.
+    pub token_ttl_secs: Option<u32>,
+    /// Hash of its current secret.
+    pub secret_hash: SecretHash,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it is (or will be) disabled; `None` while enabled.
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl Client {
+    /// Whether the client is disabled at `now`: a scheduled disablement takes effect at
+    /// its time, not before.
+    pub fn is_disabled(&self, now: OffsetDateTime) -> bool {
+        self.disabled_at.is_some_and(|at| at <= now)
+    }
+
+    /// The lifetime its tokens get, given the server default.
+    pub fn token_ttl(&self, default_secs: u32) -> u32 {
+        self.token_ttl_secs.unwrap_or(default_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+
+    fn client(disabled_at: Option<OffsetDateTime>) -> Client {
+        Client {
+            id: "live_1".into(),
+            app_id: "app_1".into(),
+            name: "c".into(),
+            scopes: Scopes::default(),
+            token_ttl_secs: None,
+            secret_hash: SecretHash::of("x"),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            disabled_at,
+        }
+    }
+
+    #[test]
+    fn scheduled_disablement_takes_effect_at_its_time() {
+        let now = OffsetDateTime::now_utc();
+        let c = client(Some(now + Duration::minutes(5)));
+        assert!(!c.is_disabled(now));
+        assert!(c.is_disabled(now + Duration::minutes(5)));
+        assert!(!client(None).is_disabled(now));
+        assert!(client(Some(now)).is_disabled(now));
+    }
+
+    #[test]
+    fn client_ttl_overrides_the_default() {
+        let mut c = client(None);
+        assert_eq!(c.token_ttl(3600), 3600);
+        c.token_ttl_secs = Some(60);
+        assert_eq!(c.token_ttl(3600), 60);
+    }
+}

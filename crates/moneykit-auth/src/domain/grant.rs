@@ -1,0 +1,179 @@
+//! The engine behind every token endpoint: the client-credentials grant (RFC 6749 §4.4)
+//! and bearer-token authorization. HTTP surfaces parse their input, call these, and map
+//! the result to their own wire format; none of them re-implements any of it.
+
+use time::OffsetDateTime;
+
+use super::ids::new_token_id;
+use super::scope::{ScopeNotAllowed, Scopes};
+use super::secrets::SecretHash;
+use super::tokens::{self, AccessClaims, TokenRejection};
+use crate::snapshot::{ClientEntry, Snapshot};
+
+/// Client id and secret as presented, from the body or HTTP Basic.
+pub struct Credentials<'a> {
+    /// The claimed client id.
+    pub client_id: &'a str,
+    /// The presented secret.
+    pub client_secret: &'a str,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token request after transport-level parsing.
+#[derive(Debug)]
+pub struct TokenRequest<'a> {
+    /// `grant_type`; absent means `client_credentials`.
+    pub grant_type: Option<&'a str>,
+    /// `scope`; absent or empty means everything the client is allowed.
+    pub scope: Option<&'a str>,
+    /// The client's credentials; `None` if the request carried none.
+    pub credentials: Option<Credentials<'a>>,
+}
+
+/// A freshly issued access token.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u32,
+    /// The granted scopes.
+    pub scope: Scopes,
+    /// Its claims, for callers that log or count.
+    pub claims: AccessClaims,
+}
+
+/// Why a token was not issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// Missing, unknown or disabled client, or wrong secret (deliberately one case).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// A grant type other than `client_credentials`.
+    #[error("unsupported grant_type {0:?}: only client_credentials is supported")]
+    UnsupportedGrantType(String),
+    /// Malformed scope, or one the client is not allowed.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// No signing key is active (only possible if every key is scheduled in the future).
+    #[error("no signing key is active")]
+    NoSigningKey,
+}
+
+/// Authenticates a client against the snapshot: known, enabled at `now`, right secret.
+/// Unknown ids cost the same hash work as known ones.
+pub fn authenticate<'s>(
+    snapshot: &'s Snapshot,
+    credentials: &Credentials<'_>,
+    now: OffsetDateTime,
+) -> Result<&'s ClientEntry, GrantError> {
+    let Some(entry) = snapshot.client(credentials.client_id) else {
+        SecretHash::verify_against_nothing(credentials.client_secret);
+        return Err(GrantError::InvalidClient);
+    };
+    let secret_ok = entry.client.secret_hash.verify(credentials.client_secret);
+    if !secret_ok || entry.client.is_disabled(now) {
+        return Err(GrantError::InvalidClient);
+    }
+    Ok(entry)
+}
+
+/// Runs the client-credentials grant and signs a token.
+pub fn client_credentials(
+    snapshot: &Snapshot,
+    request: &TokenRequest<'_>,
+    now: OffsetDateTime,
+) -> Result<IssuedToken, GrantError> {
+    if let Some(grant) = request.grant_type
+        && grant != "client_credentials"
+    {
+        return Err(GrantError::UnsupportedGrantType(grant.to_owned()));
+    }
+    let credentials = request
+        .credentials
+        .as_ref()
+        .ok_or(GrantError::InvalidClient)?;
+    let entry = authenticate(snapshot, credentials, now)?;
+    let client = &entry.client;
+
+    let requested = Scopes::parse(request.scope.unwrap_or(""))
+        .map_err(|e| GrantError::InvalidScope(e.to_string()))?;
+    let scope = client
+        .scopes
+        .narrow_to(&requested)
+        .map_err(|ScopeNotAllowed(s)| {
+            GrantError::InvalidScope(format!("scope {s:?} is not allowed for this client"))
+        })?;
+
+    let signer = snapshot.signer_at(now).ok_or(GrantError::NoSigningKey)?;
+    let ttl = client.token_ttl(snapshot.settings.default_ttl_secs);
+    let iat = now.unix_timestamp();
+    let claims = AccessClaims {
+        iss: snapshot.settings.issuer.clone(),
+        sub: client.id.clone(),
+        client_id: client.id.clone(),
+        app_id: client.app_id.clone(),
+        scope: scope.to_string(),
+        iat,
+        exp: iat + i64::from(ttl),
+        jti: new_token_id(),
+    };
+    let access_token = tokens::sign(&signer.key, &signer.access_token_header, &claims);
+    Ok(IssuedToken {
+        access_token,
+        expires_in: ttl,
+        scope,
+        claims,
+    })
+}
+
+/// Why a bearer token does not authorize its bearer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// The token was valid but has expired.
+    #[error("the access token has expired")]
+    Expired,
+    /// Anything else: malformed, forged, foreign, or its client is gone or disabled.
+    #[error("the access token is invalid")]
+    Invalid,
+}
+
+/// A token that authorizes its bearer, with the client it was issued to.
+#[derive(Debug)]
+pub struct Authorized<'s> {
+    /// The token's claims.
+    pub claims: AccessClaims,
+    /// The client, as the snapshot knows it now.
+    pub client: &'s ClientEntry,
+}
+
+/// Validates a bearer token: signature, type, issuer, expiry, and that its client still
+/// exists and is not disabled at `now`.
+pub fn authorize_bearer<'s>(
+    snapshot: &'s Snapshot,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Authorized<'s>, BearerError> {
+    let claims = tokens::validate(
+        token,
+        |kid| snapshot.verifier(kid),
+        &snapshot.settings.issuer,
+        now.unix_timestamp(),
+    )
+    .map_err(|rejection| match rejection {
+        TokenRejection::Expired => BearerError::Expired,
+        _ => BearerError::Invalid,
+    })?;
+    let client = snapshot
+        .client(&claims.client_id)
+        .filter(|entry| !entry.client.is_disabled(now))
+        .ok_or(BearerError::Invalid)?;
+    Ok(Authorized { claims, client })
+}

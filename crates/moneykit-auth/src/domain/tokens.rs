@@ -1,0 +1,261 @@
+//! The access token: an ES256-signed JWT per RFC 9068 (header `typ` `at+jwt`).
+//!
+//! Signing and validation are plain functions over parsed keys; validation pins the
+//! algorithm, requires the `at+jwt` type and the configured issuer, checks the signature
+//! before trusting any claim, and only then looks at `exp` (with [`EXPIRY_LEEWAY_SECS`]).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use super::EXPIRY_LEEWAY_SECS;
+use crate::keys::{KeyPair, PublicKey};
+
+/// The JWT `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Longest token string the validator will look at; real tokens are about 500 bytes.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The claims of an access token (PRODUCT.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The issuer URL the server is configured with.
+    pub iss: String,
+    /// The client id.
+    pub sub: String,
+    /// The client id again (RFC 9068 §2.2).
+    pub client_id: String,
+    /// The client's app.
+    pub app_id: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Unique token id; what revocation names.
+    pub jti: String,
+}
+
+/// The base64url JWT header for access tokens signed by `kid`. Computed once per key.
+pub fn access_token_header(kid: &str) -> String {
+    let header = serde_json::json!({ "alg": "ES256", "typ": ACCESS_TOKEN_TYPE, "kid": kid });
+    URL_SAFE_NO_PAD.encode(header.to_string())
+}
+
+/// Signs `claims` into a compact JWT with a precomputed `header_b64`.
+pub fn sign(key: &KeyPair, header_b64: &str, claims: &AccessClaims) -> String {
+    let json = serde_json::to_vec(claims).expect("claims always serialize");
+    key.sign_jwt(header_b64, &json)
+}
+
+/// Why a presented token is not accepted. Only [`TokenRejection::Expired`] is reported
+/// differently to the caller; the others all mean "not a token of ours".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejection {
+    /// Not three base64url parts of JSON, or too long.
+    #[error("the token is malformed")]
+    Malformed,
+    /// The header names another algorithm than ES256, or critical extensions.
+    #[error("the token's algorithm is not ES256")]
+    WrongAlgorithm,
+    /// The header `typ` is not `at+jwt`.
+    #[error("the token is not an access token")]
+    WrongType,
+    /// No published key has the header's `kid`.
+    #[error("the token was not signed by a known key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// Signed by us but for another issuer.
+    #[error("the token was issued for another issuer")]
+    WrongIssuer,
+    /// Past `exp` (plus leeway).
+    #[error("the access token has expired")]
+    Expired,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    alg: &'a str,
+    #[serde(default)]
+    typ: Option<&'a str>,
+    #[serde(default)]
+    kid: Option<&'a str>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+fn decode_part(part: &str) -> Result<Vec<u8>, TokenRejection> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenRejection::Malformed)
+}
+
+/// Validates a compact JWT and returns its claims.
+///
+/// `key_for` looks up a verification key by `kid`; `issuer` is the expected `iss`;
+/// `now` is Unix seconds.
+pub fn validate<'k>(
+    token: &str,
+    key_for: impl Fn(&str) -> Option<&'k PublicKey>,
+    issuer: &str,
+    now: i64,
+) -> Result<AccessClaims, TokenRejection> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenRejection::Malformed);
+    }
+    let (signing_input, signature_b64) =
+        token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
+    let (header_b64, claims_b64) = signing_input
+        .split_once('.')
+        .ok_or(TokenRejection::Malformed)?;
+
+    let header_json = decode_part(header_b64)?;
+    let header: Header<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| TokenRejection::Malformed)?;
+    if header.alg != "ES256" || header.crit.is_some() {
+        return Err(TokenRejection::WrongAlgorithm);
+    }
+    let typ_ok = header.typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(TokenRejection::WrongType);
+    }
+    let key = header
+        .kid
+        .and_then(key_for)
+        .ok_or(TokenRejection::UnknownKey)?;
+    let signature = decode_part(signature_b64)?;
+    if !key.verify(signing_input.as_bytes(), &signature) {
+        return Err(TokenRejection::BadSignature);
+    }
+
+    let claims: AccessClaims =
+        serde_json::from_slice(&decode_part(claims_b64)?).map_err(|_| TokenRejection::Malformed)?;
+    if claims.iss != issuer {
+        return Err(TokenRejection::WrongIssuer);
+    }
+    if now > claims.exp + EXPIRY_LEEWAY_SECS {
+        return Err(TokenRejection::Expired);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        pair: KeyPair,
+        public: PublicKey,
+    }
+
+    fn fixture() -> Fixture {
+        let pair = KeyPair::from_pkcs8("key_t", &KeyPair::generate_pkcs8()).unwrap();
+        let public = PublicKey::from_sec1("key_t", &pair.public_key_bytes()).unwrap();
+        Fixture { pair, public }
+    }
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "http://issuer".into(),
+            sub: "live_1".into(),
+            client_id: "live_1".into(),
+            app_id: "app_1".into(),
+            scope: "a b".into(),
+            iat: exp - 60,
+            exp,
+            jti: "j".into(),
+        }
+    }
+
+    fn check(f: &Fixture, token: &str, now: i64) -> Result<AccessClaims, TokenRejection> {
+        validate(token, |kid| (kid == "key_t").then_some(&f.public), "http://issuer", now)
+    }
+
+    fn with_header(f: &Fixture, header: serde_json::Value) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        sign(&f.pair, &h, &claims(1000))
+    }
+
+    #[test]
+    fn a_signed_token_round_trips() {
+        let f = fixture();
+        let token = sign(&f.pair, &access_token_header("key_t"), &claims(1000));
+        assert_eq!(check(&f, &token, 900).unwrap(), claims(1000));
+    }
+
+    #[test]
+    fn expiry_allows_five_seconds_of_leeway() {
+        let f = fixture();
+        let token = sign(&f.pair, &access_token_header("key_t"), &claims(1000));
+        assert!(check(&f, &token, 1005).is_ok());
+        assert_eq!(check(&f, &token, 1006), Err(TokenRejection::Expired));
+    }
+
+    #[test]
+    fn tampering_anywhere_is_rejected() {
+        let f = fixture();
+        let token = sign(&f.pair, &access_token_header("key_t"), &claims(1000));
+        let mut other = claims(1000);
+        other.scope = "admin".into();
+        let forged_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
+        assert_eq!(check(&f, &forged, 900), Err(TokenRejection::BadSignature));
+        let zero_sig = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode([0u8; 64]));
+        assert_eq!(check(&f, &zero_sig, 900), Err(TokenRejection::BadSignature));
+        assert_eq!(check(&f, "a.b", 900), Err(TokenRejection::Malformed));
+        assert_eq!(check(&f, "", 900), Err(TokenRejection::Malformed));
+        assert_eq!(check(&f, "!!.??.**", 900), Err(TokenRejection::Malformed));
+        assert_eq!(
+            check(&f, &"a".repeat(MAX_TOKEN_LEN + 1), 900),
+            Err(TokenRejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn header_is_pinned() {
+        let f = fixture();
+        let t = |h| check(&f, &with_header(&f, h), 900);
+        use serde_json::json;
+        assert_eq!(
+            t(json!({"alg":"HS256","typ":"at+jwt","kid":"key_t"})),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+        assert_eq!(
+            t(json!({"alg":"none","typ":"at+jwt","kid":"key_t"})),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+        assert_eq!(
+            t(json!({"alg":"ES256","typ":"JWT","kid":"key_t"})),
+            Err(TokenRejection::WrongType)
+        );
+        assert_eq!(
+            t(json!({"alg":"ES256","kid":"key_t"})),
+            Err(TokenRejection::WrongType)
+        );
+        assert_eq!(
+            t(json!({"alg":"ES256","typ":"at+jwt","kid":"other"})),
+            Err(TokenRejection::UnknownKey)
+        );
+        assert_eq!(
+            t(json!({"alg":"ES256","typ":"at+jwt","kid":"key_t","crit":["x"]})),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+        assert!(t(json!({"alg":"ES256","typ":"application/at+jwt","kid":"key_t"})).is_ok());
+    }
+
+    #[test]
+    fn issuer_must_match() {
+        let f = fixture();
+        let mut c = claims(1000);
+        c.iss = "http://elsewhere".into();
+        let token = sign(&f.pair, &access_token_header("key_t"), &c);
+        assert_eq!(check(&f, &token, 900), Err(TokenRejection::WrongIssuer));
+    }
+}

@@ -1,0 +1,258 @@
+//! `ApiError`: every way a request can fail, and the one place that turns a failure into
+//! a status, headers and a body.
+//!
+//! Every error body carries the MoneyKit fields (`error_code`, `error_message`,
+//! `documentation_url`) and, where RFC 6749 / RFC 6750 define one, the standard `error` /
+//! `error_description`, so both the official SDKs and generic OAuth 2.0 clients can read
+//! it (PRODUCT.md §2).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use moneykit_wire::{ErrorBody, ValidationError};
+
+use crate::domain::grant::{BearerError, GrantError};
+
+/// Where error codes are documented; each code's anchor is appended.
+pub const ERRORS_DOC: &str =
+    "https://github.com/moneykit-auth/moneykit-auth/blob/main/docs/ERRORS.md";
+
+/// A failed request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Client authentication failed (401 `invalid_client`); `basic` when the client used
+    /// HTTP Basic, which earns a `WWW-Authenticate: Basic` challenge.
+    InvalidClient {
+        /// Whether HTTP Basic was used.
+        basic: bool,
+    },
+    /// A grant type other than `client_credentials` (400).
+    UnsupportedGrantType(String),
+    /// A scope that is malformed or not allowed (400).
+    InvalidScope(String),
+    /// A malformed request (422).
+    Validation(Vec<ValidationError>),
+    /// A `MoneyKit-Version` this server does not speak (400).
+    UnsupportedVersion(String),
+    /// No bearer token was sent (401).
+    MissingToken,
+    /// The bearer token is malformed, forged, revoked or its client is disabled (401).
+    InvalidToken,
+    /// The bearer token expired (401 `api_error.auth.expired_access_token`).
+    ExpiredToken,
+    /// No route for the path (404).
+    NotFound,
+    /// The path exists but not with this method (405; the router adds `Allow`).
+    MethodNotAllowed,
+    /// The body is larger than the limit (413).
+    PayloadTooLarge,
+    /// Headers larger than the limit (431).
+    HeadersTooLarge,
+    /// The request took longer than the limit (408).
+    RequestTimeout,
+    /// The service cannot serve this now (503), with the reason.
+    Unavailable(&'static str),
+    /// A bug or an unexpected failure (500); the cause is logged, never sent.
+    Internal,
+}
+
+struct Row {
+    status: StatusCode,
+    code: &'static str,
+    rfc: Option<&'static str>,
+}
+
+impl ApiError {
+    fn row(&self) -> Row {
+        use ApiError::*;
+        let (status, code, rfc) = match self {
+            InvalidClient { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "api_error.auth.unauthorized",
+                Some("invalid_client"),
+            ),
+            UnsupportedGrantType(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.unsupported_grant_type",
+                Some("unsupported_grant_type"),
+            ),
+            InvalidScope(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.invalid_scope",
+                Some("invalid_scope"),
+            ),
+            Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "api_error.request.validation_failed",
+                Some("invalid_request"),
+            ),
+            UnsupportedVersion(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.request.unsupported_version",
+                Some("invalid_request"),
+            ),
+            MissingToken | InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "api_error.auth.unauthorized",
+                Some("invalid_token"),
+            ),
+            ExpiredToken => (
+                StatusCode::UNAUTHORIZED,
+                "api_error.auth.expired_access_token",
+                Some("invalid_token"),
+            ),
+            NotFound => (StatusCode::NOT_FOUND, "api_error.request.not_found", None),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "api_error.request.method_not_allowed",
+                None,
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "api_error.request.body_too_large",
+                Some("invalid_request"),
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "api_error.request.headers_too_large",
+                Some("invalid_request"),
+            ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "api_error.request.timeout",
+                Some("invalid_request"),
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error.service_unavailable",
+                Some("temporarily_unavailable"),
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error.internal_server_error",
+                Some("server_error"),
+            ),
+        };
+        Row { status, code, rfc }
+    }
+
+    fn message(&self) -> String {
+        use ApiError::*;
+        match self {
+            InvalidClient { .. } => "Client authentication failed: unknown or disabled client, \
+                                     wrong secret, or conflicting credentials"
+                .into(),
+            UnsupportedGrantType(g) => {
+                format!("Unsupported grant_type {g:?}: only client_credentials is supported")
+            }
+            InvalidScope(why) => format!("Invalid scope: {why}"),
+            Validation(_) => "The request is malformed; see validation_errors".into(),
+            UnsupportedVersion(v) => format!(
+                "Unsupported MoneyKit-Version {v:?}; supported versions: {}",
+                moneykit_wire::headers::SUPPORTED_VERSIONS.join(", ")
+            ),
+            MissingToken => "No access token: send Authorization: Bearer <access_token>".into(),
+            InvalidToken => "Invalid access token".into(),
+            ExpiredToken => "Access token expired".into(),
+            NotFound => "No such endpoint".into(),
+            MethodNotAllowed => "Method not allowed on this endpoint".into(),
+            PayloadTooLarge => "Request body too large".into(),
+            HeadersTooLarge => "Request headers too large".into(),
+            RequestTimeout => "Request took too long".into(),
+            Unavailable(why) => format!("Service unavailable: {why}"),
+            Internal => "Internal server error".into(),
+        }
+    }
+
+    /// The error a framework-generated status stands for, used to give responses that
+    /// axum or tower-http produced (405, 413, 408 …) the documented JSON body.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::HeadersTooLarge,
+            StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable("try again later"),
+            s if s.is_client_error() => ApiError::Validation(vec![ValidationError::new(
+                &["request"],
+                s.canonical_reason().unwrap_or("bad request"),
+                "value_error",
+            )]),
+            _ => ApiError::Internal,
+        }
+    }
+
+    /// The body this error is sent with.
+    pub fn body(&self) -> ErrorBody {
+        let row = self.row();
+        let message = self.message();
+        ErrorBody {
+            error_code: row.code.to_owned(),
+            documentation_url: Some(format!("{ERRORS_DOC}#{}", row.code.replace('.', ""))),
+            error: row.rfc.map(str::to_owned),
+            error_description: row.rfc.map(|_| message.clone()),
+            validation_errors: match self {
+                ApiError::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+            error_message: message,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.row().status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).expect("serializable");
+        let mut response = (self.status(), body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match &self {
+            ApiError::InvalidClient { basic: true } => Some(r#"Basic realm="moneykit-auth""#),
+            ApiError::MissingToken => Some(r#"Bearer realm="moneykit-auth""#),
+            ApiError::InvalidToken => {
+                Some(r#"Bearer realm="moneykit-auth", error="invalid_token""#)
+            }
+            ApiError::ExpiredToken => Some(
+                r#"Bearer realm="moneykit-auth", error="invalid_token", error_description="The access token expired""#,
+            ),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// Maps a grant failure; `basic` says whether the client used HTTP Basic.
+    pub fn from_grant(error: GrantError, basic: bool) -> Self {
+        match error {
+            GrantError::InvalidClient => ApiError::InvalidClient { basic },
+            GrantError::UnsupportedGrantType(g) => ApiError::UnsupportedGrantType(g),
+            GrantError::InvalidScope(why) => ApiError::InvalidScope(why),
+            GrantError::NoSigningKey => ApiError::Unavailable("no signing key is active"),
+        }
+    }
+}
+
+impl From<BearerError> for ApiError {
+    fn from(e: BearerError) -> Self {
+        match e {
+            BearerError::Expired => ApiError::ExpiredToken,
+            BearerError::Invalid => ApiError::InvalidToken,
+        }
+    }
+}

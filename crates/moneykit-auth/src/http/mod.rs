@@ -1,0 +1,140 @@
+//! The HTTP surface: routes, and the layers every request passes through.
+//!
+//! - [`auth`]: `POST /auth/token`, `GET /auth/introspect` (MoneyKit-compatible).
+//! - [`discovery`]: `GET /.well-known/jwks.json`.
+//! - [`health`]: `/healthz/live`, `/healthz/ready`.
+//! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
+//! - [`error`]: [`ApiError`], the one mapping from failure to response.
+//!
+//! Layers, outermost first: request id (set, then echoed on the response), tracing,
+//! JSON bodies for framework-made errors, request timeout, body size cap (enforced where
+//! a handler reads the body, so the 413 it produces still gets the JSON error body).
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod extract;
+pub mod health;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::state::AppState;
+
+/// Request limits (PRODUCT.md §2: over-long bodies get 413, slow requests 408).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes. Token requests are a few hundred bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take from headers read to response.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds the application router with its layers.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/auth/token", post(auth::token))
+        .route("/auth/introspect", get(auth::introspect))
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/healthz/live", get(health::live))
+        .route("/healthz/ready", get(health::ready))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), ProcessRequestIds::new()))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::debug_span!(
+                                "request",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id = %id,
+                            )
+                        }),
+                )
+                .layer(axum::middleware::map_response(json_error_bodies))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                ))
+                .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+}
+
+/// Gives error responses made by the framework (405 from the router, 413 from the body
+/// limit, 408 from the timeout …) the documented JSON body, keeping their headers
+/// (`Allow` on a 405).
+async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_error || is_json {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut replaced = ApiError::from_status(status).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
+
+/// Request ids for requests that arrive without one: a per-process random prefix and a
+/// counter — unique, sortable within a process, and far cheaper than a UUID per request.
+#[derive(Debug, Clone)]
+struct ProcessRequestIds {
+    prefix: std::sync::Arc<str>,
+    counter: std::sync::Arc<AtomicU64>,
+}
+
+impl ProcessRequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: hex::encode(crate::domain::ids::random_bytes::<6>()).into(),
+            counter: Default::default(),
+        }
+    }
+}
+
+impl MakeRequestId for ProcessRequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}

@@ -1,0 +1,36 @@
+//! moneykit-auth: a self-hostable, MoneyKit-compatible OAuth 2.0 access token service.
+//!
+//! One binary serves the MoneyKit `AccessTokenApi` (`POST /auth/token`,
+//! `GET /auth/introspect`, `GET /.well-known/jwks.json`) and administers apps, clients and
+//! signing keys from the command line. The library exists so tests (and embedders) can
+//! build the server in-process.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
+//! - [`config`]: typed server settings and where the master key comes from.
+//! - [`startup`]: [`startup::Application`] — build on a bound listener, run until stopped.
+//! - [`http`]: routes and layers; handlers are thin.
+//! - [`domain`]: plain logic — ids, secrets, scopes, clients, the JWT format, and the
+//!   grant engine every endpoint calls.
+//! - [`keys`]: signing keys — sealing at rest, ES256, lifecycle.
+//! - [`store`]: the storage trait and its SQLite backend.
+//! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
+//! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
+//! - [`state`], [`telemetry`]: shared handler state; logging.
+//!
+//! The hot path (token, introspect, JWKS) reads only the snapshot: no database I/O per
+//! request.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod snapshot;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,192 @@
+//! The in-memory view the hot path serves from.
+//!
+//! A [`Snapshot`] is built from the whole stored state: clients with their apps, the
+//! parsed signing keys, the JWKS and every introspection body already serialized. Request
+//! handlers read it through [`SnapshotCell`] (an atomic pointer swap: no lock, no
+//! database), and the background refresh in [`crate::sync`] swaps in a new one when the
+//! stored state changes or a key changes state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use moneykit_wire::{AppClientResponse, AppResponse, JwkSet};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::domain::clients::{App, Client};
+use crate::domain::tokens::access_token_header;
+use crate::keys::lifecycle::KeySchedule;
+use crate::keys::sealing::SealingError;
+use crate::keys::{KeyPair, MasterKey, PublicKey};
+use crate::store::StoredState;
+
+/// Settings that shape tokens, fixed for the life of a server.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The `iss` of every token, and the only one accepted.
+    pub issuer: String,
+    /// Token lifetime for clients without their own.
+    pub default_ttl_secs: u32,
+}
+
+/// A client as the hot path needs it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// The stored client.
+    pub client: Client,
+    /// The `/auth/introspect` body for this client, serialized once.
+    pub introspection_json: Bytes,
+}
+
+/// A signing key ready to sign: parsed once, with its JWT header precomputed.
+#[derive(Debug)]
+pub struct Signer {
+    /// The parsed private key.
+    pub key: KeyPair,
+    /// base64url of the access-token JWT header for this key.
+    pub access_token_header: String,
+    /// When it starts signing.
+    pub activates_at: OffsetDateTime,
+}
+
+/// The read-only state every request is served from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The store revision this was built from.
+    pub revision: i64,
+    /// Token settings.
+    pub settings: Arc<TokenSettings>,
+    clients: HashMap<String, ClientEntry>,
+    /// Published keys that can sign, in activation order.
+    signers: Vec<Signer>,
+    verifiers: HashMap<String, PublicKey>,
+    jwks_json: Bytes,
+    /// When the key schedule next changes (a key activates or leaves the JWKS).
+    pub stale_at: Option<OffsetDateTime>,
+}
+
+impl Snapshot {
+    /// Builds the view at `now`, opening the private keys of every published key.
+    pub fn build(
+        state: &StoredState,
+        master: &MasterKey,
+        settings: Arc<TokenSettings>,
+        now: OffsetDateTime,
+    ) -> Result<Self, SnapshotError> {
+        let apps: HashMap<&str, &App> = state.apps.iter().map(|a| (a.id.as_str(), a)).collect();
+        let mut clients = HashMap::with_capacity(state.clients.len());
+        for client in &state.clients {
+            let app = apps
+                .get(client.app_id.as_str())
+                .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?;
+            let body = introspection_body(client, app);
+            clients.insert(
+                client.id.clone(),
+                ClientEntry {
+                    client: client.clone(),
+                    introspection_json: Bytes::from(
+                        serde_json::to_vec(&body).expect("serializable"),
+                    ),
+                },
+            );
+        }
+
+        let schedule = KeySchedule::new(&state.keys);
+        let mut signers = Vec::new();
+        let mut verifiers = HashMap::new();
+        let mut jwks = JwkSet::default();
+        for scheduled in schedule.published_at(now) {
+            let record = scheduled.record;
+            let public = PublicKey::from_sec1(&record.kid, &record.public_key)?;
+            jwks.keys.push(public.to_jwk());
+            verifiers.insert(record.kid.clone(), public);
+            let pkcs8 = master.open(&record.kid, &record.sealed_private_key)?;
+            signers.push(Signer {
+                key: KeyPair::from_pkcs8(&record.kid, &pkcs8)?,
+                access_token_header: access_token_header(&record.kid),
+                activates_at: record.activates_at,
+            });
+        }
+
+        Ok(Self {
+            revision: state.revision,
+            settings,
+            clients,
+            signers,
+            verifiers,
+            jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
+            stale_at: schedule.next_change_after(now),
+        })
+    }
+
+    /// The client with this id, if it exists (enabled or not).
+    pub fn client(&self, id: &str) -> Option<&ClientEntry> {
+        self.clients.get(id)
+    }
+
+    /// The key that signs at `now`. Keys are few and ordered, so a backwards scan is the
+    /// cheapest correct answer even right at an activation boundary.
+    pub fn signer_at(&self, now: OffsetDateTime) -> Option<&Signer> {
+        self.signers.iter().rev().find(|s| s.activates_at <= now)
+    }
+
+    /// The public key with this `kid`, if published.
+    pub fn verifier(&self, kid: &str) -> Option<&PublicKey> {
+        self.verifiers.get(kid)
+    }
+
+    /// The JWKS body, serialized once.
+    pub fn jwks_json(&self) -> &Bytes {
+        &self.jwks_json
+    }
+}
+
+fn introspection_body(client: &Client, app: &App) -> AppClientResponse {
+    AppClientResponse {
+        client_id: client.id.clone(),
+        client_name: client.name.clone(),
+        scope: client.scopes.to_string(),
+        app: AppResponse::new(&app.id, &app.name),
+        disabled_at: client
+            .disabled_at
+            .map(|t| t.format(&Rfc3339).expect("valid RFC 3339 time")),
+    }
+}
+
+/// Why a snapshot could not be built. Fatal on start; on refresh the previous snapshot
+/// keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A private key does not open under the master key.
+    #[error(transparent)]
+    Sealing(#[from] SealingError),
+    /// A stored key is not a valid P-256 key.
+    #[error(transparent)]
+    InvalidKey(#[from] crate::keys::es256::InvalidKey),
+    /// A client points at an app that does not exist.
+    #[error("client {0} belongs to an app that does not exist")]
+    OrphanClient(String),
+}
+
+/// The current snapshot, swapped atomically. Readers never wait.
+#[derive(Debug)]
+pub struct SnapshotCell(ArcSwap<Snapshot>);
+
+impl SnapshotCell {
+    /// Starts with `first`.
+    pub fn new(first: Snapshot) -> Self {
+        Self(ArcSwap::from_pointee(first))
+    }
+
+    /// The snapshot to serve one request from.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    /// Replaces the snapshot; requests already running keep the one they loaded.
+    pub fn store(&self, next: Snapshot) {
+        self.0.store(Arc::new(next));
+    }
+}

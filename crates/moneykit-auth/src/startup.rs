@@ -1,0 +1,194 @@
+//! Building and running the server: open the store, make sure a signing key exists, build
+//! the first snapshot, bind the listener, then serve until told to stop.
+//!
+//! [`Application::build`] binds before it returns, so a caller that asked for port 0 can
+//! read the real port from [`Application::port`] — this is how the integration tests run
+//! a real server per test.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::config::{ConnectionLimits, MasterKeyOrigin, ServeSettings, resolve_master_key};
+use crate::domain::clients::{App, Client};
+use crate::domain::secrets::ClientSecret;
+use crate::http;
+use crate::snapshot::TokenSettings;
+use crate::state::{AppState, Health};
+use crate::store::{self, OpenMode, Store};
+use crate::sync::Refresher;
+
+/// Credentials created by `serve --demo`, to print once.
+#[derive(Debug)]
+pub struct DemoCredentials {
+    /// The demo app.
+    pub app: App,
+    /// The demo client.
+    pub client: Client,
+    /// Its secret in clear.
+    pub secret: ClientSecret,
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    issuer: String,
+    router: axum::Router,
+    refresher: Refresher,
+    store: Arc<dyn Store>,
+    connection: ConnectionLimits,
+    master_key_origin: MasterKeyOrigin,
+    demo: Option<DemoCredentials>,
+}
+
+impl Application {
+    /// Opens the store, creates the first signing key if there is none, binds the
+    /// listener and builds the first snapshot.
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        let store = store::connect(&settings.database_url, OpenMode::CreateOrMigrate).await?;
+        let (master, master_key_origin) =
+            resolve_master_key(&settings.database_url, settings.master_secret.as_deref())?;
+        if let Some(key) = admin::ensure_first_key(store.as_ref(), &master).await? {
+            tracing::info!(kid = %key.kid, "created the first signing key");
+        }
+        let demo = if settings.demo {
+            let (app, client, secret) = admin::ensure_demo_client(store.as_ref()).await?;
+            Some(DemoCredentials { app, client, secret })
+        } else {
+            None
+        };
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{local_addr}"));
+        let tokens = Arc::new(TokenSettings {
+            issuer: issuer.clone(),
+            default_ttl_secs: settings.token_ttl_secs,
+        });
+        let health = Arc::new(Health::default());
+        let refresher =
+            Refresher::start(store.clone(), master, tokens, health.clone(), settings.refresh)
+                .await?;
+        let state = AppState {
+            snapshot: refresher.cell(),
+            health,
+        };
+        Ok(Self {
+            router: http::router(state, settings.limits),
+            listener,
+            local_addr,
+            issuer,
+            refresher,
+            store,
+            connection: settings.connection,
+            master_key_origin,
+            demo,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The issuer tokens carry.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The store, for tests and tools that share the server's database.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// How the master key was obtained (for the start-up message).
+    pub fn master_key_origin(&self) -> &MasterKeyOrigin {
+        &self.master_key_origin
+    }
+
+    /// The demo credentials, when built with `demo`.
+    pub fn demo_credentials(&self) -> Option<&DemoCredentials> {
+        self.demo.as_ref()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
+    /// finish (up to the shutdown grace period) and stops the background refresh.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let refresh = tokio::spawn(self.refresher.run(stop_rx));
+
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.connection.header_read_timeout)
+            .max_buf_size(self.connection.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.connection.max_header_bytes).unwrap_or(u32::MAX));
+
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        tracing::info!(address = %self.local_addr, issuer = %self.issuer, "listening");
+        loop {
+            let (stream, _peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(self.router.clone());
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                // Client resets and timeouts end connections; nothing to report.
+                let _ = connection.await;
+            });
+        }
+
+        tracing::info!("shutting down: finishing requests in flight");
+        drop(self.listener);
+        if tokio::time::timeout(self.connection.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+        let _ = stop_tx.send(true);
+        let _ = refresh.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! What every request handler can reach: the current snapshot and the service's health.
+//! Passed explicitly through the router, never global, so each test runs its own server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::snapshot::{Snapshot, SnapshotCell};
+
+/// Shared state of one running server.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The in-memory view the hot path serves from.
+    pub snapshot: Arc<SnapshotCell>,
+    /// Whether the store is reachable, as last seen by the background refresh.
+    pub health: Arc<Health>,
+}
+
+impl AppState {
+    /// The snapshot to serve one request from.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+}
+
+/// Readiness as seen by the background refresh: the hot path keeps serving from memory
+/// while the store is down, but a load balancer should know.
+#[derive(Debug)]
+pub struct Health {
+    store_reachable: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            store_reachable: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Health {
+    /// Records whether the last store access worked; returns the previous value, so the
+    /// caller can log a transition once instead of on every attempt.
+    pub fn set_store_reachable(&self, reachable: bool) -> bool {
+        self.store_reachable.swap(reachable, Ordering::Relaxed)
+    }
+
+    /// Whether the store was reachable at the last check.
+    pub fn store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,155 @@
+//! Keeping the in-memory snapshot current without touching the request path.
+//!
+//! A background task reads the store's revision counter a few times a second (one
+//! single-row read); when it moves, or the key schedule reaches its next change, or the
+//! periodic full refresh is due, it reloads the state and swaps in a new snapshot. Changes
+//! made by the CLI in another process therefore reach the server well within a second.
+//! The same task runs scheduled key rotation. While the store is unreachable the server
+//! keeps serving its last snapshot and reports not-ready; the outage is logged once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::keys::MasterKey;
+use crate::keys::lifecycle::KeySchedule;
+use crate::snapshot::{Snapshot, SnapshotCell, TokenSettings};
+use crate::state::Health;
+use crate::store::{Store, StoredState};
+
+/// How often and how the background refresh works.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// How often the revision counter is read.
+    pub poll_interval: Duration,
+    /// Reload everything at least this often, whatever the counter says.
+    pub full_refresh_interval: Duration,
+    /// Publish a next key when the active one has signed this long (minus the delay).
+    pub key_rotation_interval: time::Duration,
+    /// How long a newly published key waits before it signs.
+    pub key_activation_delay: time::Duration,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(200),
+            full_refresh_interval: Duration::from_secs(30),
+            key_rotation_interval: time::Duration::days(30),
+            key_activation_delay: time::Duration::minutes(10),
+        }
+    }
+}
+
+/// Builds snapshots from the store and swaps them into the cell.
+pub struct Refresher {
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    tokens: Arc<TokenSettings>,
+    cell: Arc<SnapshotCell>,
+    health: Arc<Health>,
+    settings: RefreshSettings,
+}
+
+impl Refresher {
+    /// Loads the state and builds the first snapshot; failing here is fatal (a server
+    /// that cannot open its keys must not start).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        tokens: Arc<TokenSettings>,
+        health: Arc<Health>,
+        settings: RefreshSettings,
+    ) -> anyhow::Result<Self> {
+        let state = store.load().await?;
+        let first = Snapshot::build(&state, &master, tokens.clone(), OffsetDateTime::now_utc())?;
+        Ok(Self {
+            store,
+            master,
+            tokens,
+            cell: Arc::new(SnapshotCell::new(first)),
+            health,
+            settings,
+        })
+    }
+
+    /// The cell the HTTP handlers read.
+    pub fn cell(&self) -> Arc<SnapshotCell> {
+        self.cell.clone()
+    }
+
+    /// One refresh step: reload if the revision moved, the key schedule changed, or
+    /// `force`; rotate the signing key if due. Returns whether a new snapshot was swapped
+    /// in. Tests call this directly instead of waiting for the loop.
+    pub async fn refresh_once(&self, force: bool) -> anyhow::Result<bool> {
+        let now = OffsetDateTime::now_utc();
+        let current = self.cell.load();
+        let stale = current.stale_at.is_some_and(|t| t <= now);
+        if !force && !stale && self.store.revision().await? == current.revision {
+            return Ok(false);
+        }
+        let state = self.store.load().await?;
+        if self.rotate_if_due(&state, now).await? {
+            // The rotation bumped the revision; the next step picks the new key up.
+            return Ok(false);
+        }
+        let next = Snapshot::build(&state, &self.master, self.tokens.clone(), now)?;
+        self.cell.store(next);
+        Ok(true)
+    }
+
+    async fn rotate_if_due(&self, state: &StoredState, now: OffsetDateTime) -> anyhow::Result<bool> {
+        let schedule = KeySchedule::new(&state.keys);
+        let due = schedule.rotation_due(
+            now,
+            self.settings.key_rotation_interval,
+            self.settings.key_activation_delay,
+        );
+        if !due {
+            return Ok(false);
+        }
+        let rotation = admin::rotate_key(
+            self.store.as_ref(),
+            &self.master,
+            self.settings.key_activation_delay,
+            false,
+        )
+        .await?;
+        if let admin::Rotation::Published(key) = &rotation {
+            tracing::info!(kid = %key.kid, activates_at = %key.activates_at, "scheduled key rotation published a next key");
+        }
+        Ok(true)
+    }
+
+    /// Runs until `shutdown` changes, refreshing every poll interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let force = last_full.elapsed() >= self.settings.full_refresh_interval;
+            match self.refresh_once(force).await {
+                Ok(_) => {
+                    if force {
+                        last_full = tokio::time::Instant::now();
+                    }
+                    if !self.health.set_store_reachable(true) {
+                        tracing::info!("database reachable again; changes are arriving");
+                    }
+                }
+                Err(error) => {
+                    if self.health.set_store_reachable(false) {
+                        tracing::error!(error = %format!("{error:#}"), "refresh failed; serving the last known state until it recovers");
+                    }
+                }
+            }
+        }
+    }
+}

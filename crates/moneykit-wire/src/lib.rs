@@ -1,0 +1,26 @@
+//! The wire format of the MoneyKit access token API: one definition of every JSON body,
+//! shared by the `moneykit-auth` server and the `moneykit` SDK so the two can never
+//! disagree on field names or shapes.
+//!
+//! # Layout
+//!
+//! - [`token`]: the `/auth/token` form fields and the token response.
+//! - [`introspect`]: `AppClientResponse`, the body of `/auth/introspect`.
+//! - [`jwks`]: the public JSON Web Key Set published at `/.well-known/jwks.json`.
+//! - [`error`]: the error body (MoneyKit fields, RFC 6749 fields, validation errors).
+//! - [`headers`]: header names and the API version the official SDKs send.
+//!
+//! Types here are plain data: no I/O, no validation beyond what serde does. Unknown JSON
+//! members are kept where a client may need them (JWKs) and ignored elsewhere, so newer
+//! servers stay readable by older clients.
+
+pub mod error;
+pub mod headers;
+pub mod introspect;
+pub mod jwks;
+pub mod token;
+
+pub use error::{ErrorBody, ValidationError};
+pub use introspect::{AppClientResponse, AppResponse};
+pub use jwks::{Jwk, JwkSet};
+pub use token::{GenerateAccessTokenResponse, TokenForm};

@@ -1,0 +1,66 @@
+//! `POST /auth/token`: the form a client sends and the token it gets back.
+
+use serde::{Deserialize, Serialize};
+
+/// The `application/x-www-form-urlencoded` body of `POST /auth/token`.
+///
+/// Every field is optional on the wire: credentials may come in an HTTP Basic header
+/// instead, an absent `grant_type` means `client_credentials`, and an absent or empty
+/// `scope` means every scope the client is allowed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenForm {
+    /// Only `client_credentials` is supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<String>,
+    /// Space-separated scopes to narrow the token to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client id, when not sent as HTTP Basic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client secret, when not sent as HTTP Basic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenForm {
+    // The secret must never reach a log line, even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenForm")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// The body of a successful token response (`201` on `/auth/token`, `200` on
+/// `/oauth2/token`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateAccessTokenResponse {
+    /// The bearer token: an ES256-signed JWT (RFC 9068).
+    pub access_token: String,
+    /// Always `bearer` on the MoneyKit path.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The scopes granted, space-separated.
+    #[serde(default)]
+    pub scope: String,
+}
+
+impl std::fmt::Debug for GenerateAccessTokenResponse {
+    // A full token in a debug print is a credential in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateAccessTokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
