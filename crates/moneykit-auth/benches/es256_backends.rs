@@ -23,8 +23,8 @@ fn aws_lc_rs(c: &mut Criterion) {
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
     let public = key.public_key().as_ref().to_vec();
     let sig = key.sign(&rng, MESSAGE).unwrap();
-    let parsed = aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
-        .unwrap();
+    let parsed =
+        aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public).unwrap();
     c.bench_function("aws-lc-rs sign", |b| {
         b.iter(|| key.sign(&rng, black_box(MESSAGE)).unwrap())
     });

@@ -153,7 +153,11 @@ pub async fn rotate_client_secret(
     Ok((existing_client(store, id).await?, secret))
 }
 
-fn new_key_record(master: &MasterKey, now: OffsetDateTime, activates_at: OffsetDateTime) -> KeyRecord {
+fn new_key_record(
+    master: &MasterKey,
+    now: OffsetDateTime,
+    activates_at: OffsetDateTime,
+) -> KeyRecord {
     let kid = new_key_id();
     let pkcs8 = KeyPair::generate_pkcs8();
     let pair = KeyPair::from_pkcs8(&kid, &pkcs8).expect("a freshly generated key parses");
@@ -203,7 +207,9 @@ pub async fn rotate_key(
 ) -> Result<Rotation, AdminError> {
     let now = OffsetDateTime::now_utc();
     let keys = store.list_keys().await?;
-    let pending = KeySchedule::new(&keys).pending_at(now).map(|k| k.record.clone());
+    let pending = KeySchedule::new(&keys)
+        .pending_at(now)
+        .map(|k| k.record.clone());
     if let Some(mut pending) = pending {
         if !immediately {
             return Ok(Rotation::AlreadyPending(pending));
@@ -213,9 +219,16 @@ pub async fn rotate_key(
             return Ok(Rotation::ActivatedPending(pending));
         }
     }
-    let activates_at = if immediately { now } else { now + activation_delay };
+    let activates_at = if immediately {
+        now
+    } else {
+        now + activation_delay
+    };
     let key = new_key_record(master, now, activates_at);
-    if store.insert_key(&key, InsertKeyIf::NonePendingAt(now)).await? {
+    if store
+        .insert_key(&key, InsertKeyIf::NonePendingAt(now))
+        .await?
+    {
         return Ok(Rotation::Published(key));
     }
     // Another process published a next key between our read and our write.
@@ -237,7 +250,12 @@ pub async fn ensure_demo_client(
 ) -> Result<(App, Client, ClientSecret), AdminError> {
     const APP_NAME: &str = "Demo App";
     const CLIENT_NAME: &str = "demo";
-    let app = match store.list_apps().await?.into_iter().find(|a| a.name == APP_NAME) {
+    let app = match store
+        .list_apps()
+        .await?
+        .into_iter()
+        .find(|a| a.name == APP_NAME)
+    {
         Some(app) => app,
         None => create_app(store, APP_NAME).await?,
     };

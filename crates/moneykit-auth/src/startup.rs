@@ -62,7 +62,11 @@ impl Application {
         }
         let demo = if settings.demo {
             let (app, client, secret) = admin::ensure_demo_client(store.as_ref()).await?;
-            Some(DemoCredentials { app, client, secret })
+            Some(DemoCredentials {
+                app,
+                client,
+                secret,
+            })
         } else {
             None
         };
@@ -80,9 +84,14 @@ impl Application {
             default_ttl_secs: settings.token_ttl_secs,
         });
         let health = Arc::new(Health::default());
-        let refresher =
-            Refresher::start(store.clone(), master, tokens, health.clone(), settings.refresh)
-                .await?;
+        let refresher = Refresher::start(
+            store.clone(),
+            master,
+            tokens,
+            health.clone(),
+            settings.refresh,
+        )
+        .await?;
         let state = AppState {
             snapshot: refresher.cell(),
             health,
@@ -120,6 +129,11 @@ impl Application {
         self.store.clone()
     }
 
+    /// The live snapshot cell, so tests can wait until a change has been picked up.
+    pub fn snapshot_cell(&self) -> Arc<crate::snapshot::SnapshotCell> {
+        self.refresher.cell()
+    }
+
     /// How the master key was obtained (for the start-up message).
     pub fn master_key_origin(&self) -> &MasterKeyOrigin {
         &self.master_key_origin
@@ -149,7 +163,9 @@ impl Application {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(self.connection.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(
+                u32::try_from(self.connection.max_header_bytes).unwrap_or(u32::MAX),
+            );
 
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);

@@ -52,6 +52,8 @@ pub struct Refresher {
     cell: Arc<SnapshotCell>,
     health: Arc<Health>,
     settings: RefreshSettings,
+    /// When scheduled rotation is next due, from the last loaded key schedule.
+    rotation_due_at: std::sync::Mutex<Option<OffsetDateTime>>,
 }
 
 impl Refresher {
@@ -65,15 +67,19 @@ impl Refresher {
         settings: RefreshSettings,
     ) -> anyhow::Result<Self> {
         let state = store.load().await?;
-        let first = Snapshot::build(&state, &master, tokens.clone(), OffsetDateTime::now_utc())?;
-        Ok(Self {
+        let now = OffsetDateTime::now_utc();
+        let first = Snapshot::build(&state, &master, tokens.clone(), now)?;
+        let refresher = Self {
             store,
             master,
             tokens,
             cell: Arc::new(SnapshotCell::new(first)),
             health,
             settings,
-        })
+            rotation_due_at: Default::default(),
+        };
+        refresher.note_rotation_schedule(&state, now);
+        Ok(refresher)
     }
 
     /// The cell the HTTP handlers read.
@@ -87,7 +93,12 @@ impl Refresher {
     pub async fn refresh_once(&self, force: bool) -> anyhow::Result<bool> {
         let now = OffsetDateTime::now_utc();
         let current = self.cell.load();
-        let stale = current.stale_at.is_some_and(|t| t <= now);
+        let rotation_due = self
+            .rotation_due_at
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|t| t <= now);
+        let stale = rotation_due || current.stale_at.is_some_and(|t| t <= now);
         if !force && !stale && self.store.revision().await? == current.revision {
             return Ok(false);
         }
@@ -98,10 +109,24 @@ impl Refresher {
         }
         let next = Snapshot::build(&state, &self.master, self.tokens.clone(), now)?;
         self.cell.store(next);
+        self.note_rotation_schedule(&state, now);
         Ok(true)
     }
 
-    async fn rotate_if_due(&self, state: &StoredState, now: OffsetDateTime) -> anyhow::Result<bool> {
+    fn note_rotation_schedule(&self, state: &StoredState, now: OffsetDateTime) {
+        let due = KeySchedule::new(&state.keys).rotation_due_at(
+            now,
+            self.settings.key_rotation_interval,
+            self.settings.key_activation_delay,
+        );
+        *self.rotation_due_at.lock().expect("not poisoned") = due;
+    }
+
+    async fn rotate_if_due(
+        &self,
+        state: &StoredState,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<bool> {
         let schedule = KeySchedule::new(&state.keys);
         let due = schedule.rotation_due(
             now,

@@ -24,7 +24,9 @@ pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> an
         AppsCommand::Create { name } => {
             let store = super::open(database_url, OpenMode::CreateOrMigrate).await?;
             let app = admin::create_app(store.as_ref(), &name).await?;
-            out.emit(&app_json(&app), || format!("Created app {} ({})", app.id, app.name));
+            out.emit(&app_json(&app), || {
+                format!("Created app {} ({})", app.id, app.name)
+            });
         }
         AppsCommand::List => {
             let store = super::open(database_url, OpenMode::MustExist).await?;

@@ -157,7 +157,9 @@ pub(super) async fn run(
         }
         ClientsCommand::Enable { client_id } => {
             let client = admin::enable_client(store, &client_id).await?;
-            out.emit(&client_json(&client), || format!("Enabled client {}", client.id));
+            out.emit(&client_json(&client), || {
+                format!("Enabled client {}", client.id)
+            });
         }
         ClientsCommand::RotateSecret { client_id } => {
             let (client, secret) = admin::rotate_client_secret(store, &client_id).await?;

@@ -87,7 +87,11 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
                 "activates_at": rfc3339(key.activates_at),
             });
             out.emit(&value, || {
-                format!("{text} {} (signs from {})", key.kid, rfc3339(key.activates_at))
+                format!(
+                    "{text} {} (signs from {})",
+                    key.kid,
+                    rfc3339(key.activates_at)
+                )
             });
         }
     }

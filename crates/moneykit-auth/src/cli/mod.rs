@@ -33,7 +33,13 @@ pub struct Cli {
     json: bool,
 
     /// Log line format.
-    #[arg(long, global = true, env = "MONEYKIT_AUTH_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "MONEYKIT_AUTH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -117,7 +123,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(secs));
     }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (use seconds, or units like 10m, 30d)"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (use seconds, or units like 10m, 30d)"))
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ impl Output {
     /// Prints `value` as JSON, or `text()` as text.
     pub fn emit(&self, value: &impl Serialize, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("serializable")
+            );
         } else {
             println!("{}", text());
         }
@@ -99,6 +102,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             .to_owned()
     };
     let mut out = vec![line(header.to_vec())];
-    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
     out.join("\n")
 }

@@ -19,7 +19,12 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "MONEYKIT_AUTH_ISSUER", value_parser = parse_issuer)]
     issuer: Option<String>,
     /// Default token lifetime in seconds (1-86400).
-    #[arg(long, env = "MONEYKIT_AUTH_TOKEN_TTL", default_value_t = 3600, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_TOKEN_TTL",
+        default_value_t = 3600,
+        value_name = "SECS"
+    )]
     token_ttl: u64,
     /// Create a demo app and client if needed, and print working credentials.
     #[arg(long, env = "MONEYKIT_AUTH_DEMO")]

@@ -21,7 +21,10 @@ impl ClientSecret {
     /// A fresh secret: `mks_` + 256 random bits in base64url (URL-unreserved characters only).
     /// The prefix lets secret scanners recognise a leaked one.
     pub fn generate() -> Self {
-        Self(format!("mks_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>())))
+        Self(format!(
+            "mks_{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+        ))
     }
 
     /// The secret in clear, for showing it once.

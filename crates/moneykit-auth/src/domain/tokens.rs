@@ -107,8 +107,7 @@ pub fn validate<'k>(
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenRejection::Malformed);
     }
-    let (signing_input, signature_b64) =
-        token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
+    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
     let (header_b64, claims_b64) = signing_input
         .split_once('.')
         .ok_or(TokenRejection::Malformed)?;
@@ -174,7 +173,12 @@ mod tests {
     }
 
     fn check(f: &Fixture, token: &str, now: i64) -> Result<AccessClaims, TokenRejection> {
-        validate(token, |kid| (kid == "key_t").then_some(&f.public), "http://issuer", now)
+        validate(
+            token,
+            |kid| (kid == "key_t").then_some(&f.public),
+            "http://issuer",
+            now,
+        )
     }
 
     fn with_header(f: &Fixture, header: serde_json::Value) -> String {
@@ -207,7 +211,12 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
         assert_eq!(check(&f, &forged, 900), Err(TokenRejection::BadSignature));
-        let zero_sig = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let zero_sig = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode([0u8; 64])
+        );
         assert_eq!(check(&f, &zero_sig, 900), Err(TokenRejection::BadSignature));
         assert_eq!(check(&f, "a.b", 900), Err(TokenRejection::Malformed));
         assert_eq!(check(&f, "", 900), Err(TokenRejection::Malformed));

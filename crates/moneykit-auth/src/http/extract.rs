@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use base64::engine::{GeneralPurpose, GeneralPurposeConfig, DecodePaddingMode};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use moneykit_wire::ValidationError;
 use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 
@@ -51,7 +51,10 @@ pub fn decode_form_component(raw: &[u8]) -> Option<Cow<'_, str>> {
     if !raw.iter().any(|&b| b == b'+' || b == b'%') {
         return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
     }
-    let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
     let decoded: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
     String::from_utf8(decoded).ok().map(Cow::Owned)
 }
@@ -87,7 +90,11 @@ pub fn parse_token_params(body: &[u8]) -> Result<TokenParams<'_>, ApiError> {
             None => (pair, &b""[..]),
         };
         let name = decode_form_component(raw_name).ok_or_else(|| {
-            validation(&["body"], "parameter names must be UTF-8", "value_error.encoding")
+            validation(
+                &["body"],
+                "parameter names must be UTF-8",
+                "value_error.encoding",
+            )
         })?;
         let (slot, field) = match name.as_ref() {
             "grant_type" => (&mut params.grant_type, "grant_type"),
@@ -104,7 +111,11 @@ pub fn parse_token_params(body: &[u8]) -> Result<TokenParams<'_>, ApiError> {
             ));
         }
         let value = decode_form_component(raw_value).ok_or_else(|| {
-            validation(&["body", field], "value must be UTF-8", "value_error.encoding")
+            validation(
+                &["body", field],
+                "value must be UTF-8",
+                "value_error.encoding",
+            )
         })?;
         *slot = Some(value);
     }
@@ -266,20 +277,27 @@ mod tests {
     }
 
     fn basic(id: &str, secret: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
     }
 
     #[test]
     fn form_components_decode_plus_and_percent() {
         assert_eq!(decode_form_component(b"a+b%20c%3A").unwrap(), "a b c:");
-        assert!(matches!(decode_form_component(b"plain").unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            decode_form_component(b"plain").unwrap(),
+            Cow::Borrowed(_)
+        ));
         assert!(decode_form_component(b"%FF").is_none());
         assert_eq!(decode_form_component(b"%zz").unwrap(), "%zz");
     }
 
     #[test]
     fn token_params_parse_and_reject_repeats() {
-        let p = parse_token_params(b"grant_type=client_credentials&scope=a+b&x=1&&client_id=c").unwrap();
+        let p = parse_token_params(b"grant_type=client_credentials&scope=a+b&x=1&&client_id=c")
+            .unwrap();
         assert_eq!(p.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(p.scope.as_deref(), Some("a b"));
         assert_eq!(p.client_id.as_deref(), Some("c"));
@@ -289,12 +307,18 @@ mod tests {
             ApiError::Validation(v) => assert_eq!(v[0].location, ["body", "client_id"]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_token_params(b"scope=%FF"), Err(ApiError::Validation(_))));
+        assert!(matches!(
+            parse_token_params(b"scope=%FF"),
+            Err(ApiError::Validation(_))
+        ));
     }
 
     #[test]
     fn content_type_must_be_form_for_a_body() {
-        let form = headers(&[("content-type", "application/x-www-form-urlencoded; charset=UTF-8")]);
+        let form = headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        )]);
         assert!(check_form_content_type(&form, b"a=b").is_ok());
         let json = headers(&[("content-type", "application/json")]);
         assert!(check_form_content_type(&json, b"{}").is_err());
@@ -306,7 +330,10 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let h = headers(&[("authorization", &basic("my%20id", "s%3Acret+x"))]);
         let c = basic_credentials(&h).unwrap().unwrap();
-        assert_eq!((c.client_id.as_str(), c.client_secret.as_str()), ("my id", "s:cret x"));
+        assert_eq!(
+            (c.client_id.as_str(), c.client_secret.as_str()),
+            ("my id", "s:cret x")
+        );
         let h = headers(&[("authorization", "basic bm9jb2xvbg")]);
         assert!(basic_credentials(&h).unwrap().is_err());
         let h = headers(&[("authorization", "Basic !!!")]);
@@ -337,8 +364,14 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_read_case_insensitively() {
-        assert_eq!(bearer_token(&headers(&[("authorization", "bearer abc")])).unwrap(), "abc");
-        assert!(matches!(bearer_token(&HeaderMap::new()), Err(ApiError::MissingToken)));
+        assert_eq!(
+            bearer_token(&headers(&[("authorization", "bearer abc")])).unwrap(),
+            "abc"
+        );
+        assert!(matches!(
+            bearer_token(&HeaderMap::new()),
+            Err(ApiError::MissingToken)
+        ));
         assert!(matches!(
             bearer_token(&headers(&[("authorization", "Bearer ")])),
             Err(ApiError::InvalidToken)

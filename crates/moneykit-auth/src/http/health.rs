@@ -11,14 +11,22 @@ use crate::state::AppState;
 /// `GET /healthz/live`: the process serves HTTP. Also the benchmark baseline: the cheapest
 /// request this binary answers.
 pub async fn live() -> Response {
-    json_bytes(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#), "no-store")
+    json_bytes(
+        StatusCode::OK,
+        Bytes::from_static(br#"{"status":"ok"}"#),
+        "no-store",
+    )
 }
 
 /// `GET /healthz/ready`: the store was reachable at the last refresh. The hot path keeps
 /// working without it; this tells a load balancer that changes are not arriving.
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.health.store_reachable() {
-        json_bytes(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#), "no-store")
+        json_bytes(
+            StatusCode::OK,
+            Bytes::from_static(br#"{"status":"ready"}"#),
+            "no-store",
+        )
     } else {
         json_bytes(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -24,7 +24,9 @@ use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -63,23 +65,25 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), ProcessRequestIds::new()))
+                .layer(SetRequestIdLayer::new(
+                    request_id.clone(),
+                    ProcessRequestIds::new(),
+                ))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request<_>| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            tracing::debug_span!(
-                                "request",
-                                method = %req.method(),
-                                path = %req.uri().path(),
-                                request_id = %id,
-                            )
-                        }),
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::debug_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %id,
+                        )
+                    }),
                 )
                 .layer(axum::middleware::map_response(json_error_bodies))
                 .layer(TimeoutLayer::with_status_code(

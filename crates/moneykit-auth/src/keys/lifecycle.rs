@@ -145,22 +145,33 @@ impl<'a> KeySchedule<'a> {
             .min()
     }
 
-    /// Whether scheduled rotation should publish a next key now: none is pending, and the
-    /// active key will have signed for `interval` by the time a key published now
-    /// activates (`activation_delay` from now).
+    /// When scheduled rotation should publish a next key: the moment the active key will
+    /// have signed for `interval` once a key published then activates (`activation_delay`
+    /// later). `None` while a next key is already pending; `now` if no key is active.
+    pub fn rotation_due_at(
+        &self,
+        now: OffsetDateTime,
+        interval: Duration,
+        activation_delay: Duration,
+    ) -> Option<OffsetDateTime> {
+        if self.pending_at(now).is_some() {
+            return None;
+        }
+        Some(match self.signer_at(now) {
+            Some(active) => active.record.activates_at + interval - activation_delay,
+            None => now,
+        })
+    }
+
+    /// Whether scheduled rotation should publish a next key at `now`.
     pub fn rotation_due(
         &self,
         now: OffsetDateTime,
         interval: Duration,
         activation_delay: Duration,
     ) -> bool {
-        if self.pending_at(now).is_some() {
-            return false;
-        }
-        match self.signer_at(now) {
-            Some(active) => now + activation_delay >= active.record.activates_at + interval,
-            None => true,
-        }
+        self.rotation_due_at(now, interval, activation_delay)
+            .is_some_and(|at| at <= now)
     }
 }
 
@@ -216,7 +227,10 @@ mod tests {
         let keys = [key(1, 0), key(2, 600)];
         let schedule = KeySchedule::new(&keys);
         let gone = t(600) + RETIRED_KEY_PUBLISHED_FOR;
-        assert_eq!(schedule.published_at(gone - Duration::seconds(1)).count(), 2);
+        assert_eq!(
+            schedule.published_at(gone - Duration::seconds(1)).count(),
+            2
+        );
         assert_eq!(schedule.published_at(gone).count(), 1);
         assert_eq!(schedule.next_change_after(t(10)), Some(t(600)));
         assert_eq!(schedule.next_change_after(t(600)), Some(gone));
@@ -228,7 +242,10 @@ mod tests {
         let keys = [key(1, 0), key(2, 0)];
         let schedule = KeySchedule::new(&keys);
         assert_eq!(schedule.signer_at(t(0)).unwrap().record.kid, "k2");
-        assert_eq!(status_of(&keys, t(0)), [KeyStatus::Retired, KeyStatus::Active]);
+        assert_eq!(
+            status_of(&keys, t(0)),
+            [KeyStatus::Retired, KeyStatus::Active]
+        );
     }
 
     #[test]
@@ -237,7 +254,11 @@ mod tests {
         let schedule = KeySchedule::new(&keys);
         let interval = Duration::days(30);
         let delay = Duration::minutes(10);
-        assert!(!schedule.rotation_due(t(0) + interval - delay - Duration::seconds(1), interval, delay));
+        assert!(!schedule.rotation_due(
+            t(0) + interval - delay - Duration::seconds(1),
+            interval,
+            delay
+        ));
         assert!(schedule.rotation_due(t(0) + interval - delay, interval, delay));
         let with_pending = [key(1, 0), key(2, 10_000_000)];
         assert!(!KeySchedule::new(&with_pending).rotation_due(t(0) + interval, interval, delay));

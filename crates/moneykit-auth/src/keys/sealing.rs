@@ -251,6 +251,9 @@ mod tests {
 
     #[test]
     fn debug_does_not_show_the_key() {
-        assert_eq!(format!("{:?}", key()), "MasterKey(from MONEYKIT_AUTH_SECRET)");
+        assert_eq!(
+            format!("{:?}", key()),
+            "MasterKey(from MONEYKIT_AUTH_SECRET)"
+        );
     }
 }

@@ -48,13 +48,19 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 4 })
             .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(60)) })
-            .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(30 * 60)) })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(60))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(30 * 60))
+            })
             .connect_with(options)
             .await
-            .map_err(|e| {
-                StoreError::Backend(format!("cannot open {}: {e}", filename.display()))
-            })?;
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", filename.display())))?;
         MIGRATOR
             .run(&pool)
             .await
@@ -140,10 +146,24 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let apps = fetch_all(&mut tx, &format!("{SELECT_APPS} ORDER BY created_at, id"), app_from_row).await?;
-        let clients =
-            fetch_all(&mut tx, &format!("{SELECT_CLIENTS} ORDER BY created_at, id"), client_from_row).await?;
-        let keys = fetch_all(&mut tx, &format!("{SELECT_KEYS} ORDER BY seq"), key_from_row).await?;
+        let apps = fetch_all(
+            &mut tx,
+            &format!("{SELECT_APPS} ORDER BY created_at, id"),
+            app_from_row,
+        )
+        .await?;
+        let clients = fetch_all(
+            &mut tx,
+            &format!("{SELECT_CLIENTS} ORDER BY created_at, id"),
+            client_from_row,
+        )
+        .await?;
+        let keys = fetch_all(
+            &mut tx,
+            &format!("{SELECT_KEYS} ORDER BY seq"),
+            key_from_row,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(StoredState {
             revision,
@@ -166,7 +186,12 @@ impl Store for SqliteStore {
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        fetch_all(&mut conn, &format!("{SELECT_APPS} ORDER BY created_at, id"), app_from_row).await
+        fetch_all(
+            &mut conn,
+            &format!("{SELECT_APPS} ORDER BY created_at, id"),
+            app_from_row,
+        )
+        .await
     }
 
     async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
@@ -207,10 +232,12 @@ impl Store for SqliteStore {
     async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError> {
         let rows = match app_id {
             Some(app) => {
-                sqlx::query(&format!("{SELECT_CLIENTS} WHERE app_id = ? ORDER BY created_at, id"))
-                    .bind(app)
-                    .fetch_all(&self.pool)
-                    .await
+                sqlx::query(&format!(
+                    "{SELECT_CLIENTS} WHERE app_id = ? ORDER BY created_at, id"
+                ))
+                .bind(app)
+                .fetch_all(&self.pool)
+                .await
             }
             None => {
                 sqlx::query(&format!("{SELECT_CLIENTS} ORDER BY created_at, id"))
@@ -262,7 +289,12 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        fetch_all(&mut conn, &format!("{SELECT_KEYS} ORDER BY seq"), key_from_row).await
+        fetch_all(
+            &mut conn,
+            &format!("{SELECT_KEYS} ORDER BY seq"),
+            key_from_row,
+        )
+        .await
     }
 
     async fn insert_key(

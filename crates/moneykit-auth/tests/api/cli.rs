@@ -1,0 +1,237 @@
+//! The admin CLI against a running server: output shapes, changes reaching the server
+//! within a second, and bad input that changes nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failed command: non-zero exit, exactly one line on stderr that mentions `needle`.
+fn assert_one_line_error(output: &std::process::Output, needle: &str) {
+    assert!(!output.status.success(), "expected failure, got {output:?}");
+    let err = stderr(output);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line on stderr: {err:?}"
+    );
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+    assert!(output.stdout.is_empty(), "nothing on stdout");
+}
+
+#[tokio::test]
+async fn cli_json_output_has_the_documented_fields() {
+    let app = spawn_app().await;
+    let created = cli_json(&app.cli(&["apps", "create", "--name", "CLI App", "--json"]));
+    assert_eq!(created["name"], "CLI App");
+    let app_id = created["app_id"].as_str().unwrap();
+
+    let client = cli_json(&app.cli(&[
+        "clients", "create", "--app", app_id, "--name", "svc", "--scope", "a b", "--json",
+    ]));
+    for field in ["client_id", "client_secret", "app_id", "scope"] {
+        assert!(client[field].is_string(), "{field} in {client}");
+    }
+    assert_eq!(client["app_id"], app_id);
+    assert_eq!(client["scope"], "a b");
+    let id = client["client_id"].as_str().unwrap();
+    assert!(id.starts_with("live_"));
+
+    let listed = cli_json(&app.cli(&["clients", "list", "--app", app_id, "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(
+        listed[0].get("client_secret").is_none(),
+        "lists never show secrets"
+    );
+    let shown = cli_json(&app.cli(&["clients", "show", id, "--json"]));
+    assert_eq!(shown["status"], "enabled");
+
+    let rotated = cli_json(&app.cli(&["clients", "rotate-secret", id, "--json"]));
+    assert_ne!(rotated["client_secret"], client["client_secret"]);
+
+    let apps = cli_json(&app.cli(&["apps", "list", "--json"]));
+    assert!(
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["app_id"] == app_id)
+    );
+
+    // Text output works too and shows the secret once on create.
+    let text = app.cli(&["clients", "create", "--app", app_id]);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("client_secret: mks_"));
+}
+
+#[tokio::test]
+async fn cli_changes_reach_the_running_server_within_a_second() {
+    let app =
+        spawn_app_with(|s| s.refresh.poll_interval = std::time::Duration::from_millis(200)).await;
+    let created = cli_json(&app.cli(&["apps", "create", "--name", "Live", "--json"]));
+    let client = cli_json(&app.cli(&[
+        "clients",
+        "create",
+        "--app",
+        created["app_id"].as_str().unwrap(),
+        "--json",
+    ]));
+    let id = client["client_id"].as_str().unwrap();
+    let secret = client["client_secret"].as_str().unwrap();
+    let body = form(&[("client_id", id), ("client_secret", secret)]);
+
+    let started = Instant::now();
+    let mut token = None;
+    while started.elapsed() < Duration::from_secs(1) {
+        let response = app.post_token(&body, None).await;
+        if response.status() == 201 {
+            let v: Value = response.json().await.unwrap();
+            token = Some(v["access_token"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let token = token.expect("a client created by the CLI gets tokens within 1 s");
+
+    assert!(app.cli(&["clients", "disable", id]).status.success());
+    let started = Instant::now();
+    while app.introspect(&token).await.status() == 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "disable took effect within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.post_token(&body, None).await.status(), 401);
+
+    assert!(app.cli(&["clients", "enable", id]).status.success());
+    let started = Instant::now();
+    while app.introspect(&token).await.status() != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "enable took effect within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cli_scheduled_disable_is_shown_and_can_be_cancelled() {
+    let app = spawn_app().await;
+    let (client, _) = app.create_client("a", None).await;
+    let out = cli_json(&app.cli(&[
+        "clients",
+        "disable",
+        &client.id,
+        "--at",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(out["status"], "disable_scheduled");
+    assert_eq!(out["disabled_at"], "2099-01-01T00:00:00Z");
+    let out = cli_json(&app.cli(&["clients", "enable", &client.id, "--json"]));
+    assert_eq!(out["status"], "enabled");
+    assert_eq!(out["disabled_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn cli_bad_input_fails_with_one_line_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (client, _) = app.create_client("a", None).await;
+    let revision = app.store.revision().await.unwrap();
+
+    assert_one_line_error(
+        &app.cli(&["clients", "create", "--app", "app_nope"]),
+        "unknown app app_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "list", "--app", "app_nope"]),
+        "unknown app app_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "show", "live_nope"]),
+        "unknown client live_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "disable", "live_nope"]),
+        "unknown client live_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "enable", "live_nope"]),
+        "unknown client live_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "rotate-secret", "live_nope"]),
+        "unknown client live_nope",
+    );
+    assert_one_line_error(
+        &app.cli(&["clients", "disable", &client.id, "--at", "tomorrow"]),
+        "RFC 3339",
+    );
+    assert_one_line_error(
+        &app.cli(&[
+            "clients",
+            "create",
+            "--app",
+            &client.app_id,
+            "--scope",
+            "bad\"scope",
+        ]),
+        "invalid scope",
+    );
+    assert_one_line_error(
+        &app.cli(&[
+            "clients",
+            "create",
+            "--app",
+            &client.app_id,
+            "--token-ttl",
+            "0",
+        ]),
+        "token lifetime",
+    );
+    assert_one_line_error(&app.cli(&["apps", "create", "--name", "  "]), "name");
+    assert_one_line_error(&app.cli(&["clients", "create"]), "--app");
+
+    assert_eq!(
+        app.store.revision().await.unwrap(),
+        revision,
+        "nothing was written"
+    );
+    assert_eq!(app.store.list_clients(None).await.unwrap().len(), 1);
+}
+
+#[test]
+fn cli_rejects_unusable_databases_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_one_line_error(
+        &cli("mysql://localhost/db", &["apps", "list"]),
+        "unsupported database URL",
+    );
+    let missing_dir = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
+    assert_one_line_error(
+        &cli(&missing_dir, &["apps", "create", "--name", "x"]),
+        "cannot open",
+    );
+    // Read-only commands do not create a database as a side effect of a typo.
+    let typo = format!("sqlite://{}/typo.db", dir.path().display());
+    assert_one_line_error(&cli(&typo, &["apps", "list"]), "does not exist");
+    assert!(!dir.path().join("typo.db").exists());
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        "this is not a database, just some text of some length",
+    )
+    .unwrap();
+    assert_one_line_error(
+        &cli(
+            &format!("sqlite://{}", garbage.display()),
+            &["apps", "list"],
+        ),
+        "database",
+    );
+}

@@ -1,0 +1,300 @@
+//! `spawn_app()` and friends: a real server per test, on a free port, with a fresh
+//! database in a temporary directory. Logs stay quiet unless `TEST_LOG` is set.
+
+use std::process::Output;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use moneykit_auth::admin::{self, NewClient};
+use moneykit_auth::config::ServeSettings;
+use moneykit_auth::domain::clients::{App, Client};
+use moneykit_auth::snapshot::SnapshotCell;
+use moneykit_auth::startup::Application;
+use moneykit_auth::store::Store;
+use moneykit_wire::JwkSet;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// The master secret every test server and CLI call uses.
+pub const TEST_SECRET: &str = "test-master-secret-0123456789abcdef0123456789";
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub issuer: String,
+    pub database_url: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    cell: Arc<SnapshotCell>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub dir: Arc<TempDir>,
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// Settings for a test server on `dir`: port 0, the test secret, fast refresh.
+pub fn test_settings(dir: &TempDir) -> ServeSettings {
+    let mut settings =
+        ServeSettings::new(format!("sqlite://{}", dir.path().join("test.db").display()));
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.master_secret = Some(TEST_SECRET.into());
+    settings.refresh.poll_interval = Duration::from_millis(50);
+    settings
+}
+
+/// A server with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server with settings adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = test_settings(&dir);
+    adjust(&mut settings);
+    spawn_on(dir, settings).await
+}
+
+/// A server on an existing directory (for restarts).
+pub async fn spawn_on(dir: Arc<TempDir>, settings: ServeSettings) -> TestApp {
+    init_logs();
+    let database_url = settings.database_url.clone();
+    let app = Application::build(settings).await.expect("server builds");
+    let base = format!("http://{}", app.local_addr());
+    let issuer = app.issuer().to_owned();
+    let store = app.store();
+    let cell = app.snapshot_cell();
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        issuer,
+        database_url,
+        store,
+        http: reqwest::Client::new(),
+        cell,
+        stop: Some(stop),
+        server: Some(server),
+        dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until the server's snapshot reflects every write made so far.
+    pub async fn synced(&self) {
+        let target = self.store.revision().await.unwrap();
+        wait_until(Duration::from_secs(2), || {
+            self.cell.load().revision >= target
+        })
+        .await
+        .expect("the server picked up the change");
+    }
+
+    pub async fn create_app(&self, name: &str) -> App {
+        let app = admin::create_app(self.store.as_ref(), name).await.unwrap();
+        self.synced().await;
+        app
+    }
+
+    /// A client of a new app, with the given scopes (and optional TTL); returns the client
+    /// and its secret.
+    pub async fn create_client(&self, scope: &str, ttl: Option<u64>) -> (Client, String) {
+        let app = admin::create_app(self.store.as_ref(), "Test App")
+            .await
+            .unwrap();
+        self.create_client_in(&app.id, scope, ttl).await
+    }
+
+    pub async fn create_client_in(
+        &self,
+        app_id: &str,
+        scope: &str,
+        ttl: Option<u64>,
+    ) -> (Client, String) {
+        let new = NewClient {
+            app_id: app_id.into(),
+            name: "test client".into(),
+            scope: scope.into(),
+            token_ttl_secs: ttl,
+        };
+        let (client, secret) = admin::create_client(self.store.as_ref(), &new)
+            .await
+            .unwrap();
+        self.synced().await;
+        (client, secret.expose().to_owned())
+    }
+
+    /// `POST /auth/token` with a raw form body and optional Basic header value.
+    pub async fn post_token(&self, body: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/auth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A token for the client via body credentials; panics unless 201.
+    pub async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+        let mut body = form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ]);
+        if let Some(scope) = scope {
+            body.push_str(&format!("&scope={}", encode(scope)));
+        }
+        let response = self.post_token(&body, None).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn introspect(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/auth/introspect"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        let response = self
+            .http
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Runs the real CLI binary against this server's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.database_url, args)
+    }
+}
+
+/// Runs the real `moneykit-auth` binary with the test secret.
+pub fn cli(database_url: &str, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
+        .args(args)
+        .arg("--database-url")
+        .arg(database_url)
+        .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the CLI runs")
+}
+
+/// The stdout of a CLI call that must succeed, parsed as JSON.
+pub fn cli_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "CLI failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("CLI printed JSON")
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes; Err on timeout.
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Form-urlencodes one component.
+pub fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Builds a form body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An HTTP Basic header value, form-urlencoding id and secret first (RFC 6749 §2.3.1).
+pub fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+    )
+}
+
+/// Decodes the JSON of one JWT part (0 header, 1 claims).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// Asserts the MoneyKit + RFC 6749 error body and returns it.
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: u16,
+    error_code: &str,
+    rfc_error: Option<&str>,
+) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "error bodies are JSON"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], error_code, "{body}");
+    assert!(
+        body["error_message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("documentation_url").is_some(), "{body}");
+    match rfc_error {
+        Some(e) => {
+            assert_eq!(body["error"], e, "{body}");
+            assert!(body["error_description"].is_string(), "{body}");
+        }
+        None => assert!(body.get("error").is_none(), "{body}"),
+    }
+    body
+}
