@@ -39,6 +39,13 @@ impl From<StoreError> for AdminError {
     }
 }
 
+/// The current time in whole seconds: what the store keeps, so what a command prints
+/// right after a write matches what it reads back later.
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
 /// Checks a display name: non-empty, at most 200 characters, no control characters.
 fn check_name(what: &str, name: &str) -> Result<String, AdminError> {
     let name = name.trim();
@@ -67,7 +74,7 @@ pub async fn create_app(store: &dyn Store, name: &str) -> Result<App, AdminError
     let app = App {
         id: new_app_id(),
         name: check_name("app", name)?,
-        created_at: OffsetDateTime::now_utc(),
+        created_at: now(),
     };
     store.insert_app(&app).await?;
     Ok(app)
@@ -105,7 +112,7 @@ pub async fn create_client(
         scopes,
         token_ttl_secs,
         secret_hash: secret.hash(),
-        created_at: OffsetDateTime::now_utc(),
+        created_at: now(),
         disabled_at: None,
     };
     store.insert_client(&client).await?;
@@ -177,7 +184,7 @@ pub async fn ensure_first_key(
     store: &dyn Store,
     master: &MasterKey,
 ) -> Result<Option<KeyRecord>, AdminError> {
-    let now = OffsetDateTime::now_utc();
+    let now = now();
     let key = new_key_record(master, now, now);
     Ok(store
         .insert_key(&key, InsertKeyIf::NoKeys)
@@ -205,7 +212,7 @@ pub async fn rotate_key(
     activation_delay: Duration,
     immediately: bool,
 ) -> Result<Rotation, AdminError> {
-    let now = OffsetDateTime::now_utc();
+    let now = now();
     let keys = store.list_keys().await?;
     let pending = KeySchedule::new(&keys)
         .pending_at(now)

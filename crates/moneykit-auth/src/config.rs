@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::http::Limits;
-use crate::keys::MasterKey;
 use crate::keys::sealing::SealingError;
+use crate::keys::{KeyRecord, MasterKey};
 use crate::store;
 use crate::sync::RefreshSettings;
 
@@ -64,7 +64,9 @@ impl ServeSettings {
 pub struct ConnectionLimits {
     /// Longest time a client may take to send its request headers (slowloris defence).
     pub header_read_timeout: Duration,
-    /// Largest request head (request line + headers) accepted; beyond it, 431.
+    /// Hard cap on the request head (request line + headers) a connection buffers; beyond
+    /// it the HTTP layer answers a bare 431. The router's own, lower cap
+    /// ([`Limits::max_header_bytes`]) answers first, with the JSON body.
     pub max_header_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
@@ -74,7 +76,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(5),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -92,23 +94,41 @@ pub enum MasterKeyOrigin {
 }
 
 /// The master key for `database_url`: from the secret when given, otherwise from a key
-/// file beside the database (created on first use), or a throwaway key for an in-memory
-/// database.
+/// file beside the database (created only while the database has no keys yet), or a
+/// throwaway key for an in-memory database.
+///
+/// The key is checked against `sealed_keys` (the database's signing keys) before it is
+/// returned, so a command run with the wrong secret fails at once and writes nothing —
+/// instead of sealing a new key that the running server cannot open.
 pub fn resolve_master_key(
     database_url: &str,
     secret: Option<&str>,
+    sealed_keys: &[KeyRecord],
 ) -> Result<(MasterKey, MasterKeyOrigin), SealingError> {
-    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        return Ok((MasterKey::from_secret(secret)?, MasterKeyOrigin::Secret));
-    }
-    match store::key_file_path(database_url) {
-        Some(path) => {
-            let (key, created) = MasterKey::from_key_file(&path)?;
-            Ok((key, MasterKeyOrigin::KeyFile(path, created)))
+    let (key, origin) = match (
+        secret.filter(|s| !s.is_empty()),
+        store::key_file_path(database_url),
+    ) {
+        (Some(secret), _) => (MasterKey::from_secret(secret)?, MasterKeyOrigin::Secret),
+        (None, Some(path)) => {
+            let (key, created) = MasterKey::from_key_file(&path, sealed_keys.is_empty())?;
+            (key, MasterKeyOrigin::KeyFile(path, created))
         }
-        None => {
+        (None, None) => {
             let random = hex::encode(crate::domain::ids::random_bytes::<32>());
-            Ok((MasterKey::from_secret(&random)?, MasterKeyOrigin::Ephemeral))
+            (MasterKey::from_secret(&random)?, MasterKeyOrigin::Ephemeral)
         }
+    };
+    if let Some(newest) = sealed_keys.iter().max_by_key(|k| k.seq) {
+        key.open(&newest.kid, &newest.sealed_private_key)?;
+    }
+    Ok((key, origin))
+}
+
+/// Checks the shape of `MONEYKIT_AUTH_SECRET` before anything is opened or written.
+pub fn check_master_secret(secret: Option<&str>) -> Result<(), SealingError> {
+    match secret.filter(|s| !s.is_empty()) {
+        Some(s) => MasterKey::from_secret(s).map(|_| ()),
+        None => Ok(()),
     }
 }

@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin;
-use crate::config::{ConnectionLimits, MasterKeyOrigin, ServeSettings, resolve_master_key};
+use crate::config::{
+    ConnectionLimits, MasterKeyOrigin, ServeSettings, check_master_secret, resolve_master_key,
+};
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
 use crate::http;
@@ -51,12 +53,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, creates the first signing key if there is none, binds the
-    /// listener and builds the first snapshot.
+    /// Binds the listener, opens the store, checks the master key against the stored
+    /// keys, creates the first signing key if there is none, and builds the first
+    /// snapshot. Everything that can fail without writing (secret shape, port in use,
+    /// wrong master key) is checked before anything is written.
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        check_master_secret(settings.master_secret.as_deref())?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+
         let store = store::connect(&settings.database_url, OpenMode::CreateOrMigrate).await?;
-        let (master, master_key_origin) =
-            resolve_master_key(&settings.database_url, settings.master_secret.as_deref())?;
+        let (master, master_key_origin) = resolve_master_key(
+            &settings.database_url,
+            settings.master_secret.as_deref(),
+            &store.list_keys().await?,
+        )?;
         if let Some(key) = admin::ensure_first_key(store.as_ref(), &master).await? {
             tracing::info!(kid = %key.kid, "created the first signing key");
         }
@@ -70,11 +83,6 @@ impl Application {
         } else {
             None
         };
-
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let local_addr = listener.local_addr()?;
         let issuer = settings
             .issuer
             .clone()

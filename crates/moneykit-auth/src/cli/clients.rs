@@ -90,11 +90,8 @@ pub(super) async fn run(
     database_url: &str,
     out: Output,
 ) -> anyhow::Result<()> {
-    let mode = match cmd {
-        ClientsCommand::List { .. } | ClientsCommand::Show { .. } => OpenMode::MustExist,
-        _ => OpenMode::CreateOrMigrate,
-    };
-    let store = super::open(database_url, mode).await?;
+    // Every clients command needs an existing app, hence an existing database.
+    let store = super::open(database_url, OpenMode::MustExist).await?;
     let store = store.as_ref();
     match cmd {
         ClientsCommand::Create {

@@ -68,9 +68,10 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             key_activation_delay,
         } => {
             let delay = time::Duration::try_from(key_activation_delay)?;
-            let store = super::open(database_url, OpenMode::CreateOrMigrate).await?;
+            let store = super::open(database_url, OpenMode::MustExist).await?;
             let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
-            let (master, _) = resolve_master_key(database_url, secret.as_deref())?;
+            let (master, _) =
+                resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
             let rotation = admin::rotate_key(store.as_ref(), &master, delay, now).await?;
             let (result, key, text) = match &rotation {
                 Rotation::Published(k) => ("published", k, "Published next key"),

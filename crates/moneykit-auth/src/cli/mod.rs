@@ -2,8 +2,9 @@
 //!
 //! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>`, except
 //! the arguments that name or describe the object an admin command acts on (`--app`,
-//! `--name`, `--scope`, `--at`, a client's `--token-ttl`), which would be dangerous to
-//! pick up from the environment by accident. Errors print one line on stderr and exit
+//! `--name`, `--scope`, `--at`, a client's `--token-ttl`) or ask for a one-off action
+//! (`keys rotate --now`), which would be dangerous to pick up from the environment by
+//! accident. Errors print one line on stderr and exit
 //! non-zero; nothing is written unless the whole input is valid.
 
 mod apps;
@@ -14,6 +15,7 @@ mod serve;
 
 use std::process::ExitCode;
 
+use clap::builder::FalseyValueParser;
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_DATABASE_URL;
@@ -24,12 +26,12 @@ use crate::telemetry::{self, LogFormat};
 #[derive(Debug, Parser)]
 #[command(name = "moneykit-auth", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Database URL: sqlite://PATH (created if missing).
+    /// Database URL: sqlite://PATH. Only `serve` and `apps create` create a missing database.
     #[arg(long, global = true, env = "MONEYKIT_AUTH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
 
     /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true, env = "MONEYKIT_AUTH_JSON")]
+    #[arg(long, global = true, env = "MONEYKIT_AUTH_JSON", value_parser = FalseyValueParser::new())]
     json: bool,
 
     /// Log line format.

@@ -19,14 +19,18 @@ impl Output {
     /// Prints `value` as JSON, or `text()` as text.
     pub fn emit(&self, value: &impl Serialize, text: impl FnOnce() -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("serializable")
-            );
+            print_line(&serde_json::to_string_pretty(value).expect("serializable"));
         } else {
-            println!("{}", text());
+            print_line(&text());
         }
     }
+}
+
+/// Writes a line to stdout. A closed pipe (`… | head`) is not worth a panic: the reader
+/// already has what it wanted.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// RFC 3339, the one time format of the CLI and the API.

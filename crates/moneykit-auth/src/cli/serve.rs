@@ -27,7 +27,7 @@ pub(super) struct ServeArgs {
     )]
     token_ttl: u64,
     /// Create a demo app and client if needed, and print working credentials.
-    #[arg(long, env = "MONEYKIT_AUTH_DEMO")]
+    #[arg(long, env = "MONEYKIT_AUTH_DEMO", value_parser = clap::builder::FalseyValueParser::new())]
     demo: bool,
     /// How long a rotated-in key is published before it signs.
     #[arg(long, env = "MONEYKIT_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = super::parse_duration)]
@@ -54,7 +54,7 @@ fn parse_issuer(text: &str) -> Result<String, String> {
     }
 }
 
-pub(super) async fn run(args: ServeArgs, database_url: &str, _out: Output) -> anyhow::Result<()> {
+pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> anyhow::Result<()> {
     let mut settings = ServeSettings::new(database_url);
     settings.listen = args.listen;
     settings.issuer = args.issuer;
@@ -83,15 +83,21 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, _out: Output) -> an
     }
     if let Some(demo) = app.demo_credentials() {
         let base = format!("http://{}", app.local_addr());
-        println!(
-            "\nDemo app {app} and client ready (the secret is new on every `serve --demo`):\n\
-             \n  client_id:     {id}\n  client_secret: {secret}\n\
-             \nGet a token:\n\n  curl -i -X POST {base}/auth/token -u '{id}:{secret}' -d grant_type=client_credentials\n\
-             \nThen: curl {base}/auth/introspect -H 'Authorization: Bearer <access_token>'\n",
-            app = demo.app.id,
-            id = demo.client.id,
-            secret = demo.secret.expose(),
-        );
+        let (app_id, id, secret) = (&demo.app.id, &demo.client.id, demo.secret.expose());
+        let value = serde_json::json!({
+            "app_id": app_id,
+            "client_id": id,
+            "client_secret": secret,
+            "token_url": format!("{base}/auth/token"),
+        });
+        out.emit(&value, || {
+            format!(
+                "\nDemo app {app_id} and client ready (the secret is new on every `serve --demo`):\n\
+                 \n  client_id:     {id}\n  client_secret: {secret}\n\
+                 \nGet a token:\n\n  curl -i -X POST {base}/auth/token -u '{id}:{secret}' -d grant_type=client_credentials\n\
+                 \nThen: curl {base}/auth/introspect -H 'Authorization: Bearer <access_token>'\n"
+            )
+        });
     }
     app.run_until_stopped(shutdown_signal()).await
 }

@@ -18,8 +18,8 @@ pub async fn live() -> Response {
     )
 }
 
-/// `GET /healthz/ready`: the store was reachable at the last refresh. The hot path keeps
-/// working without it; this tells a load balancer that changes are not arriving.
+/// `GET /healthz/ready`: the last background refresh worked. The hot path keeps working
+/// without it; this tells a load balancer that changes are not arriving.
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.health.store_reachable() {
         json_bytes(
@@ -30,7 +30,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         json_bytes(
             StatusCode::SERVICE_UNAVAILABLE,
-            Bytes::from_static(br#"{"status":"unavailable","reason":"database unreachable"}"#),
+            Bytes::from_static(br#"{"status":"unavailable","reason":"state refresh failing; serving the last known state"}"#),
             "no-store",
         )
     }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,11 +35,15 @@ pub use error::ApiError;
 
 use crate::state::AppState;
 
-/// Request limits (PRODUCT.md §2: over-long bodies get 413, slow requests 408).
+/// Request limits (PRODUCT.md §2: over-long bodies get 413, over-long headers 431, slow
+/// requests 408).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest request body accepted, in bytes. Token requests are a few hundred bytes.
     pub max_body_bytes: usize,
+    /// Largest total size of request headers, in bytes. Checked here so the 431 carries
+    /// the JSON body and request id; the connection layer has a hard cap above it.
+    pub max_header_bytes: usize,
     /// Longest a request may take from headers read to response.
     pub request_timeout: Duration,
 }
@@ -47,6 +52,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 * 1024,
+            max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -86,12 +92,31 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                     }),
                 )
                 .layer(axum::middleware::map_response(json_error_bodies))
+                .layer(axum::middleware::map_request(
+                    move |req: Request<Body>| async move {
+                        reject_large_headers(req, limits.max_header_bytes)
+                    },
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     limits.request_timeout,
                 ))
                 .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes)),
         )
+}
+
+/// Refuses requests whose headers add up to more than `max` bytes with a 431.
+fn reject_large_headers(req: Request<Body>, max: usize) -> Result<Request<Body>, ApiError> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > max {
+        Err(ApiError::HeadersTooLarge)
+    } else {
+        Ok(req)
+    }
 }
 
 /// Gives error responses made by the framework (405 from the router, 413 from the body

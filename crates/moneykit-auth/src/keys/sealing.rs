@@ -61,6 +61,11 @@ pub enum SealingError {
         "MONEYKIT_AUTH_SECRET must be at least {MIN_SECRET_LEN} characters (for example: openssl rand -base64 32)"
     )]
     SecretTooShort,
+    /// The database has sealed keys, no secret is set, and the key file is missing.
+    #[error(
+        "MONEYKIT_AUTH_SECRET is not set and the key file {0} is missing, but this database already has signing keys: set MONEYKIT_AUTH_SECRET to the secret the server uses"
+    )]
+    MissingKeyFile(PathBuf),
     /// The key file exists but is not a key.
     #[error("the key file {0} is not a moneykit-auth master key")]
     BadKeyFile(PathBuf),
@@ -102,18 +107,25 @@ impl MasterKey {
         })
     }
 
-    /// Loads the key file at `path`, creating it (mode 0600) with a random key if missing.
+    /// Loads the key file at `path`. When it does not exist and `create_if_missing`, creates
+    /// it (mode 0600) with a random key; otherwise that is [`SealingError::MissingKeyFile`].
     /// Returns the key and whether the file was just created.
-    pub fn from_key_file(path: &Path) -> Result<(Self, bool), SealingError> {
+    pub fn from_key_file(
+        path: &Path,
+        create_if_missing: bool,
+    ) -> Result<(Self, bool), SealingError> {
         let io = |source| SealingError::KeyFileIo {
             path: path.to_owned(),
             source,
         };
         let created = match std::fs::read_to_string(path) {
             Ok(_) => false,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
                 write_new_key_file(path, &STANDARD.encode(random_bytes::<32>())).map_err(io)?;
                 true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SealingError::MissingKeyFile(path.to_owned()));
             }
             Err(e) => return Err(io(e)),
         };
@@ -231,9 +243,13 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.key");
-        let (a, created) = MasterKey::from_key_file(&path).unwrap();
+        assert!(matches!(
+            MasterKey::from_key_file(&path, false),
+            Err(SealingError::MissingKeyFile(_))
+        ));
+        let (a, created) = MasterKey::from_key_file(&path, true).unwrap();
         assert!(created);
-        let (b, created_again) = MasterKey::from_key_file(&path).unwrap();
+        let (b, created_again) = MasterKey::from_key_file(&path, false).unwrap();
         assert!(!created_again);
         assert_eq!(b.open("k", &a.seal("k", b"x")).unwrap(), b"x");
         #[cfg(unix)]
@@ -244,7 +260,7 @@ mod tests {
         }
         std::fs::write(&path, "not a key").unwrap();
         assert!(matches!(
-            MasterKey::from_key_file(&path),
+            MasterKey::from_key_file(&path, false),
             Err(SealingError::BadKeyFile(_))
         ));
     }

@@ -52,7 +52,7 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
     UnsupportedUrl(String),
     /// A read-only command was pointed at a database file that does not exist.
-    #[error("database {0} does not exist (commands that write create it)")]
+    #[error("database {0} does not exist (`serve` and `apps create` create it)")]
     Missing(String),
     /// The backend failed: unreachable, locked, corrupt, full.
     #[error("database error: {0}")]

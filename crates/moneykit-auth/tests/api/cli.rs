@@ -205,6 +205,61 @@ async fn cli_bad_input_fails_with_one_line_and_changes_nothing() {
     assert_eq!(app.store.list_clients(None).await.unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn keys_rotate_with_the_wrong_master_secret_fails_and_writes_nothing() {
+    let app = spawn_app().await;
+    let keys_before = app.store.list_keys().await.unwrap();
+    let run = |secret: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"));
+        command.args(["keys", "rotate", "--database-url", &app.database_url]);
+        match secret {
+            Some(s) => command.env("MONEYKIT_AUTH_SECRET", s),
+            None => command.env_remove("MONEYKIT_AUTH_SECRET"),
+        };
+        command.output().unwrap()
+    };
+    assert_one_line_error(&run(None), "MONEYKIT_AUTH_SECRET is not set");
+    assert_one_line_error(
+        &run(Some("a-different-secret-that-is-long-enough-to-use")),
+        "cannot be decrypted",
+    );
+    assert_one_line_error(&run(Some("short")), "at least 32 characters");
+    assert_eq!(app.store.list_keys().await.unwrap(), keys_before);
+    let key_file = format!("{}.key", app.database_url.trim_start_matches("sqlite://"));
+    assert!(
+        !std::path::Path::new(&key_file).exists(),
+        "no stray key file"
+    );
+}
+
+#[tokio::test]
+async fn serve_that_cannot_bind_changes_nothing() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let revision = app.store.revision().await.unwrap();
+    let busy = app.base.trim_start_matches("http://").to_owned();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            &busy,
+            "--database-url",
+            &app.database_url,
+        ])
+        .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+    assert_eq!(
+        app.store.revision().await.unwrap(),
+        revision,
+        "no demo client was written"
+    );
+    app.token(&client.id, &secret, None).await;
+}
+
 #[test]
 fn cli_rejects_unusable_databases_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,6 +276,18 @@ fn cli_rejects_unusable_databases_with_one_line() {
     let typo = format!("sqlite://{}/typo.db", dir.path().display());
     assert_one_line_error(&cli(&typo, &["apps", "list"]), "does not exist");
     assert!(!dir.path().join("typo.db").exists());
+    // Commands that need an existing database do not create one either.
+    for args in [
+        &["clients", "disable", "live_x"][..],
+        &["clients", "create", "--app", "app_x"],
+        &["keys", "rotate"],
+    ] {
+        assert_one_line_error(&cli(&typo, args), "does not exist");
+        assert!(
+            !dir.path().join("typo.db").exists(),
+            "{args:?} created a database"
+        );
+    }
     let garbage = dir.path().join("garbage.db");
     std::fs::write(
         &garbage,

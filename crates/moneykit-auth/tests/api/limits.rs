@@ -17,12 +17,28 @@ async fn over_long_bodies_get_413_in_the_documented_shape() {
 }
 
 #[tokio::test]
-async fn over_long_headers_get_431() {
+async fn over_long_headers_get_431_with_a_json_body_and_request_id() {
     let app = spawn_app().await;
     let response = app
         .http
+        .get(app.url("/auth/introspect"))
+        .header("x-filler", "a".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_error(
+        response,
+        431,
+        "api_error.request.headers_too_large",
+        Some("invalid_request"),
+    )
+    .await;
+    // Past the connection layer's hard cap the answer is still a 431, not a hang.
+    let response = app
+        .http
         .get(app.url("/healthz/live"))
-        .header("x-filler", "a".repeat(64 * 1024))
+        .header("x-filler", "a".repeat(128 * 1024))
         .send()
         .await
         .unwrap();
