@@ -144,30 +144,14 @@ async fn cli_bad_input_fails_with_one_line_and_changes_nothing() {
     let (client, _) = app.create_client("a", None).await;
     let revision = app.store.revision().await.unwrap();
 
-    assert_one_line_error(
-        &app.cli(&["clients", "create", "--app", "app_nope"]),
-        "unknown app app_nope",
-    );
-    assert_one_line_error(
-        &app.cli(&["clients", "list", "--app", "app_nope"]),
-        "unknown app app_nope",
-    );
-    assert_one_line_error(
-        &app.cli(&["clients", "show", "live_nope"]),
-        "unknown client live_nope",
-    );
-    assert_one_line_error(
-        &app.cli(&["clients", "disable", "live_nope"]),
-        "unknown client live_nope",
-    );
-    assert_one_line_error(
-        &app.cli(&["clients", "enable", "live_nope"]),
-        "unknown client live_nope",
-    );
-    assert_one_line_error(
-        &app.cli(&["clients", "rotate-secret", "live_nope"]),
-        "unknown client live_nope",
-    );
+    for verb in ["create", "list"] {
+        let output = app.cli(&["clients", verb, "--app", "app_nope"]);
+        assert_one_line_error(&output, "unknown app app_nope");
+    }
+    for verb in ["show", "disable", "enable", "rotate-secret"] {
+        let output = app.cli(&["clients", verb, "live_nope"]);
+        assert_one_line_error(&output, "unknown client live_nope");
+    }
     assert_one_line_error(
         &app.cli(&["clients", "disable", &client.id, "--at", "tomorrow"]),
         "RFC 3339",

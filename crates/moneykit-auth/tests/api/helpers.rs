@@ -298,3 +298,36 @@ pub async fn assert_error(
     }
     body
 }
+
+/// A 401 `invalid_client` from the token endpoint.
+pub async fn assert_invalid_client(response: reqwest::Response) -> Value {
+    assert_error(
+        response,
+        401,
+        "api_error.auth.unauthorized",
+        Some("invalid_client"),
+    )
+    .await
+}
+
+/// A 401 `invalid_token` from a bearer-protected endpoint.
+pub async fn assert_invalid_token(response: reqwest::Response) -> Value {
+    assert_error(
+        response,
+        401,
+        "api_error.auth.unauthorized",
+        Some("invalid_token"),
+    )
+    .await
+}
+
+/// A 422 with validation errors.
+pub async fn assert_validation_failed(response: reqwest::Response) -> Value {
+    assert_error(
+        response,
+        422,
+        "api_error.request.validation_failed",
+        Some("invalid_request"),
+    )
+    .await
+}

@@ -121,23 +121,11 @@ async fn conflicting_basic_and_body_credentials_get_401() {
         response.headers()["www-authenticate"],
         r#"Basic realm="moneykit-auth""#
     );
-    assert_error(
-        response,
-        401,
-        "api_error.auth.unauthorized",
-        Some("invalid_client"),
-    )
-    .await;
+    assert_invalid_client(response).await;
     // Same id, different secret in the body.
     let body = form(&[("client_id", &a.id), ("client_secret", "other")]);
     let response = app.post_token(&body, Some(&basic(&a.id, &secret_a))).await;
-    assert_error(
-        response,
-        401,
-        "api_error.auth.unauthorized",
-        Some("invalid_client"),
-    )
-    .await;
+    assert_invalid_client(response).await;
 }
 
 #[tokio::test]
@@ -161,34 +149,16 @@ async fn missing_unknown_or_wrong_credentials_get_401_invalid_client() {
         let response = app.post_token(&body, None).await;
         // Body credentials earn no Basic challenge.
         assert!(!response.headers().contains_key("www-authenticate"));
-        assert_error(
-            response,
-            401,
-            "api_error.auth.unauthorized",
-            Some("invalid_client"),
-        )
-        .await;
+        assert_invalid_client(response).await;
     }
     let response = app.post_token("", Some(&basic(&client.id, "wrong"))).await;
     assert_eq!(
         response.headers()["www-authenticate"],
         r#"Basic realm="moneykit-auth""#
     );
-    assert_error(
-        response,
-        401,
-        "api_error.auth.unauthorized",
-        Some("invalid_client"),
-    )
-    .await;
+    assert_invalid_client(response).await;
     let response = app.post_token("", Some("Basic %%%not-base64")).await;
-    assert_error(
-        response,
-        401,
-        "api_error.auth.unauthorized",
-        Some("invalid_client"),
-    )
-    .await;
+    assert_invalid_client(response).await;
 }
 
 #[tokio::test]
@@ -275,13 +245,7 @@ async fn malformed_requests_get_422_with_validation_errors() {
         client.id, secret
     );
     let response = app.post_token(&body, None).await;
-    let error = assert_error(
-        response,
-        422,
-        "api_error.request.validation_failed",
-        Some("invalid_request"),
-    )
-    .await;
+    let error = assert_validation_failed(response).await;
     assert_eq!(
         error["validation_errors"][0]["location"],
         serde_json::json!(["body", "client_id"])
@@ -297,13 +261,7 @@ async fn malformed_requests_get_422_with_validation_errors() {
         .send()
         .await
         .unwrap();
-    let error = assert_error(
-        response,
-        422,
-        "api_error.request.validation_failed",
-        Some("invalid_request"),
-    )
-    .await;
+    let error = assert_validation_failed(response).await;
     assert_eq!(
         error["validation_errors"][0]["location"],
         serde_json::json!(["header", "content-type"])
@@ -311,13 +269,7 @@ async fn malformed_requests_get_422_with_validation_errors() {
 
     // Not UTF-8 after decoding.
     let response = app.post_token("client_id=%FF%FE", None).await;
-    assert_error(
-        response,
-        422,
-        "api_error.request.validation_failed",
-        Some("invalid_request"),
-    )
-    .await;
+    assert_validation_failed(response).await;
 }
 
 #[tokio::test]
@@ -350,13 +302,7 @@ async fn disabled_clients_get_no_tokens_until_enabled_again() {
     app.synced().await;
     let body = form(&[("client_id", &client.id), ("client_secret", &secret)]);
     let response = app.post_token(&body, None).await;
-    assert_error(
-        response,
-        401,
-        "api_error.auth.unauthorized",
-        Some("invalid_client"),
-    )
-    .await;
+    assert_invalid_client(response).await;
     moneykit_auth::admin::enable_client(app.store.as_ref(), &client.id)
         .await
         .unwrap();
