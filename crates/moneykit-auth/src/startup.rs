@@ -24,7 +24,7 @@ use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
 use crate::http;
 use crate::snapshot::TokenSettings;
-use crate::state::{AppState, Health};
+use crate::state::{AppState, Health, Metrics};
 use crate::store::{self, OpenMode, Store};
 use crate::sync::Refresher;
 
@@ -47,6 +47,7 @@ pub struct Application {
     router: axum::Router,
     refresher: Refresher,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     connection: ConnectionLimits,
     master_key_origin: MasterKeyOrigin,
     demo: Option<DemoCredentials>,
@@ -100,9 +101,11 @@ impl Application {
             settings.refresh,
         )
         .await?;
+        let metrics = Arc::new(Metrics::default());
         let state = AppState {
             snapshot: refresher.cell(),
             health,
+            metrics: metrics.clone(),
         };
         Ok(Self {
             router: http::router(state, settings.limits),
@@ -111,6 +114,7 @@ impl Application {
             issuer,
             refresher,
             store,
+            metrics,
             connection: settings.connection,
             master_key_origin,
             demo,
@@ -135,6 +139,11 @@ impl Application {
     /// The store, for tests and tools that share the server's database.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The live snapshot cell, so tests can wait until a change has been picked up.

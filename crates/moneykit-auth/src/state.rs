@@ -11,8 +11,24 @@ use crate::snapshot::{Snapshot, SnapshotCell};
 pub struct AppState {
     /// The in-memory view the hot path serves from.
     pub snapshot: Arc<SnapshotCell>,
-    /// Whether the store is reachable, as last seen by the background refresh.
+    /// Whether the background refresh works (store reachable, keys open).
     pub health: Arc<Health>,
+    /// Counters of what the server did.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Counters, incremented with relaxed atomics (a few nanoseconds on the hot path).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Access tokens issued since start.
+    pub tokens_issued: std::sync::atomic::AtomicU64,
+}
+
+impl Metrics {
+    /// Access tokens issued since start.
+    pub fn tokens_issued(&self) -> u64 {
+        self.tokens_issued.load(Ordering::Relaxed)
+    }
 }
 
 impl AppState {

@@ -9,6 +9,7 @@
 //! - [`jwks`]: the public JSON Web Key Set published at `/.well-known/jwks.json`.
 //! - [`error`]: the error body (MoneyKit fields, RFC 6749 fields, validation errors).
 //! - [`headers`]: header names and the API version the official SDKs send.
+//! - [`webhook`]: webhook header names and the claims of the `MoneyKit-Signature` JWT.
 //!
 //! Types here are plain data: no I/O, no validation beyond what serde does. Unknown JSON
 //! members are kept where a client may need them (JWKs) and ignored elsewhere, so newer
@@ -19,8 +20,10 @@ pub mod headers;
 pub mod introspect;
 pub mod jwks;
 pub mod token;
+pub mod webhook;
 
 pub use error::{ErrorBody, ValidationError};
 pub use introspect::{AppClientResponse, AppResponse};
 pub use jwks::{Jwk, JwkSet};
 pub use token::{GenerateAccessTokenResponse, TokenForm};
+pub use webhook::WebhookSignatureClaims;

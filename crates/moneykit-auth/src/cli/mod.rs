@@ -1,4 +1,4 @@
-//! The command line (PRODUCT.md §5): `serve`, `apps`, `clients`, `keys`.
+//! The command line (PRODUCT.md §5): `serve`, `apps`, `clients`, `keys`, `token`.
 //!
 //! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>`, except
 //! the arguments that name or describe the object an admin command acts on (`--app`,
@@ -12,6 +12,7 @@ mod clients;
 mod keys;
 mod output;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,8 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Get an access token from a running server (client credentials).
+    Token(token::TokenArgs),
 }
 
 /// Parses the command line, runs the command, and turns any failure into one line on
@@ -111,6 +114,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(cmd) => apps::run(cmd, &cli.database_url, out).await,
         Command::Clients(cmd) => clients::run(cmd, &cli.database_url, out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.database_url, out).await,
+        Command::Token(args) => token::run(args, out).await,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The MoneyKit-compatible token surface: `POST /auth/token` and `GET /auth/introspect`
 //! (PRODUCT.md §2). Thin: parse, call the grant engine, shape the response.
 
+use std::sync::atomic::Ordering;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -37,6 +39,7 @@ pub async fn token(
         OffsetDateTime::now_utc(),
     )
     .map_err(|e| ApiError::from_grant(e, request.used_basic()))?;
+    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(client_id = %issued.claims.client_id, "issued token");
     let body = GenerateAccessTokenResponse {
         access_token: issued.access_token,

@@ -12,6 +12,7 @@ use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
 use moneykit_auth::snapshot::SnapshotCell;
 use moneykit_auth::startup::Application;
+use moneykit_auth::state::Metrics;
 use moneykit_auth::store::Store;
 use moneykit_wire::JwkSet;
 use serde_json::Value;
@@ -29,6 +30,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     cell: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub dir: Arc<TempDir>,
@@ -78,6 +80,7 @@ pub async fn spawn_on(dir: Arc<TempDir>, settings: ServeSettings) -> TestApp {
     let issuer = app.issuer().to_owned();
     let store = app.store();
     let cell = app.snapshot_cell();
+    let metrics = app.metrics();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -89,6 +92,7 @@ pub async fn spawn_on(dir: Arc<TempDir>, settings: ServeSettings) -> TestApp {
         store,
         http: reqwest::Client::new(),
         cell,
+        metrics,
         stop: Some(stop),
         server: Some(server),
         dir,
@@ -100,6 +104,11 @@ impl TestApp {
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.server.take().unwrap().await.unwrap().unwrap();
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -12,4 +12,5 @@ mod jwks;
 mod keys;
 mod limits;
 mod logs;
+mod sdk;
 mod token;

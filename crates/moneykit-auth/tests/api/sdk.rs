@@ -1,0 +1,413 @@
+//! The `moneykit` SDK against the real server: every operation and its
+//! `_with_http_info` variant, errors, the token source and the webhook verifier.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit::webhooks::{Verifier, WebhookError};
+use moneykit::{
+    AccessTokenApi, ApiError, Configuration, ErrorKind, GenerateAccessTokenOpts, TokenSource,
+};
+use moneykit_auth::keys::{KeyPair, MasterKey};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::helpers::*;
+
+fn config(app: &TestApp) -> Configuration {
+    Configuration::new().host(&app.base)
+}
+
+fn api_with_basic(app: &TestApp, id: &str, secret: &str) -> AccessTokenApi {
+    AccessTokenApi::new(config(app).basic_auth(id, secret)).unwrap()
+}
+
+#[tokio::test]
+async fn every_operation_and_its_with_http_info_variant_works() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .create_client("accounts:read transactions:read", None)
+        .await;
+
+    // Basic credentials from the configuration.
+    let api = api_with_basic(&app, &client.id, &secret);
+    let opts = GenerateAccessTokenOpts {
+        grant_type: Some("client_credentials".into()),
+        scope: Some("accounts:read".into()),
+        ..Default::default()
+    };
+    let token = api.generate_access_token(opts.clone()).await.unwrap();
+    assert_eq!(token.scope, "accounts:read");
+    assert_eq!(token.token_type, "bearer");
+    let (data, status, headers) = api
+        .generate_access_token_with_http_info(opts)
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(!data.access_token.is_empty());
+
+    // Body credentials, no Basic.
+    let plain = AccessTokenApi::new(config(&app)).unwrap();
+    let body_token = plain
+        .generate_access_token(GenerateAccessTokenOpts {
+            client_id: Some(client.id.clone()),
+            client_secret: Some(secret.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(body_token.scope, "accounts:read transactions:read");
+
+    let with_token =
+        AccessTokenApi::new(config(&app).access_token(token.access_token.as_str())).unwrap();
+    let me = with_token.instrospect_client().await.unwrap();
+    assert_eq!(me.client_id, client.id);
+    assert_eq!(me.app.app_id, client.app_id);
+    assert_eq!(with_token.introspect_client().await.unwrap(), me);
+    let (me2, status, _) = with_token
+        .instrospect_client_with_http_info()
+        .await
+        .unwrap();
+    assert_eq!((me2, status.as_u16()), (me.clone(), 200));
+    let (me3, _, _) = with_token.introspect_client_with_http_info().await.unwrap();
+    assert_eq!(me3, me);
+
+    let jwks = plain.get_well_known_jwks().await.unwrap();
+    assert_eq!(jwks.keys.len(), 1);
+    let (jwks2, status, headers) = with_token
+        .get_well_known_jwks_with_http_info()
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "public, max-age=300");
+    assert_eq!(jwks2, jwks);
+}
+
+#[tokio::test]
+async fn error_responses_surface_as_api_errors_with_the_parsed_code() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+
+    let wrong = api_with_basic(&app, &client.id, "wrong");
+    let e = wrong
+        .generate_access_token(Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(401));
+    assert_eq!(e.error_code(), Some("api_error.auth.unauthorized"));
+    assert!(e.headers().unwrap().contains_key("www-authenticate"));
+    assert!(
+        e.to_string()
+            .starts_with("HTTP 401 api_error.auth.unauthorized: "),
+        "{e}"
+    );
+
+    let api = api_with_basic(&app, &client.id, &secret);
+    let scoped = GenerateAccessTokenOpts {
+        scope: Some("admin".into()),
+        ..Default::default()
+    };
+    let e = api.generate_access_token(scoped).await.unwrap_err();
+    assert_eq!(e.error_code(), Some("api_error.auth.invalid_scope"));
+    let grant = GenerateAccessTokenOpts {
+        grant_type: Some("password".into()),
+        ..Default::default()
+    };
+    let e = api.generate_access_token(grant).await.unwrap_err();
+    assert_eq!(
+        e.error_code(),
+        Some("api_error.auth.unsupported_grant_type")
+    );
+
+    let bad_token = AccessTokenApi::new(config(&app).access_token("not-a-token")).unwrap();
+    let e = bad_token.instrospect_client().await.unwrap_err();
+    assert_eq!(e.error_code(), Some("api_error.auth.unauthorized"));
+    assert!(!e.is_expired_token());
+
+    // A 2xx whose body is not the documented type.
+    let odd = AccessTokenApi::new(
+        Configuration::new().host(format!("{}/.well-known/jwks.json?path=", app.base)),
+    )
+    .unwrap();
+    let e = odd.instrospect_client().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnexpectedBody, "{e:?}");
+    assert_eq!(e.status().unwrap(), 200);
+
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nowhere =
+        AccessTokenApi::new(Configuration::new().host(format!("http://127.0.0.1:{port}"))).unwrap();
+    let e = nowhere.get_well_known_jwks().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport);
+    assert!(e.transport().unwrap().is_connect(), "{e:?}");
+    assert!(e.status().is_none());
+}
+
+#[tokio::test]
+async fn token_source_caches_and_refreshes_ahead_of_expiry() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", Some(2)).await;
+    let metrics = app.metrics();
+    let tokens = TokenSource::new(config(&app), &client.id, secret.as_str()).unwrap();
+
+    let first = tokens.token().await.unwrap();
+    let again = tokens.token().await.unwrap();
+    assert_eq!(first.token, again.token, "cached");
+    assert_eq!(metrics.tokens_issued(), 1);
+
+    // A 2 s token is refreshed after half its life, before it expires.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refreshed = tokens.token().await.unwrap();
+    assert_ne!(refreshed.token, first.token);
+    assert_eq!(metrics.tokens_issued(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_refresh() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let metrics = app.metrics();
+    let tokens = TokenSource::new(config(&app), &client.id, secret.as_str()).unwrap();
+    let calls = (0..100).map(|_| {
+        let tokens = tokens.clone();
+        tokio::spawn(async move { tokens.token().await.unwrap().token })
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let first = results[0].as_ref().unwrap().clone();
+    assert!(results.iter().all(|r| r.as_ref().unwrap() == &first));
+    assert_eq!(
+        metrics.tokens_issued(),
+        1,
+        "one token request for 100 callers"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_error_triggers_one_refresh_and_retry() {
+    let app = spawn_app().await;
+    let (short, short_secret) = app.create_client("a", Some(1)).await;
+    let expired = app.token(&short.id, &short_secret, None).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let (client, secret) = app.create_client("a", None).await;
+    let tokens = TokenSource::new(config(&app), &client.id, secret.as_str()).unwrap();
+    let metrics = app.metrics();
+    let before = metrics.tokens_issued();
+    let http = reqwest::Client::new();
+    let attempts = AtomicUsize::new(0);
+    let introspected = tokens
+        .with_token(|token| {
+            // The first attempt presents a token the server reports as expired.
+            let presented = if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                expired.clone()
+            } else {
+                token.expose().to_owned()
+            };
+            let request = http.get(app.url("/auth/introspect")).bearer_auth(presented);
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let body = response.bytes().await.unwrap();
+                if status.is_success() {
+                    Ok(serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+                } else {
+                    Err(ApiError::from_response(status, Default::default(), body))
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(introspected["client_id"], client.id);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(
+        metrics.tokens_issued() - before,
+        2,
+        "the first token and one refresh"
+    );
+}
+
+#[tokio::test]
+async fn api_with_a_token_source_fetches_tokens_itself() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("accounts:read x", None).await;
+    let tokens = TokenSource::builder(config(&app), &client.id, secret.as_str())
+        .scope("accounts:read")
+        .build()
+        .unwrap();
+    let api = AccessTokenApi::new(config(&app))
+        .unwrap()
+        .with_token_source(tokens.clone());
+    assert_eq!(api.introspect_client().await.unwrap().client_id, client.id);
+    assert_eq!(api.instrospect_client().await.unwrap().client_id, client.id);
+    assert_eq!(tokens.token().await.unwrap().scope, "accounts:read");
+    assert_eq!(app.metrics().tokens_issued(), 1);
+}
+
+/// Signs a webhook signature JWT with `pair`.
+fn webhook_signature(pair: &KeyPair, alg: &str, iat: i64, body: &[u8]) -> String {
+    let header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": pair.kid(), "typ": "JWT"}).to_string());
+    let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body));
+    let claims = json!({"iat": iat, "request_body_sha256": hash});
+    pair.sign_jwt(&header, claims.to_string().as_bytes())
+}
+
+/// The server's newest signing key, opened with the test master secret.
+async fn server_key(app: &TestApp) -> KeyPair {
+    let keys = app.store.list_keys().await.unwrap();
+    let record = keys.last().unwrap();
+    let pkcs8 = MasterKey::from_secret(TEST_SECRET)
+        .unwrap()
+        .open(&record.kid, &record.sealed_private_key)
+        .unwrap();
+    KeyPair::from_pkcs8(&record.kid, &pkcs8).unwrap()
+}
+
+#[tokio::test]
+async fn webhook_verifier_accepts_genuine_bodies_and_rejects_everything_else() {
+    let app = spawn_app().await;
+    let key = server_key(&app).await;
+    let verifier = Verifier::new(AccessTokenApi::new(config(&app)).unwrap());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let body = br#"{"webhook_event":"link.state_changed","link_id":"mk_1"}"#;
+
+    let good = webhook_signature(&key, "ES256", now, body);
+    let claims = verifier.verify(&good, body).await.unwrap();
+    assert_eq!(claims.iat, now);
+
+    let changed = br#"{"webhook_event":"link.state_changed","link_id":"mk_2"}"#;
+    assert!(matches!(
+        verifier.verify(&good, changed).await,
+        Err(WebhookError::BodyMismatch)
+    ));
+
+    let stranger = KeyPair::from_pkcs8("key_stranger", &KeyPair::generate_pkcs8()).unwrap();
+    let unknown = webhook_signature(&stranger, "ES256", now, body);
+    assert!(
+        matches!(verifier.verify(&unknown, body).await, Err(WebhookError::UnknownKey(k)) if k == "key_stranger")
+    );
+
+    let hs256 = webhook_signature(&key, "HS256", now, body);
+    assert!(
+        matches!(verifier.verify(&hs256, body).await, Err(WebhookError::UnsupportedAlgorithm(a)) if a == "HS256")
+    );
+
+    // 5 minutes of leeway either way, not more.
+    for (iat, ok) in [
+        (now - 299, true),
+        (now + 299, true),
+        (now - 301, false),
+        (now + 301, false),
+    ] {
+        let signed = webhook_signature(&key, "ES256", iat, body);
+        let result = verifier.verify_at(&signed, body, now).await;
+        assert_eq!(result.is_ok(), ok, "iat {iat}: {result:?}");
+        if !ok {
+            assert!(matches!(
+                result,
+                Err(WebhookError::IssuedAtOutsideLeeway { .. })
+            ));
+        }
+    }
+
+    for malformed in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "!!.??.**",
+        &good.replace('.', ""),
+    ] {
+        assert!(
+            matches!(
+                verifier.verify(malformed, body).await,
+                Err(WebhookError::MalformedSignature(_))
+            ),
+            "{malformed:?}"
+        );
+    }
+    // A flipped signature byte under a known kid.
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let mut sig = URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
+    sig[0] ^= 1;
+    parts[2] = URL_SAFE_NO_PAD.encode(sig);
+    assert!(matches!(
+        verifier.verify(&parts.join("."), body).await,
+        Err(WebhookError::BadSignature)
+    ));
+}
+
+#[tokio::test]
+async fn webhook_verifier_refetches_the_jwks_for_a_new_kid_at_most_as_often_as_allowed() {
+    let app = spawn_app().await;
+    let api = AccessTokenApi::new(config(&app)).unwrap();
+    let eager = Arc::new(Verifier::new(api.clone()).min_refetch_interval(Duration::ZERO));
+    let patient = Verifier::new(api).min_refetch_interval(Duration::from_secs(3600));
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let body = b"{}";
+    let old = webhook_signature(&server_key(&app).await, "ES256", now, body);
+    eager.verify(&old, body).await.unwrap();
+    patient.verify(&old, body).await.unwrap();
+
+    assert!(app.cli(&["keys", "rotate"]).status.success());
+    let new = webhook_signature(&server_key(&app).await, "ES256", now, body);
+    app.synced().await;
+    eager
+        .verify(&new, body)
+        .await
+        .expect("refetched and found the next key");
+    assert!(
+        matches!(
+            patient.verify(&new, body).await,
+            Err(WebhookError::UnknownKey(_))
+        ),
+        "rate-limited"
+    );
+}
+
+#[test]
+fn token_command_prints_a_token_and_fails_clearly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (app, client, secret) = runtime.block_on(async {
+        let app = spawn_app().await;
+        let (client, secret) = app.create_client("a b", None).await;
+        (app, client, secret)
+    });
+    let out = app.cli(&[
+        "token",
+        "--url",
+        &app.base,
+        "--client-id",
+        &client.id,
+        "--client-secret",
+        &secret,
+        "--scope",
+        "a",
+        "--json",
+    ]);
+    let token = cli_json(&out);
+    assert_eq!(token["scope"], "a");
+    assert_eq!(token["token_type"], "bearer");
+    assert!(token["access_token"].as_str().unwrap().starts_with("ey"));
+
+    let out = app.cli(&[
+        "token",
+        "--url",
+        &app.base,
+        "--client-id",
+        &client.id,
+        "--client-secret",
+        "wrong",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("api_error.auth.unauthorized"), "{err}");
+    runtime.block_on(app.stop());
+}

@@ -1,0 +1,91 @@
+//! # moneykit
+//!
+//! A Rust client for the MoneyKit access token API — MoneyKit itself, or a self-hosted
+//! [moneykit-auth](https://github.com/moneykit-auth/moneykit-auth) — with the operations
+//! and names of the official SDKs' `AccessTokenApi`, plus what a Rust service needs
+//! beyond them: tokens that refresh themselves, and webhook signature verification.
+//!
+//! ## Layout
+//!
+//! - [`Configuration`]: host, HTTP Basic credentials, access token, user agent, timeout.
+//! - [`AccessTokenApi`]: `generate_access_token`, `get_well_known_jwks`,
+//!   `instrospect_client` (and `introspect_client`), each with a `_with_http_info` variant
+//!   returning `(data, status, headers)`.
+//! - [`TokenSource`]: a cached client-credentials token, refreshed ahead of expiry, one
+//!   refresh shared by concurrent callers.
+//! - [`webhooks::Verifier`]: checks `MoneyKit-Signature` headers against the JWKS.
+//! - [`ApiError`]: transport failures, unexpected bodies and API errors kept apart
+//!   ([`ErrorKind`]), with the MoneyKit error fields parsed.
+//! - The JSON types ([`GenerateAccessTokenResponse`], [`AppClientResponse`], [`JwkSet`], …)
+//!   come from `moneykit-wire`, the same crate the server uses.
+//!
+//! ## Getting a token
+//!
+//! ```no_run
+//! use moneykit::{AccessTokenApi, Configuration, GenerateAccessTokenOpts};
+//!
+//! # async fn example() -> Result<(), moneykit::ApiError> {
+//! let config = Configuration::new()
+//!     .host("http://127.0.0.1:8080")
+//!     .basic_auth("live_…", "mks_…");
+//! let api = AccessTokenApi::new(config)?;
+//! let token = api
+//!     .generate_access_token(GenerateAccessTokenOpts::default())
+//!     .await?;
+//! println!("{} expires in {} s", token.token_type, token.expires_in);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Calling with tokens that refresh themselves
+//!
+//! ```no_run
+//! use moneykit::{AccessTokenApi, Configuration, TokenSource};
+//!
+//! # async fn example() -> Result<(), moneykit::ApiError> {
+//! let config = Configuration::new().host("http://127.0.0.1:8080");
+//! let tokens = TokenSource::new(config.clone(), "live_…", "mks_…")?;
+//! let api = AccessTokenApi::new(config)?.with_token_source(tokens);
+//! let me = api.introspect_client().await?; // token fetched, cached, refreshed as needed
+//! println!("I am {} of {}", me.client_id, me.app.app_name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Errors
+//!
+//! ```no_run
+//! # use moneykit::{AccessTokenApi, Configuration, ErrorKind, GenerateAccessTokenOpts};
+//! # async fn example(api: AccessTokenApi) {
+//! match api.generate_access_token(GenerateAccessTokenOpts::default()).await {
+//!     Ok(token) => println!("scope: {}", token.scope),
+//!     Err(e) if e.error_code() == Some("api_error.auth.unauthorized") => {
+//!         eprintln!("wrong client id or secret")
+//!     }
+//!     Err(e) if e.kind() == ErrorKind::Transport => eprintln!("cannot reach the server: {e}"),
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! # }
+//! ```
+//!
+//! Secrets and tokens are held in [`Secret`], whose `Debug` and `Display` print
+//! `[redacted]`.
+
+mod access_token;
+mod client;
+mod configuration;
+mod error;
+mod secret;
+mod token_source;
+pub mod webhooks;
+
+pub use access_token::{AccessTokenApi, GenerateAccessTokenOpts};
+pub use client::WithHttpInfo;
+pub use configuration::{Configuration, DEFAULT_HOST};
+pub use error::{ApiError, ErrorKind, TransportError};
+pub use moneykit_wire::{
+    AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,
+    ValidationError, WebhookSignatureClaims,
+};
+pub use secret::Secret;
+pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
