@@ -16,6 +16,7 @@
 //! - [`keys`]: signing keys — sealing at rest, ES256, lifecycle.
 //! - [`store`]: the storage trait and its SQLite backend.
 //! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
+//! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
 //! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
 //! - [`state`], [`telemetry`]: shared handler state; logging.
 //!
@@ -28,6 +29,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod revocation;
 pub mod snapshot;
 pub mod startup;
 pub mod state;

@@ -6,12 +6,12 @@
 //! database), and the background refresh in [`crate::sync`] swaps in a new one when the
 //! stored state changes or a key changes state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use moneykit_wire::{AppClientResponse, AppResponse, JwkSet};
+use moneykit_wire::{AppClientResponse, AppResponse, AuthorizationServerMetadata, JwkSet};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -63,6 +63,7 @@ pub struct Snapshot {
     signers: Vec<Signer>,
     verifiers: HashMap<String, PublicKey>,
     jwks_json: Bytes,
+    metadata_json: Bytes,
     /// When the key schedule next changes (a key activates or leaves the JWKS).
     pub stale_at: Option<OffsetDateTime>,
 }
@@ -110,6 +111,7 @@ impl Snapshot {
             });
         }
 
+        let metadata = server_metadata(&settings.issuer, &state.clients);
         Ok(Self {
             revision: state.revision,
             settings,
@@ -117,6 +119,7 @@ impl Snapshot {
             signers,
             verifiers,
             jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
+            metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
             stale_at: schedule.next_change_after(now),
         })
     }
@@ -140,6 +143,37 @@ impl Snapshot {
     /// The JWKS body, serialized once.
     pub fn jwks_json(&self) -> &Bytes {
         &self.jwks_json
+    }
+
+    /// The RFC 8414 metadata body, serialized once.
+    pub fn metadata_json(&self) -> &Bytes {
+        &self.metadata_json
+    }
+}
+
+/// RFC 8414 metadata for `issuer`; `scopes_supported` is every scope some client may ask
+/// for, so it changes as clients do.
+fn server_metadata(issuer: &str, clients: &[Client]) -> AuthorizationServerMetadata {
+    let scopes: BTreeSet<&str> = clients.iter().flat_map(|c| c.scopes.iter()).collect();
+    let auth_methods = || {
+        vec![
+            "client_secret_basic".to_owned(),
+            "client_secret_post".to_owned(),
+        ]
+    };
+    AuthorizationServerMetadata {
+        issuer: issuer.to_owned(),
+        token_endpoint: format!("{issuer}/oauth2/token"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+        revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+        grant_types_supported: vec!["client_credentials".into()],
+        response_types_supported: vec![],
+        scopes_supported: scopes.into_iter().map(str::to_owned).collect(),
+        token_endpoint_auth_methods_supported: auth_methods(),
+        introspection_endpoint_auth_methods_supported: auth_methods(),
+        revocation_endpoint_auth_methods_supported: auth_methods(),
+        service_documentation: format!("{issuer}/openapi.json"),
     }
 }
 

@@ -106,6 +106,9 @@ impl Application {
             snapshot: refresher.cell(),
             health,
             metrics: metrics.clone(),
+            revocations: refresher.revocations(),
+            store: store.clone(),
+            openapi_json: http::openapi::document(&issuer),
         };
         Ok(Self {
             router: http::router(state, settings.limits),

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::store::Store;
 
 /// Shared state of one running server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     /// The in-memory view the hot path serves from.
     pub snapshot: Arc<SnapshotCell>,
@@ -15,6 +17,12 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Counters of what the server did.
     pub metrics: Arc<Metrics>,
+    /// Revoked token ids, checked on every bearer token.
+    pub revocations: Arc<RevocationList>,
+    /// The store, for the few requests that write (revocation). Never on the hot path.
+    pub store: Arc<dyn Store>,
+    /// The OpenAPI document, serialized once.
+    pub openapi_json: bytes::Bytes,
 }
 
 /// Counters, incremented with relaxed atomics (a few nanoseconds on the hot path).
@@ -22,6 +30,8 @@ pub struct AppState {
 pub struct Metrics {
     /// Access tokens issued since start.
     pub tokens_issued: std::sync::atomic::AtomicU64,
+    /// Access tokens revoked through this server since start.
+    pub tokens_revoked: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {

@@ -4,7 +4,8 @@
 //! single-row read); when it moves, or the key schedule reaches its next change, or the
 //! periodic full refresh is due, it reloads the state and swaps in a new snapshot. Changes
 //! made by the CLI in another process therefore reach the server well within a second.
-//! The same task runs scheduled key rotation. While the store is unreachable the server
+//! The same task catches up on revocations (incrementally, by sequence number, without a
+//! rebuild) and runs scheduled key rotation. While the store is unreachable the server
 //! keeps serving its last snapshot and reports not-ready; the outage is logged once.
 
 use std::sync::Arc;
@@ -14,8 +15,10 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::admin;
+use crate::domain::EXPIRY_LEEWAY_SECS;
 use crate::keys::MasterKey;
 use crate::keys::lifecycle::KeySchedule;
+use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::state::Health;
 use crate::store::{Store, StoredState};
@@ -52,6 +55,7 @@ pub struct Refresher {
     cell: Arc<SnapshotCell>,
     health: Arc<Health>,
     settings: RefreshSettings,
+    revocations: Arc<RevocationList>,
     /// When scheduled rotation is next due, from the last loaded key schedule.
     rotation_due_at: std::sync::Mutex<Option<OffsetDateTime>>,
 }
@@ -69,7 +73,13 @@ impl Refresher {
         let state = store.load().await?;
         let now = OffsetDateTime::now_utc();
         let first = Snapshot::build(&state, &master, tokens.clone(), now)?;
+        store
+            .prune_revocations(now.unix_timestamp() - EXPIRY_LEEWAY_SECS)
+            .await?;
+        let revocations = Arc::new(RevocationList::default());
+        revocations.apply(&store.revocations_since(0).await?);
         let refresher = Self {
+            revocations,
             store,
             master,
             tokens,
@@ -82,6 +92,11 @@ impl Refresher {
         Ok(refresher)
     }
 
+    /// The revocation list the HTTP handlers check.
+    pub fn revocations(&self) -> Arc<RevocationList> {
+        self.revocations.clone()
+    }
+
     /// The cell the HTTP handlers read.
     pub fn cell(&self) -> Arc<SnapshotCell> {
         self.cell.clone()
@@ -92,6 +107,16 @@ impl Refresher {
     /// in. Tests call this directly instead of waiting for the loop.
     pub async fn refresh_once(&self, force: bool) -> anyhow::Result<bool> {
         let now = OffsetDateTime::now_utc();
+        let revoked = self
+            .store
+            .revocations_since(self.revocations.last_seq())
+            .await?;
+        self.revocations.apply(&revoked);
+        if force {
+            let horizon = now.unix_timestamp() - EXPIRY_LEEWAY_SECS;
+            self.store.prune_revocations(horizon).await?;
+            self.revocations.prune(now.unix_timestamp());
+        }
         let current = self.cell.load();
         let rotation_due = self
             .rotation_due_at

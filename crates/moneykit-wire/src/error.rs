@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// `error_description`) that generic OAuth 2.0 clients read, so both kinds of client
 /// understand the same response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// MoneyKit error code, e.g. `api_error.auth.unauthorized`.
     pub error_code: String,
@@ -30,6 +31,7 @@ pub struct ErrorBody {
 
 /// One problem with a malformed request, in the MoneyKit (FastAPI) shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidationError {
     /// Where the problem is, e.g. `["body", "client_id"]` or `["header", "content-type"]`.
     pub location: Vec<String>,

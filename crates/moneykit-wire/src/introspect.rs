@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// MoneyKit renamed `id`/`name` to `app_id`/`app_name`; both spellings are sent with the
 /// same values so clients written against either keep working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppResponse {
     /// The app id (new name).
     pub app_id: String,
@@ -32,6 +33,7 @@ impl AppResponse {
 
 /// The body of `GET /auth/introspect`: the client a token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppClientResponse {
     /// The client id (also the token's `sub`).
     pub client_id: String,

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 /// members this type does not name are kept in `extra`, so a client never drops what a
 /// newer server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     /// Key type: `EC`.
     pub kty: String,
@@ -35,6 +36,7 @@ pub struct Jwk {
 
 /// A JSON Web Key Set: `{"keys": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JwkSet {
     /// The published keys.
     pub keys: Vec<Jwk>,

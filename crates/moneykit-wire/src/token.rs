@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// instead, an absent `grant_type` means `client_credentials`, and an absent or empty
 /// `scope` means every scope the client is allowed.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenForm {
     /// Only `client_credentials` is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,6 +42,7 @@ impl std::fmt::Debug for TokenForm {
 /// The body of a successful token response (`201` on `/auth/token`, `200` on
 /// `/oauth2/token`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GenerateAccessTokenResponse {
     /// The bearer token: an ES256-signed JWT (RFC 9068).
     pub access_token: String,

@@ -12,6 +12,7 @@ pub const DELIVERY_ATTEMPT_HEADER: &str = "MoneyKit-Delivery-Attempt";
 
 /// Claims of the `MoneyKit-Signature` JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookSignatureClaims {
     /// When the delivery was signed (Unix seconds).
     pub iat: i64,

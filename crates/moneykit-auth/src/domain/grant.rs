@@ -8,6 +8,7 @@ use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
 use super::tokens::{self, AccessClaims, TokenRejection};
+use crate::revocation::{RevocationList, RevokedToken};
 use crate::snapshot::{ClientEntry, Snapshot};
 
 /// Client id and secret as presented, from the body or HTTP Basic.
@@ -65,6 +66,9 @@ pub enum GrantError {
     /// No signing key is active (only possible if every key is scheduled in the future).
     #[error("no signing key is active")]
     NoSigningKey,
+    /// A client asked to revoke a token issued to another client.
+    #[error("the token was not issued to this client")]
+    TokenOfAnotherClient,
 }
 
 /// Authenticates a client against the snapshot: known, enabled at `now`, right secret.
@@ -140,7 +144,8 @@ pub enum BearerError {
     /// The token was valid but has expired.
     #[error("the access token has expired")]
     Expired,
-    /// Anything else: malformed, forged, foreign, or its client is gone or disabled.
+    /// Anything else: malformed, forged, foreign, revoked, or its client is gone or
+    /// disabled.
     #[error("the access token is invalid")]
     Invalid,
 }
@@ -154,10 +159,11 @@ pub struct Authorized<'s> {
     pub client: &'s ClientEntry,
 }
 
-/// Validates a bearer token: signature, type, issuer, expiry, and that its client still
-/// exists and is not disabled at `now`.
+/// Validates a bearer token: signature, type, issuer, expiry, not revoked, and that its
+/// client still exists and is not disabled at `now`.
 pub fn authorize_bearer<'s>(
     snapshot: &'s Snapshot,
+    revoked: &RevocationList,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Authorized<'s>, BearerError> {
@@ -171,9 +177,43 @@ pub fn authorize_bearer<'s>(
         TokenRejection::Expired => BearerError::Expired,
         _ => BearerError::Invalid,
     })?;
+    if revoked.is_revoked(&claims.jti) {
+        return Err(BearerError::Invalid);
+    }
     let client = snapshot
         .client(&claims.client_id)
         .filter(|entry| !entry.client.is_disabled(now))
         .ok_or(BearerError::Invalid)?;
     Ok(Authorized { claims, client })
+}
+
+/// What revoking `token` on behalf of `caller` means (RFC 7009 §2.1): a revocation to
+/// record for a valid token of the caller's; nothing for a token that is malformed,
+/// foreign or already expired (revoking it changes nothing, and the RFC answers 200);
+/// an error for a valid token of another client.
+pub fn revocation_for(
+    snapshot: &Snapshot,
+    caller: &ClientEntry,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<RevokedToken>, GrantError> {
+    let verifier = |kid: &str| snapshot.verifier(kid);
+    let Ok(claims) = tokens::validate(
+        token,
+        verifier,
+        &snapshot.settings.issuer,
+        now.unix_timestamp(),
+    ) else {
+        return Ok(None);
+    };
+    if claims.client_id != caller.client.id {
+        return Err(GrantError::TokenOfAnotherClient);
+    }
+    Ok(Some(RevokedToken {
+        seq: 0,
+        jti: claims.jti,
+        client_id: claims.client_id,
+        expires_at: claims.exp,
+        revoked_at: now.unix_timestamp(),
+    }))
 }

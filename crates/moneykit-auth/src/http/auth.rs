@@ -7,12 +7,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use moneykit_wire::GenerateAccessTokenResponse;
+use moneykit_wire::{AppClientResponse, ErrorBody, GenerateAccessTokenResponse, TokenForm};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{MoneyKitVersion, ParsedTokenRequest, bearer_token};
-use crate::domain::grant;
+use super::extract::{AuthenticatedForm, MoneyKitVersion, TOKEN_FIELDS, bearer_token};
+use super::openapi::MoneyKitVersionHeader;
+use crate::domain::grant::{self, IssuedToken};
 use crate::state::AppState;
 
 /// Headers RFC 6749 §5.1 requires on every response that carries a token.
@@ -22,8 +23,40 @@ pub fn no_store(response: &mut Response) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+/// Runs the client-credentials grant for a parsed request and counts the token: what
+/// both token endpoints share before shaping their own response.
+pub fn issue_token(
+    state: &AppState,
+    form: &AuthenticatedForm<'_>,
+) -> Result<IssuedToken, ApiError> {
+    let snapshot = state.snapshot();
+    let issued = grant::client_credentials(
+        &snapshot,
+        &form.as_grant_request(),
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
+    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(client_id = %issued.claims.client_id, "issued token");
+    Ok(issued)
+}
+
 /// `POST /auth/token`: client credentials in, a bearer token out, with **201 Created**
 /// because that is the only status the official MoneyKit SDKs deserialize.
+#[utoipa::path(
+    post, path = "/auth/token", tag = "MoneyKit",
+    params(MoneyKitVersionHeader),
+    request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded",
+        description = "Client credentials in the body or as HTTP Basic (form-urlencoded first, RFC 6749 §2.3.1). Absent `grant_type` means `client_credentials`; absent or empty `scope` means everything the client is allowed."),
+    responses(
+        (status = 201, description = "A new access token. 201, not 200: the official MoneyKit SDKs only accept 201.", body = GenerateAccessTokenResponse),
+        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, or an unsupported `MoneyKit-Version`.", body = ErrorBody),
+        (status = 401, description = "`invalid_client`: missing, unknown or disabled client, wrong secret, or conflicting credentials.", body = ErrorBody),
+        (status = 413, description = "Body too large.", body = ErrorBody),
+        (status = 422, description = "Malformed body, wrong content type, repeated parameter.", body = ErrorBody),
+    ),
+    security((), ("HTTPBasic" = [])),
+)]
 #[tracing::instrument(name = "auth.token", skip_all)]
 pub async fn token(
     State(state): State<AppState>,
@@ -31,16 +64,8 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = ParsedTokenRequest::parse(&headers, &body)?;
-    let snapshot = state.snapshot();
-    let issued = grant::client_credentials(
-        &snapshot,
-        &request.as_grant_request(),
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(|e| ApiError::from_grant(e, request.used_basic()))?;
-    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(client_id = %issued.claims.client_id, "issued token");
+    let form = AuthenticatedForm::parse(&headers, &body, TOKEN_FIELDS)?;
+    let issued = issue_token(&state, &form)?;
     let body = GenerateAccessTokenResponse {
         access_token: issued.access_token,
         token_type: "bearer".into(),
@@ -53,6 +78,16 @@ pub async fn token(
 }
 
 /// `GET /auth/introspect`: the client and app behind the bearer token.
+#[utoipa::path(
+    get, path = "/auth/introspect", tag = "MoneyKit",
+    params(MoneyKitVersionHeader),
+    responses(
+        (status = 200, description = "The client the token was issued to, and its app.", body = AppClientResponse),
+        (status = 400, description = "Unsupported `MoneyKit-Version`.", body = ErrorBody),
+        (status = 401, description = "`api_error.auth.expired_access_token` for an expired token; `api_error.auth.unauthorized` for a missing, malformed, forged or revoked token, or one of a disabled client.", body = ErrorBody),
+    ),
+    security(("OAuth2ClientCredentials" = [])),
+)]
 #[tracing::instrument(name = "auth.introspect", skip_all)]
 pub async fn introspect(
     State(state): State<AppState>,
@@ -61,7 +96,12 @@ pub async fn introspect(
 ) -> Result<Response, ApiError> {
     let token = bearer_token(&headers)?;
     let snapshot = state.snapshot();
-    let authorized = grant::authorize_bearer(&snapshot, token, OffsetDateTime::now_utc())?;
+    let authorized = grant::authorize_bearer(
+        &snapshot,
+        &state.revocations,
+        token,
+        OffsetDateTime::now_utc(),
+    )?;
     Ok(json_bytes(
         StatusCode::OK,
         authorized.client.introspection_json.clone(),

@@ -29,8 +29,14 @@ pub enum ApiError {
     UnsupportedGrantType(String),
     /// A scope that is malformed or not allowed (400).
     InvalidScope(String),
-    /// A malformed request (422).
+    /// A malformed request (422 on the MoneyKit surface).
     Validation(Vec<ValidationError>),
+    /// A malformed request on the standard OAuth 2.0 surface (400 `invalid_request`,
+    /// RFC 6749 §5.2).
+    InvalidRequest(Vec<ValidationError>),
+    /// The client may not do this (400 `unauthorized_client`), e.g. revoke another
+    /// client's token.
+    UnauthorizedClient(&'static str),
     /// A `MoneyKit-Version` this server does not speak (400).
     UnsupportedVersion(String),
     /// No bearer token was sent (401).
@@ -84,6 +90,16 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "api_error.request.validation_failed",
                 Some("invalid_request"),
+            ),
+            InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.request.validation_failed",
+                Some("invalid_request"),
+            ),
+            UnauthorizedClient(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.unauthorized_client",
+                Some("unauthorized_client"),
             ),
             UnsupportedVersion(_) => (
                 StatusCode::BAD_REQUEST,
@@ -145,7 +161,15 @@ impl ApiError {
                 format!("Unsupported grant_type {g:?}: only client_credentials is supported")
             }
             InvalidScope(why) => format!("Invalid scope: {why}"),
-            Validation(_) => "The request is malformed; see validation_errors".into(),
+            Validation(errors) | InvalidRequest(errors) => match errors.as_slice() {
+                [one] => format!(
+                    "The request is malformed: {} ({})",
+                    one.message,
+                    one.location.join(".")
+                ),
+                _ => "The request is malformed; see validation_errors".into(),
+            },
+            UnauthorizedClient(why) => format!("Unauthorized client: {why}"),
             UnsupportedVersion(v) => format!(
                 "Unsupported MoneyKit-Version {v:?}; supported versions: {}",
                 moneykit_wire::headers::SUPPORTED_VERSIONS.join(", ")
@@ -192,7 +216,9 @@ impl ApiError {
             error: row.rfc.map(str::to_owned),
             error_description: row.rfc.map(|_| message.clone()),
             validation_errors: match self {
-                ApiError::Validation(errors) => Some(errors.clone()),
+                ApiError::Validation(errors) | ApiError::InvalidRequest(errors) => {
+                    Some(errors.clone())
+                }
                 _ => None,
             },
             error_message: message,
@@ -237,6 +263,26 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
+    /// The same failure as the standard OAuth 2.0 surface reports it: malformed requests
+    /// are 400 `invalid_request` (RFC 6749 §5.2) rather than MoneyKit's 422, and a failed
+    /// client authentication always carries the `WWW-Authenticate` challenge.
+    pub fn for_oauth2(self) -> Self {
+        match self {
+            ApiError::Validation(errors) => ApiError::InvalidRequest(errors),
+            ApiError::InvalidClient { .. } => ApiError::InvalidClient { basic: true },
+            other => other,
+        }
+    }
+
+    /// A required form parameter is missing (standard surface).
+    pub fn missing_parameter(name: &str) -> Self {
+        ApiError::InvalidRequest(vec![ValidationError::new(
+            &["body", name],
+            format!("{name} is required"),
+            "value_error.missing",
+        )])
+    }
+
     /// Maps a grant failure; `basic` says whether the client used HTTP Basic.
     pub fn from_grant(error: GrantError, basic: bool) -> Self {
         match error {
@@ -244,6 +290,9 @@ impl ApiError {
             GrantError::UnsupportedGrantType(g) => ApiError::UnsupportedGrantType(g),
             GrantError::InvalidScope(why) => ApiError::InvalidScope(why),
             GrantError::NoSigningKey => ApiError::Unavailable("no signing key is active"),
+            GrantError::TokenOfAnotherClient => {
+                ApiError::UnauthorizedClient("the token was not issued to this client")
+            }
         }
     }
 }

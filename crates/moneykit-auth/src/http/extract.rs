@@ -18,26 +18,39 @@ use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 use super::error::ApiError;
 use crate::domain::grant::{Credentials, TokenRequest};
 
-/// The parameters of a token request body, decoded.
-#[derive(Default)]
-pub struct TokenParams<'a> {
-    /// `grant_type`.
-    pub grant_type: Option<Cow<'a, str>>,
-    /// `scope`.
-    pub scope: Option<Cow<'a, str>>,
-    /// `client_id`.
-    pub client_id: Option<Cow<'a, str>>,
-    /// `client_secret`.
-    pub client_secret: Option<Cow<'a, str>>,
+/// The fields of a token request (RFC 6749 §4.4.2, plus client_secret_post).
+pub const TOKEN_FIELDS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
+
+/// The fields of an introspection (RFC 7662) or revocation (RFC 7009) request.
+pub const TOKEN_HINT_FIELDS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
+
+/// The decoded values of a form's known fields. `Debug` shows which fields are present,
+/// never their values (one of them is usually a secret).
+pub struct FormFields<'a> {
+    names: &'static [&'static str],
+    values: Vec<Option<Cow<'a, str>>>,
 }
 
-impl std::fmt::Debug for TokenParams<'_> {
+impl FormFields<'_> {
+    /// The value of a known field, if sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        self.values[i].as_deref()
+    }
+}
+
+impl std::fmt::Debug for FormFields<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenParams")
-            .field("grant_type", &self.grant_type)
-            .field("scope", &self.scope)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
+        let present: Vec<&str> = self
+            .names
+            .iter()
+            .zip(&self.values)
+            .filter(|(_, v)| v.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        f.debug_struct("FormFields")
+            .field("present", &present)
+            .finish()
     }
 }
 
@@ -80,10 +93,17 @@ pub fn check_form_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), A
     }
 }
 
-/// Parses a token request body. Unknown parameters are ignored (RFC 6749 §3.2); a known
-/// one sent twice, or a part that is not UTF-8 after decoding, is a 422.
-pub fn parse_token_params(body: &[u8]) -> Result<TokenParams<'_>, ApiError> {
-    let mut params = TokenParams::default();
+/// Parses a form body, keeping the `known` fields. Unknown parameters are ignored (RFC
+/// 6749 §3.2); a known one sent twice, or a part that is not UTF-8 after decoding, is a
+/// validation error.
+pub fn parse_form<'a>(
+    body: &'a [u8],
+    known: &'static [&'static str],
+) -> Result<FormFields<'a>, ApiError> {
+    let mut fields = FormFields {
+        names: known,
+        values: vec![None; known.len()],
+    };
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -96,14 +116,11 @@ pub fn parse_token_params(body: &[u8]) -> Result<TokenParams<'_>, ApiError> {
                 "value_error.encoding",
             )
         })?;
-        let (slot, field) = match name.as_ref() {
-            "grant_type" => (&mut params.grant_type, "grant_type"),
-            "scope" => (&mut params.scope, "scope"),
-            "client_id" => (&mut params.client_id, "client_id"),
-            "client_secret" => (&mut params.client_secret, "client_secret"),
-            _ => continue,
+        let Some(index) = known.iter().position(|k| *k == name) else {
+            continue;
         };
-        if slot.is_some() {
+        let field = known[index];
+        if fields.values[index].is_some() {
             return Err(validation(
                 &["body", field],
                 "parameter must not be repeated",
@@ -117,9 +134,9 @@ pub fn parse_token_params(body: &[u8]) -> Result<TokenParams<'_>, ApiError> {
                 "value_error.encoding",
             )
         })?;
-        *slot = Some(value);
+        fields.values[index] = Some(value);
     }
-    Ok(params)
+    Ok(fields)
 }
 
 /// Client credentials from an `Authorization: Basic` header (RFC 6749 §2.3.1).
@@ -176,33 +193,65 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<Result<BasicCredentials,
     Some(parsed.ok_or_else(invalid))
 }
 
-/// A token request ready for the grant engine, owning what it borrows from.
-pub struct ParsedTokenRequest<'a> {
-    params: TokenParams<'a>,
+/// A form request from an authenticating client: its fields, and its credentials from
+/// HTTP Basic or the body (`client_id`/`client_secret`), checked to agree when both are
+/// sent.
+pub struct AuthenticatedForm<'a> {
+    fields: FormFields<'a>,
     basic: Option<BasicCredentials>,
 }
 
-impl<'a> ParsedTokenRequest<'a> {
-    /// Parses headers and body, resolving where the credentials come from: Basic, body,
-    /// or both when they agree (both present and different is a 401).
-    pub fn parse(headers: &HeaderMap, body: &'a [u8]) -> Result<Self, ApiError> {
-        check_form_content_type(headers, body)?;
-        let params = parse_token_params(body)?;
-        let basic = basic_credentials(headers).transpose()?;
-        if let Some(basic) = &basic {
-            let id_conflict = params
-                .client_id
-                .as_deref()
-                .is_some_and(|id| id != basic.client_id);
-            let secret_conflict = params
-                .client_secret
-                .as_deref()
-                .is_some_and(|s| s != basic.client_secret);
-            if id_conflict || secret_conflict {
+impl<'a> AuthenticatedForm<'a> {
+    /// Parses headers and body the MoneyKit way: credentials in Basic and in the body
+    /// are accepted when they agree (the official SDKs may send both), and are
+    /// [`ApiError::InvalidClient`] when they differ. `known` must include `client_id` and
+    /// `client_secret`.
+    pub fn parse(
+        headers: &HeaderMap,
+        body: &'a [u8],
+        known: &'static [&'static str],
+    ) -> Result<Self, ApiError> {
+        let form = Self::parse_fields(headers, body, known)?;
+        if let Some(basic) = &form.basic {
+            let differs =
+                |name: &str, expected: &str| form.fields.get(name).is_some_and(|v| v != expected);
+            if differs("client_id", &basic.client_id)
+                || differs("client_secret", &basic.client_secret)
+            {
                 return Err(ApiError::InvalidClient { basic: true });
             }
         }
-        Ok(Self { params, basic })
+        Ok(form)
+    }
+
+    /// Parses headers and body the RFC 6749 way (§2.3): a client uses one authentication
+    /// method per request, so a Basic header together with a body `client_secret` is a
+    /// validation error (`invalid_request` on the standard surface).
+    pub fn parse_single_method(
+        headers: &HeaderMap,
+        body: &'a [u8],
+        known: &'static [&'static str],
+    ) -> Result<Self, ApiError> {
+        let form = Self::parse_fields(headers, body, known)?;
+        if form.basic.is_some() && form.fields.get("client_secret").is_some() {
+            return Err(validation(
+                &["body", "client_secret"],
+                "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+                "value_error.auth_methods",
+            ));
+        }
+        Self::parse(headers, body, known)
+    }
+
+    fn parse_fields(
+        headers: &HeaderMap,
+        body: &'a [u8],
+        known: &'static [&'static str],
+    ) -> Result<Self, ApiError> {
+        check_form_content_type(headers, body)?;
+        let fields = parse_form(body, known)?;
+        let basic = basic_credentials(headers).transpose()?;
+        Ok(Self { fields, basic })
     }
 
     /// Whether the client authenticated with HTTP Basic.
@@ -210,22 +259,32 @@ impl<'a> ParsedTokenRequest<'a> {
         self.basic.is_some()
     }
 
-    /// The request as the grant engine takes it.
-    pub fn as_grant_request(&self) -> TokenRequest<'_> {
-        let credentials = match &self.basic {
+    /// A form field.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name)
+    }
+
+    /// The client's credentials, `None` if the request carried none. A body `client_id`
+    /// without a secret yields an empty secret, which fails authentication.
+    pub fn credentials(&self) -> Option<Credentials<'_>> {
+        match &self.basic {
             Some(b) => Some(Credentials {
                 client_id: &b.client_id,
                 client_secret: &b.client_secret,
             }),
-            None => self.params.client_id.as_deref().map(|id| Credentials {
+            None => self.field("client_id").map(|id| Credentials {
                 client_id: id,
-                client_secret: self.params.client_secret.as_deref().unwrap_or(""),
+                client_secret: self.field("client_secret").unwrap_or(""),
             }),
-        };
+        }
+    }
+
+    /// The request as the grant engine takes it (for forms parsed with [`TOKEN_FIELDS`]).
+    pub fn as_grant_request(&self) -> TokenRequest<'_> {
         TokenRequest {
-            grant_type: self.params.grant_type.as_deref(),
-            scope: self.params.scope.as_deref(),
-            credentials,
+            grant_type: self.field("grant_type"),
+            scope: self.field("scope"),
+            credentials: self.credentials(),
         }
     }
 }
@@ -295,20 +354,26 @@ mod tests {
     }
 
     #[test]
-    fn token_params_parse_and_reject_repeats() {
-        let p = parse_token_params(b"grant_type=client_credentials&scope=a+b&x=1&&client_id=c")
-            .unwrap();
-        assert_eq!(p.grant_type.as_deref(), Some("client_credentials"));
-        assert_eq!(p.scope.as_deref(), Some("a b"));
-        assert_eq!(p.client_id.as_deref(), Some("c"));
-        assert!(p.client_secret.is_none());
-        let err = parse_token_params(b"client_id=a&client_id=b").unwrap_err();
+    fn forms_parse_known_fields_and_reject_repeats() {
+        let body = b"grant_type=client_credentials&scope=a+b&x=1&&client_id=c";
+        let p = parse_form(body, TOKEN_FIELDS).unwrap();
+        assert_eq!(p.get("grant_type"), Some("client_credentials"));
+        assert_eq!(p.get("scope"), Some("a b"));
+        assert_eq!(p.get("client_id"), Some("c"));
+        assert_eq!(p.get("client_secret"), None);
+        assert_eq!(p.get("x"), None);
+        let shown = format!(
+            "{:?}",
+            parse_form(b"client_secret=hush", TOKEN_FIELDS).unwrap()
+        );
+        assert!(!shown.contains("hush"), "{shown}");
+        let err = parse_form(b"client_id=a&client_id=b", TOKEN_FIELDS).unwrap_err();
         match err {
             ApiError::Validation(v) => assert_eq!(v[0].location, ["body", "client_id"]),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            parse_token_params(b"scope=%FF"),
+            parse_form(b"scope=%FF", TOKEN_FIELDS),
             Err(ApiError::Validation(_))
         ));
     }
@@ -348,16 +413,18 @@ mod tests {
             ("authorization", &basic("id1", "s1")),
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
-        assert!(ParsedTokenRequest::parse(&h, b"client_id=id1&client_secret=s1").is_ok());
+        assert!(
+            AuthenticatedForm::parse(&h, b"client_id=id1&client_secret=s1", TOKEN_FIELDS).is_ok()
+        );
         assert!(matches!(
-            ParsedTokenRequest::parse(&h, b"client_id=id2"),
+            AuthenticatedForm::parse(&h, b"client_id=id2", TOKEN_FIELDS),
             Err(ApiError::InvalidClient { basic: true })
         ));
         assert!(matches!(
-            ParsedTokenRequest::parse(&h, b"client_secret=other"),
+            AuthenticatedForm::parse(&h, b"client_secret=other", TOKEN_FIELDS),
             Err(ApiError::InvalidClient { basic: true })
         ));
-        let parsed = ParsedTokenRequest::parse(&h, b"").unwrap();
+        let parsed = AuthenticatedForm::parse(&h, b"", TOKEN_FIELDS).unwrap();
         let req = parsed.as_grant_request();
         assert_eq!(req.credentials.unwrap().client_id, "id1");
     }

@@ -1,7 +1,10 @@
 //! The HTTP surface: routes, and the layers every request passes through.
 //!
 //! - [`auth`]: `POST /auth/token`, `GET /auth/introspect` (MoneyKit-compatible).
-//! - [`discovery`]: `GET /.well-known/jwks.json`.
+//! - [`oauth2`]: `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` (RFC 6749,
+//!   7662, 7009).
+//! - [`discovery`]: `GET /.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
+//!   `/openapi.json`; [`openapi`] generates the document.
 //! - [`health`]: `/healthz/live`, `/healthz/ready`.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - [`error`]: [`ApiError`], the one mapping from failure to response.
@@ -15,6 +18,8 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod oauth2;
+pub mod openapi;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,6 +70,18 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/auth/token", post(auth::token))
         .route("/auth/introspect", get(auth::introspect))
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/{*issuer_path}",
+            get(discovery::metadata_for_path),
+        )
+        .route("/openapi.json", get(discovery::openapi))
+        .route("/oauth2/token", post(oauth2::token))
+        .route("/oauth2/introspect", post(oauth2::introspect))
+        .route("/oauth2/revoke", post(oauth2::revoke))
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .fallback(|| async { ApiError::NotFound })

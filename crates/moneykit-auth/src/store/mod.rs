@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
+use crate::revocation::RevokedToken;
 
 pub use sqlite::SqliteStore;
 
@@ -101,6 +102,15 @@ pub trait Store: Send + Sync + 'static {
     -> Result<bool, StoreError>;
     /// Moves a pending key's activation to `now`; false if it is not pending.
     async fn activate_key_now(&self, kid: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Records a revocation (its `seq` is assigned by the store). Revoking a token twice
+    /// is not an error.
+    async fn insert_revocation(&self, revoked: &RevokedToken) -> Result<(), StoreError>;
+    /// Revocations with `seq` above `after`, in order: how servers catch up.
+    async fn revocations_since(&self, after: i64) -> Result<Vec<RevokedToken>, StoreError>;
+    /// Forgets revocations of tokens that expired before `before` (Unix seconds); returns
+    /// how many.
+    async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError>;
 }
 
 /// Whether a command may create the database, or needs it to exist already.

@@ -16,6 +16,7 @@ use crate::domain::clients::{App, Client};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
+use crate::revocation::RevokedToken;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -339,6 +340,52 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_revocation(&self, r: &RevokedToken) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(&r.jti)
+        .bind(&r.client_id)
+        .bind(r.expires_at)
+        .bind(r.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revocations_since(&self, after: i64) -> Result<Vec<RevokedToken>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, jti, client_id, expires_at, revoked_at FROM revoked_tokens \
+             WHERE seq > ? ORDER BY seq",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(RevokedToken {
+                    seq: row.try_get("seq").map_err(backend)?,
+                    jti: row.try_get("jti").map_err(backend)?,
+                    client_id: row.try_get("client_id").map_err(backend)?,
+                    expires_at: row.try_get("expires_at").map_err(backend)?,
+                    revoked_at: row.try_get("revoked_at").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 }
 

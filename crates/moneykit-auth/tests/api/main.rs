@@ -12,5 +12,6 @@ mod jwks;
 mod keys;
 mod limits;
 mod logs;
+mod oauth2;
 mod sdk;
 mod token;

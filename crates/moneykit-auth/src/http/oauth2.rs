@@ -1,0 +1,171 @@
+//! The standard OAuth 2.0 surface (PRODUCT.md §6), on the same engine as the MoneyKit
+//! paths: `POST /oauth2/token` (RFC 6749 §4.4), `POST /oauth2/introspect` (RFC 7662),
+//! `POST /oauth2/revoke` (RFC 7009). Errors follow RFC 6749 §5.2: malformed requests are
+//! 400 `invalid_request`, failed client authentication 401 `invalid_client` with a
+//! `WWW-Authenticate` challenge.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use moneykit_wire::{
+    ClientCredentialsForm, ErrorBody, GenerateAccessTokenResponse, IntrospectionResponse,
+    TokenHintForm,
+};
+use time::OffsetDateTime;
+
+use super::auth::{issue_token, no_store};
+use super::error::ApiError;
+use super::extract::{AuthenticatedForm, TOKEN_FIELDS, TOKEN_HINT_FIELDS};
+use crate::domain::grant;
+use crate::snapshot::{ClientEntry, Snapshot};
+use crate::state::AppState;
+
+/// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
+#[utoipa::path(
+    post, path = "/oauth2/token", tag = "OAuth 2.0",
+    request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded",
+        description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both (RFC 6749 §2.3)."),
+    responses(
+        (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`.", body = GenerateAccessTokenResponse),
+        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, or two authentication methods), `unsupported_grant_type` or `invalid_scope`.", body = ErrorBody),
+        (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 413, description = "Body too large.", body = ErrorBody),
+    ),
+    security((), ("HTTPBasic" = [])),
+)]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = AuthenticatedForm::parse_single_method(&headers, &body, TOKEN_FIELDS)
+        .map_err(ApiError::for_oauth2)?;
+    if form.field("grant_type").is_none() {
+        return Err(ApiError::missing_parameter("grant_type"));
+    }
+    let issued = issue_token(&state, &form).map_err(ApiError::for_oauth2)?;
+    let body = GenerateAccessTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer".into(),
+        expires_in: u64::from(issued.expires_in),
+        scope: issued.scope.to_string(),
+    };
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// Parses a token-hint form and authenticates its caller: the shared first half of
+/// introspection and revocation.
+fn authenticated_caller<'s, 'b>(
+    snapshot: &'s Snapshot,
+    headers: &HeaderMap,
+    body: &'b [u8],
+    now: OffsetDateTime,
+) -> Result<(&'s ClientEntry, AuthenticatedForm<'b>), ApiError> {
+    let form = AuthenticatedForm::parse_single_method(headers, body, TOKEN_HINT_FIELDS)
+        .map_err(ApiError::for_oauth2)?;
+    let credentials = form
+        .credentials()
+        .ok_or(ApiError::InvalidClient { basic: true })?;
+    let caller = grant::authenticate(snapshot, &credentials, now)
+        .map_err(|e| ApiError::from_grant(e, true))?;
+    if form.field("token").is_none() {
+        return Err(ApiError::missing_parameter("token"));
+    }
+    Ok((caller, form))
+}
+
+/// `POST /oauth2/introspect`: RFC 7662 introspection. The caller authenticates as any
+/// enabled client (resource servers hold their own) and may introspect any token.
+#[utoipa::path(
+    post, path = "/oauth2/introspect", tag = "OAuth 2.0",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise.", body = IntrospectionResponse),
+        (status = 400, description = "`invalid_request` (no `token`).", body = ErrorBody),
+        (status = 401, description = "`invalid_client`: the caller did not authenticate.", body = ErrorBody),
+        (status = 413, description = "Body too large.", body = ErrorBody),
+    ),
+    security((), ("HTTPBasic" = [])),
+)]
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let snapshot = state.snapshot();
+    let (_caller, form) = authenticated_caller(&snapshot, &headers, &body, now)?;
+    let token = form.field("token").unwrap_or_default();
+    let body = match grant::authorize_bearer(&snapshot, &state.revocations, token, now) {
+        Ok(authorized) => {
+            let claims = authorized.claims;
+            IntrospectionResponse {
+                active: true,
+                scope: Some(claims.scope),
+                client_id: Some(claims.client_id),
+                token_type: Some("Bearer".into()),
+                exp: Some(claims.exp),
+                iat: Some(claims.iat),
+                sub: Some(claims.sub),
+                iss: Some(claims.iss),
+                jti: Some(claims.jti),
+                app_id: Some(claims.app_id),
+            }
+        }
+        Err(_) => IntrospectionResponse::default(),
+    };
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// `POST /oauth2/revoke`: RFC 7009 revocation of one of the caller's own tokens. The
+/// revocation is recorded durably before the answer, applied here at once and picked up
+/// by every other server within a second.
+#[utoipa::path(
+    post, path = "/oauth2/revoke", tag = "OAuth 2.0",
+    request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (an invalid or expired token: RFC 7009 §2.2). Empty body."),
+        (status = 400, description = "`invalid_request` (no `token`) or `unauthorized_client` (the token belongs to another client).", body = ErrorBody),
+        (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 413, description = "Body too large.", body = ErrorBody),
+        (status = 503, description = "The revocation could not be recorded; retry.", body = ErrorBody),
+    ),
+    security((), ("HTTPBasic" = [])),
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let revocation = {
+        let snapshot = state.snapshot();
+        let (caller, form) = authenticated_caller(&snapshot, &headers, &body, now)?;
+        let token = form.field("token").unwrap_or_default();
+        grant::revocation_for(&snapshot, caller, token, now)
+            .map_err(|e| ApiError::from_grant(e, true))?
+    };
+    if let Some(revoked) = revocation {
+        state
+            .store
+            .insert_revocation(&revoked)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot record a revocation");
+                ApiError::Unavailable("the revocation could not be recorded")
+            })?;
+        state.revocations.apply(std::slice::from_ref(&revoked));
+        state.metrics.tokens_revoked.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(client_id = %revoked.client_id, jti = %revoked.jti, "token revoked");
+    }
+    let mut response = StatusCode::OK.into_response();
+    no_store(&mut response);
+    Ok(response)
+}

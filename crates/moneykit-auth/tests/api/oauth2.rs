@@ -1,0 +1,466 @@
+//! The standard OAuth 2.0 surface: RFC 6749 token, RFC 7662 introspection, RFC 7009
+//! revocation, RFC 8414 metadata, and the OpenAPI document.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+impl TestApp {
+    async fn post_form(
+        &self,
+        path: &str,
+        body: &str,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `POST /oauth2/introspect` as `caller`; returns the JSON body (status must be 200).
+    async fn rfc_introspect(&self, caller: (&str, &str), token: &str) -> Value {
+        let response = self
+            .post_form(
+                "/oauth2/introspect",
+                &form(&[("token", token)]),
+                Some(&basic(caller.0, caller.1)),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
+    }
+
+    async fn revoke(&self, caller: (&str, &str), token: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth2/revoke",
+            &form(&[("token", token)]),
+            Some(&basic(caller.0, caller.1)),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn oauth2_token_returns_200_bearer_with_basic_or_post_credentials() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a b", None).await;
+    let responses = [
+        app.post_form(
+            "/oauth2/token",
+            "grant_type=client_credentials&scope=a",
+            Some(&basic(&client.id, &secret)),
+        )
+        .await,
+        app.post_form(
+            "/oauth2/token",
+            &form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "a"),
+                ("client_id", &client.id),
+                ("client_secret", &secret),
+            ]),
+            None,
+        )
+        .await,
+    ];
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], "a");
+        assert_eq!(body["expires_in"], 3600);
+        let token = body["access_token"].as_str().unwrap();
+        // Same engine, same tokens: they work on the MoneyKit surface too.
+        assert_eq!(app.introspect(token).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn oauth2_token_errors_follow_rfc_6749_section_5_2() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let auth = basic(&client.id, &secret);
+
+    let cases: [(&str, Option<&str>, u16, &str); 7] = [
+        ("scope=a", Some(&auth), 400, "invalid_request"), // grant_type is required here
+        (
+            "grant_type=password",
+            Some(&auth),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "grant_type=client_credentials&scope=z",
+            Some(&auth),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "grant_type=client_credentials&grant_type=client_credentials",
+            Some(&auth),
+            400,
+            "invalid_request",
+        ),
+        ("grant_type=client_credentials", None, 401, "invalid_client"),
+        (
+            "grant_type=client_credentials&client_id=live_x&client_secret=y",
+            None,
+            401,
+            "invalid_client",
+        ),
+        (
+            "grant_type=client_credentials",
+            Some(&basic(&client.id, "wrong")),
+            401,
+            "invalid_client",
+        ),
+    ];
+    for (body, authorization, status, error) in cases {
+        let response = app.post_form("/oauth2/token", body, authorization).await;
+        assert_eq!(response.status(), status, "{body}");
+        if status == 401 {
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                r#"Basic realm="moneykit-auth""#
+            );
+        }
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(json["error"], error, "{body}: {json}");
+        assert!(json["error_description"].is_string());
+    }
+    // One authentication method per request (RFC 6749 §2.3), even when both agree.
+    let both = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &client.id),
+        ("client_secret", &secret),
+    ]);
+    let response = app.post_form("/oauth2/token", &both, Some(&auth)).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let response = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        400,
+        "wrong content type is invalid_request, not 422"
+    );
+}
+
+#[tokio::test]
+async fn metadata_describes_the_endpoints_per_rfc_8414() {
+    let app = spawn_app().await;
+    app.create_client("transactions:read accounts:read", None)
+        .await;
+    let metadata: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let issuer = &app.issuer;
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert_eq!(metadata["token_endpoint"], format!("{issuer}/oauth2/token"));
+    assert_eq!(
+        metadata["introspection_endpoint"],
+        format!("{issuer}/oauth2/introspect")
+    );
+    assert_eq!(
+        metadata["revocation_endpoint"],
+        format!("{issuer}/oauth2/revoke")
+    );
+    assert_eq!(
+        metadata["jwks_uri"],
+        format!("{issuer}/.well-known/jwks.json")
+    );
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["client_credentials"])
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        metadata["scopes_supported"],
+        json!(["accounts:read", "transactions:read"])
+    );
+}
+
+#[tokio::test]
+async fn metadata_is_also_served_where_rfc_8414_puts_it_for_an_issuer_with_a_path() {
+    let app = spawn_app_with(|s| s.issuer = Some("https://auth.example.test/mk".into())).await;
+    let get = |path: &'static str| app.http.get(app.url(path)).send();
+    let response = get("/.well-known/oauth-authorization-server/mk")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let metadata: Value = response.json().await.unwrap();
+    assert_eq!(metadata["issuer"], "https://auth.example.test/mk");
+    assert_eq!(
+        metadata["token_endpoint"],
+        "https://auth.example.test/mk/oauth2/token"
+    );
+    let response = get("/.well-known/oauth-authorization-server/other")
+        .await
+        .unwrap();
+    assert_error(response, 404, "api_error.request.not_found", None).await;
+}
+
+#[tokio::test]
+async fn introspection_reports_active_tokens_with_standard_members() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a b", None).await;
+    let (resource_server, rs_secret) = app.create_client("", None).await;
+    let token = app.token(&client.id, &secret, Some("b")).await;
+    let claims = jwt_part(&token, 1);
+
+    let body = app
+        .rfc_introspect((&resource_server.id, &rs_secret), &token)
+        .await;
+    assert_eq!(body["active"], true);
+    assert_eq!(body["scope"], "b");
+    assert_eq!(body["client_id"], client.id);
+    assert_eq!(body["sub"], client.id);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["iss"], app.issuer.as_str());
+    for member in ["exp", "iat", "jti"] {
+        assert_eq!(body[member], claims[member], "{member}");
+    }
+    // client_secret_post works for the caller too.
+    let response = app
+        .post_form(
+            "/oauth2/introspect",
+            &form(&[
+                ("token", &token),
+                ("token_type_hint", "access_token"),
+                ("client_id", &resource_server.id),
+                ("client_secret", &rs_secret),
+            ]),
+            None,
+        )
+        .await;
+    assert_eq!(response.json::<Value>().await.unwrap()["active"], true);
+}
+
+#[tokio::test]
+async fn introspection_says_only_inactive_for_anything_invalid() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let (short, short_secret) = app.create_client("a", Some(1)).await;
+    let (disabled, disabled_secret) = app.create_client("a", None).await;
+    let caller = (client.id.as_str(), secret.as_str());
+    let expired = app.token(&short.id, &short_secret, None).await;
+    let of_disabled = app.token(&disabled.id, &disabled_secret, None).await;
+    moneykit_auth::admin::disable_client(app.store.as_ref(), &disabled.id, None)
+        .await
+        .unwrap();
+    app.synced().await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let valid = app.token(&client.id, &secret, None).await;
+    let tampered = format!("{valid}x");
+    for token in [
+        expired.as_str(),
+        of_disabled.as_str(),
+        tampered.as_str(),
+        "garbage",
+        "",
+    ] {
+        let body = app.rfc_introspect(caller, token).await;
+        assert_eq!(body, json!({"active": false}), "{token:?}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_and_revocation_require_an_authenticated_caller_and_a_token() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let token = app.token(&client.id, &secret, None).await;
+    for path in ["/oauth2/introspect", "/oauth2/revoke"] {
+        let response = app.post_form(path, &form(&[("token", &token)]), None).await;
+        assert_eq!(response.status(), 401, "{path}");
+        assert!(response.headers().contains_key("www-authenticate"));
+        let response = app
+            .post_form(
+                path,
+                &form(&[("token", &token)]),
+                Some(&basic(&client.id, "wrong")),
+            )
+            .await;
+        assert_eq!(response.status(), 401, "{path}");
+        let response = app
+            .post_form(path, "", Some(&basic(&client.id, &secret)))
+            .await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap()["error"],
+            "invalid_request"
+        );
+    }
+    assert_eq!(
+        app.introspect(&token).await.status(),
+        200,
+        "nothing was revoked"
+    );
+}
+
+#[tokio::test]
+async fn revoked_tokens_fail_both_introspections_on_the_next_request() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    let caller = (client.id.as_str(), secret.as_str());
+    let token = app.token(&client.id, &secret, None).await;
+    let other = app.token(&client.id, &secret, None).await;
+
+    let response = app.revoke(caller, &token).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_invalid_token(app.introspect(&token).await).await;
+    assert_eq!(
+        app.rfc_introspect(caller, &token).await,
+        json!({"active": false})
+    );
+    // Only that token: the client's other tokens and the client itself are unaffected.
+    assert_eq!(app.introspect(&other).await.status(), 200);
+    app.token(&client.id, &secret, None).await;
+    // Revoking again, or revoking garbage, is fine (RFC 7009 §2.2).
+    assert_eq!(app.revoke(caller, &token).await.status(), 200);
+    assert_eq!(app.revoke(caller, "not-a-token").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_cannot_revoke_another_clients_token() {
+    let app = spawn_app().await;
+    let (owner, owner_secret) = app.create_client("a", None).await;
+    let (other, other_secret) = app.create_client("a", None).await;
+    let token = app.token(&owner.id, &owner_secret, None).await;
+    let response = app.revoke((&other.id, &other_secret), &token).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
+    assert_eq!(app.introspect(&token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart_and_reach_other_servers() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let settings = || {
+        let mut s = test_settings(&dir);
+        s.issuer = Some("https://auth.example.test".into());
+        s
+    };
+    let a = spawn_on(dir.clone(), settings()).await;
+    let b = spawn_on(dir.clone(), settings()).await;
+    let (client, secret) = a.create_client("a", None).await;
+    let token = a.token(&client.id, &secret, None).await;
+    b.synced().await;
+    assert_eq!(b.introspect(&token).await.status(), 200);
+
+    assert_eq!(a.revoke((&client.id, &secret), &token).await.status(), 200);
+    let started = std::time::Instant::now();
+    while b.introspect(&token).await.status() == 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "server B learned of it within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+
+    let restarted = spawn_on(dir.clone(), settings()).await;
+    assert_eq!(
+        restarted.introspect(&token).await.status(),
+        401,
+        "revocation is durable"
+    );
+}
+
+#[tokio::test]
+async fn revocations_are_forgotten_once_the_token_has_expired() {
+    let app =
+        spawn_app_with(|s| s.refresh.full_refresh_interval = Duration::from_millis(300)).await;
+    let (client, secret) = app.create_client("a", Some(1)).await;
+    let token = app.token(&client.id, &secret, None).await;
+    assert_eq!(
+        app.revoke((&client.id, &secret), &token).await.status(),
+        200
+    );
+    assert_eq!(app.store.revocations_since(0).await.unwrap().len(), 1);
+    // Expiry (1 s) plus leeway (5 s), then a full refresh prunes it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(app.store.revocations_since(0).await.unwrap().is_empty());
+    // Still refused, now simply as expired.
+    let response = app.introspect(&token).await;
+    assert_error(
+        response,
+        401,
+        "api_error.auth.expired_access_token",
+        Some("invalid_token"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openapi_document_is_generated_and_describes_every_endpoint() {
+    let app = spawn_app().await;
+    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/auth/token",
+        "/auth/introspect",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/openapi.json",
+        "/oauth2/token",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/healthz/live",
+        "/healthz/ready",
+    ] {
+        assert!(paths.contains_key(path), "{path} is described");
+    }
+    let token_responses = &doc["paths"]["/auth/token"]["post"]["responses"];
+    assert!(
+        token_responses.get("201").is_some(),
+        "the MoneyKit token endpoint answers 201"
+    );
+    assert!(token_responses.get("200").is_none());
+    assert!(
+        doc["paths"]["/oauth2/token"]["post"]["responses"]
+            .get("200")
+            .is_some()
+    );
+    assert_eq!(doc["servers"][0]["url"], app.issuer.as_str());
+    // Served exactly as generated from the code.
+    let generated: Value =
+        serde_json::from_slice(&moneykit_auth::http::openapi::document(&app.issuer)).unwrap();
+    assert_eq!(doc, generated);
+}

@@ -1,0 +1,129 @@
+//! The standard OAuth 2.0 surface: RFC 7662 introspection, RFC 7009 revocation and
+//! RFC 8414 server metadata. (The token response is the same shape as MoneyKit's,
+//! [`crate::GenerateAccessTokenResponse`], with `token_type` `Bearer`.)
+
+use serde::{Deserialize, Serialize};
+
+/// The form of `POST /oauth2/token` (RFC 6749 §4.4.2): as MoneyKit's
+/// [`crate::TokenForm`], except that `grant_type` is required.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientCredentialsForm {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// Space-separated scopes to narrow the token to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client id (client_secret_post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client secret (client_secret_post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ClientCredentialsForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentialsForm")
+            .field("grant_type", &self.grant_type)
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The form of `POST /oauth2/introspect` (RFC 7662 §2.1) and `POST /oauth2/revoke`
+/// (RFC 7009 §2.1). The caller authenticates as a client, with HTTP Basic or with
+/// `client_id`/`client_secret` in this form.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenHintForm {
+    /// The token to introspect or revoke.
+    pub token: String,
+    /// `access_token` (the only kind this server issues); other hints are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type_hint: Option<String>,
+    /// The calling client's id (client_secret_post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The calling client's secret (client_secret_post).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenHintForm {
+    // Neither the token nor the secret may reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenHintForm")
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of `POST /oauth2/introspect` (RFC 7662 §2.2): `{"active": false}` alone for
+/// anything not currently valid, the standard members for an active token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IntrospectionResponse {
+    /// Whether the token is currently valid.
+    pub active: bool,
+    /// Granted scopes, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Expiry (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issue time (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Subject: the client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The client's app (an extension member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+}
+
+/// RFC 8414 authorization server metadata, served at
+/// `/.well-known/oauth-authorization-server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthorizationServerMetadata {
+    /// The issuer: the `iss` of every token.
+    pub issuer: String,
+    /// `POST` here for tokens (RFC 6749 §4.4).
+    pub token_endpoint: String,
+    /// The public keys.
+    pub jwks_uri: String,
+    /// RFC 7662 introspection.
+    pub introspection_endpoint: String,
+    /// RFC 7009 revocation.
+    pub revocation_endpoint: String,
+    /// `["client_credentials"]`.
+    pub grant_types_supported: Vec<String>,
+    /// Empty: there is no authorization endpoint (client credentials only).
+    pub response_types_supported: Vec<String>,
+    /// Every scope some client may ask for.
+    pub scopes_supported: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post`.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Same as the token endpoint's.
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// Same as the token endpoint's.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Where the API is described.
+    pub service_documentation: String,
+}

@@ -1,0 +1,166 @@
+"""Suite 4: the official MoneyKit Python SDK (PyPI ``moneykit``), unchanged, against the
+MoneyKit-compatible surface (PRODUCT.md §2).
+
+Only the SDK's own ``Configuration(host=…)`` points it here. What the installed version offers
+(0.2.3, API version 2023-02-18), read from its source:
+
+- ``AccessTokenApi.create_access_token(grant_type, scope, client_id, client_secret)`` →
+  ``CreateAccessTokenResponse``; auth setting ``HTTPBasic`` (sent only when
+  ``Configuration.username``/``password`` are set, raw ``id:secret`` base64, no form-encoding);
+  the body credentials are plain form fields. It deserializes only a **201** (a 200 would
+  come back as ``None``); 400/401 raise ``BadRequestException``/``UnauthorizedException``.
+- ``instrospect_client()`` (sic) → ``AppClientResponse``; auth ``OAuth2ClientCredentials`` =
+  ``Authorization: Bearer <Configuration.access_token>``.
+- ``get_well_known_jwks(x_client_id=None, authorization=None)`` → ``JWKSet``; no auth setting,
+  the two headers are optional parameters.
+- Every request carries ``MoneyKit-Version: 2023-02-18`` and
+  ``User-Agent: OpenAPI-Generator/0.2.3/python``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import moneykit
+import pytest
+from moneykit.api.access_token_api import AccessTokenApi
+from moneykit.exceptions import BadRequestException, UnauthorizedException
+
+from conftest import CLIENT_SCOPES, cli, jwt_parts, wait_until
+
+
+def api(base_url: str, **config) -> AccessTokenApi:
+    return AccessTokenApi(moneykit.ApiClient(moneykit.Configuration(host=base_url, **config)))
+
+
+@pytest.fixture(scope="module")
+def basic_api(base_url, client) -> AccessTokenApi:
+    return api(base_url, username=client.client_id, password=client.client_secret)
+
+
+@pytest.fixture(scope="module")
+def sdk_token(basic_api) -> str:
+    return basic_api.create_access_token(grant_type="client_credentials").access_token
+
+
+def test_sdk_version_is_the_one_documented():
+    assert moneykit.__version__ == "0.2.3"
+    assert moneykit.ApiClient().default_headers["MoneyKit-Version"] == "2023-02-18"
+
+
+def test_create_access_token_http_basic(basic_api, client):
+    resp = basic_api.create_access_token_with_http_info(grant_type="client_credentials")
+    assert resp.status_code == 201
+    token = resp.data
+    assert isinstance(token, moneykit.CreateAccessTokenResponse)
+    assert token.token_type == "bearer"
+    assert token.expires_in == 3600
+    # `scope` is not in this SDK version's model; it lands in additional_properties.
+    assert set(token.additional_properties["scope"].split()) == set(CLIENT_SCOPES)
+    assert jwt_parts(token.access_token)[1]["client_id"] == client.client_id
+    assert "no-store" in resp.headers.get("cache-control", "")
+
+
+def test_create_access_token_without_grant_type(basic_api):
+    """grant_type is optional in the SDK's signature and in PRODUCT.md §2."""
+    assert basic_api.create_access_token().token_type == "bearer"
+
+
+def test_create_access_token_body_credentials(base_url, client):
+    body_api = api(base_url)  # no username/password: no Authorization header at all
+    token = body_api.create_access_token(
+        grant_type="client_credentials",
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+    )
+    assert token.token_type == "bearer"
+    assert jwt_parts(token.access_token)[1]["client_id"] == client.client_id
+
+
+def test_create_access_token_narrowed_scope(basic_api):
+    token = basic_api.create_access_token(grant_type="client_credentials", scope="accounts:read")
+    assert token.additional_properties["scope"] == "accounts:read"
+    assert jwt_parts(token.access_token)[1]["scope"] == "accounts:read"
+
+
+def test_wrong_secret_is_401_unauthorized(base_url, client):
+    bad = api(base_url, username=client.client_id, password="mks_not-the-secret")
+    with pytest.raises(UnauthorizedException) as err:
+        bad.create_access_token(grant_type="client_credentials")
+    assert err.value.status == 401
+    body = json.loads(err.value.body)
+    assert body["error_code"] == "api_error.auth.unauthorized"
+    assert body["error_message"]
+    # The SDK's error model parses the body.
+    assert moneykit.APIErrorAuthUnauthorizedResponse.from_json(err.value.body).error_message
+
+
+def test_disallowed_scope_is_400(basic_api):
+    with pytest.raises(BadRequestException) as err:
+        basic_api.create_access_token(grant_type="client_credentials", scope="accounts:write")
+    assert json.loads(err.value.body)["error_code"] == "api_error.auth.invalid_scope"
+
+
+def test_instrospect_client(base_url, sdk_token, client, app_id):
+    me = api(base_url, access_token=sdk_token).instrospect_client()
+    assert isinstance(me, moneykit.AppClientResponse)
+    assert me.client_id == client.client_id
+    assert set(me.scope.split()) == set(CLIENT_SCOPES)
+    assert me.app.app_id == me.app.id == app_id
+    assert me.app.name == me.app.app_name
+    assert me.disabled_at is None
+
+
+def test_instrospect_client_with_scheduled_disable(base_url, make_client):
+    c = make_client("accounts:read")
+    token = api(base_url, username=c.client_id, password=c.client_secret).create_access_token().access_token
+    at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).replace(microsecond=0)
+    cli("clients", "disable", c.client_id, "--at", at.isoformat().replace("+00:00", "Z"))
+    introspector = api(base_url, access_token=token)
+    me = wait_until(lambda: (r := introspector.instrospect_client()).disabled_at and r)
+    assert me, "disabled_at not shown 3 s after scheduling a disable"
+    assert me.disabled_at == at
+
+
+def test_instrospect_client_bad_token_is_401(base_url):
+    with pytest.raises(UnauthorizedException) as err:
+        api(base_url, access_token="not-a-token").instrospect_client()
+    assert json.loads(err.value.body)["error_code"] == "api_error.auth.unauthorized"
+    assert err.value.headers.get("www-authenticate", "").startswith("Bearer")
+    # The SDK's own 401 model for this operation accepts the body.
+    parsed = moneykit.Response401InstrospectClientAuthIntrospectGet.from_json(err.value.body)
+    assert isinstance(parsed.actual_instance, moneykit.APIErrorAuthUnauthorizedResponse)
+
+
+def test_instrospect_client_expired_token_is_401_expired(base_url, make_client):
+    c = make_client("accounts:read", "--token-ttl", "1")
+    token = api(base_url, username=c.client_id, password=c.client_secret).create_access_token()
+    assert token.expires_in == 1
+    introspector = api(base_url, access_token=token.access_token)
+    assert introspector.instrospect_client().client_id == c.client_id
+    time.sleep(7.5)  # exp is 1 s away; validation allows at most 5 s of leeway (PRODUCT.md §3)
+    with pytest.raises(UnauthorizedException) as err:
+        introspector.instrospect_client()
+    body = json.loads(err.value.body)
+    assert body["error_code"] == "api_error.auth.expired_access_token", body
+    assert body["error_message"] == "Access token expired"
+    parsed = moneykit.Response401InstrospectClientAuthIntrospectGet.from_json(err.value.body)
+    assert isinstance(parsed.actual_instance, moneykit.APIErrorAuthExpiredAccessTokenResponse)
+
+
+def test_get_well_known_jwks(base_url, sdk_token, client):
+    plain = api(base_url)
+    for kwargs in ({}, {"x_client_id": client.client_id}, {"authorization": f"Bearer {sdk_token}"}):
+        jwks = plain.get_well_known_jwks(**kwargs)
+        assert isinstance(jwks, moneykit.JWKSet)
+        assert jwks.keys, kwargs
+        assert all(k["alg"] == "ES256" and k["kid"] for k in jwks.keys), jwks.keys
+
+
+def test_sdk_token_verifies_against_sdk_jwks(base_url, sdk_token):
+    """The kid in an SDK-issued token is in the JWKS the SDK fetches."""
+    kids = {k["kid"] for k in api(base_url).get_well_known_jwks().keys}
+    header, _ = jwt_parts(sdk_token)
+    assert header["kid"] in kids
