@@ -40,6 +40,9 @@ pub struct ServeSettings {
     pub limits: Limits,
     /// Connection limits.
     pub connection: ConnectionLimits,
+    /// How many verified tokens introspection remembers (bounded memory: about 300 bytes
+    /// each).
+    pub verified_token_cache: usize,
 }
 
 impl ServeSettings {
@@ -55,6 +58,7 @@ impl ServeSettings {
             refresh: RefreshSettings::default(),
             limits: Limits::default(),
             connection: ConnectionLimits::default(),
+            verified_token_cache: 8 * 1024,
         }
     }
 }

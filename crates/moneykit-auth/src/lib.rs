@@ -17,6 +17,7 @@
 //! - [`store`]: the storage trait and its SQLite backend.
 //! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
 //! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
+//! - [`verified`]: tokens already signed or verified here, so they are not verified again.
 //! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
 //! - [`state`], [`telemetry`]: shared handler state; logging.
 //!
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod json;
 pub mod keys;
 pub mod revocation;
 pub mod snapshot;
@@ -36,3 +38,4 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod verified;

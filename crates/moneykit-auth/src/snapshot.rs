@@ -6,8 +6,8 @@
 //! database), and the background refresh in [`crate::sync`] swaps in a new one when the
 //! stored state changes or a key changes state.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -36,8 +36,43 @@ pub struct TokenSettings {
 pub struct ClientEntry {
     /// The stored client.
     pub client: Client,
-    /// The `/auth/introspect` body for this client, serialized once.
-    pub introspection_json: Bytes,
+    /// Its app.
+    pub app: Arc<App>,
+    /// The `/auth/introspect` body, serialized on first use (most clients are never
+    /// introspected, and with 100 000 clients eager bodies would cost ~30 MB).
+    introspection_json: OnceLock<Bytes>,
+}
+
+// Entries are a set keyed by client id (`Borrow<str>`), so the id is stored once, not
+// again as a map key: with 100 000 clients that is several megabytes.
+impl PartialEq for ClientEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.client.id == other.client.id
+    }
+}
+
+impl Eq for ClientEntry {}
+
+impl std::hash::Hash for ClientEntry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.client.id.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ClientEntry {
+    fn borrow(&self) -> &str {
+        &self.client.id
+    }
+}
+
+impl ClientEntry {
+    /// The `/auth/introspect` body for this client.
+    pub fn introspection_json(&self) -> &Bytes {
+        self.introspection_json.get_or_init(|| {
+            let body = introspection_body(&self.client, &self.app);
+            Bytes::from(serde_json::to_vec(&body).expect("serializable"))
+        })
+    }
 }
 
 /// A signing key ready to sign: parsed once, with its JWT header precomputed.
@@ -58,7 +93,7 @@ pub struct Snapshot {
     pub revision: i64,
     /// Token settings.
     pub settings: Arc<TokenSettings>,
-    clients: HashMap<String, ClientEntry>,
+    clients: HashSet<ClientEntry>,
     /// Published keys that can sign, in activation order.
     signers: Vec<Signer>,
     verifiers: HashMap<String, PublicKey>,
@@ -69,29 +104,34 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the view at `now`, opening the private keys of every published key.
+    /// Builds the view at `now` (consuming the loaded state, so memory holds one copy of
+    /// the clients), opening the private keys of every published key.
+    // The entries' lazily built bodies are interior mutability the hash never sees: it
+    // hashes only the client id.
+    #[allow(clippy::mutable_key_type)]
     pub fn build(
-        state: &StoredState,
+        state: StoredState,
         master: &MasterKey,
         settings: Arc<TokenSettings>,
         now: OffsetDateTime,
     ) -> Result<Self, SnapshotError> {
-        let apps: HashMap<&str, &App> = state.apps.iter().map(|a| (a.id.as_str(), a)).collect();
-        let mut clients = HashMap::with_capacity(state.clients.len());
-        for client in &state.clients {
+        let metadata = server_metadata(&settings.issuer, &state.clients);
+        let apps: HashMap<String, Arc<App>> = state
+            .apps
+            .into_iter()
+            .map(|a| (a.id.clone(), Arc::new(a)))
+            .collect();
+        let mut clients = HashSet::with_capacity(state.clients.len());
+        for client in state.clients {
             let app = apps
-                .get(client.app_id.as_str())
-                .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?;
-            let body = introspection_body(client, app);
-            clients.insert(
-                client.id.clone(),
-                ClientEntry {
-                    client: client.clone(),
-                    introspection_json: Bytes::from(
-                        serde_json::to_vec(&body).expect("serializable"),
-                    ),
-                },
-            );
+                .get(&client.app_id)
+                .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
+                .clone();
+            clients.insert(ClientEntry {
+                client,
+                app,
+                introspection_json: OnceLock::new(),
+            });
         }
 
         let schedule = KeySchedule::new(&state.keys);
@@ -111,7 +151,6 @@ impl Snapshot {
             });
         }
 
-        let metadata = server_metadata(&settings.issuer, &state.clients);
         Ok(Self {
             revision: state.revision,
             settings,

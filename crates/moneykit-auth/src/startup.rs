@@ -24,9 +24,10 @@ use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
 use crate::http;
 use crate::snapshot::TokenSettings;
-use crate::state::{AppState, Health, Metrics};
+use crate::state::{AppState, Health, Metrics, Shared};
 use crate::store::{self, OpenMode, Store};
 use crate::sync::Refresher;
+use crate::verified::VerifiedTokens;
 
 /// Credentials created by `serve --demo`, to print once.
 #[derive(Debug)]
@@ -102,14 +103,15 @@ impl Application {
         )
         .await?;
         let metrics = Arc::new(Metrics::default());
-        let state = AppState {
+        let state = AppState::new(Shared {
             snapshot: refresher.cell(),
             health,
             metrics: metrics.clone(),
             revocations: refresher.revocations(),
             store: store.clone(),
             openapi_json: http::openapi::document(&issuer),
-        };
+            verified: Arc::new(VerifiedTokens::new(settings.verified_token_cache)),
+        });
         Ok(Self {
             router: http::router(state, settings.limits),
             listener,

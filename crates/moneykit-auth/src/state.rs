@@ -4,13 +4,34 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::domain::grant::Engine;
 use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::store::Store;
+use crate::verified::VerifiedTokens;
 
-/// Shared state of one running server.
+/// Shared state of one running server: one `Arc`, so the per-request clone axum makes
+/// is a single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The in-memory view the hot path serves from.
     pub snapshot: Arc<SnapshotCell>,
     /// Whether the background refresh works (store reachable, keys open).
@@ -23,6 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The OpenAPI document, serialized once.
     pub openapi_json: bytes::Bytes,
+    /// Tokens already signed or verified here.
+    pub verified: Arc<VerifiedTokens>,
 }
 
 /// Counters, incremented with relaxed atomics (a few nanoseconds on the hot path).
@@ -41,10 +64,20 @@ impl Metrics {
     }
 }
 
-impl AppState {
+impl Shared {
     /// The snapshot to serve one request from.
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.snapshot.load()
+    }
+
+    /// The grant engine over `snapshot` (loaded once per request) and this server's
+    /// revocation list and verified-token cache.
+    pub fn engine<'a>(&'a self, snapshot: &'a Snapshot) -> Engine<'a> {
+        Engine {
+            snapshot,
+            revoked: &self.revocations,
+            verified: &self.verified,
+        }
     }
 }
 

@@ -47,6 +47,19 @@ impl Default for RefreshSettings {
     }
 }
 
+/// When scheduled rotation is next due for the keys in `state`.
+fn rotation_due_at(
+    settings: &RefreshSettings,
+    state: &StoredState,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    KeySchedule::new(&state.keys).rotation_due_at(
+        now,
+        settings.key_rotation_interval,
+        settings.key_activation_delay,
+    )
+}
+
 /// Builds snapshots from the store and swaps them into the cell.
 pub struct Refresher {
     store: Arc<dyn Store>,
@@ -72,7 +85,8 @@ impl Refresher {
     ) -> anyhow::Result<Self> {
         let state = store.load().await?;
         let now = OffsetDateTime::now_utc();
-        let first = Snapshot::build(&state, &master, tokens.clone(), now)?;
+        let rotation_due_at = rotation_due_at(&settings, &state, now);
+        let first = Snapshot::build(state, &master, tokens.clone(), now)?;
         store
             .prune_revocations(now.unix_timestamp() - EXPIRY_LEEWAY_SECS)
             .await?;
@@ -86,9 +100,8 @@ impl Refresher {
             cell: Arc::new(SnapshotCell::new(first)),
             health,
             settings,
-            rotation_due_at: Default::default(),
+            rotation_due_at: std::sync::Mutex::new(rotation_due_at),
         };
-        refresher.note_rotation_schedule(&state, now);
         Ok(refresher)
     }
 
@@ -132,19 +145,11 @@ impl Refresher {
             // The rotation bumped the revision; the next step picks the new key up.
             return Ok(false);
         }
-        let next = Snapshot::build(&state, &self.master, self.tokens.clone(), now)?;
+        let due = rotation_due_at(&self.settings, &state, now);
+        let next = Snapshot::build(state, &self.master, self.tokens.clone(), now)?;
         self.cell.store(next);
-        self.note_rotation_schedule(&state, now);
-        Ok(true)
-    }
-
-    fn note_rotation_schedule(&self, state: &StoredState, now: OffsetDateTime) {
-        let due = KeySchedule::new(&state.keys).rotation_due_at(
-            now,
-            self.settings.key_rotation_interval,
-            self.settings.key_activation_delay,
-        );
         *self.rotation_due_at.lock().expect("not poisoned") = due;
+        Ok(true)
     }
 
     async fn rotate_if_due(

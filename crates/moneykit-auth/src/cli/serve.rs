@@ -35,6 +35,10 @@ pub(super) struct ServeArgs {
     /// How long a key signs before scheduled rotation replaces it.
     #[arg(long, env = "MONEYKIT_AUTH_KEY_ROTATION_INTERVAL", default_value = "30d", value_parser = super::parse_duration)]
     key_rotation_interval: Duration,
+    /// How often the server checks the database for changes (CLI edits, other replicas,
+    /// revocations); changes reach it within this interval.
+    #[arg(long, env = "MONEYKIT_AUTH_REFRESH_INTERVAL", default_value = "200ms", value_parser = super::parse_duration)]
+    refresh_interval: Duration,
     /// Longest time a request may take.
     #[arg(long, env = "MONEYKIT_AUTH_REQUEST_TIMEOUT", default_value = "10s", value_parser = super::parse_duration)]
     request_timeout: Duration,
@@ -64,6 +68,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.refresh.key_activation_delay = time::Duration::try_from(args.key_activation_delay)?;
     settings.refresh.key_rotation_interval = time::Duration::try_from(args.key_rotation_interval)?;
     settings.limits.request_timeout = args.request_timeout;
+    settings.refresh.poll_interval = args.refresh_interval;
     settings.limits.max_body_bytes = args.max_body_bytes;
 
     let app = Application::build(settings).await?;

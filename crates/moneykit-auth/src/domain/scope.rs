@@ -2,9 +2,11 @@
 
 use std::fmt;
 
-/// An ordered set of scope tokens, written space-separated on the wire.
+/// An ordered set of scope tokens, held as their normalized wire form (single spaces,
+/// no repeats): one allocation per client however many scopes it has, and `Display` is
+/// free.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scopes(Vec<String>);
+pub struct Scopes(String);
 
 /// A scope list that is not valid RFC 6749 §3.3 syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +21,7 @@ pub struct ScopeNotAllowed(pub String);
 impl Scopes {
     /// Parses a space-separated list, dropping repeats. Empty input is the empty list.
     pub fn parse(text: &str) -> Result<Self, InvalidScopeSyntax> {
-        let mut out: Vec<String> = Vec::new();
+        let mut out = Self(String::with_capacity(text.len()));
         for token in text.split(' ').filter(|t| !t.is_empty()) {
             // scope-token = 1*NQCHAR; NQCHAR = %x21 / %x23-5B / %x5D-7E
             let valid = token
@@ -28,11 +30,19 @@ impl Scopes {
             if !valid {
                 return Err(InvalidScopeSyntax(token.to_owned()));
             }
-            if !out.iter().any(|s| s == token) {
-                out.push(token.to_owned());
+            if !out.contains(token) {
+                if !out.0.is_empty() {
+                    out.0.push(' ');
+                }
+                out.0.push_str(token);
             }
         }
-        Ok(Self(out))
+        Ok(out)
+    }
+
+    /// The space-separated wire form.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// True when there are no scopes.
@@ -42,12 +52,12 @@ impl Scopes {
 
     /// Iterates the scope tokens in order.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.0.split(' ').filter(|s| !s.is_empty())
     }
 
     /// Whether `scope` is in the set.
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.iter().any(|s| s == scope)
+        self.iter().any(|s| s == scope)
     }
 
     /// The scopes a token gets when the client (allowed `self`) asks for `requested`:
@@ -66,7 +76,7 @@ impl Scopes {
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(" "))
+        f.write_str(&self.0)
     }
 }
 

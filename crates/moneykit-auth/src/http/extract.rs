@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -296,6 +296,40 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         Some(_) => Err(ApiError::InvalidToken),
         None if headers.contains_key(header::AUTHORIZATION) => Err(ApiError::InvalidToken),
         None => Err(ApiError::MissingToken),
+    }
+}
+
+/// A form request: its headers (moved out of the request, not cloned as axum's
+/// `HeaderMap` extractor does) and its body, read up to the body limit.
+pub struct FormRequest {
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let req = axum::extract::Request::from_parts(parts, body);
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::from_status(rejection.status()))?;
+        Ok(Self { headers, body })
+    }
+}
+
+/// The `Authorization: Bearer` token of a request, as an extractor.
+pub struct Bearer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        bearer_token(&parts.headers).map(|t| Bearer(t.to_owned()))
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +15,11 @@ use moneykit_wire::{
 };
 use time::OffsetDateTime;
 
-use super::auth::{issue_token, no_store};
+use super::auth::{issue_token, no_store, token_response};
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, TOKEN_FIELDS, TOKEN_HINT_FIELDS};
-use crate::domain::grant;
-use crate::snapshot::{ClientEntry, Snapshot};
+use super::extract::{AuthenticatedForm, FormRequest, TOKEN_FIELDS, TOKEN_HINT_FIELDS};
+use crate::domain::grant::Engine;
+use crate::snapshot::ClientEntry;
 use crate::state::AppState;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
@@ -38,8 +37,7 @@ use crate::state::AppState;
 )]
 pub async fn token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    FormRequest { headers, body }: FormRequest,
 ) -> Result<Response, ApiError> {
     let form = AuthenticatedForm::parse_single_method(&headers, &body, TOKEN_FIELDS)
         .map_err(ApiError::for_oauth2)?;
@@ -47,21 +45,13 @@ pub async fn token(
         return Err(ApiError::missing_parameter("grant_type"));
     }
     let issued = issue_token(&state, &form).map_err(ApiError::for_oauth2)?;
-    let body = GenerateAccessTokenResponse {
-        access_token: issued.access_token,
-        token_type: "Bearer".into(),
-        expires_in: u64::from(issued.expires_in),
-        scope: issued.scope.to_string(),
-    };
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-    no_store(&mut response);
-    Ok(response)
+    Ok(token_response(StatusCode::OK, &issued, "Bearer"))
 }
 
 /// Parses a token-hint form and authenticates its caller: the shared first half of
 /// introspection and revocation.
 fn authenticated_caller<'s, 'b>(
-    snapshot: &'s Snapshot,
+    engine: &Engine<'s>,
     headers: &HeaderMap,
     body: &'b [u8],
     now: OffsetDateTime,
@@ -71,7 +61,8 @@ fn authenticated_caller<'s, 'b>(
     let credentials = form
         .credentials()
         .ok_or(ApiError::InvalidClient { basic: true })?;
-    let caller = grant::authenticate(snapshot, &credentials, now)
+    let caller = engine
+        .authenticate(&credentials, now)
         .map_err(|e| ApiError::from_grant(e, true))?;
     if form.field("token").is_none() {
         return Err(ApiError::missing_parameter("token"));
@@ -94,27 +85,27 @@ fn authenticated_caller<'s, 'b>(
 )]
 pub async fn introspect(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    FormRequest { headers, body }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let snapshot = state.snapshot();
-    let (_caller, form) = authenticated_caller(&snapshot, &headers, &body, now)?;
+    let engine = state.engine(&snapshot);
+    let (_caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
     let token = form.field("token").unwrap_or_default();
-    let body = match grant::authorize_bearer(&snapshot, &state.revocations, token, now) {
+    let body = match engine.authorize_bearer(token, now) {
         Ok(authorized) => {
-            let claims = authorized.claims;
+            let claims = &*authorized.claims;
             IntrospectionResponse {
                 active: true,
-                scope: Some(claims.scope),
-                client_id: Some(claims.client_id),
+                scope: Some(claims.scope.clone()),
+                client_id: Some(claims.client_id.clone()),
                 token_type: Some("Bearer".into()),
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
-                sub: Some(claims.sub),
-                iss: Some(claims.iss),
-                jti: Some(claims.jti),
-                app_id: Some(claims.app_id),
+                sub: Some(claims.sub.clone()),
+                iss: Some(claims.iss.clone()),
+                jti: Some(claims.jti.clone()),
+                app_id: Some(claims.app_id.clone()),
             }
         }
         Err(_) => IntrospectionResponse::default(),
@@ -141,15 +132,16 @@ pub async fn introspect(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    FormRequest { headers, body }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let revocation = {
         let snapshot = state.snapshot();
-        let (caller, form) = authenticated_caller(&snapshot, &headers, &body, now)?;
+        let engine = state.engine(&snapshot);
+        let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
         let token = form.field("token").unwrap_or_default();
-        grant::revocation_for(&snapshot, caller, token, now)
+        engine
+            .revocation_for(caller, token, now)
             .map_err(|e| ApiError::from_grant(e, true))?
     };
     if let Some(revoked) = revocation {

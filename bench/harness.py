@@ -1,0 +1,615 @@
+#!/usr/bin/env python3
+"""The moneykit-auth benchmark harness (run it through bench/run.sh, which builds first).
+
+Every figure is measured the same way: the server under test pinned to one core, wrk pinned
+to the other (`-t1 -c32`), a warm-up, then N runs of D seconds; the median run is reported
+with its p50/p99 latency and the server's RSS. Each run of the harness also measures the
+floors of the same HTTP stack (bench/floor: bare axum, axum + one ES256 signature, axum +
+one ES256 verification) and moneykit-auth's own trivial endpoint (/healthz/live), so every
+figure is also a ratio to something measured minutes apart on the same machine.
+
+Every moneykit-auth scenario is interleaved with its reference (a floor, or the baseline
+endpoint): reference run, scenario run, reference run, … so each ratio compares runs taken
+seconds apart. Then bench/loadgen sends a fixed 70 % of the measured peak for D seconds and
+the p99 latency of that run is reported (closed-loop wrk latencies at saturation say little
+about latency in service).
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target/release/moneykit-auth"
+FLOOR = ROOT / "target/release/bench-floor"
+SECRET = "bench-master-secret-0123456789abcdef0123456789"
+SERVER_CORE, LOAD_CORE = "0", "1"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def basic(cid, secret):
+    return "Basic " + base64.b64encode(f"{cid}:{secret}".encode()).decode()
+
+
+def wait_live(url, proc, timeout=30.0):
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode} before serving {url}")
+        try:
+            if http("GET", url)[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"{url} did not come up in {timeout} s")
+
+
+def rss_kib(pid):
+    """(current RSS, peak RSS) of a process, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    get = lambda key: int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M).group(1))
+    return get("VmRSS"), get("VmHWM")
+
+
+class Process:
+    """A server pinned to the server core; stopped with SIGTERM."""
+
+    def __init__(self, args, env=None, log=None):
+        self.log = open(log, "w") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *map(str, args)],
+            env={**os.environ, **(env or {})},
+            stdout=self.log,
+            stderr=self.log,
+        )
+        self.started = time.monotonic()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    method: str = "GET"
+    headers: dict = field(default_factory=dict)
+    body: str = ""
+    lua: str = ""  # a custom wrk script instead of method/headers/body
+    target: str = ""  # what the result is judged against, for the report
+
+    def script(self, workdir: Path) -> Path:
+        path = workdir / f"{re.sub(r'[^a-z0-9]+', '_', self.name.lower())}.lua"
+        if self.lua:
+            path.write_text(self.lua)
+            return path
+        lines = [f'wrk.method = "{self.method}"']
+        if self.body:
+            lines.append(f"wrk.body = {json.dumps(self.body)}")
+        for k, v in self.headers.items():
+            lines.append(f'wrk.headers["{k}"] = {json.dumps(v)}')
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+WRK_LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, script, duration, connections, args=()):
+    cmd = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+           "--latency", "-s", str(script), url]
+    if args:
+        cmd += ["--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = {p: to_ms(v, u) for p, v, u in WRK_LATENCY.findall(out)}
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else None,
+    }
+
+
+LOADGEN = ROOT / "target/release/bench-loadgen"
+
+
+def fixed_rate(url, scenario, rate, duration, connections):
+    """Latency at a fixed request rate (bench/loadgen: open loop, measured from each
+    request's scheduled time, so stalls are not hidden)."""
+    cmd = ["taskset", "-c", LOAD_CORE, str(LOADGEN), "--url", url, "--method", scenario.method,
+           "--rate", str(int(rate)), "--duration", str(duration), "--connections", str(connections)]
+    for k, v in scenario.headers.items():
+        cmd += ["--header", f"{k}: {v}"]
+    if scenario.body:
+        cmd += ["--body", scenario.body]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip()[:200]}
+    return json.loads(out.stdout)
+
+
+def measure(base, scenario, opts, workdir, server_pid=None, script_args_per_run=None,
+            reference=None):
+    """Median of `opts.runs` wrk runs of `scenario`. With `reference` (base URL, scenario),
+    the reference is run before each run of the scenario, interleaved, so the ratio of
+    the two medians is measured under the same conditions (this machine's throughput
+    drifts by ±10 % over minutes)."""
+    script = scenario.script(workdir)
+    url = base + scenario.path
+    warm_args = script_args_per_run(-1) if script_args_per_run else ()
+    wrk(url, script, opts.warmup, opts.connections, warm_args)
+    ref_runs, runs = [], []
+    if reference:
+        ref_base, ref_scenario = reference
+        ref_script, ref_url = ref_scenario.script(workdir), ref_base + ref_scenario.path
+        wrk(ref_url, ref_script, opts.warmup, opts.connections)
+    for i in range(opts.runs):
+        if reference:
+            ref_runs.append(wrk(ref_url, ref_script, opts.duration, opts.connections))
+        args = script_args_per_run(i) if script_args_per_run else ()
+        runs.append(wrk(url, script, opts.duration, opts.connections, args))
+    median = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    result = {**median, "runs_rps": [round(r["rps"]) for r in runs]}
+    if reference:
+        ref_median = sorted(r["rps"] for r in ref_runs)[len(ref_runs) // 2]
+        result["reference"] = ref_scenario.name
+        result["reference_rps"] = ref_median
+        result["reference_runs_rps"] = [round(r["rps"]) for r in ref_runs]
+    if server_pid:
+        result["rss_kib"], result["peak_rss_kib"] = rss_kib(server_pid)
+    if any(r["non_2xx"] for r in runs):
+        result["warning"] = f"non-2xx responses: {[r['non_2xx'] for r in runs]}"
+    return result
+
+
+# --- the system under test -----------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, opts):
+        self.opts = opts
+        self.work = Path(tempfile.mkdtemp(prefix="moneykit-bench."))
+        self.db = f"sqlite://{self.work / 'bench.db'}"
+        self.env = {"MONEYKIT_AUTH_SECRET": SECRET, "RUST_LOG": "warn"}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = None
+
+    def cli(self, *args):
+        out = subprocess.run([BIN, *args, "--database-url", self.db, "--json"],
+                             env={**os.environ, **self.env}, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"moneykit-auth {' '.join(args)} failed: {out.stderr}")
+        return json.loads(out.stdout)
+
+    def start(self):
+        self.server = Process([BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
+                               "--database-url", self.db], self.env, self.work / "server.log")
+        return wait_live(self.base + "/healthz/live", self.server.proc)
+
+    def stop(self):
+        if self.server:
+            self.server.stop()
+            self.server = None
+
+    def token(self, cid, secret, path="/auth/token"):
+        status, body = http("POST", self.base + path, b"grant_type=client_credentials",
+                            {"Authorization": basic(cid, secret),
+                             "Content-Type": "application/x-www-form-urlencoded"})
+        assert status in (200, 201), body
+        return json.loads(body)["access_token"]
+
+
+def fresh_tokens_lua(path: Path, per_run: int):
+    """A wrk script that presents each token of a file once: run i uses lines
+    [i*per_run, (i+1)*per_run); the warm-up (-1) uses the last slice."""
+    return f"""
+local tokens = {{}}
+local i = 0
+function init(args)
+  local run = tonumber(args[1])
+  local first = (run + 1) * {per_run}
+  local n = 0
+  for line in io.lines("{path}") do
+    if n >= first and n < first + {per_run} then tokens[#tokens + 1] = line end
+    n = n + 1
+  end
+end
+function request()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. tokens[i]}})
+end
+"""
+
+
+def collect_tokens_lua(out: Path):
+    return f"""
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+local f = io.open("{out}", "a")
+function response(status, headers, body)
+  local t = string.match(body, '"access_token":"([^"]+)"')
+  if t then f:write(t, "\\n") end
+end
+"""
+
+
+FLOOR_HELLO = Scenario("floor: axum hello", "/hello")
+FLOOR_SIGN_NAME = "floor: axum + ES256 JWT sign"
+FLOOR_VERIFY_NAME = "floor: axum + ES256 JWT verify"
+
+
+def floor_sign(like: Scenario) -> Scenario:
+    """The signing floor, sent exactly the request `like` sends (headers and body)."""
+    return Scenario(FLOOR_SIGN_NAME, "/sign", "POST", dict(like.headers), like.body)
+
+
+def floor_verify(floor_base, work: Path, count=100_000) -> Scenario:
+    """The verification floor, sent distinct bearer JWTs of the floor's own key (the same
+    token every time would flatter it: the variable-time parts of ECDSA verification run
+    warm on identical input)."""
+    tokens = work / "floor-tokens.txt"
+    if not tokens.exists():
+        collector = work / "collect-floor.lua"
+        collector.write_text(collect_tokens_lua(tokens))
+        while not tokens.exists() or sum(1 for _ in open(tokens)) < count:
+            subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c32", "-d3s", "-s",
+                            str(collector), floor_base + "/sign"], check=True, capture_output=True)
+    return Scenario(FLOOR_VERIFY_NAME, "/verify", lua=cycle_tokens_lua(tokens))
+
+
+def cycle_tokens_lua(path: Path):
+    return f"""
+local tokens = {{}}
+local i = 0
+for line in io.lines("{path}") do tokens[#tokens + 1] = line end
+function request()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. tokens[i]}})
+end
+"""
+
+
+def run_moneykit(opts, results, floor_base):
+    b = Bench(opts)
+    app = b.cli("apps", "create", "--name", "Bench")
+    client = b.cli("clients", "create", "--app", app["app_id"], "--name", "bench",
+                   "--scope", "accounts:read transactions:read")
+    rs = b.cli("clients", "create", "--app", app["app_id"], "--name", "resource-server")
+    cid, secret = client["client_id"], client["client_secret"]
+    b.start()
+    token = b.token(cid, secret)
+    form = "application/x-www-form-urlencoded"
+    baseline = Scenario("baseline /healthz/live", "/healthz/live")
+    floor = lambda s: (floor_base, s)
+    own = lambda s: (b.base, s)
+    token_basic = Scenario("POST /auth/token (Basic)", "/auth/token", "POST",
+                           {"Authorization": basic(cid, secret), "Content-Type": form},
+                           "grant_type=client_credentials")
+    token_body = Scenario("POST /auth/token (body credentials)", "/auth/token", "POST",
+                          {"Content-Type": form},
+                          urllib.parse.urlencode({"grant_type": "client_credentials",
+                                                  "client_id": cid, "client_secret": secret}))
+    oauth2_token = Scenario("POST /oauth2/token", "/oauth2/token", "POST",
+                            {"Authorization": basic(cid, secret), "Content-Type": form},
+                            "grant_type=client_credentials")
+    scenarios = [
+        (baseline, floor(FLOOR_HELLO)),
+        (token_basic, floor(floor_sign(token_basic))),
+        (token_body, floor(floor_sign(token_body))),
+        (oauth2_token, floor(floor_sign(oauth2_token))),
+        (Scenario("GET /auth/introspect (one repeated token)", "/auth/introspect",
+                  headers={"Authorization": f"Bearer {token}"}), own(baseline)),
+        (Scenario("POST /oauth2/introspect", "/oauth2/introspect", "POST",
+                  {"Authorization": basic(rs["client_id"], rs["client_secret"]),
+                   "Content-Type": form}, urllib.parse.urlencode({"token": token})), own(baseline)),
+        (Scenario("GET /.well-known/jwks.json", "/.well-known/jwks.json"), own(baseline)),
+    ]
+    for s, reference in scenarios:
+        print(f"  {s.name} …", flush=True)
+        results[s.name] = measure(b.base, s, opts, b.work, b.server.pid, reference=reference)
+        results[s.name]["fixed_rate"] = fixed_rate(
+            b.base + s.path, s, 0.7 * results[s.name]["rps"], opts.duration, opts.connections)
+    results["idle_rss_kib"] = rss_kib(b.server.pid)[0]
+
+    # Distinct fresh tokens: issued beforehand, then the server restarted so nothing it
+    # remembers about them helps; each token is presented once.
+    print("  GET /auth/introspect (distinct fresh tokens) …", flush=True)
+    token_file = b.work / "tokens.txt"
+    verify_rps = results.get(FLOOR_VERIFY_NAME, {}).get("rps", 20_000)
+    per_run = int(verify_rps * 1.2 * (opts.duration + 1)) + 10_000
+    collector = b.work / "collect.lua"
+    collector.write_text(collect_tokens_lua(token_file))
+    while not token_file.exists() or sum(1 for _ in open(token_file)) < per_run * (opts.runs + 1):
+        subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", "-c32", "-d5s", "-s",
+                        str(collector), "-H", f"Authorization: {basic(cid, secret)}",
+                        b.base + "/auth/token"], check=True, capture_output=True)
+    b.stop()
+    b.start()
+    fresh = Scenario("GET /auth/introspect (distinct fresh tokens)", "/auth/introspect",
+                     lua=fresh_tokens_lua(token_file, per_run))
+    results[fresh.name] = measure(b.base, fresh, opts, b.work, b.server.pid,
+                                  script_args_per_run=lambda i: (str(i),),
+                                  reference=floor(floor_verify(floor_base, FLOOR_WORK)))
+    b.stop()
+    shutil.rmtree(b.work, ignore_errors=True)
+
+
+FLOOR_WORK = Path(tempfile.mkdtemp(prefix="moneykit-floor-tokens."))
+
+
+def start_floor():
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    floor = Process([FLOOR, f"127.0.0.1:{port}"])
+    wait_live(base + "/hello", floor.proc)
+    return floor, base
+
+
+def run_floors(opts, results, base):
+    work = Path(tempfile.mkdtemp(prefix="moneykit-floor."))
+    like_token = Scenario("", "/", "POST", {"Authorization": basic("live_x", "mks_x"),
+                                            "Content-Type": "application/x-www-form-urlencoded"},
+                          "grant_type=client_credentials")
+    for s in [FLOOR_HELLO, floor_sign(like_token), floor_verify(base, FLOOR_WORK)]:
+        print(f"  {s.name} …", flush=True)
+        results[s.name] = measure(base, s, opts, work)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_scale(opts, results, floor_base, clients=100_000):
+    """Startup time, RSS and token throughput with `clients` clients in the database."""
+    b = Bench(opts)
+    app = b.cli("apps", "create", "--name", "Scale")
+    client = b.cli("clients", "create", "--app", app["app_id"], "--name", "probe")
+    secret = "mks_bench-scale-secret-0123456789abcdefghijklmnopq"
+    digest = hashlib.sha256(secret.encode()).digest()
+    now = int(time.time())
+    with sqlite3.connect(b.work / "bench.db") as db:
+        db.executemany(
+            "INSERT INTO clients (id, app_id, name, scopes, token_ttl_secs, secret_hash, created_at, disabled_at)"
+            " VALUES (?, ?, ?, ?, NULL, ?, ?, NULL)",
+            ((f"live_scale{i:019d}", app["app_id"], f"scale {i}", "accounts:read", digest, now)
+             for i in range(clients - 1)))
+    startup = b.start()
+    idle = rss_kib(b.server.pid)[0]
+    print(f"  POST /auth/token with {clients} clients …", flush=True)
+    s = Scenario(f"POST /auth/token ({clients} clients)", "/auth/token", "POST",
+                 {"Authorization": basic(f"live_scale{clients // 2:019d}", secret),
+                  "Content-Type": "application/x-www-form-urlencoded"},
+                 "grant_type=client_credentials")
+    results[s.name] = measure(b.base, s, opts, b.work, b.server.pid,
+                              reference=(floor_base, floor_sign(s)))
+    results["scale"] = {"clients": clients, "startup_s": round(startup, 3), "idle_rss_kib": idle}
+    b.stop()
+    shutil.rmtree(b.work, ignore_errors=True)
+    del client
+
+
+# --- peers ---------------------------------------------------------------------------------
+
+def run_peers(opts, results):
+    peers_dir = ROOT / "bench/peers"
+    scratch = ROOT / "bench/.peers"
+    scratch.mkdir(exist_ok=True)
+    # ES modules resolve packages next to the importing file, so the scripts run from the
+    # scratch folder that holds node_modules.
+    for name in ["package.json", "oidc_provider.mjs", "node_oauth2_server.mjs"]:
+        shutil.copy(peers_dir / name, scratch / name)
+    if not (scratch / "node_modules").exists():
+        print("  npm install (oidc-provider, @node-oauth/oauth2-server) …", flush=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=scratch,
+                       check=True)
+    for script, scenarios in [
+        ("oidc_provider.mjs", [
+            ("peer: oidc-provider client_credentials (JWT)", "/token", "resource=urn:bench:jwt"),
+            ("peer: oidc-provider client_credentials (opaque)", "/token", ""),
+            ("peer: oidc-provider introspection", "/token/introspection", "INTROSPECT"),
+            ("peer: oidc-provider JWKS", "/jwks", None),
+        ]),
+        ("node_oauth2_server.mjs", [
+            ("peer: @node-oauth/oauth2-server client_credentials (opaque)", "/token", ""),
+        ]),
+    ]:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = Process(["node", scratch / script, str(port)])
+        try:
+            wait_live(base + "/health", proc.proc)
+            work = Path(tempfile.mkdtemp(prefix="moneykit-peer."))
+            auth = {"Authorization": basic("bench", "bench-secret"),
+                    "Content-Type": "application/x-www-form-urlencoded"}
+            for name, path, extra in scenarios:
+                print(f"  {name} …", flush=True)
+                if extra is None:
+                    s = Scenario(name, path)
+                elif extra == "INTROSPECT":
+                    _, body = http("POST", base + "/token", b"grant_type=client_credentials", auth)
+                    tok = json.loads(body)["access_token"]
+                    s = Scenario(name, path, "POST", auth, urllib.parse.urlencode({"token": tok}))
+                else:
+                    body = "grant_type=client_credentials" + (f"&{extra}" if extra else "")
+                    s = Scenario(name, path, "POST", auth, body)
+                results[name] = measure(base, s, opts, work, proc.pid)
+            shutil.rmtree(work, ignore_errors=True)
+        finally:
+            proc.stop()
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "—"
+
+
+def report(results, opts) -> str:
+    def row(name, label=""):
+        r = results.get(name)
+        if not r:
+            return None
+        fixed = r.get("fixed_rate") or {}
+        p99_fixed = f"{fixed['p99_ms']:.2f}" if fixed.get("p99_ms") is not None else "—"
+        rss = f"{r['peak_rss_kib'] / 1024:.1f}" if r.get("peak_rss_kib") else "—"
+        ours = results.get("POST /auth/token (Basic)", {}).get("rps")
+        if r.get("reference_rps"):
+            ratio_text = f"{ratio(r['rps'], r['reference_rps'])} of {r['reference']} ({r['reference_rps']:,.0f})"
+        elif name.startswith("peer: ") and ours:
+            ratio_text = f"moneykit-auth `/auth/token` is {ours / r['rps']:.1f}× this"
+        else:
+            ratio_text = label or "—"
+        return (f"| {name} | {r['rps']:,.0f} | {1e6 / r['rps']:.1f} | {ratio_text} | "
+                f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {p99_fixed} | {rss} |")
+
+    cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name:[ ]*//p'"],
+                         capture_output=True, text=True).stdout.strip()
+    lines = [
+        BEGIN,
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} vCPU "
+        f"({cpu}); server on core {SERVER_CORE}, `wrk -t1 -c{opts.connections}` on core "
+        f"{LOAD_CORE}; {opts.runs} runs × {opts.duration} s after a {opts.warmup} s warm-up, "
+        f"median run shown. Each ratio divides by the reference's median over runs "
+        f"interleaved with the scenario's (its req/s in brackets). \"p99 at 70 %\" is "
+        f"`bench/loadgen` at a fixed 70 % of the median rate, latency from each request's "
+        f"scheduled time. RSS is the server's peak.",
+        "",
+        "| scenario | req/s | µs/req | ratio (same run) | p50 / p99 ms (saturated) | p99 ms at 70 % | RSS MiB |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    names = ["floor: axum hello", FLOOR_SIGN_NAME, FLOOR_VERIFY_NAME,
+             "baseline /healthz/live", "POST /auth/token (Basic)",
+             "POST /auth/token (body credentials)", "POST /oauth2/token",
+             "GET /auth/introspect (one repeated token)",
+             "GET /auth/introspect (distinct fresh tokens)", "POST /oauth2/introspect",
+             "GET /.well-known/jwks.json"]
+    names += [k for k in results if k.startswith("POST /auth/token (") and "clients)" in k]
+    names += [k for k in results if k.startswith("peer: ")]
+    for name in names:
+        line = row(name)
+        if line:
+            lines.append(line)
+    if "scale" in results:
+        s = results["scale"]
+        one = results.get("POST /auth/token (Basic)", {})
+        many = results.get(f"POST /auth/token ({s['clients']} clients)", {})
+        growth = ""
+        if one.get("reference_rps") and many.get("reference_rps"):
+            r1 = one["rps"] / one["reference_rps"]
+            rn = many["rps"] / many["reference_rps"]
+            growth = (f" Token throughput relative to the sign floor: {rn:.2f} with "
+                      f"{s['clients']:,} clients vs {r1:.2f} with one ({rn / r1:.0%}).")
+        lines += ["", f"With {s['clients']:,} clients in the database: startup (process start to "
+                  f"first 200 from /healthz/live) {s['startup_s']} s, idle RSS "
+                  f"{s['idle_rss_kib'] / 1024:.1f} MiB.{growth}"]
+    if "idle_rss_kib" in results:
+        lines += ["", f"RSS after the load scenarios with a few clients: "
+                  f"{results['idle_rss_kib'] / 1024:.1f} MiB."]
+    warnings = [f"- {k}: {v['warning']}" for k, v in results.items()
+                if isinstance(v, dict) and v.get("warning")]
+    if warnings:
+        lines += ["", "Warnings:", *warnings]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--duration", type=int, default=10, help="seconds per run")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--quick", action="store_true", help="1 run × 3 s: checks the harness, not the server")
+    p.add_argument("--peers", action="store_true", help="also measure the node peers (npm install)")
+    p.add_argument("--no-scale", action="store_true", help="skip the 100 000-client run")
+    p.add_argument("--write", default=str(ROOT / "docs/BENCHMARKS.md"),
+                   help="file whose bench:begin/end section is replaced ('-' to only print)")
+    opts = p.parse_args()
+    if opts.quick:
+        opts.runs, opts.duration, opts.warmup = 1, 3, 1
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("the harness needs two cores: one for the server, one for the load")
+    results = {}
+    floor, floor_base = start_floor()
+    try:
+        print("floors (bench-floor):")
+        run_floors(opts, results, floor_base)
+        print("moneykit-auth:")
+        run_moneykit(opts, results, floor_base)
+        if not opts.no_scale:
+            print("scale:")
+            run_scale(opts, results, floor_base)
+    finally:
+        floor.stop()
+    if opts.peers:
+        print("peers:")
+        run_peers(opts, results)
+    out_dir = ROOT / "bench/results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    table = report(results, opts)
+    print()
+    print(table)
+    if opts.write != "-":
+        doc = Path(opts.write)
+        text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+        if BEGIN in text:
+            text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END):]
+        else:
+            text += "\n" + table + "\n"
+        doc.write_text(text)
+        print(f"\nwrote {doc}")
+
+
+if __name__ == "__main__":
+    main()
