@@ -406,6 +406,11 @@ def run_floors(opts, results, base):
     for s in [FLOOR_HELLO, floor_sign(like_token), floor_verify(base, FLOOR_WORK)]:
         print(f"  {s.name} …", flush=True)
         results[s.name] = measure(base, s, opts, work)
+        # The floors' own latency at 70 % of their peak: what this machine allows at all.
+        fixed = s if not s.lua else Scenario(s.name, s.path, headers={
+            "Authorization": "Bearer " + (FLOOR_WORK / "floor-tokens.txt").read_text().split("\n", 1)[0]})
+        results[s.name]["fixed_rate"] = fixed_rate(
+            base + s.path, fixed, 0.7 * results[s.name]["rps"], opts.duration, opts.connections)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -494,6 +499,15 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "—"
 
 
+def counterpart(peer_scenario: str) -> str:
+    """The moneykit-auth scenario a peer scenario is compared with."""
+    if "introspection" in peer_scenario:
+        return "POST /oauth2/introspect"
+    if "JWKS" in peer_scenario:
+        return "GET /.well-known/jwks.json"
+    return "POST /oauth2/token"
+
+
 def report(results, opts) -> str:
     def row(name, label=""):
         r = results.get(name)
@@ -502,11 +516,11 @@ def report(results, opts) -> str:
         fixed = r.get("fixed_rate") or {}
         p99_fixed = f"{fixed['p99_ms']:.2f}" if fixed.get("p99_ms") is not None else "—"
         rss = f"{r['peak_rss_kib'] / 1024:.1f}" if r.get("peak_rss_kib") else "—"
-        ours = results.get("POST /auth/token (Basic)", {}).get("rps")
         if r.get("reference_rps"):
             ratio_text = f"{ratio(r['rps'], r['reference_rps'])} of {r['reference']} ({r['reference_rps']:,.0f})"
-        elif name.startswith("peer: ") and ours:
-            ratio_text = f"moneykit-auth `/auth/token` is {ours / r['rps']:.1f}× this"
+        elif name.startswith("peer: ") and counterpart(name) in results:
+            theirs = counterpart(name)
+            ratio_text = f"`{theirs}` is {results[theirs]['rps'] / r['rps']:.1f}× this"
         else:
             ratio_text = label or "—"
         return (f"| {name} | {r['rps']:,.0f} | {1e6 / r['rps']:.1f} | {ratio_text} | "
@@ -516,7 +530,7 @@ def report(results, opts) -> str:
                          capture_output=True, text=True).stdout.strip()
     lines = [
         BEGIN,
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} vCPU "
+        f"Run {results.get('_run_at', '?')} on {os.cpu_count()} vCPU "
         f"({cpu}); server on core {SERVER_CORE}, `wrk -t1 -c{opts.connections}` on core "
         f"{LOAD_CORE}; {opts.runs} runs × {opts.duration} s after a {opts.warmup} s warm-up, "
         f"median run shown. Each ratio divides by the reference's median over runs "
@@ -572,9 +586,18 @@ def main():
     p.add_argument("--quick", action="store_true", help="1 run × 3 s: checks the harness, not the server")
     p.add_argument("--peers", action="store_true", help="also measure the node peers (npm install)")
     p.add_argument("--no-scale", action="store_true", help="skip the 100 000-client run")
+    p.add_argument("--only", default="floors,moneykit,scale",
+                   help="comma-separated parts to run: floors, moneykit, scale (peers: --peers)")
     p.add_argument("--write", default=str(ROOT / "docs/BENCHMARKS.md"),
                    help="file whose bench:begin/end section is replaced ('-' to only print)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the report from bench/results/latest.json without measuring")
     opts = p.parse_args()
+    if opts.report_only:
+        saved = json.loads((ROOT / "bench/results/latest.json").read_text())
+        opts.runs, opts.duration, opts.warmup = saved.pop("_opts", [3, 10, 3])
+        write_report(saved, opts)
+        return
     if opts.quick:
         opts.runs, opts.duration, opts.warmup = 1, 3, 1
     if (os.cpu_count() or 1) < 2:
@@ -582,11 +605,14 @@ def main():
     results = {}
     floor, floor_base = start_floor()
     try:
-        print("floors (bench-floor):")
-        run_floors(opts, results, floor_base)
-        print("moneykit-auth:")
-        run_moneykit(opts, results, floor_base)
-        if not opts.no_scale:
+        parts = set(opts.only.split(","))
+        if "floors" in parts:
+            print("floors (bench-floor):")
+            run_floors(opts, results, floor_base)
+        if "moneykit" in parts:
+            print("moneykit-auth:")
+            run_moneykit(opts, results, floor_base)
+        if "scale" in parts and not opts.no_scale:
             print("scale:")
             run_scale(opts, results, floor_base)
     finally:
@@ -596,7 +622,13 @@ def main():
         run_peers(opts, results)
     out_dir = ROOT / "bench/results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    results["_run_at"] = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    saved = {**results, "_opts": [opts.runs, opts.duration, opts.warmup]}
+    (out_dir / "latest.json").write_text(json.dumps(saved, indent=2))
+    write_report(results, opts)
+
+
+def write_report(results, opts):
     table = report(results, opts)
     print()
     print(table)

@@ -97,6 +97,8 @@ pub struct Snapshot {
     /// Published keys that can sign, in activation order.
     signers: Vec<Signer>,
     verifiers: HashMap<String, PublicKey>,
+    /// kid by the exact base64url access-token header of that key.
+    header_kids: HashMap<String, String>,
     jwks_json: Bytes,
     metadata_json: Bytes,
     /// When the key schedule next changes (a key activates or leaves the JWKS).
@@ -137,12 +139,14 @@ impl Snapshot {
         let schedule = KeySchedule::new(&state.keys);
         let mut signers = Vec::new();
         let mut verifiers = HashMap::new();
+        let mut header_kids = HashMap::new();
         let mut jwks = JwkSet::default();
         for scheduled in schedule.published_at(now) {
             let record = scheduled.record;
             let public = PublicKey::from_sec1(&record.kid, &record.public_key)?;
             jwks.keys.push(public.to_jwk());
             verifiers.insert(record.kid.clone(), public);
+            header_kids.insert(access_token_header(&record.kid), record.kid.clone());
             let pkcs8 = master.open(&record.kid, &record.sealed_private_key)?;
             signers.push(Signer {
                 key: KeyPair::from_pkcs8(&record.kid, &pkcs8)?,
@@ -157,6 +161,7 @@ impl Snapshot {
             clients,
             signers,
             verifiers,
+            header_kids,
             jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
             metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
             stale_at: schedule.next_change_after(now),
@@ -177,6 +182,11 @@ impl Snapshot {
     /// The public key with this `kid`, if published.
     pub fn verifier(&self, kid: &str) -> Option<&PublicKey> {
         self.verifiers.get(kid)
+    }
+
+    /// The public key whose precomputed access-token header is exactly `header_b64`.
+    pub fn verifier_for_header(&self, header_b64: &str) -> Option<&PublicKey> {
+        self.verifiers.get(self.header_kids.get(header_b64)?)
     }
 
     /// The JWKS body, serialized once.

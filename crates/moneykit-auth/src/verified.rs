@@ -1,22 +1,21 @@
-//! Tokens this server has already verified, so introspecting them again skips the
-//! signature check (the largest cost of introspection, ~50 µs of ES256 verification).
+//! Tokens whose signature this server has already verified, so introspecting them again
+//! skips the signature check (the largest cost of introspection, ~50 µs of ES256
+//! verification).
 //!
-//! Keys are the SHA-256 of the whole token string, so only the exact same bytes hit the
-//! cache: a token with a changed header or claims, even with a copied signature, is a miss
-//! and is verified in full. Memory is bounded: two generations of at most
-//! `capacity / 2` entries each per shard; when the current generation fills, the older
-//! one is dropped whole (no per-entry bookkeeping on the hot path), and an entry found in
-//! the older generation is promoted. Expiry is not the cache's concern: callers check
-//! `exp` on every hit, so an entry that outlives its token only costs memory until it is
-//! pushed out.
+//! Only the SHA-256 of each verified token is kept — 32 bytes, no claims — so the cache
+//! stays small and cheap to churn; the claims are parsed again from the token on each hit
+//! (about a microsecond), which also means every hit is checked for expiry and issuer as
+//! if new. Keys cover the whole token string, so only the exact same bytes hit: a token
+//! with a changed header or claims, even with a copied signature, is a miss and is
+//! verified in full. Memory is bounded: two generations of at most `capacity / 2` keys per
+//! shard; when the current generation fills, the older one is dropped whole (no per-entry
+//! bookkeeping on the hot path), and a key found in the older generation is promoted.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use aws_lc_rs::digest::{SHA256, digest};
-
-use crate::domain::tokens::AccessClaims;
 
 const SHARDS: usize = 16;
 
@@ -47,8 +46,8 @@ impl Hasher for PrefixHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its length, then its bytes: keep bytes 8..16 of the key
-        // (byte 0 already chose the shard).
+        // `[u8; 32]` hashes as its bytes: keep bytes 8..16 of the key (byte 0 already
+        // chose the shard).
         if bytes.len() == 32 {
             self.0 = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
         }
@@ -57,15 +56,15 @@ impl Hasher for PrefixHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
-type Map = HashMap<TokenKey, Arc<AccessClaims>, BuildHasherDefault<PrefixHasher>>;
+type Set = HashSet<TokenKey, BuildHasherDefault<PrefixHasher>>;
 
 #[derive(Default)]
 struct Generations {
-    current: Map,
-    previous: Map,
+    current: Set,
+    previous: Set,
 }
 
-/// The cache of verified tokens.
+/// The set of verified tokens.
 pub struct VerifiedTokens {
     shards: Vec<Mutex<Generations>>,
     generation_size: usize,
@@ -81,7 +80,7 @@ impl std::fmt::Debug for VerifiedTokens {
 }
 
 impl VerifiedTokens {
-    /// A cache holding at most about `capacity` tokens.
+    /// A set remembering at most about `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -89,31 +88,33 @@ impl VerifiedTokens {
         }
     }
 
-    /// The claims of a token known to be validly signed, if cached.
-    pub fn get(&self, key: &TokenKey) -> Option<Arc<AccessClaims>> {
+    /// Whether the token with this key was verified.
+    pub fn contains(&self, key: &TokenKey) -> bool {
         let mut shard = self.shards[key.shard()].lock().expect("not poisoned");
-        if let Some(claims) = shard.current.get(key) {
-            return Some(claims.clone());
+        if shard.current.contains(key) {
+            return true;
         }
-        let claims = shard.previous.remove(key)?;
-        self.insert_into(&mut shard, *key, claims.clone());
-        Some(claims)
+        if shard.previous.remove(key) {
+            self.insert_into(&mut shard, *key);
+            return true;
+        }
+        false
     }
 
-    /// Remembers that `key`'s token is validly signed with these claims.
-    pub fn insert(&self, key: TokenKey, claims: Arc<AccessClaims>) {
+    /// Remembers that the token with this key has a valid signature.
+    pub fn insert(&self, key: TokenKey) {
         let mut shard = self.shards[key.shard()].lock().expect("not poisoned");
-        self.insert_into(&mut shard, key, claims);
+        self.insert_into(&mut shard, key);
     }
 
-    fn insert_into(&self, shard: &mut Generations, key: TokenKey, claims: Arc<AccessClaims>) {
+    fn insert_into(&self, shard: &mut Generations, key: TokenKey) {
         if shard.current.len() >= self.generation_size {
             shard.previous = std::mem::take(&mut shard.current);
         }
-        shard.current.insert(key, claims);
+        shard.current.insert(key);
     }
 
-    /// Number of cached tokens.
+    /// Number of remembered tokens.
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -124,7 +125,7 @@ impl VerifiedTokens {
             .sum()
     }
 
-    /// Whether nothing is cached.
+    /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -134,36 +135,23 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn claims(jti: &str) -> Arc<AccessClaims> {
-        Arc::new(AccessClaims {
-            iss: "i".into(),
-            sub: "s".into(),
-            client_id: "s".into(),
-            app_id: "a".into(),
-            scope: String::new(),
-            iat: 0,
-            exp: 1,
-            jti: jti.into(),
-        })
-    }
-
     #[test]
     fn only_the_exact_token_hits() {
         let cache = VerifiedTokens::new(100);
-        cache.insert(TokenKey::of("a.b.c"), claims("1"));
-        assert_eq!(cache.get(&TokenKey::of("a.b.c")).unwrap().jti, "1");
-        assert!(cache.get(&TokenKey::of("a.b.c ")).is_none());
-        assert!(cache.get(&TokenKey::of("x.b.c")).is_none());
+        cache.insert(TokenKey::of("a.b.c"));
+        assert!(cache.contains(&TokenKey::of("a.b.c")));
+        assert!(!cache.contains(&TokenKey::of("a.b.c ")));
+        assert!(!cache.contains(&TokenKey::of("x.b.c")));
     }
 
     #[test]
     fn memory_stays_bounded_and_recent_entries_survive() {
         let cache = VerifiedTokens::new(SHARDS * 2 * 10);
         for i in 0..10_000 {
-            cache.insert(TokenKey::of(&format!("token {i}")), claims(&i.to_string()));
+            cache.insert(TokenKey::of(&format!("token {i}")));
         }
         assert!(cache.len() <= SHARDS * 2 * 10, "{}", cache.len());
-        assert!(cache.get(&TokenKey::of("token 9999")).is_some());
-        assert!(cache.get(&TokenKey::of("token 0")).is_none());
+        assert!(cache.contains(&TokenKey::of("token 9999")));
+        assert!(!cache.contains(&TokenKey::of("token 0")));
     }
 }

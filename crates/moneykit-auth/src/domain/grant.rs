@@ -2,11 +2,8 @@
 //! and bearer-token authorization. HTTP surfaces parse their input, call these, and map
 //! the result to their own wire format; none of them re-implements any of it.
 
-use std::sync::Arc;
-
 use time::OffsetDateTime;
 
-use super::EXPIRY_LEEWAY_SECS;
 use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
@@ -166,34 +163,25 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// The claims of a validly signed token of ours: from the cache of verified tokens,
-    /// or verified in full (and then cached). `Expired` is reported for expired tokens
-    /// whether or not they were cached.
+    /// The claims of a validly signed token of ours: its signature verified once (then
+    /// remembered by the token's digest), its claims checked for issuer and expiry on
+    /// every call.
     pub fn verified_claims(
         &self,
         token: &str,
         now: OffsetDateTime,
-    ) -> Result<Arc<AccessClaims>, TokenRejection> {
-        let now = now.unix_timestamp();
+    ) -> Result<AccessClaims, TokenRejection> {
+        let snapshot = self.snapshot;
         let key = TokenKey::of(token);
-        let claims = match self.verified.get(&key) {
-            Some(claims) => claims,
-            None => {
-                let snapshot = self.snapshot;
-                let claims = Arc::new(tokens::validate(
-                    token,
-                    |kid| snapshot.verifier(kid),
-                    &snapshot.settings.issuer,
-                    now,
-                )?);
-                self.verified.insert(key, claims.clone());
-                claims
-            }
-        };
-        if now > claims.exp + EXPIRY_LEEWAY_SECS {
-            return Err(TokenRejection::Expired);
+        if !self.verified.contains(&key) {
+            tokens::verify_signature(
+                token,
+                |header| snapshot.verifier_for_header(header),
+                |kid| snapshot.verifier(kid),
+            )?;
+            self.verified.insert(key);
         }
-        Ok(claims)
+        tokens::checked_claims(token, &snapshot.settings.issuer, now.unix_timestamp())
     }
 
     /// Validates a bearer token: signature, type, issuer, expiry, not revoked, and that
@@ -238,8 +226,8 @@ impl<'a> Engine<'a> {
         }
         Ok(Some(RevokedToken {
             seq: 0,
-            jti: claims.jti.clone(),
-            client_id: claims.client_id.clone(),
+            jti: claims.jti,
+            client_id: claims.client_id,
             expires_at: claims.exp,
             revoked_at: now.unix_timestamp(),
         }))
@@ -262,7 +250,7 @@ pub enum BearerError {
 #[derive(Debug)]
 pub struct Authorized<'s> {
     /// The token's claims.
-    pub claims: Arc<AccessClaims>,
+    pub claims: AccessClaims,
     /// The client, as the snapshot knows it now.
     pub client: &'s ClientEntry,
 }

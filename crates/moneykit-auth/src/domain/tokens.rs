@@ -121,7 +121,8 @@ fn decode_part(part: &str) -> Result<Vec<u8>, TokenRejection> {
         .map_err(|_| TokenRejection::Malformed)
 }
 
-/// Validates a compact JWT and returns its claims.
+/// Validates a compact JWT and returns its claims: [`verify_signature`], then
+/// [`checked_claims`].
 ///
 /// `key_for` looks up a verification key by `kid`; `issuer` is the expected `iss`;
 /// `now` is Unix seconds.
@@ -131,14 +132,47 @@ pub fn validate<'k>(
     issuer: &str,
     now: i64,
 ) -> Result<AccessClaims, TokenRejection> {
+    verify_signature(token, |_| None, key_for)?;
+    checked_claims(token, issuer, now)
+}
+
+/// The signature half of validation: the header is ES256, `at+jwt`, without critical
+/// extensions, names a known key, and the signature verifies. Nothing in the claims is
+/// looked at, so a token that passes can be remembered by its exact bytes and never
+/// verified again.
+///
+/// `known_header` short-cuts the header checks: given the base64url header, it returns
+/// the key whose own precomputed access-token header is exactly those bytes (every token
+/// this service signs), so the header need not be decoded and parsed. `key_for` looks a
+/// key up by `kid` for any other header.
+pub fn verify_signature<'k>(
+    token: &str,
+    known_header: impl Fn(&str) -> Option<&'k PublicKey>,
+    key_for: impl Fn(&str) -> Option<&'k PublicKey>,
+) -> Result<(), TokenRejection> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenRejection::Malformed);
     }
     let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
-    let (header_b64, claims_b64) = signing_input
+    let (header_b64, _claims_b64) = signing_input
         .split_once('.')
         .ok_or(TokenRejection::Malformed)?;
+    let key = match known_header(header_b64) {
+        Some(key) => key,
+        None => checked_header_key(header_b64, key_for)?,
+    };
+    let signature = decode_part(signature_b64)?;
+    if !key.verify(signing_input.as_bytes(), &signature) {
+        return Err(TokenRejection::BadSignature);
+    }
+    Ok(())
+}
 
+/// Parses and checks a JWT header, returning the key it names.
+fn checked_header_key<'k>(
+    header_b64: &str,
+    key_for: impl Fn(&str) -> Option<&'k PublicKey>,
+) -> Result<&'k PublicKey, TokenRejection> {
     let header_json = decode_part(header_b64)?;
     let header: Header<'_> =
         serde_json::from_slice(&header_json).map_err(|_| TokenRejection::Malformed)?;
@@ -151,15 +185,16 @@ pub fn validate<'k>(
     if !typ_ok {
         return Err(TokenRejection::WrongType);
     }
-    let key = header
+    header
         .kid
         .and_then(key_for)
-        .ok_or(TokenRejection::UnknownKey)?;
-    let signature = decode_part(signature_b64)?;
-    if !key.verify(signing_input.as_bytes(), &signature) {
-        return Err(TokenRejection::BadSignature);
-    }
+        .ok_or(TokenRejection::UnknownKey)
+}
 
+/// The claims half of validation, for a token whose signature has been verified: the
+/// claims parse, the issuer is `issuer`, and `exp` (with leeway) is not past `now`.
+pub fn checked_claims(token: &str, issuer: &str, now: i64) -> Result<AccessClaims, TokenRejection> {
+    let claims_b64 = token.split('.').nth(1).ok_or(TokenRejection::Malformed)?;
     let claims: AccessClaims =
         serde_json::from_slice(&decode_part(claims_b64)?).map_err(|_| TokenRejection::Malformed)?;
     if claims.iss != issuer {
@@ -294,6 +329,49 @@ mod tests {
             Err(TokenRejection::WrongAlgorithm)
         );
         assert!(t(json!({"alg":"ES256","typ":"application/at+jwt","kid":"key_t"})).is_ok());
+    }
+
+    #[test]
+    fn the_known_header_fast_path_still_checks_the_signature() {
+        let f = fixture();
+        let header = access_token_header("key_t");
+        let known = |h: &str| (h == header).then_some(&f.public);
+        let by_kid = |_: &str| None;
+        let token = sign(&f.pair, &header, &claims(1000));
+        assert_eq!(verify_signature(&token, known, by_kid), Ok(()));
+
+        // The fast path skips only header parsing: a bad signature under the exact
+        // known header is still rejected.
+        let parts: Vec<&str> = token.split('.').collect();
+        let zero_sig = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            URL_SAFE_NO_PAD.encode([0u8; 64])
+        );
+        assert_eq!(
+            verify_signature(&zero_sig, known, by_kid),
+            Err(TokenRejection::BadSignature)
+        );
+
+        // Any other header falls through to the full checks, which still pin the algorithm.
+        let hs = with_header(
+            &f,
+            serde_json::json!({"alg":"HS256","typ":"at+jwt","kid":"key_t"}),
+        );
+        assert_eq!(
+            verify_signature(&hs, known, |kid| (kid == "key_t").then_some(&f.public)),
+            Err(TokenRejection::WrongAlgorithm)
+        );
+        // A valid but differently written header is looked up by kid, not by bytes.
+        let other = with_header(
+            &f,
+            serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":"key_t","x":1}),
+        );
+        assert_eq!(
+            verify_signature(&other, known, by_kid),
+            Err(TokenRejection::UnknownKey)
+        );
     }
 
     #[test]

@@ -94,18 +94,18 @@ pub async fn introspect(
     let token = form.field("token").unwrap_or_default();
     let body = match engine.authorize_bearer(token, now) {
         Ok(authorized) => {
-            let claims = &*authorized.claims;
+            let claims = authorized.claims;
             IntrospectionResponse {
                 active: true,
-                scope: Some(claims.scope.clone()),
-                client_id: Some(claims.client_id.clone()),
+                scope: Some(claims.scope),
+                client_id: Some(claims.client_id),
                 token_type: Some("Bearer".into()),
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
-                sub: Some(claims.sub.clone()),
-                iss: Some(claims.iss.clone()),
-                jti: Some(claims.jti.clone()),
-                app_id: Some(claims.app_id.clone()),
+                sub: Some(claims.sub),
+                iss: Some(claims.iss),
+                jti: Some(claims.jti),
+                app_id: Some(claims.app_id),
             }
         }
         Err(_) => IntrospectionResponse::default(),
