@@ -40,9 +40,11 @@ pub struct ServeSettings {
     pub limits: Limits,
     /// Connection limits.
     pub connection: ConnectionLimits,
-    /// How many verified tokens introspection remembers (bounded memory: about 300 bytes
+    /// How many verified tokens introspection remembers (bounded memory: about 50 bytes
     /// each).
     pub verified_token_cache: usize,
+    /// Database connection pool (PostgreSQL).
+    pub pool: store::PoolSettings,
 }
 
 impl ServeSettings {
@@ -58,7 +60,8 @@ impl ServeSettings {
             refresh: RefreshSettings::default(),
             limits: Limits::default(),
             connection: ConnectionLimits::default(),
-            verified_token_cache: 8 * 1024,
+            verified_token_cache: 64 * 1024,
+            pool: store::PoolSettings::default(),
         }
     }
 }
@@ -97,8 +100,9 @@ pub enum MasterKeyOrigin {
     Ephemeral,
 }
 
-/// The master key for `database_url`: from the secret when given, otherwise from a key
-/// file beside the database (created only while the database has no keys yet), or a
+/// The master key for `database_url`: from the secret when given (required for
+/// PostgreSQL, whose replicas must all share it), otherwise from a key file beside the
+/// database (created only while the database has no keys yet), or a
 /// throwaway key for an in-memory database.
 ///
 /// The key is checked against `sealed_keys` (the database's signing keys) before it is
@@ -114,6 +118,9 @@ pub fn resolve_master_key(
         store::key_file_path(database_url),
     ) {
         (Some(secret), _) => (MasterKey::from_secret(secret)?, MasterKeyOrigin::Secret),
+        (None, _) if store::is_postgres(database_url) => {
+            return Err(SealingError::SecretRequired);
+        }
         (None, Some(path)) => {
             let (key, created) = MasterKey::from_key_file(&path, sealed_keys.is_empty())?;
             (key, MasterKeyOrigin::KeyFile(path, created))
@@ -129,10 +136,12 @@ pub fn resolve_master_key(
     Ok((key, origin))
 }
 
-/// Checks the shape of `MONEYKIT_AUTH_SECRET` before anything is opened or written.
-pub fn check_master_secret(secret: Option<&str>) -> Result<(), SealingError> {
+/// Checks `MONEYKIT_AUTH_SECRET` (its shape, and that a PostgreSQL database has one)
+/// before anything is opened or written.
+pub fn check_master_secret(database_url: &str, secret: Option<&str>) -> Result<(), SealingError> {
     match secret.filter(|s| !s.is_empty()) {
         Some(s) => MasterKey::from_secret(s).map(|_| ()),
+        None if store::is_postgres(database_url) => Err(SealingError::SecretRequired),
         None => Ok(()),
     }
 }

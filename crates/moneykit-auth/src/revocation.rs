@@ -59,19 +59,20 @@ impl RevocationList {
     }
 
     /// Adds revocations read from the store (or made here), copying the map once per
-    /// batch. Only the background refresh and revocation requests write, and writes are
+    /// batch that holds anything new (a revocation made here comes back from the store
+    /// on the next refresh, and costs nothing then). Only the background refresh and revocation requests write, and writes are
     /// rare next to reads.
     pub fn apply(&self, revoked: &[RevokedToken]) {
-        if revoked.is_empty() {
-            return;
+        let current = self.entries.load();
+        if revoked.iter().any(|r| !current.contains_key(&r.jti)) {
+            self.entries.rcu(|current| {
+                let mut next = HashMap::clone(current);
+                for r in revoked {
+                    next.insert(r.jti.clone(), r.expires_at);
+                }
+                next
+            });
         }
-        self.entries.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            for r in revoked {
-                next.insert(r.jti.clone(), r.expires_at);
-            }
-            next
-        });
         if let Some(max) = revoked.iter().map(|r| r.seq).max() {
             self.last_seq.fetch_max(max, Ordering::AcqRel);
         }

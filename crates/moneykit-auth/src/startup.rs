@@ -60,13 +60,18 @@ impl Application {
     /// snapshot. Everything that can fail without writing (secret shape, port in use,
     /// wrong master key) is checked before anything is written.
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
-        check_master_secret(settings.master_secret.as_deref())?;
+        check_master_secret(&settings.database_url, settings.master_secret.as_deref())?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let local_addr = listener.local_addr()?;
 
-        let store = store::connect(&settings.database_url, OpenMode::CreateOrMigrate).await?;
+        let store = store::connect_with(
+            &settings.database_url,
+            OpenMode::CreateOrMigrate,
+            &settings.pool,
+        )
+        .await?;
         let (master, master_key_origin) = resolve_master_key(
             &settings.database_url,
             settings.master_secret.as_deref(),

@@ -1,7 +1,8 @@
 //! Keeping the in-memory snapshot current without touching the request path.
 //!
 //! A background task reads the store's revision counter a few times a second (one
-//! single-row read); when it moves, or the key schedule reaches its next change, or the
+//! single-row read), and at once when the store pushes a change (PostgreSQL's
+//! LISTEN/NOTIFY, which is how replicas converge); when it moves, or the key schedule reaches its next change, or the
 //! periodic full refresh is due, it reloads the state and swaps in a new snapshot. Changes
 //! made by the CLI in another process therefore reach the server well within a second.
 //! The same task catches up on revocations (incrementally, by sequence number, without a
@@ -21,7 +22,7 @@ use crate::keys::lifecycle::KeySchedule;
 use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::state::Health;
-use crate::store::{Store, StoredState};
+use crate::store::{ChangeFeed, Store, StoredState};
 
 /// How often and how the background refresh works.
 #[derive(Debug, Clone)]
@@ -179,14 +180,19 @@ impl Refresher {
         Ok(true)
     }
 
-    /// Runs until `shutdown` changes, refreshing every poll interval.
+    /// Runs until `shutdown` changes: refreshes every poll interval, and at once when the
+    /// store pushes a change (PostgreSQL `NOTIFY`), so replicas converge in milliseconds
+    /// while the polling stays as the safety net for notifications lost in an outage.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_full = tokio::time::Instant::now();
+        let mut feed = Subscription::default();
         loop {
+            feed.ensure(self.store.as_ref()).await;
             tokio::select! {
                 _ = tick.tick() => {}
+                () = feed.changed() => {}
                 _ = shutdown.changed() => return,
             }
             let force = last_full.elapsed() >= self.settings.full_refresh_interval;
@@ -205,6 +211,49 @@ impl Refresher {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The refresher's push channel: subscribed lazily, dropped when its connection breaks,
+/// and subscribed again (at most once a second) after that.
+#[derive(Default)]
+struct Subscription {
+    feed: Option<Box<dyn ChangeFeed>>,
+    /// The store cannot push (SQLite): poll only, never ask again.
+    unsupported: bool,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Subscription {
+    const RETRY: Duration = Duration::from_secs(1);
+
+    async fn ensure(&mut self, store: &dyn Store) {
+        if self.feed.is_some() || self.unsupported {
+            return;
+        }
+        if self
+            .retry_at
+            .is_some_and(|t| tokio::time::Instant::now() < t)
+        {
+            return;
+        }
+        match store.subscribe().await {
+            Ok(Some(feed)) => self.feed = Some(feed),
+            Ok(None) => self.unsupported = true,
+            Err(_) => self.retry_at = Some(tokio::time::Instant::now() + Self::RETRY),
+        }
+    }
+
+    /// Completes when a change is pushed, or when the feed breaks (so the caller polls
+    /// once and the feed is re-established later); never, without a feed.
+    async fn changed(&mut self) {
+        let Some(feed) = self.feed.as_mut() else {
+            return std::future::pending().await;
+        };
+        if feed.changed().await.is_err() {
+            self.feed = None;
+            self.retry_at = Some(tokio::time::Instant::now() + Self::RETRY);
         }
     }
 }

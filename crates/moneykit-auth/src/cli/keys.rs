@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::output::{Output, rfc3339, table};
 use crate::admin::{self, Rotation};
-use crate::config::resolve_master_key;
+use crate::config::{check_master_secret, resolve_master_key};
 use crate::keys::lifecycle::KeySchedule;
 use crate::store::OpenMode;
 
@@ -68,8 +68,9 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             key_activation_delay,
         } => {
             let delay = time::Duration::try_from(key_activation_delay)?;
-            let store = super::open(database_url, OpenMode::MustExist).await?;
             let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            check_master_secret(database_url, secret.as_deref())?;
+            let store = super::open(database_url, OpenMode::MustExist).await?;
             let (master, _) =
                 resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
             let rotation = admin::rotate_key(store.as_ref(), &master, delay, now).await?;

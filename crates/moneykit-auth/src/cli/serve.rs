@@ -45,6 +45,12 @@ pub(super) struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MONEYKIT_AUTH_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     max_body_bytes: usize,
+    /// Most database connections this process opens (PostgreSQL; the hot path uses none).
+    #[arg(long, env = "MONEYKIT_AUTH_DB_MAX_CONNECTIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_max_connections: u32,
+    /// How long a database operation waits for a connection before it fails (PostgreSQL).
+    #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
+    db_acquire_timeout: Duration,
 }
 
 fn parse_issuer(text: &str) -> Result<String, String> {
@@ -70,6 +76,8 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.limits.request_timeout = args.request_timeout;
     settings.refresh.poll_interval = args.refresh_interval;
     settings.limits.max_body_bytes = args.max_body_bytes;
+    settings.pool.max_connections = args.db_max_connections;
+    settings.pool.acquire_timeout = args.db_acquire_timeout;
 
     let app = Application::build(settings).await?;
     match app.master_key_origin() {

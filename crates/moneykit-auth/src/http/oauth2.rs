@@ -150,7 +150,13 @@ pub async fn revoke(
             .insert_revocation(&revoked)
             .await
             .map_err(|error| {
-                tracing::error!(%error, "cannot record a revocation");
+                // Logged once per outage, like the refresh's own failures: the background
+                // refresh logs (and marks ready again) when the database is back.
+                if state.health.set_store_reachable(false) {
+                    tracing::error!(%error, "cannot record a revocation; database unreachable");
+                } else {
+                    tracing::debug!(%error, "cannot record a revocation");
+                }
                 ApiError::Unavailable("the revocation could not be recorded")
             })?;
         state.revocations.apply(std::slice::from_ref(&revoked));

@@ -61,6 +61,12 @@ pub enum SealingError {
         "MONEYKIT_AUTH_SECRET must be at least {MIN_SECRET_LEN} characters (for example: openssl rand -base64 32)"
     )]
     SecretTooShort,
+    /// A shared database (PostgreSQL) needs the secret every replica shares; a key file
+    /// on one machine would lock the others out.
+    #[error(
+        "MONEYKIT_AUTH_SECRET is required with a PostgreSQL database: every replica and admin command must use the same secret (for example: openssl rand -base64 32)"
+    )]
+    SecretRequired,
     /// The database has sealed keys, no secret is set, and the key file is missing.
     #[error(
         "MONEYKIT_AUTH_SECRET is not set and the key file {0} is missing, but this database already has signing keys: set MONEYKIT_AUTH_SECRET to the secret the server uses"

@@ -5,10 +5,16 @@
 //! [`Store::revision`] moves, and by nothing on the request path. Backends keep a
 //! revision counter that every write bumps (by trigger, so no write path can forget),
 //! which is how a server learns within a second that another process changed something.
+//! A backend that can push changes ([`Store::subscribe`], PostgreSQL's LISTEN/NOTIFY) wakes
+//! the refresh at once; the polling stays as the safety net.
 
+mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -18,6 +24,8 @@ use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
 use crate::revocation::RevokedToken;
 
+pub use postgres::PgStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Everything the in-memory snapshot is built from, read in one consistent transaction.
@@ -50,7 +58,7 @@ pub enum StoreError {
     #[error("unknown app {0}")]
     UnknownApp(String),
     /// The database URL names a backend this build does not support.
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// A read-only command was pointed at a database file that does not exist.
     #[error("database {0} does not exist (`serve` and `apps create` create it)")]
@@ -111,6 +119,41 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets revocations of tokens that expired before `before` (Unix seconds); returns
     /// how many.
     async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// A feed that wakes when another process changes something, for backends that can
+    /// push; `None` (the default) means polling [`Store::revision`] is the only way.
+    async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Pushed change notifications (PostgreSQL `LISTEN`).
+#[async_trait]
+pub trait ChangeFeed: Send {
+    /// Waits for the next change anywhere in the database. An error means the feed's
+    /// connection broke; the caller polls and subscribes again later.
+    async fn changed(&mut self) -> Result<(), StoreError>;
+}
+
+/// Connection pool sizing for backends with a server (PostgreSQL). SQLite ignores it: one
+/// file needs no more than two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections one process opens. The hot path uses none; admin writes,
+    /// revocations and the background refresh share these.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (or for a new one to open) before failing:
+    /// bounds how long an admin write hangs when the database is unreachable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Whether a command may create the database, or needs it to exist already.
@@ -124,17 +167,32 @@ pub enum OpenMode {
 
 /// Opens the store a database URL names, migrating the schema.
 pub async fn connect(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, mode, &PoolSettings::default()).await
+}
+
+/// [`connect`] with explicit pool settings.
+pub async fn connect_with(
+    url: &str,
+    mode: OpenMode,
+    pool: &PoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, mode).await?))
+    } else if is_postgres(url) {
+        Ok(Arc::new(PgStore::connect(url, pool).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(postgres::redact(url)))
     }
 }
 
-/// Unix seconds → time, for backends that store integers.
-pub(crate) fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|_| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` with any password replaced, for messages and logs.
+pub fn redacted_url(url: &str) -> String {
+    postgres::redact(url)
 }
 
 /// Where a generated master-key file goes for this database (beside the file, `.key`
@@ -145,4 +203,42 @@ pub fn key_file_path(url: &str) -> Option<std::path::PathBuf> {
         name.push(".key");
         name.into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let versions = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            versions(&super::sqlite::MIGRATOR),
+            versions(&super::postgres::MIGRATOR),
+            "a schema change needs a migration for each backend, with the same number and name"
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redacted_url("postgres://app:s3cret@db.internal:5432/auth"),
+            "postgres://app:****@db.internal:5432/auth"
+        );
+        assert_eq!(
+            super::redacted_url("postgres://app@db/auth"),
+            "postgres://app@db/auth"
+        );
+        assert_eq!(
+            super::redacted_url("postgres://db/auth?sslmode=require&password=s3cret"),
+            "postgres://db/auth?sslmode=require&password=****"
+        );
+        assert_eq!(
+            super::redacted_url("postgres://a:p@ss@db/auth"),
+            "postgres://a:****@db/auth"
+        );
+        assert_eq!(super::redacted_url("sqlite://x.db"), "sqlite://x.db");
+    }
 }

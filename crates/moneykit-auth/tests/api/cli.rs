@@ -202,7 +202,12 @@ async fn keys_rotate_with_the_wrong_master_secret_fails_and_writes_nothing() {
         };
         command.output().unwrap()
     };
-    assert_one_line_error(&run(None), "MONEYKIT_AUTH_SECRET is not set");
+    let missing = if on_postgres() {
+        "MONEYKIT_AUTH_SECRET is required with a PostgreSQL database"
+    } else {
+        "MONEYKIT_AUTH_SECRET is not set"
+    };
+    assert_one_line_error(&run(None), missing);
     assert_one_line_error(
         &run(Some("a-different-secret-that-is-long-enough-to-use")),
         "cannot be decrypted",
@@ -285,4 +290,31 @@ fn cli_rejects_unusable_databases_with_one_line() {
         ),
         "database",
     );
+}
+
+#[test]
+fn an_unreachable_postgres_is_one_line_without_the_password() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let url = "postgres://app:hunter2-not-logged@127.0.0.1:1/auth";
+    let output = cli(url, &["apps", "list"]);
+    assert_one_line_error(
+        &output,
+        "cannot connect to postgres://app:****@127.0.0.1:1/auth",
+    );
+    assert!(!stderr(&output).contains("hunter2"));
+
+    // Replicas must share the master secret, so PostgreSQL never falls back to a key file;
+    // that is checked before connecting.
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["keys", "rotate"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
+            .args(args)
+            .args(["--database-url", url])
+            .env_remove("MONEYKIT_AUTH_SECRET")
+            .output()
+            .unwrap();
+        assert_one_line_error(&output, "MONEYKIT_AUTH_SECRET is required");
+    }
 }

@@ -1,8 +1,14 @@
 //! `spawn_app()` and friends: a real server per test, on a free port, with a fresh
-//! database in a temporary directory. Logs stay quiet unless `TEST_LOG` is set.
+//! database. Logs stay quiet unless `TEST_LOG` is set.
+//!
+//! The backend is SQLite (a file in a temporary directory) unless
+//! `MONEYKIT_TEST_BACKEND=postgres`: then each test gets a new database on a PostgreSQL
+//! cluster — the one `MONEYKIT_TEST_POSTGRES_URL` names (a URL whose user may create
+//! databases), or a private cluster this test process starts once. The same suite runs
+//! on both; the few tests about one backend's specifics say so.
 
 use std::process::Output;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -22,6 +28,48 @@ use tokio::sync::oneshot;
 /// The master secret every test server and CLI call uses.
 pub const TEST_SECRET: &str = "test-master-secret-0123456789abcdef0123456789";
 
+/// Whether this run tests the PostgreSQL backend.
+pub fn on_postgres() -> bool {
+    std::env::var("MONEYKIT_TEST_BACKEND").is_ok_and(|b| b.eq_ignore_ascii_case("postgres"))
+}
+
+/// The URL through which test databases are created on PostgreSQL.
+fn postgres_admin_url() -> String {
+    static CLUSTER: OnceLock<String> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| match std::env::var("MONEYKIT_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                let cluster = Box::leak(Box::new(crate::postgres::PgCluster::start()));
+                cluster.url("postgres")
+            }
+        })
+        .clone()
+}
+
+/// One test's database, and a directory for any files beside it.
+pub struct TestDb {
+    pub url: String,
+    /// Holds the SQLite file (and any key file beside it) until the test ends.
+    _dir: TempDir,
+}
+
+impl TestDb {
+    /// A new, empty database on the backend under test.
+    pub async fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let url = if on_postgres() {
+            let admin = tokio::task::spawn_blocking(postgres_admin_url)
+                .await
+                .unwrap();
+            crate::postgres::create_database(&admin).await
+        } else {
+            format!("sqlite://{}", dir.path().join("test.db").display())
+        };
+        Arc::new(Self { url, _dir: dir })
+    }
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub base: String,
@@ -33,7 +81,7 @@ pub struct TestApp {
     metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    pub dir: Arc<TempDir>,
+    pub db: Arc<TestDb>,
 }
 
 fn init_logs() {
@@ -48,10 +96,9 @@ fn init_logs() {
     });
 }
 
-/// Settings for a test server on `dir`: port 0, the test secret, fast refresh.
-pub fn test_settings(dir: &TempDir) -> ServeSettings {
-    let mut settings =
-        ServeSettings::new(format!("sqlite://{}", dir.path().join("test.db").display()));
+/// Settings for a test server on `db`: port 0, the test secret, fast refresh.
+pub fn test_settings(db: &TestDb) -> ServeSettings {
+    let mut settings = ServeSettings::new(db.url.clone());
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.master_secret = Some(TEST_SECRET.into());
     settings.refresh.poll_interval = Duration::from_millis(50);
@@ -65,14 +112,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server with settings adjusted by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut ServeSettings)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut settings = test_settings(&dir);
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
     adjust(&mut settings);
-    spawn_on(dir, settings).await
+    spawn_on(db, settings).await
 }
 
-/// A server on an existing directory (for restarts).
-pub async fn spawn_on(dir: Arc<TempDir>, settings: ServeSettings) -> TestApp {
+/// A server on an existing database (for restarts, and several servers on one database).
+pub async fn spawn_on(db: Arc<TestDb>, settings: ServeSettings) -> TestApp {
     init_logs();
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("server builds");
@@ -95,7 +142,7 @@ pub async fn spawn_on(dir: Arc<TempDir>, settings: ServeSettings) -> TestApp {
         metrics,
         stop: Some(stop),
         server: Some(server),
-        dir,
+        db,
     }
 }
 

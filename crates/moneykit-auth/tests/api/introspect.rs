@@ -240,18 +240,18 @@ async fn scheduled_disablement_shows_in_introspection_and_takes_effect_at_its_ti
 
 #[tokio::test]
 async fn tokens_survive_a_restart_on_the_same_database() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db = TestDb::new().await;
     let settings = || {
-        let mut s = test_settings(&dir);
+        let mut s = test_settings(&db);
         s.issuer = Some("https://auth.example.test".into());
         s
     };
-    let app = spawn_on(dir.clone(), settings()).await;
+    let app = spawn_on(db.clone(), settings()).await;
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
     app.stop().await;
 
-    let app = spawn_on(dir.clone(), settings()).await;
+    let app = spawn_on(db.clone(), settings()).await;
     assert_eq!(app.introspect(&token).await.status(), 200);
     assert_eq!(app.jwks().await.keys.len(), 1, "no second key on restart");
 }
@@ -259,9 +259,9 @@ async fn tokens_survive_a_restart_on_the_same_database() {
 #[tokio::test]
 async fn a_server_with_the_wrong_master_secret_refuses_to_start() {
     let app = spawn_app().await;
-    let dir = app.dir.clone();
+    let db = app.db.clone();
     app.stop().await;
-    let mut settings = test_settings(&dir);
+    let mut settings = test_settings(&db);
     settings.master_secret = Some("a-completely-different-secret-of-enough-length".into());
     let error = moneykit_auth::startup::Application::build(settings)
         .await

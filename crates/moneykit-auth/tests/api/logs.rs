@@ -8,8 +8,8 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn secrets_and_tokens_never_appear_in_server_output_even_at_trace_level() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let db = TestDb::new().await;
+    let url = db.url.clone();
     let app = cli_json(&cli(&url, &["apps", "create", "--name", "Logs", "--json"]));
     let client = cli_json(&cli(
         &url,

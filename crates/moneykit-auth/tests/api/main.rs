@@ -1,10 +1,13 @@
 //! Integration tests: each test starts the real server on `127.0.0.1:0` with its own
-//! temporary database and talks HTTP to it; admin changes go through the real CLI binary
+//! fresh database (SQLite, or PostgreSQL with `MONEYKIT_TEST_BACKEND=postgres`) and talks
+//! HTTP to it; admin changes go through the real CLI binary
 //! or the same admin functions the CLI uses. One binary, one module per surface.
 
 #![allow(missing_docs)]
 
 mod helpers;
+#[path = "../support/postgres.rs"]
+mod postgres;
 
 mod cli;
 mod introspect;

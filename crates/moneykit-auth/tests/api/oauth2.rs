@@ -367,14 +367,14 @@ async fn a_client_cannot_revoke_another_clients_token() {
 
 #[tokio::test]
 async fn revocations_survive_a_restart_and_reach_other_servers() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db = TestDb::new().await;
     let settings = || {
-        let mut s = test_settings(&dir);
+        let mut s = test_settings(&db);
         s.issuer = Some("https://auth.example.test".into());
         s
     };
-    let a = spawn_on(dir.clone(), settings()).await;
-    let b = spawn_on(dir.clone(), settings()).await;
+    let a = spawn_on(db.clone(), settings()).await;
+    let b = spawn_on(db.clone(), settings()).await;
     let (client, secret) = a.create_client("a", None).await;
     let token = a.token(&client.id, &secret, None).await;
     b.synced().await;
@@ -392,7 +392,7 @@ async fn revocations_survive_a_restart_and_reach_other_servers() {
     a.stop().await;
     b.stop().await;
 
-    let restarted = spawn_on(dir.clone(), settings()).await;
+    let restarted = spawn_on(db.clone(), settings()).await;
     assert_eq!(
         restarted.introspect(&token).await.status(),
         401,

@@ -1,0 +1,133 @@
+//! Turning rows into domain types, once for both backends: the columns are the same on
+//! SQLite and PostgreSQL (times as Unix seconds, hashes and keys as bytes), only the SQL
+//! dialect around them differs.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::domain::clients::{App, Client};
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::SecretHash;
+use crate::keys::KeyRecord;
+use crate::revocation::RevokedToken;
+
+/// Typed column access for the rows of either backend.
+pub(super) trait Columns {
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// A bytes column.
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+fn get<'r, R, T>(row: &'r R, column: &str) -> Result<T, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Backend(format!("column {column}: {e}")))
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        get(self, column)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        get(self, column)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        get(self, column)
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        get(self, column)
+    }
+}
+
+/// Unix seconds → time.
+pub(super) fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|_| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+}
+
+/// The columns `app` reads, in the order both backends select them.
+pub(super) const APP_COLUMNS: &str = "id, name, created_at";
+
+/// An app row.
+pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
+    Ok(App {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        created_at: from_unix(row.int("created_at")?)?,
+    })
+}
+
+/// The columns `client` reads.
+pub(super) const CLIENT_COLUMNS: &str =
+    "id, app_id, name, scopes, token_ttl_secs, secret_hash, created_at, disabled_at";
+
+/// A client row.
+pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
+    let id = row.text("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client {id}: {what}"));
+    Ok(Client {
+        scopes: Scopes::parse(&row.text("scopes")?).map_err(|e| corrupt(&e.to_string()))?,
+        secret_hash: SecretHash::from_bytes(&row.bytes("secret_hash")?)
+            .ok_or_else(|| corrupt("secret hash"))?,
+        token_ttl_secs: row
+            .opt_int("token_ttl_secs")?
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| corrupt("token ttl"))?,
+        app_id: row.text("app_id")?,
+        name: row.text("name")?,
+        created_at: from_unix(row.int("created_at")?)?,
+        disabled_at: row.opt_int("disabled_at")?.map(from_unix).transpose()?,
+        id,
+    })
+}
+
+/// The columns `key` reads.
+pub(super) const KEY_COLUMNS: &str =
+    "seq, kid, public_key, sealed_private_key, created_at, activates_at";
+
+/// A signing key row.
+pub(super) fn key(row: &impl Columns) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        seq: row.int("seq")?,
+        kid: row.text("kid")?,
+        public_key: row.bytes("public_key")?,
+        sealed_private_key: row.bytes("sealed_private_key")?,
+        created_at: from_unix(row.int("created_at")?)?,
+        activates_at: from_unix(row.int("activates_at")?)?,
+    })
+}
+
+/// The columns `revoked` reads.
+pub(super) const REVOKED_COLUMNS: &str = "seq, jti, client_id, expires_at, revoked_at";
+
+/// A revoked-token row.
+pub(super) fn revoked(row: &impl Columns) -> Result<RevokedToken, StoreError> {
+    Ok(RevokedToken {
+        seq: row.int("seq")?,
+        jti: row.text("jti")?,
+        client_id: row.text("client_id")?,
+        expires_at: row.int("expires_at")?,
+        revoked_at: row.int("revoked_at")?,
+    })
+}

@@ -1,0 +1,333 @@
+//! The [`Store`] implementation both backends share: the same tables, the same SQL
+//! (`$1`-style parameters, which SQLite accepts too), the same row decoding. What differs
+//! between SQLite and PostgreSQL is small and named in [`Dialect`]: how a writer excludes
+//! other processes, how a read transaction sees one snapshot, and whether changes can be
+//! pushed.
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use time::OffsetDateTime;
+
+use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
+use super::{ChangeFeed, InsertKeyIf, Store, StoreError, StoredState};
+use crate::domain::clients::{App, Client};
+use crate::domain::secrets::SecretHash;
+use crate::keys::KeyRecord;
+use crate::revocation::RevokedToken;
+
+/// Writes that must be serialized across every process sharing the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exclusive {
+    /// Creating or activating signing keys: never two competing keys.
+    Keys,
+    /// Recording revocations: sequence order is commit order, so a server catching up
+    /// "after seq N" never skips one that committed late with a lower number.
+    Revocations,
+}
+
+/// What one backend does differently.
+#[async_trait]
+pub(super) trait Dialect: Database {
+    /// Holds `what` until the transaction on `conn` ends.
+    async fn exclude_others(conn: &mut Self::Connection, what: Exclusive)
+    -> Result<(), StoreError>;
+    /// Makes every read of the transaction on `conn` see one snapshot.
+    async fn read_one_snapshot(conn: &mut Self::Connection) -> Result<(), StoreError>;
+    /// A feed of changes made by other processes, where the backend can push.
+    async fn subscribe(pool: &Pool<Self>) -> Result<Option<Box<dyn ChangeFeed>>, StoreError>;
+    /// How many rows a statement changed (sqlx has no common trait for it).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// A [`Store`] on a sqlx pool of either backend.
+#[derive(Debug, Clone)]
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: Pool<DB>,
+}
+
+pub(super) fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Decodes the rows of `sql` one by one: with 100 000 clients, holding every raw row and
+/// every decoded client at once would double the peak memory of a refresh.
+async fn fetch_all<'c, DB, E, T>(
+    executor: E,
+    sql: &str,
+    decode: fn(&DB::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let mut rows = sqlx::query(sql).fetch(executor);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(backend)? {
+        out.push(decode(&row)?);
+    }
+    Ok(out)
+}
+
+const REVISION: &str = "SELECT value FROM revision WHERE id = 1";
+
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn revision(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar(REVISION)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn load(&self) -> Result<StoredState, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        DB::read_one_snapshot(&mut tx).await?;
+        let revision = sqlx::query_scalar(REVISION)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let apps = fetch_all(
+            &mut *tx,
+            &format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, id"),
+            rows::app,
+        )
+        .await?;
+        let clients = fetch_all(
+            &mut *tx,
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"),
+            rows::client,
+        )
+        .await?;
+        let keys = fetch_all(
+            &mut *tx,
+            &format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq"),
+            rows::key,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(StoredState {
+            revision,
+            apps,
+            clients,
+            keys,
+        })
+    }
+
+    async fn insert_app(&self, app: &App) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(app.id.as_str())
+            .bind(app.name.as_str())
+            .bind(app.created_at.unix_timestamp())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, id");
+        fetch_all(&self.pool, &sql, rows::app).await
+    }
+
+    async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
+        sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(rows::app)
+            .transpose()
+    }
+
+    async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO clients (id, app_id, name, scopes, token_ttl_secs, secret_hash, \
+             created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.app_id.as_str())
+        .bind(c.name.as_str())
+        .bind(c.scopes.as_str())
+        .bind(c.token_ttl_secs.map(i64::from))
+        .bind(c.secret_hash.as_bytes().as_slice())
+        .bind(c.created_at.unix_timestamp())
+        .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::UnknownApp(c.app_id.clone()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError> {
+        let rows =
+            match app_id {
+                Some(app) => sqlx::query(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE app_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(app)
+                .fetch_all(&self.pool)
+                .await,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
+                    ))
+                    .fetch_all(&self.pool)
+                    .await
+                }
+            };
+        rows.map_err(backend)?.iter().map(rows::client).collect()
+    }
+
+    async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(rows::client)
+        .transpose()
+    }
+
+    async fn set_client_disabled_at(
+        &self,
+        id: &str,
+        at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE clients SET disabled_at = $1 WHERE id = $2")
+            .bind(at.map(OffsetDateTime::unix_timestamp))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn set_client_secret_hash(
+        &self,
+        id: &str,
+        hash: &SecretHash,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
+            .bind(hash.as_bytes().as_slice())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq");
+        fetch_all(&self.pool, &sql, rows::key).await
+    }
+
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        condition: InsertKeyIf,
+    ) -> Result<bool, StoreError> {
+        // The condition and the insert are one statement, under the backend's exclusion:
+        // two processes starting (or rotating) together never both insert.
+        let guard = match condition {
+            InsertKeyIf::NoKeys => "NOT EXISTS (SELECT 1 FROM signing_keys)",
+            InsertKeyIf::NonePendingAt(_) => {
+                "NOT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at > $6)"
+            }
+        };
+        let sql = format!(
+            "INSERT INTO signing_keys (kid, public_key, sealed_private_key, created_at, activates_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE {guard}"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(key.kid.as_str())
+            .bind(key.public_key.as_slice())
+            .bind(key.sealed_private_key.as_slice())
+            .bind(key.created_at.unix_timestamp())
+            .bind(key.activates_at.unix_timestamp());
+        if let InsertKeyIf::NonePendingAt(now) = condition {
+            query = query.bind(now.unix_timestamp());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Keys).await?;
+        let done = query.execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn activate_key_now(&self, kid: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Keys).await?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET activates_at = $1 WHERE kid = $2 AND activates_at > $1",
+        )
+        .bind(now.unix_timestamp())
+        .bind(kid)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn insert_revocation(&self, r: &RevokedToken) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Revocations).await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(r.jti.as_str())
+        .bind(r.client_id.as_str())
+        .bind(r.expires_at)
+        .bind(r.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn revocations_since(&self, after: i64) -> Result<Vec<RevokedToken>, StoreError> {
+        let sql = format!(
+            "SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE seq > {after} ORDER BY seq"
+        );
+        fetch_all(&self.pool, &sql, rows::revoked).await
+    }
+
+    async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
+        DB::subscribe(&self.pool).await
+    }
+}
