@@ -3,7 +3,7 @@
 #
 #   interop/run.sh [PATH_TO_BINARY]      (default: target/debug/moneykit-auth, built if missing)
 #   INTEROP_ONLY="authlib pyjwt" interop/run.sh   (a subset: rust-oauth2 authlib pyjwt
-#                                                 moneykit-sdk schemathesis)
+#                                                 moneykit-sdk webhooks schemathesis)
 #
 # Starts its own server on a free loopback port with a throwaway SQLite database, creates an app
 # and two clients with the CLI, runs every suite against it and ends with one line,
@@ -64,7 +64,9 @@ PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); 
 export BASE_URL="http://127.0.0.1:$PORT"
 
 log "starting $BIN serve on $BASE_URL"
-"$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+# Webhooks go to a receiver the webhooks suite starts on loopback, over plain HTTP.
+"$BIN" serve --listen "127.0.0.1:$PORT" --webhooks-allow-http --webhooks-allow-private-targets \
+  --webhook-retry-base 200ms >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 # http_status URL [USER:PASS]: the status of a GET, or of a client_credentials POST when
 # credentials are given; 000 when nothing answers. (Python, so that curl is not required.)
@@ -177,6 +179,7 @@ want rust-oauth2 && run_counted rust-oauth2 "$RUST_SUITE"
 want authlib && run_pytest authlib test_authlib.py
 want pyjwt && run_pytest pyjwt test_pyjwt.py
 want moneykit-sdk && run_pytest moneykit-sdk test_moneykit_sdk.py
+want webhooks && run_pytest webhooks test_webhooks.py
 want schemathesis && run_counted schemathesis "$PY" "$HERE/schemathesis/run_schemathesis.py"
 
 # --- the server itself, after all that --------------------------------------------------------

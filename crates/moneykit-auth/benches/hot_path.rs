@@ -45,6 +45,7 @@ fn snapshot(n: usize) -> Snapshot {
         id: "app_1".into(),
         name: "Bench".into(),
         created_at: now,
+        webhook_url: None,
     };
     let clients = (0..n)
         .map(|i| Client {

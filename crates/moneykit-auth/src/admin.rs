@@ -12,6 +12,8 @@ use crate::domain::secrets::ClientSecret;
 use crate::keys::lifecycle::KeySchedule;
 use crate::keys::{KeyPair, KeyRecord, MasterKey};
 use crate::store::{InsertKeyIf, Store, StoreError};
+use crate::webhooks::target::{self, TargetPolicy};
+use crate::webhooks::{EventStatus, WebhookEvent, now_ms, payload};
 
 /// Why an administrative operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,12 @@ pub enum AdminError {
     /// No client with this id.
     #[error("unknown client {0}")]
     UnknownClient(String),
+    /// No webhook event with this id.
+    #[error("unknown webhook event {0}")]
+    UnknownEvent(String),
+    /// The app has no webhook URL to deliver to.
+    #[error("app {0} has no webhook URL (set one with `moneykit-auth apps set-webhook`)")]
+    NoWebhookUrl(String),
     /// Input that is not acceptable, with the reason.
     #[error("{0}")]
     Invalid(String),
@@ -75,6 +83,7 @@ pub async fn create_app(store: &dyn Store, name: &str) -> Result<App, AdminError
         id: new_app_id(),
         name: check_name("app", name)?,
         created_at: now(),
+        webhook_url: None,
     };
     store.insert_app(&app).await?;
     Ok(app)
@@ -287,4 +296,76 @@ pub async fn ensure_demo_client(
         }
     };
     Ok((app, client, secret))
+}
+
+/// Sets (after checking it against `policy`, addresses included) or clears an app's
+/// webhook URL.
+pub async fn set_app_webhook(
+    store: &dyn Store,
+    app_id: &str,
+    url: Option<&str>,
+    policy: TargetPolicy,
+) -> Result<App, AdminError> {
+    let mut app = store
+        .get_app(app_id)
+        .await?
+        .ok_or_else(|| AdminError::UnknownApp(app_id.to_owned()))?;
+    let url = match url {
+        Some(text) => Some(
+            target::check_target(text, policy)
+                .await
+                .map_err(|e| AdminError::Invalid(e.to_string()))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    if !store.set_app_webhook(app_id, url.as_deref()).await? {
+        return Err(AdminError::UnknownApp(app_id.to_owned()));
+    }
+    app.webhook_url = url;
+    Ok(app)
+}
+
+/// Queues an event with this exact `body` for delivery to the app's webhook URL, retried
+/// for `retry_window`.
+pub async fn queue_webhook_event(
+    store: &dyn Store,
+    app_id: &str,
+    event: &str,
+    body: Vec<u8>,
+    retry_window: std::time::Duration,
+) -> Result<WebhookEvent, AdminError> {
+    let app = store
+        .get_app(app_id)
+        .await?
+        .ok_or_else(|| AdminError::UnknownApp(app_id.to_owned()))?;
+    if app.webhook_url.is_none() {
+        return Err(AdminError::NoWebhookUrl(app.id));
+    }
+    let window = i64::try_from(retry_window.as_millis()).unwrap_or(i64::MAX);
+    let event = payload::new_event(app_id, event, body, now_ms(), window);
+    store.insert_webhook_event(&event).await?;
+    Ok(event)
+}
+
+/// Makes a delivered or failed event pending again, due now, with a fresh retry window.
+pub async fn retry_webhook_event(
+    store: &dyn Store,
+    id: &str,
+    retry_window: std::time::Duration,
+) -> Result<WebhookEvent, AdminError> {
+    let unknown = || AdminError::UnknownEvent(id.to_owned());
+    let event = store.get_webhook_event(id).await?.ok_or_else(unknown)?;
+    if event.status == EventStatus::Pending {
+        return Err(AdminError::Invalid(format!(
+            "webhook event {id} is already pending (attempt {} so far)",
+            event.attempts
+        )));
+    }
+    let now = now_ms();
+    let window = i64::try_from(retry_window.as_millis()).unwrap_or(i64::MAX);
+    store
+        .retry_webhook_event(id, now, now.saturating_add(window))
+        .await?;
+    store.get_webhook_event(id).await?.ok_or_else(unknown)
 }

@@ -12,6 +12,7 @@ use crate::keys::sealing::SealingError;
 use crate::keys::{KeyRecord, MasterKey};
 use crate::store;
 use crate::sync::RefreshSettings;
+use crate::webhooks::WebhookSettings;
 
 /// The default token lifetime (PRODUCT.md §3).
 pub const DEFAULT_TOKEN_TTL_SECS: u32 = 3600;
@@ -45,6 +46,8 @@ pub struct ServeSettings {
     pub verified_token_cache: usize,
     /// Database connection pool (PostgreSQL).
     pub pool: store::PoolSettings,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
 }
 
 impl ServeSettings {
@@ -62,6 +65,7 @@ impl ServeSettings {
             connection: ConnectionLimits::default(),
             verified_token_cache: 64 * 1024,
             pool: store::PoolSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }

@@ -14,10 +14,11 @@
 //! - [`domain`]: plain logic — ids, secrets, scopes, clients, the JWT format, and the
 //!   grant engine every endpoint calls.
 //! - [`keys`]: signing keys — sealing at rest, ES256, lifecycle.
-//! - [`store`]: the storage trait and its SQLite backend.
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL backends.
 //! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
 //! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
 //! - [`verified`]: tokens already signed or verified here, so they are not verified again.
+//! - [`webhooks`]: signed webhook delivery — the outbox, the SSRF guard, the worker.
 //! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
 //! - [`state`], [`telemetry`]: shared handler state; logging.
 //!
@@ -39,3 +40,4 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod verified;
+pub mod webhooks;

@@ -1,5 +1,6 @@
 //! Building and running the server: open the store, make sure a signing key exists, build
-//! the first snapshot, bind the listener, then serve until told to stop.
+//! the first snapshot, bind the listener, then serve (and deliver webhooks) until told to
+//! stop.
 //!
 //! [`Application::build`] binds before it returns, so a caller that asked for port 0 can
 //! read the real port from [`Application::port`] — this is how the integration tests run
@@ -28,6 +29,7 @@ use crate::state::{AppState, Health, Metrics, Shared};
 use crate::store::{self, OpenMode, Store};
 use crate::sync::Refresher;
 use crate::verified::VerifiedTokens;
+use crate::webhooks::worker::Worker;
 
 /// Credentials created by `serve --demo`, to print once.
 #[derive(Debug)]
@@ -47,6 +49,7 @@ pub struct Application {
     issuer: String,
     router: axum::Router,
     refresher: Refresher,
+    webhooks: Arc<Worker>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     connection: ConnectionLimits,
@@ -108,6 +111,11 @@ impl Application {
         )
         .await?;
         let metrics = Arc::new(Metrics::default());
+        let webhooks = Arc::new(Worker::new(
+            store.clone(),
+            refresher.cell(),
+            settings.webhooks.clone(),
+        )?);
         let state = AppState::new(Shared {
             snapshot: refresher.cell(),
             health,
@@ -116,6 +124,8 @@ impl Application {
             store: store.clone(),
             openapi_json: http::openapi::document(&issuer),
             verified: Arc::new(VerifiedTokens::new(settings.verified_token_cache)),
+            webhook_waker: webhooks.waker(),
+            webhook_retry_window: settings.webhooks.retry_window,
         });
         Ok(Self {
             router: http::router(state, settings.limits),
@@ -123,6 +133,7 @@ impl Application {
             local_addr,
             issuer,
             refresher,
+            webhooks,
             store,
             metrics,
             connection: settings.connection,
@@ -178,7 +189,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let refresh = tokio::spawn(self.refresher.run(stop_rx));
+        let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
+        let webhooks = tokio::spawn(
+            self.webhooks
+                .clone()
+                .run(stop_rx, self.connection.shutdown_grace),
+        );
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -232,6 +248,7 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = refresh.await;
+        let _ = webhooks.await;
         Ok(())
     }
 }

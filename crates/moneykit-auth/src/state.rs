@@ -46,6 +46,10 @@ pub struct Shared {
     pub openapi_json: bytes::Bytes,
     /// Tokens already signed or verified here.
     pub verified: Arc<VerifiedTokens>,
+    /// Wakes the webhook worker when a request created an event.
+    pub webhook_waker: Arc<tokio::sync::Notify>,
+    /// How long events created here are retried.
+    pub webhook_retry_window: std::time::Duration,
 }
 
 /// Counters, incremented with relaxed atomics (a few nanoseconds on the hot path).

@@ -34,4 +34,6 @@ pub use oauth2::{
     AuthorizationServerMetadata, ClientCredentialsForm, IntrospectionResponse, TokenHintForm,
 };
 pub use token::{GenerateAccessTokenResponse, TokenForm};
-pub use webhook::WebhookSignatureClaims;
+pub use webhook::{
+    WebhookLinkTestEvent, WebhookSignatureClaims, WebhookTestLinkRequest, WebhookTestLinkResponse,
+};

@@ -1,4 +1,4 @@
-//! `moneykit-auth apps create|list`.
+//! `moneykit-auth apps create|list|set-webhook`.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::output::{Output, app_json, rfc3339, table};
 use crate::admin;
 use crate::store::OpenMode;
+use crate::webhooks::target::TargetPolicy;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AppsCommand {
@@ -17,6 +18,27 @@ pub(super) enum AppsCommand {
     },
     /// List apps.
     List,
+    /// Set (or with --clear, remove) the URL an app's webhooks are delivered to.
+    ///
+    /// The URL must be https, and its host must resolve only to public addresses, unless
+    /// the flags below allow more. The server checks again on every delivery, with its own
+    /// flags (`serve --webhooks-allow-http`, `--webhooks-allow-private-targets`).
+    SetWebhook {
+        /// The app.
+        app_id: String,
+        /// Where to POST its webhooks.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Remove the app's webhook URL.
+        #[arg(long)]
+        clear: bool,
+        /// Accept an http:// URL.
+        #[arg(long)]
+        allow_http: bool,
+        /// Accept a host that resolves to a loopback, private or link-local address.
+        #[arg(long)]
+        allow_private_targets: bool,
+    },
 }
 
 pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> anyhow::Result<()> {
@@ -38,6 +60,26 @@ pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> an
                     .map(|a| vec![a.id.clone(), a.name.clone(), rfc3339(a.created_at)])
                     .collect();
                 table(&["APP_ID", "NAME", "CREATED_AT"], &rows)
+            });
+        }
+        AppsCommand::SetWebhook {
+            app_id,
+            url,
+            clear,
+            allow_http,
+            allow_private_targets,
+        } => {
+            let policy = TargetPolicy {
+                allow_http,
+                allow_private_targets,
+            };
+            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let url = if clear { None } else { url };
+            let app =
+                admin::set_app_webhook(store.as_ref(), &app_id, url.as_deref(), policy).await?;
+            out.emit(&app_json(&app), || match &app.webhook_url {
+                Some(url) => format!("Webhooks of app {} go to {url}", app.id),
+                None => format!("App {} has no webhook URL", app.id),
             });
         }
     }

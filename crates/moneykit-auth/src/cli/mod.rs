@@ -1,4 +1,5 @@
-//! The command line (PRODUCT.md §5): `serve`, `apps`, `clients`, `keys`, `token`.
+//! The command line (PRODUCT.md §5): `serve`, `apps`, `clients`, `keys`, `token`,
+//! `webhooks`.
 //!
 //! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>`, except
 //! the arguments that name or describe the object an admin command acts on (`--app`,
@@ -13,6 +14,7 @@ mod keys;
 mod output;
 mod serve;
 mod token;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -27,7 +29,8 @@ use crate::telemetry::{self, LogFormat};
 #[derive(Debug, Parser)]
 #[command(name = "moneykit-auth", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Database URL: sqlite://PATH. Only `serve` and `apps create` create a missing database.
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. With SQLite, only
+    /// `serve` and `apps create` create a missing database.
     #[arg(long, global = true, env = "MONEYKIT_AUTH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
 
@@ -64,6 +67,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Get an access token from a running server (client credentials).
     Token(token::TokenArgs),
+    /// Queue, list and retry webhook events.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 /// Parses the command line, runs the command, and turns any failure into one line on
@@ -115,6 +121,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Clients(cmd) => clients::run(cmd, &cli.database_url, out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.database_url, out).await,
         Command::Token(args) => token::run(args, out).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd, &cli.database_url, out).await,
     }
 }
 

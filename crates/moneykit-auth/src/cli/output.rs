@@ -40,7 +40,12 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// An app as the CLI shows it.
 pub fn app_json(app: &App) -> Value {
-    json!({ "app_id": app.id, "name": app.name, "created_at": rfc3339(app.created_at) })
+    json!({
+        "app_id": app.id,
+        "name": app.name,
+        "created_at": rfc3339(app.created_at),
+        "webhook_url": app.webhook_url,
+    })
 }
 
 /// A client's state in one word.

@@ -48,6 +48,26 @@ pub(super) struct ServeArgs {
     /// Most database connections this process opens (PostgreSQL; the hot path uses none).
     #[arg(long, env = "MONEYKIT_AUTH_DB_MAX_CONNECTIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     db_max_connections: u32,
+    /// Deliver webhooks to http:// URLs too (default: https only).
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOKS_ALLOW_HTTP", value_parser = clap::builder::FalseyValueParser::new())]
+    webhooks_allow_http: bool,
+    /// Deliver webhooks to hosts that resolve to loopback, private or link-local addresses
+    /// (default: refused, so an app's URL cannot reach into the server's network).
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOKS_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    webhooks_allow_private_targets: bool,
+    /// How long one webhook delivery may take.
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = super::parse_duration)]
+    webhook_timeout: Duration,
+    /// Wait before the second delivery attempt; each later wait doubles (with jitter), up
+    /// to an hour.
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_RETRY_BASE", default_value = "10s", value_parser = super::parse_duration)]
+    webhook_retry_base: Duration,
+    /// How long after its creation an event is retried before it is marked failed.
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_RETRY_WINDOW", default_value = "24h", value_parser = super::parse_duration)]
+    webhook_retry_window: Duration,
+    /// Most deliveries in flight to one endpoint from this process.
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    webhook_concurrency: u16,
     /// How long a database operation waits for a connection before it fails (PostgreSQL).
     #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
     db_acquire_timeout: Duration,
@@ -78,6 +98,12 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.limits.max_body_bytes = args.max_body_bytes;
     settings.pool.max_connections = args.db_max_connections;
     settings.pool.acquire_timeout = args.db_acquire_timeout;
+    settings.webhooks.policy.allow_http = args.webhooks_allow_http;
+    settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;
+    settings.webhooks.request_timeout = args.webhook_timeout;
+    settings.webhooks.retry_base = args.webhook_retry_base;
+    settings.webhooks.retry_window = args.webhook_retry_window;
+    settings.webhooks.per_endpoint_concurrency = usize::from(args.webhook_concurrency);
 
     let app = Application::build(settings).await?;
     match app.master_key_origin() {

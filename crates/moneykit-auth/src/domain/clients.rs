@@ -14,6 +14,8 @@ pub struct App {
     pub name: String,
     /// When it was created.
     pub created_at: OffsetDateTime,
+    /// Where its webhooks are delivered; `None`: no webhooks.
+    pub webhook_url: Option<String>,
 }
 
 /// A client: one set of credentials of an app.

@@ -55,6 +55,8 @@ pub enum ApiError {
     HeadersTooLarge,
     /// The request took longer than the limit (408).
     RequestTimeout,
+    /// The app has no webhook URL, so there is nowhere to send an event (400).
+    WebhookNotConfigured,
     /// The service cannot serve this now (503), with the reason.
     Unavailable(&'static str),
     /// A bug or an unexpected failure (500); the cause is logged, never sent.
@@ -137,6 +139,11 @@ impl ApiError {
                 "api_error.request.timeout",
                 Some("invalid_request"),
             ),
+            WebhookNotConfigured => (
+                StatusCode::BAD_REQUEST,
+                "api_error.webhooks.not_configured",
+                None,
+            ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error.service_unavailable",
@@ -182,6 +189,9 @@ impl ApiError {
             PayloadTooLarge => "Request body too large".into(),
             HeadersTooLarge => "Request headers too large".into(),
             RequestTimeout => "Request took too long".into(),
+            WebhookNotConfigured => "The app has no webhook URL; an operator sets one with \
+                                     `moneykit-auth apps set-webhook`"
+                .into(),
             Unavailable(why) => format!("Service unavailable: {why}"),
             Internal => "Internal server error".into(),
         }

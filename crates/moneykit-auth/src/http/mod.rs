@@ -5,6 +5,7 @@
 //!   7662, 7009).
 //! - [`discovery`]: `GET /.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
 //!   `/openapi.json`; [`openapi`] generates the document.
+//! - [`webhooks`]: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
 //! - [`health`]: `/healthz/live`, `/healthz/ready`.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - [`error`]: [`ApiError`], the one mapping from failure to response.
@@ -21,6 +22,7 @@ pub mod health;
 pub mod hygiene;
 pub mod oauth2;
 pub mod openapi;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -72,6 +74,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/oauth2/token", post(oauth2::token))
         .route("/oauth2/introspect", post(oauth2::introspect))
         .route("/oauth2/revoke", post(oauth2::revoke))
+        .route("/webhooks/test/link/{id}", post(webhooks::test_link_event))
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .fallback(|| async { ApiError::NotFound })

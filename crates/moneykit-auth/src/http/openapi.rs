@@ -8,7 +8,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Server, ServerBuilder};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::{auth, discovery, health, oauth2};
+use super::{auth, discovery, health, oauth2, webhooks};
 
 /// The optional `MoneyKit-Version` header of the MoneyKit paths.
 #[derive(Debug, serde::Deserialize, IntoParams)]
@@ -51,6 +51,7 @@ pub enum ApiVersion {
         oauth2::token,
         oauth2::introspect,
         oauth2::revoke,
+        webhooks::test_link_event,
         health::live,
         health::ready,
     ),
@@ -59,6 +60,7 @@ pub enum ApiVersion {
         (name = "MoneyKit", description = "The MoneyKit AccessTokenApi, as the official SDKs use it."),
         (name = "OAuth 2.0", description = "RFC 6749 client credentials, RFC 7662 introspection, RFC 7009 revocation."),
         (name = "Discovery", description = "Public keys, RFC 8414 metadata, this document."),
+        (name = "Webhooks", description = "Test events, delivered signed to the app's webhook URL."),
         (name = "Health", description = "Liveness and readiness for load balancers."),
     )
 )]

@@ -23,6 +23,7 @@ use crate::domain::clients::{App, Client};
 use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
 use crate::revocation::RevokedToken;
+use crate::webhooks::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 
 pub use postgres::PgStore;
 pub use sql::SqlStore;
@@ -119,6 +120,47 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets revocations of tokens that expired before `before` (Unix seconds); returns
     /// how many.
     async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Sets or clears an app's webhook URL; false if no such app.
+    async fn set_app_webhook(&self, app_id: &str, url: Option<&str>) -> Result<bool, StoreError>;
+    /// Adds an event to the outbox; [`StoreError::UnknownApp`] if its app does not exist.
+    async fn insert_webhook_event(&self, event: &WebhookEvent) -> Result<(), StoreError>;
+    /// Claims up to `limit` due events for one attempt each: counts the attempt and leases
+    /// the event until `lease_until_ms`, atomically, so no other worker (in this process
+    /// or another) attempts it at the same time.
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+    /// Records the outcome of attempt `attempt` of event `id`; false (and nothing written)
+    /// if that attempt is no longer the event's latest (its lease ran out and another
+    /// worker took it over).
+    async fn finish_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &AttemptOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Events, newest first, optionally of one app and in one status; at most `limit`.
+    async fn list_webhook_events(
+        &self,
+        app_id: Option<&str>,
+        status: Option<EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<WebhookEvent>, StoreError>;
+    /// One event.
+    async fn get_webhook_event(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError>;
+    /// Makes a delivered or failed event pending again, due now, retried until
+    /// `retry_until_ms`; false if there is no such event or it is pending already.
+    async fn retry_webhook_event(
+        &self,
+        id: &str,
+        now_ms: i64,
+        retry_until_ms: i64,
+    ) -> Result<bool, StoreError>;
 
     /// A feed that wakes when another process changes something, for backends that can
     /// push; `None` (the default) means polling [`Store::revision`] is the only way.

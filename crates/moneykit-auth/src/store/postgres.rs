@@ -105,6 +105,8 @@ impl Dialect for Postgres {
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
 }
 
 /// The URL without its password, for messages: `postgres://user:secret@host/db` →

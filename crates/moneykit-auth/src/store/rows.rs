@@ -11,6 +11,7 @@ use crate::domain::scope::Scopes;
 use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
 use crate::revocation::RevokedToken;
+use crate::webhooks::{ClaimedEvent, EventStatus, WebhookEvent};
 
 /// Typed column access for the rows of either backend.
 pub(super) trait Columns {
@@ -22,6 +23,8 @@ pub(super) trait Columns {
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     /// A bytes column.
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+    /// A nullable text column.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
 }
 
 fn get<'r, R, T>(row: &'r R, column: &str) -> Result<T, StoreError>
@@ -57,6 +60,10 @@ where
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
         get(self, column)
     }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        get(self, column)
+    }
 }
 
 /// Unix seconds → time.
@@ -66,7 +73,7 @@ pub(super) fn from_unix(secs: i64) -> Result<OffsetDateTime, StoreError> {
 }
 
 /// The columns `app` reads, in the order both backends select them.
-pub(super) const APP_COLUMNS: &str = "id, name, created_at";
+pub(super) const APP_COLUMNS: &str = "id, name, created_at, webhook_url";
 
 /// An app row.
 pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
@@ -74,6 +81,7 @@ pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
         id: row.text("id")?,
         name: row.text("name")?,
         created_at: from_unix(row.int("created_at")?)?,
+        webhook_url: row.opt_text("webhook_url")?,
     })
 }
 
@@ -129,5 +137,43 @@ pub(super) fn revoked(row: &impl Columns) -> Result<RevokedToken, StoreError> {
         client_id: row.text("client_id")?,
         expires_at: row.int("expires_at")?,
         revoked_at: row.int("revoked_at")?,
+    })
+}
+
+/// The columns `webhook_event` reads.
+pub(super) const EVENT_COLUMNS: &str = "id, app_id, event, body, delivery_token, status, \
+     attempts, next_attempt_ms, retry_until_ms, last_status, last_error, created_ms, finished_ms";
+
+/// An outbox row.
+pub(super) fn webhook_event(row: &impl Columns) -> Result<WebhookEvent, StoreError> {
+    let id = row.text("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("webhook event {id}: {what}"));
+    let status = row.text("status")?;
+    Ok(WebhookEvent {
+        status: EventStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        attempts: u32::try_from(row.int("attempts")?).map_err(|_| corrupt("attempts"))?,
+        last_status: row
+            .opt_int("last_status")?
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|_| corrupt("last status"))?,
+        app_id: row.text("app_id")?,
+        event: row.text("event")?,
+        body: row.bytes("body")?,
+        delivery_token: row.text("delivery_token")?,
+        next_attempt_ms: row.int("next_attempt_ms")?,
+        retry_until_ms: row.int("retry_until_ms")?,
+        last_error: row.opt_text("last_error")?,
+        created_ms: row.int("created_ms")?,
+        finished_ms: row.opt_int("finished_ms")?,
+        id,
+    })
+}
+
+/// A claimed outbox row, with the app's `webhook_url`.
+pub(super) fn claimed_event(row: &impl Columns) -> Result<ClaimedEvent, StoreError> {
+    Ok(ClaimedEvent {
+        event: webhook_event(row)?,
+        url: row.opt_text("webhook_url")?,
     })
 }

@@ -9,12 +9,13 @@ use futures_util::TryStreamExt;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 use time::OffsetDateTime;
 
-use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
+use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
 use super::{ChangeFeed, InsertKeyIf, Store, StoreError, StoredState};
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::SecretHash;
 use crate::keys::KeyRecord;
 use crate::revocation::RevokedToken;
+use crate::webhooks::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 
 /// Writes that must be serialized across every process sharing the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub(super) trait Dialect: Database {
     async fn subscribe(pool: &Pool<Self>) -> Result<Option<Box<dyn ChangeFeed>>, StoreError>;
     /// How many rows a statement changed (sqlx has no common trait for it).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// What the outbox claim's row selection appends so that concurrent workers pass
+    /// over each other's rows instead of waiting for them.
+    const SKIP_LOCKED: &'static str;
 }
 
 /// A [`Store`] on a sqlx pool of either backend.
@@ -83,6 +87,7 @@ where
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
@@ -325,6 +330,152 @@ where
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done))
+    }
+
+    async fn set_app_webhook(&self, app_id: &str, url: Option<&str>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE apps SET webhook_url = $1 WHERE id = $2")
+            .bind(url)
+            .bind(app_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn insert_webhook_event(&self, e: &WebhookEvent) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO webhook_events (id, app_id, event, body, delivery_token, status, \
+             attempts, next_attempt_ms, retry_until_ms, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(e.id.as_str())
+        .bind(e.app_id.as_str())
+        .bind(e.event.as_str())
+        .bind(e.body.as_slice())
+        .bind(e.delivery_token.as_str())
+        .bind(e.status.as_str())
+        .bind(i64::from(e.attempts))
+        .bind(e.next_attempt_ms)
+        .bind(e.retry_until_ms)
+        .bind(e.created_ms)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+                Err(StoreError::UnknownApp(e.app_id.clone()))
+            }
+            Err(other) => Err(backend(other)),
+        }
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        // One statement: pick due, unleased events and lease them, so two workers never
+        // hold the same attempt. The app's URL is read in the same statement.
+        let sql = format!(
+            "UPDATE webhook_events SET attempts = attempts + 1, leased_until_ms = $2 \
+             WHERE id IN (SELECT id FROM webhook_events \
+                 WHERE status = 'pending' AND next_attempt_ms <= $1 \
+                 AND (leased_until_ms IS NULL OR leased_until_ms <= $1) \
+                 ORDER BY next_attempt_ms LIMIT $3 {}) \
+             RETURNING {EVENT_COLUMNS}, \
+                 (SELECT webhook_url FROM apps WHERE apps.id = webhook_events.app_id) AS webhook_url",
+            DB::SKIP_LOCKED
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(lease_until_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(rows::claimed_event).collect()
+    }
+
+    async fn finish_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &AttemptOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let finished = (outcome.status != EventStatus::Pending).then_some(now_ms);
+        let done = sqlx::query(
+            "UPDATE webhook_events SET status = $3, last_status = $4, last_error = $5, \
+             next_attempt_ms = $6, finished_ms = $7, leased_until_ms = NULL \
+             WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(outcome.status.as_str())
+        .bind(outcome.http_status.map(i64::from))
+        .bind(outcome.error.as_deref())
+        .bind(outcome.next_attempt_ms)
+        .bind(finished)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn list_webhook_events(
+        &self,
+        app_id: Option<&str>,
+        status: Option<EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<WebhookEvent>, StoreError> {
+        // NULL parameters match everything.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events \
+             WHERE ($1 IS NULL OR app_id = $1) AND ($2 IS NULL OR status = $2) \
+             ORDER BY seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(app_id)
+            .bind(status.map(EventStatus::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(rows::webhook_event).collect()
+    }
+
+    async fn get_webhook_event(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(rows::webhook_event)
+        .transpose()
+    }
+
+    async fn retry_webhook_event(
+        &self,
+        id: &str,
+        now_ms: i64,
+        retry_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', next_attempt_ms = $2, \
+             retry_until_ms = $3, finished_ms = NULL, leased_until_ms = NULL \
+             WHERE id = $1 AND status <> 'pending'",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .bind(retry_until_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {

@@ -84,6 +84,9 @@ impl Dialect for Sqlite {
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// The claim is one statement under SQLite's single writer: nothing to skip.
+    const SKIP_LOCKED: &'static str = "";
 }
 
 /// The database file a `sqlite:` URL names; `None` for in-memory databases.

@@ -8,6 +8,8 @@
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/receiver.rs"]
+mod receiver;
 
 mod cli;
 mod introspect;
@@ -18,3 +20,4 @@ mod logs;
 mod oauth2;
 mod sdk;
 mod token;
+mod webhooks;

@@ -6,6 +6,8 @@
 
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/receiver.rs"]
+mod receiver;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -41,6 +43,8 @@ impl Replica {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--database-url", database_url, "--issuer", ISSUER])
             .args(["--db-acquire-timeout", "1s"])
+            .args(["--webhooks-allow-http", "--webhooks-allow-private-targets"])
+            .args(["--webhook-retry-base", "100ms"])
             .env("MONEYKIT_AUTH_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -549,4 +553,77 @@ async fn replicas_ride_out_a_database_outage() {
         assert_eq!(log.matches("database reachable again").count(), 1, "{log}");
         assert!(!log.contains(SECRET));
     }
+}
+
+#[tokio::test]
+async fn replicas_share_the_webhook_outbox_without_double_attempts() {
+    let Setup {
+        cluster: _cluster,
+        url,
+        a,
+        b,
+        http: _,
+    } = two_replicas().await;
+    // Every third request fails, so attempts are retried by whichever replica claims them.
+    let plan: Vec<u16> = (0..200)
+        .map(|i| if i % 3 == 0 { 500 } else { 200 })
+        .collect();
+    let receiver = receiver::Receiver::start(&plan).await;
+    let app = cli_json(&url, &["apps", "create", "--name", "Hooks"]);
+    let app_id = app["app_id"].as_str().unwrap();
+    cli_json(
+        &url,
+        &[
+            "apps",
+            "set-webhook",
+            app_id,
+            &receiver.url,
+            "--allow-http",
+            "--allow-private-targets",
+        ],
+    );
+    const EVENTS: usize = 60;
+    for i in 0..EVENTS {
+        let data = format!(r#"{{"n": {i}}}"#);
+        cli_json(
+            &url,
+            &[
+                "webhooks",
+                "send",
+                "--app",
+                app_id,
+                "--event",
+                "load.item",
+                "--data",
+                &data,
+            ],
+        );
+    }
+    let started = Instant::now();
+    loop {
+        let delivered = cli_json(&url, &["webhooks", "list", "--status", "delivered"]);
+        if delivered.as_array().unwrap().len() == EVENTS {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "all delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = receiver.deliveries();
+    let mut seen = std::collections::HashSet::new();
+    for d in &got {
+        assert!(
+            seen.insert((d.token.clone(), d.attempt)),
+            "attempt {} of {} was made twice",
+            d.attempt,
+            d.token
+        );
+    }
+    let tokens: std::collections::HashSet<&String> = got.iter().map(|d| &d.token).collect();
+    assert_eq!(tokens.len(), EVENTS);
+    println!(
+        "{EVENTS} events, {} attempts through replicas {} and {}, none made twice",
+        got.len(),
+        a.name,
+        b.name
+    );
 }

@@ -1,0 +1,26 @@
+-- Signed webhook delivery (PRODUCT.md §7): an app's endpoint, and the durable outbox.
+-- Times here are Unix milliseconds: retries back off from a fraction of a second.
+-- Replicas share the outbox: a worker claims due events with FOR UPDATE SKIP LOCKED and a
+-- lease, so no attempt is made twice at the same time.
+
+ALTER TABLE apps ADD COLUMN webhook_url TEXT;  -- NULL: no webhooks
+
+CREATE TABLE webhook_events (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,     -- evt_…
+    app_id           TEXT NOT NULL REFERENCES apps (id),
+    event            TEXT NOT NULL,            -- the payload's webhook_event
+    body             BYTEA NOT NULL,           -- the exact bytes every attempt sends
+    delivery_token   TEXT NOT NULL,            -- MoneyKit-Delivery-Token, same on every attempt
+    status           TEXT NOT NULL,            -- pending | delivered | failed
+    attempts         BIGINT NOT NULL,          -- attempts started so far
+    next_attempt_ms  BIGINT NOT NULL,          -- when a pending event is next due
+    leased_until_ms  BIGINT,                   -- a worker is delivering it until then
+    retry_until_ms   BIGINT NOT NULL,          -- past this, a failed attempt fails the event
+    last_status      BIGINT,                   -- HTTP status of the last attempt
+    last_error       TEXT,                     -- or why it got none
+    created_ms       BIGINT NOT NULL,
+    finished_ms      BIGINT                    -- delivered or failed at
+);
+CREATE INDEX webhook_events_due ON webhook_events (status, next_attempt_ms);
+CREATE INDEX webhook_events_app ON webhook_events (app_id, seq);

@@ -1,0 +1,142 @@
+//! `moneykit-auth webhooks send|list|retry`: the outbox from the command line.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::output::{Output, rfc3339, table};
+use crate::admin::{self, AdminError};
+use crate::store::OpenMode;
+use crate::webhooks::{EventStatus, WebhookEvent, payload};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum WebhooksCommand {
+    /// Queue an event of your own for an app's webhook URL.
+    Send {
+        /// The app.
+        #[arg(long)]
+        app: String,
+        /// The payload's `webhook_event`, e.g. `invoice.paid`.
+        #[arg(long)]
+        event: String,
+        /// A JSON object whose members are added to the payload.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// How long failed deliveries are retried.
+        #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
+        retry_window: std::time::Duration,
+    },
+    /// List events, newest first.
+    List {
+        /// Only this app's events.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only events in this status.
+        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Deliver a delivered or failed event again, with a fresh retry window.
+    Retry {
+        /// The event (`evt_…`).
+        event_id: String,
+        /// How long failed deliveries are retried.
+        #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
+        retry_window: std::time::Duration,
+    },
+}
+
+fn time_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+fn event_json(e: &WebhookEvent) -> Value {
+    json!({
+        "event_id": e.id,
+        "app_id": e.app_id,
+        "event": e.event,
+        "status": e.status.as_str(),
+        "attempts": e.attempts,
+        "last_status": e.last_status,
+        "last_error": e.last_error,
+        "delivery_token": e.delivery_token,
+        "created_at": time_ms(e.created_ms),
+        "next_attempt_at": (e.status == EventStatus::Pending).then(|| time_ms(e.next_attempt_ms)),
+        "finished_at": e.finished_ms.map(time_ms),
+    })
+}
+
+fn event_line(verb: &str, e: &WebhookEvent) -> String {
+    format!(
+        "{verb} event {} ({}) for app {}: {}",
+        e.id, e.event, e.app_id, e.status
+    )
+}
+
+pub(super) async fn run(
+    cmd: WebhooksCommand,
+    database_url: &str,
+    out: Output,
+) -> anyhow::Result<()> {
+    let store = super::open(database_url, OpenMode::MustExist).await?;
+    match cmd {
+        WebhooksCommand::Send {
+            app,
+            event,
+            data,
+            retry_window,
+        } => {
+            let data: Value = serde_json::from_str(&data)
+                .map_err(|e| AdminError::Invalid(format!("--data is not JSON: {e}")))?;
+            let body = payload::operator_payload(&event, &data, OffsetDateTime::now_utc())
+                .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            let queued =
+                admin::queue_webhook_event(store.as_ref(), &app, &event, body, retry_window)
+                    .await?;
+            out.emit(&event_json(&queued), || event_line("Queued", &queued));
+        }
+        WebhooksCommand::List { app, status, limit } => {
+            let status = status.as_deref().and_then(EventStatus::parse);
+            let events = store
+                .list_webhook_events(app.as_deref(), status, limit)
+                .await?;
+            let json: Vec<Value> = events.iter().map(event_json).collect();
+            out.emit(&json, || {
+                let rows: Vec<Vec<String>> = events
+                    .iter()
+                    .map(|e| {
+                        let last = match (e.last_status, &e.last_error) {
+                            (Some(s), _) => format!("HTTP {s}"),
+                            (None, Some(err)) => err.clone(),
+                            (None, None) => "-".into(),
+                        };
+                        vec![
+                            e.id.clone(),
+                            e.app_id.clone(),
+                            e.event.clone(),
+                            e.status.to_string(),
+                            e.attempts.to_string(),
+                            last,
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["EVENT_ID", "APP_ID", "EVENT", "STATUS", "ATTEMPTS", "LAST"],
+                    &rows,
+                )
+            });
+        }
+        WebhooksCommand::Retry {
+            event_id,
+            retry_window,
+        } => {
+            let event = admin::retry_webhook_event(store.as_ref(), &event_id, retry_window).await?;
+            out.emit(&event_json(&event), || event_line("Requeued", &event));
+        }
+    }
+    Ok(())
+}

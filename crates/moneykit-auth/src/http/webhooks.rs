@@ -1,0 +1,107 @@
+//! `POST /webhooks/test/link/{id}`: MoneyKit's test trigger. An app's own access token
+//! asks for a test event of link `{id}`; the event is queued in the outbox and delivered,
+//! signed, to the app's webhook URL like any other (PRODUCT.md §7).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use moneykit_wire::{ErrorBody, ValidationError, WebhookTestLinkRequest, WebhookTestLinkResponse};
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::extract::{Bearer, MoneyKitVersion};
+use super::openapi::MoneyKitVersionHeader;
+use crate::admin::{self, AdminError};
+use crate::state::AppState;
+use crate::webhooks::payload;
+
+/// Longest link id or idempotency key accepted.
+const MAX_ID_LEN: usize = 200;
+
+fn invalid(location: &[&str], message: impl Into<String>, kind: &str) -> ApiError {
+    ApiError::Validation(vec![ValidationError::new(location, message, kind)])
+}
+
+fn check_id(location: &[&str], value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
+        return Err(invalid(
+            location,
+            format!("must be 1-{MAX_ID_LEN} characters without control characters"),
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /webhooks/test/link/{id}`: queue a test webhook for link `id`.
+#[utoipa::path(
+    post, path = "/webhooks/test/link/{id}", tag = "Webhooks",
+    params(("id" = String, Path, description = "The link the test event is about."), MoneyKitVersionHeader),
+    request_body(content = WebhookTestLinkRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The event was queued; it is delivered to the app's webhook URL, signed.", body = WebhookTestLinkResponse),
+        (status = 400, description = "Unsupported `MoneyKit-Version`, or the app has no webhook URL (`api_error.webhooks.not_configured`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token.", body = ErrorBody),
+        (status = 422, description = "Malformed body or link id.", body = ErrorBody),
+        (status = 503, description = "The outbox cannot be written now.", body = ErrorBody),
+    ),
+    security(("OAuth2ClientCredentials" = [])),
+)]
+#[tracing::instrument(name = "webhooks.test_link", level = "debug", skip_all)]
+pub async fn test_link_event(
+    State(state): State<AppState>,
+    _version: MoneyKitVersion,
+    Path(link_id): Path<String>,
+    Bearer(token): Bearer,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let app_id = {
+        let snapshot = state.snapshot();
+        let authorized = state
+            .engine(&snapshot)
+            .authorize_bearer(&token, OffsetDateTime::now_utc())?;
+        authorized.claims.app_id
+    };
+    check_id(&["path", "id"], &link_id)?;
+    let request: WebhookTestLinkRequest = serde_json::from_slice(&body).map_err(|e| {
+        invalid(
+            &["body"],
+            format!("not a valid request: {e}"),
+            "value_error.jsondecode",
+        )
+    })?;
+    let key = match request.webhook_idempotency_key {
+        Some(key) => {
+            check_id(&["body", "webhook_idempotency_key"], &key)?;
+            key
+        }
+        None => payload::new_idempotency_key(),
+    };
+    let event_name = request.webhook_event.as_str();
+    let body = payload::test_payload(event_name, &link_id, &key, OffsetDateTime::now_utc())
+        .map_err(|e| invalid(&["body", "webhook_event"], e.to_string(), "value_error"))?;
+    let event = admin::queue_webhook_event(
+        state.store.as_ref(),
+        &app_id,
+        event_name,
+        body,
+        state.webhook_retry_window,
+    )
+    .await
+    .map_err(|e| match e {
+        AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
+        error => {
+            tracing::error!(%error, "cannot queue a test webhook");
+            ApiError::Unavailable("the event could not be queued")
+        }
+    })?;
+    state.webhook_waker.notify_one();
+    tracing::info!(app_id = %event.app_id, event_id = %event.id, event = event_name, "test webhook queued");
+    Ok(Json(WebhookTestLinkResponse {
+        webhook_idempotency_key: key,
+        event_id: event.id,
+        delivery_token: event.delivery_token,
+    })
+    .into_response())
+}

@@ -1,0 +1,213 @@
+//! Signed webhook delivery (PRODUCT.md §7): what the JWKS is for.
+//!
+//! An app may register a webhook URL. Events for it go into a durable outbox in the same
+//! database (`webhook_events`); a background [`worker`] in every `serve` process claims due
+//! events under a lease, POSTs the exact stored body with a `MoneyKit-Signature` (an ES256
+//! JWT from the same key ring as the JWKS), and records the outcome: delivered on any 2xx,
+//! otherwise retried with exponential backoff and jitter until the retry window closes,
+//! then failed. Delivery is at-least-once: an event leaves `pending` only after a recorded
+//! outcome, so a crash mid-delivery means one more attempt after restart, never a lost
+//! event.
+//!
+//! - [`payload`]: event names and the JSON bodies of test and operator events.
+//! - [`target`]: which URLs and addresses may receive webhooks (the SSRF guard).
+//! - [`signature`]: the `MoneyKit-Signature` JWT.
+//! - [`worker`]: the delivery loop.
+
+pub mod payload;
+pub mod signature;
+pub mod target;
+pub mod worker;
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where an event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Waiting for its next attempt (or being attempted).
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// The retry window closed without a 2xx.
+    Failed,
+}
+
+impl EventStatus {
+    /// The stored and printed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event in the outbox. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    /// `evt_…` id.
+    pub id: String,
+    /// The app whose webhook URL receives it.
+    pub app_id: String,
+    /// The payload's `webhook_event`.
+    pub event: String,
+    /// The exact bytes every attempt sends (and signs).
+    pub body: Vec<u8>,
+    /// `MoneyKit-Delivery-Token`: unique per event, the same on every attempt.
+    pub delivery_token: String,
+    /// Where it stands.
+    pub status: EventStatus,
+    /// Attempts started so far; the attempt being made is this number.
+    pub attempts: u32,
+    /// When a pending event is next due.
+    pub next_attempt_ms: i64,
+    /// A failed attempt after this fails the event instead of scheduling another.
+    pub retry_until_ms: i64,
+    /// HTTP status of the last attempt, if it got one.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// When it was created.
+    pub created_ms: i64,
+    /// When it was delivered or failed.
+    pub finished_ms: Option<i64>,
+}
+
+/// An event claimed for one attempt, with its app's webhook URL at claim time.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    /// The event; `attempts` is the number of this attempt.
+    pub event: WebhookEvent,
+    /// The app's current webhook URL (`None`: it was cleared since the event was made).
+    pub url: Option<String>,
+}
+
+/// What an attempt ended with, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    /// The event's status afterwards.
+    pub status: EventStatus,
+    /// The HTTP status received, if any.
+    pub http_status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When a still-pending event is next due.
+    pub next_attempt_ms: i64,
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Which targets may receive webhooks.
+    pub policy: target::TargetPolicy,
+    /// How long one delivery may take before it counts as failed.
+    pub request_timeout: Duration,
+    /// The wait before the second attempt; each later wait doubles (with jitter).
+    pub retry_base: Duration,
+    /// The longest wait between two attempts.
+    pub retry_max_interval: Duration,
+    /// How long after its creation an event keeps being retried.
+    pub retry_window: Duration,
+    /// Most deliveries in flight to one endpoint (scheme, host and port) at a time.
+    pub per_endpoint_concurrency: usize,
+    /// Most deliveries in flight from this process.
+    pub max_in_flight: usize,
+    /// How often the outbox is checked for due events.
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            policy: target::TargetPolicy::default(),
+            request_timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(10),
+            retry_max_interval: Duration::from_secs(60 * 60),
+            retry_window: Duration::from_secs(24 * 60 * 60),
+            per_endpoint_concurrency: 4,
+            max_in_flight: 64,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// How long a claimed attempt is reserved for its worker: the request timeout plus
+    /// margin. A worker that dies mid-delivery releases the event when this runs out.
+    pub fn lease(&self) -> Duration {
+        self.request_timeout + Duration::from_secs(5)
+    }
+
+    /// The wait after failed attempt `attempt` (1, 2, …): `retry_base` doubling per
+    /// attempt up to `retry_max_interval`, then scaled by `jitter` in [0.5, 1.0] so that
+    /// endpoints that failed together do not get retried together.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        let wait = self
+            .retry_base
+            .saturating_mul(1 << doublings)
+            .min(self.retry_max_interval);
+        wait.mul_f64(jitter.clamp(0.5, 1.0))
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter_below_it() {
+        let s = WebhookSettings {
+            retry_base: Duration::from_secs(10),
+            retry_max_interval: Duration::from_secs(60),
+            ..WebhookSettings::default()
+        };
+        assert_eq!(s.backoff(1, 1.0), Duration::from_secs(10));
+        assert_eq!(s.backoff(2, 1.0), Duration::from_secs(20));
+        assert_eq!(s.backoff(3, 1.0), Duration::from_secs(40));
+        assert_eq!(s.backoff(4, 1.0), Duration::from_secs(60));
+        assert_eq!(s.backoff(40, 1.0), Duration::from_secs(60));
+        assert_eq!(s.backoff(2, 0.5), Duration::from_secs(10));
+        assert_eq!(
+            s.backoff(2, 0.0),
+            Duration::from_secs(10),
+            "jitter is clamped"
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            EventStatus::Pending,
+            EventStatus::Delivered,
+            EventStatus::Failed,
+        ] {
+            assert_eq!(EventStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(EventStatus::parse("done"), None);
+    }
+}

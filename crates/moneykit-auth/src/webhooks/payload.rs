@@ -1,0 +1,191 @@
+//! Event bodies. Every webhook carries MoneyKit's common keys — `webhook_event`,
+//! `webhook_major_version`, `webhook_minor_version`, `webhook_idempotency_key` (opaque,
+//! the same on every retry) and `webhook_timestamp` (when the payload was generated, not
+//! regenerated for retries) — plus the event's own fields. The body is serialized once, at
+//! creation, and stored: every attempt sends and signs the same bytes.
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{EventStatus, WebhookEvent};
+use crate::domain::ids::random_bytes;
+
+/// The events `POST /webhooks/test/link/{id}` can produce, as MoneyKit names them.
+pub const TEST_EVENTS: [&str; 4] = [
+    "link.state_changed",
+    "transactions.updates_available",
+    "product.state_changed",
+    "link.product_refresh",
+];
+
+/// The payload schema version this server sends.
+pub const MAJOR_VERSION: u32 = 1;
+/// See [`MAJOR_VERSION`].
+pub const MINOR_VERSION: u32 = 0;
+
+/// Longest event name accepted for operator events.
+const MAX_EVENT_NAME: usize = 100;
+
+/// Why an event cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Not one of [`TEST_EVENTS`].
+    #[error("webhook_event must be one of: {}", TEST_EVENTS.join(", "))]
+    UnknownTestEvent,
+    /// An operator event name that is empty, too long, or not `a.b_c`-like.
+    #[error("event names are 1-100 characters of a-z, 0-9, '.', '_' and '-'")]
+    BadEventName,
+    /// Operator data that is not a JSON object.
+    #[error("event data must be a JSON object")]
+    DataNotAnObject,
+    /// Operator data that sets one of the common keys.
+    #[error("event data must not set {0}; it is set by the server")]
+    ReservedKey(String),
+}
+
+fn timestamp(now: OffsetDateTime) -> String {
+    now.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A new idempotency key when the caller gave none (opaque, 128 random bits).
+pub fn new_idempotency_key() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
+fn common(event: &str, idempotency_key: &str, now: OffsetDateTime) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("webhook_event".into(), json!(event));
+    body.insert("webhook_major_version".into(), json!(MAJOR_VERSION));
+    body.insert("webhook_minor_version".into(), json!(MINOR_VERSION));
+    body.insert("webhook_idempotency_key".into(), json!(idempotency_key));
+    body.insert("webhook_timestamp".into(), json!(timestamp(now)));
+    body
+}
+
+/// The test payload of `event` for link `link_id`, shaped like MoneyKit's own.
+pub fn test_payload(
+    event: &str,
+    link_id: &str,
+    idempotency_key: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PayloadError> {
+    let mut body = common(event, idempotency_key, now);
+    body.insert("link_id".into(), json!(link_id));
+    body.insert("link_tags".into(), json!([]));
+    let specific = match event {
+        "link.state_changed" => {
+            json!({ "state": "connected", "error": null, "error_message": null })
+        }
+        "transactions.updates_available" => json!({ "has_history": true }),
+        "product.state_changed" | "link.product_refresh" => json!({
+            "product": "transactions",
+            "state": "ready",
+            "state_changed_at": timestamp(now),
+            "error_message": null,
+        }),
+        _ => return Err(PayloadError::UnknownTestEvent),
+    };
+    if let Value::Object(fields) = specific {
+        body.extend(fields);
+    }
+    Ok(serde_json::to_vec(&body).expect("serializable"))
+}
+
+/// An operator's own event (`webhooks send`): the common keys plus `data`'s members.
+pub fn operator_payload(
+    event: &str,
+    data: &Value,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, PayloadError> {
+    let name_ok = !event.is_empty()
+        && event.len() <= MAX_EVENT_NAME
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !name_ok {
+        return Err(PayloadError::BadEventName);
+    }
+    let Value::Object(fields) = data else {
+        return Err(PayloadError::DataNotAnObject);
+    };
+    let mut body = common(event, &new_idempotency_key(), now);
+    if let Some(reserved) = fields.keys().find(|k| body.contains_key(*k)) {
+        return Err(PayloadError::ReservedKey(reserved.clone()));
+    }
+    body.extend(fields.clone());
+    Ok(serde_json::to_vec(&body).expect("serializable"))
+}
+
+/// A new pending event for `app_id`, due now, retried until `retry_window_ms` from now.
+pub fn new_event(
+    app_id: &str,
+    event: &str,
+    body: Vec<u8>,
+    now_ms: i64,
+    retry_window_ms: i64,
+) -> WebhookEvent {
+    WebhookEvent {
+        id: format!("evt_{}", hex::encode(random_bytes::<12>())),
+        app_id: app_id.to_owned(),
+        event: event.to_owned(),
+        body,
+        delivery_token: hex::encode(random_bytes::<16>()),
+        status: EventStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: now_ms,
+        retry_until_ms: now_ms.saturating_add(retry_window_ms),
+        last_status: None,
+        last_error: None,
+        created_ms: now_ms,
+        finished_ms: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn test_payloads_carry_the_common_keys_and_the_link() {
+        for event in TEST_EVENTS {
+            let body: Value =
+                serde_json::from_slice(&test_payload(event, "mk_link", "idem", now()).unwrap())
+                    .unwrap();
+            assert_eq!(body["webhook_event"], event);
+            assert_eq!(body["webhook_major_version"], 1);
+            assert_eq!(body["webhook_minor_version"], 0);
+            assert_eq!(body["webhook_idempotency_key"], "idem");
+            assert_eq!(body["webhook_timestamp"], "2023-11-14T22:13:20Z");
+            assert_eq!(body["link_id"], "mk_link");
+        }
+        assert_eq!(
+            test_payload("link.deleted", "l", "i", now()),
+            Err(PayloadError::UnknownTestEvent)
+        );
+    }
+
+    #[test]
+    fn operator_events_keep_their_data_but_not_the_common_keys() {
+        let body = operator_payload("invoice.paid", &json!({"amount": 5}), now()).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["amount"], 5);
+        assert_eq!(body["webhook_event"], "invoice.paid");
+        assert_eq!(
+            operator_payload("x", &json!({"webhook_timestamp": "then"}), now()),
+            Err(PayloadError::ReservedKey("webhook_timestamp".into()))
+        );
+        assert_eq!(
+            operator_payload("x", &json!([1]), now()),
+            Err(PayloadError::DataNotAnObject)
+        );
+        assert_eq!(
+            operator_payload("Bad Name", &json!({}), now()),
+            Err(PayloadError::BadEventName)
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! A webhook endpoint for tests: records every request on 127.0.0.1 and answers with a
+//! planned status.
+
+// Shared by several test binaries, each using part of it.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub signature: String,
+    pub token: String,
+    pub attempt: u32,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// A webhook endpoint on 127.0.0.1 that records what it gets and answers with the next
+/// planned status (200 once the plan is used up, or always 500 while `failing`).
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    got: Arc<Mutex<Vec<Delivery>>>,
+    plan: Arc<Mutex<VecDeque<u16>>>,
+    pub failing: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    pub async fn start(plan: &[u16]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/moneykit", listener.local_addr().unwrap());
+        let receiver = Self {
+            url,
+            got: Arc::default(),
+            plan: Arc::new(Mutex::new(plan.iter().copied().collect())),
+            failing: Arc::default(),
+        };
+        let state = receiver.clone();
+        let handler = move |headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                state.got.lock().unwrap().push(Delivery {
+                    signature: header("moneykit-signature"),
+                    token: header("moneykit-delivery-token"),
+                    attempt: header("moneykit-delivery-attempt").parse().unwrap_or(0),
+                    content_type: header("content-type"),
+                    body,
+                });
+                let status = if state.failing.load(Ordering::SeqCst) {
+                    500
+                } else {
+                    state.plan.lock().unwrap().pop_front().unwrap_or(200)
+                };
+                StatusCode::from_u16(status).unwrap()
+            }
+        };
+        let router = axum::Router::new().route("/hooks/moneykit", axum::routing::post(handler));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        receiver
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests arrived (or fails after `limit`).
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.got.lock().unwrap().len() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {n} deliveries within {limit:?}",
+                self.deliveries().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.deliveries()
+    }
+}
