@@ -139,10 +139,21 @@ fn hot_path(c: &mut Criterion) {
     let id = format!("live_{:024}", 0);
     let revoked = moneykit_auth::revocation::RevocationList::default();
     let verified = VerifiedTokens::new(8192);
+    // Limits on, but far above what the loop asks for: their cost is measured.
+    let limits =
+        moneykit_auth::ratelimit::RateLimits::new(moneykit_auth::ratelimit::RateLimitSettings {
+            issuance_per_client: moneykit_auth::ratelimit::Rate {
+                per_second: 1e12,
+                burst: 1e12,
+            },
+            ..Default::default()
+        });
     let engine = moneykit_auth::domain::grant::Engine {
         snapshot: &snap,
         revoked: &revoked,
         verified: &verified,
+        limits: &limits,
+        source: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     c.bench_function("grant: client_credentials end to end (no HTTP)", |b| {
         b.iter(|| {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::http::Limits;
 use crate::keys::sealing::SealingError;
 use crate::keys::{KeyRecord, MasterKey};
+use crate::ratelimit::RateLimitSettings;
 use crate::store;
 use crate::sync::RefreshSettings;
 use crate::webhooks::WebhookSettings;
@@ -48,6 +49,14 @@ pub struct ServeSettings {
     pub pool: store::PoolSettings,
     /// Webhook delivery.
     pub webhooks: WebhookSettings,
+    /// Issuance and failed-authentication budgets.
+    pub rate_limits: RateLimitSettings,
+    /// Where the admin API and `/metrics` listen (off when `None`).
+    pub admin_listen: Option<SocketAddr>,
+    /// `MONEYKIT_AUTH_ADMIN_TOKEN`: what admin API callers present.
+    pub admin_token: Option<String>,
+    /// Serve HTTPS with this certificate and key (plain HTTP when `None`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ServeSettings {
@@ -66,12 +75,16 @@ impl ServeSettings {
             verified_token_cache: 64 * 1024,
             pool: store::PoolSettings::default(),
             webhooks: WebhookSettings::default(),
+            rate_limits: RateLimitSettings::default(),
+            admin_listen: None,
+            admin_token: None,
+            tls: None,
         }
     }
 }
 
 /// Limits applied per connection, before a request reaches the router.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// Longest time a client may take to send its request headers (slowloris defence).
     pub header_read_timeout: Duration,
@@ -81,6 +94,11 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Behind a proxy: the header whose last value is the client's address (e.g.
+    /// `X-Forwarded-For`). Unset: the TCP peer is the client.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Most connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -89,6 +107,8 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(5),
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            client_ip_header: None,
+            max_connections: 10_000,
         }
     }
 }

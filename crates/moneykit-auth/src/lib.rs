@@ -18,9 +18,12 @@
 //! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
 //! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
 //! - [`verified`]: tokens already signed or verified here, so they are not verified again.
+//! - [`ratelimit`]: bounded in-memory budgets of issuance and failed authentication.
 //! - [`webhooks`]: signed webhook delivery — the outbox, the SSRF guard, the worker.
 //! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
+//! - [`metrics`]: request, token, rate-limit and webhook counters for Prometheus.
 //! - [`state`], [`telemetry`]: shared handler state; logging.
+//! - [`tls`]: optional TLS with rustls, reloaded on SIGHUP or file change.
 //!
 //! The hot path (token, introspect, JWKS) reads only the snapshot: no database I/O per
 //! request.
@@ -32,6 +35,8 @@ pub mod domain;
 pub mod http;
 pub mod json;
 pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
 pub mod revocation;
 pub mod snapshot;
 pub mod startup;
@@ -39,5 +44,7 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod verified;
+pub mod views;
 pub mod webhooks;

@@ -189,6 +189,25 @@ impl Snapshot {
         self.verifiers.get(self.header_kids.get(header_b64)?)
     }
 
+    /// The age of every key that can sign, for `/metrics`.
+    pub fn key_ages(&self, now: OffsetDateTime) -> Vec<crate::metrics::KeyAge> {
+        let active = self.signer_at(now).map(|s| s.key.kid().to_owned());
+        self.signers
+            .iter()
+            .map(|s| crate::metrics::KeyAge {
+                kid: s.key.kid().to_owned(),
+                state: if s.activates_at > now {
+                    "next"
+                } else if active.as_deref() == Some(s.key.kid()) {
+                    "active"
+                } else {
+                    "retired"
+                },
+                age_secs: (now - s.activates_at).whole_seconds(),
+            })
+            .collect()
+    }
+
     /// The JWKS body, serialized once.
     pub fn jwks_json(&self) -> &Bytes {
         &self.jwks_json

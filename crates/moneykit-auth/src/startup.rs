@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use crate::admin;
 use crate::config::{
@@ -23,11 +24,13 @@ use crate::config::{
 };
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
-use crate::http;
+use crate::http::{self, admin as admin_api, extract::ClientAddr};
+use crate::ratelimit::RateLimits;
 use crate::snapshot::TokenSettings;
 use crate::state::{AppState, Health, Metrics, Shared};
 use crate::store::{self, OpenMode, Store};
 use crate::sync::Refresher;
+use crate::tls::ReloadingConfig;
 use crate::verified::VerifiedTokens;
 use crate::webhooks::worker::Worker;
 
@@ -50,6 +53,8 @@ pub struct Application {
     router: axum::Router,
     refresher: Refresher,
     webhooks: Arc<Worker>,
+    admin: Option<(TcpListener, axum::Router)>,
+    tls: Option<Arc<ReloadingConfig>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     connection: ConnectionLimits,
@@ -64,10 +69,28 @@ impl Application {
     /// wrong master key) is checked before anything is written.
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
         check_master_secret(&settings.database_url, settings.master_secret.as_deref())?;
+        let admin_token = match settings.admin_listen {
+            Some(_) => Some(admin_api::token_digest(settings.admin_token.as_deref())?),
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let admin_listener = match settings.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+            ),
+            None => None,
+        };
         let local_addr = listener.local_addr()?;
+        let tls = settings
+            .tls
+            .clone()
+            .map(ReloadingConfig::new)
+            .transpose()?
+            .map(Arc::new);
 
         let store = store::connect_with(
             &settings.database_url,
@@ -93,15 +116,17 @@ impl Application {
         } else {
             None
         };
-        let issuer = settings
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("http://{local_addr}"));
+        let issuer = settings.issuer.clone().unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{local_addr}")
+        });
         let tokens = Arc::new(TokenSettings {
             issuer: issuer.clone(),
             default_ttl_secs: settings.token_ttl_secs,
         });
         let health = Arc::new(Health::default());
+        let admin_master = master.clone();
+        let key_activation_delay = settings.refresh.key_activation_delay;
         let refresher = Refresher::start(
             store.clone(),
             master,
@@ -115,6 +140,7 @@ impl Application {
             store.clone(),
             refresher.cell(),
             settings.webhooks.clone(),
+            metrics.clone(),
         )?);
         let state = AppState::new(Shared {
             snapshot: refresher.cell(),
@@ -126,8 +152,28 @@ impl Application {
             verified: Arc::new(VerifiedTokens::new(settings.verified_token_cache)),
             webhook_waker: webhooks.waker(),
             webhook_retry_window: settings.webhooks.retry_window,
+            limits: Arc::new(RateLimits::new(settings.rate_limits)),
         });
+        let admin = match (admin_listener, admin_token) {
+            (Some(listener), Some(token_digest)) => {
+                let admin_state = Arc::new(admin_api::AdminState {
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    snapshot: refresher.cell(),
+                    health: state.health.clone(),
+                    master: admin_master,
+                    key_activation_delay,
+                    webhook_retry_window: settings.webhooks.retry_window,
+                    webhook_waker: webhooks.waker(),
+                    token_digest,
+                });
+                Some((listener, admin_api::router(admin_state)))
+            }
+            _ => None,
+        };
         Ok(Self {
+            admin,
+            tls,
             router: http::router(state, settings.limits),
             listener,
             local_addr,
@@ -150,6 +196,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the admin API listens, when enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The issuer tokens carry.
@@ -190,6 +241,27 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
+        if let Some(tls) = &self.tls {
+            tokio::spawn(
+                tls.clone()
+                    .watch(stop_rx.clone(), std::time::Duration::from_secs(2)),
+            );
+        }
+        let admin = self.admin.map(|(listener, router)| {
+            let mut stop = stop_rx.clone();
+            tracing::info!(address = ?listener.local_addr().ok(), "admin API listening");
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(%error, "admin API stopped");
+                }
+            })
+        });
         let webhooks = tokio::spawn(
             self.webhooks
                 .clone()
@@ -211,10 +283,20 @@ impl Application {
             );
 
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.connection.max_connections.max(1),
+        ));
+        let ip_header = self.connection.client_ip_header.clone();
         tokio::pin!(shutdown);
         tracing::info!(address = %self.local_addr, issuer = %self.issuer, "listening");
         loop {
-            let (stream, _peer) = tokio::select! {
+            // At the connection cap, stop accepting: new connections wait in the kernel's
+            // backlog instead of taking memory and file descriptors here.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(conn) => conn,
                     Err(error) => {
@@ -227,14 +309,40 @@ impl Application {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(self.router.clone());
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
+            let ip_header = ip_header.clone();
+            let router = self.router.clone().map_request(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    let source =
+                        ClientAddr::resolve(request.headers(), peer.ip(), ip_header.as_ref());
+                    request.extensions_mut().insert(source);
+                    request
+                },
+            );
+            let service = TowerToHyperService::new(router);
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = self.tls.as_ref().map(|t| t.current());
+            let handshake_timeout = self.connection.header_read_timeout;
             tokio::spawn(async move {
                 // Client resets and timeouts end connections; nothing to report.
-                let _ = connection.await;
+                match tls {
+                    None => {
+                        let io = TokioIo::new(stream);
+                        let connection = builder.serve_connection(io, service).into_owned();
+                        let _ = watcher.watch(connection).await;
+                    }
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            let io = TokioIo::new(stream);
+                            let connection = builder.serve_connection(io, service).into_owned();
+                            let _ = watcher.watch(connection).await;
+                        }
+                    }
+                }
+                drop(slot);
             });
         }
 
@@ -249,6 +357,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = refresh.await;
         let _ = webhooks.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         Ok(())
     }
 }

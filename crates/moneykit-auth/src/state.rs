@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::domain::grant::Engine;
+use crate::ratelimit::RateLimits;
 use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::store::Store;
@@ -50,23 +51,11 @@ pub struct Shared {
     pub webhook_waker: Arc<tokio::sync::Notify>,
     /// How long events created here are retried.
     pub webhook_retry_window: std::time::Duration,
+    /// Issuance and failed-authentication budgets.
+    pub limits: Arc<RateLimits>,
 }
 
-/// Counters, incremented with relaxed atomics (a few nanoseconds on the hot path).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Access tokens issued since start.
-    pub tokens_issued: std::sync::atomic::AtomicU64,
-    /// Access tokens revoked through this server since start.
-    pub tokens_revoked: std::sync::atomic::AtomicU64,
-}
-
-impl Metrics {
-    /// Access tokens issued since start.
-    pub fn tokens_issued(&self) -> u64 {
-        self.tokens_issued.load(Ordering::Relaxed)
-    }
-}
+pub use crate::metrics::Metrics;
 
 impl Shared {
     /// The snapshot to serve one request from.
@@ -81,6 +70,8 @@ impl Shared {
             snapshot,
             revoked: &self.revocations,
             verified: &self.verified,
+            limits: &self.limits,
+            source: None,
         }
     }
 }

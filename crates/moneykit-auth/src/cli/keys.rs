@@ -1,7 +1,7 @@
 //! `moneykit-auth keys list|rotate`.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::output::{Output, rfc3339, table};
@@ -9,6 +9,7 @@ use crate::admin::{self, Rotation};
 use crate::config::{check_master_secret, resolve_master_key};
 use crate::keys::lifecycle::KeySchedule;
 use crate::store::OpenMode;
+use crate::views::{key_json, rotation_json};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysCommand {
@@ -33,20 +34,7 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             let keys = store.list_keys().await?;
             let now = OffsetDateTime::now_utc();
             let schedule = KeySchedule::new(&keys);
-            let json: Vec<Value> = schedule
-                .keys()
-                .iter()
-                .map(|k| {
-                    json!({
-                        "kid": k.record.kid,
-                        "status": k.status(now),
-                        "created_at": rfc3339(k.record.created_at),
-                        "activates_at": rfc3339(k.record.activates_at),
-                        "retires_at": k.retires_at.map(rfc3339),
-                        "unpublished_at": k.unpublished_at().map(rfc3339),
-                    })
-                })
-                .collect();
+            let json: Vec<Value> = schedule.keys().iter().map(|k| key_json(k, now)).collect();
             out.emit(&json, || {
                 let rows: Vec<Vec<String>> = schedule
                     .keys()
@@ -74,21 +62,15 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             let (master, _) =
                 resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
             let rotation = admin::rotate_key(store.as_ref(), &master, delay, now).await?;
-            let (result, key, text) = match &rotation {
-                Rotation::Published(k) => ("published", k, "Published next key"),
+            let (key, text) = match &rotation {
+                Rotation::Published(k) => (k, "Published next key"),
                 Rotation::AlreadyPending(k) => (
-                    "already_pending",
                     k,
                     "A next key is already published (run with --now to activate it at once):",
                 ),
-                Rotation::ActivatedPending(k) => ("activated", k, "Activated next key"),
+                Rotation::ActivatedPending(k) => (k, "Activated next key"),
             };
-            let value = json!({
-                "result": result,
-                "kid": key.kid,
-                "activates_at": rfc3339(key.activates_at),
-            });
-            out.emit(&value, || {
+            out.emit(&rotation_json(&rotation), || {
                 format!(
                     "{text} {} (signs from {})",
                     key.kid,

@@ -55,7 +55,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage apps.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
@@ -116,7 +116,7 @@ fn one_line(message: &str) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
-        Command::Serve(args) => serve::run(args, &cli.database_url, out).await,
+        Command::Serve(args) => serve::run(*args, &cli.database_url, out).await,
         Command::Apps(cmd) => apps::run(cmd, &cli.database_url, out).await,
         Command::Clients(cmd) => clients::run(cmd, &cli.database_url, out).await,
         Command::Keys(cmd) => keys::run(cmd, &cli.database_url, out).await,

@@ -8,6 +8,7 @@ use clap::Args;
 use super::output::Output;
 use crate::admin::check_token_ttl;
 use crate::config::{MasterKeyOrigin, ServeSettings};
+use crate::ratelimit::Rate;
 use crate::startup::Application;
 
 #[derive(Debug, Args)]
@@ -68,6 +69,54 @@ pub(super) struct ServeArgs {
     /// Most deliveries in flight to one endpoint from this process.
     #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     webhook_concurrency: u16,
+    /// Tokens one client may be issued per second, sustained (0: no limit). Clients should
+    /// reuse a token for its lifetime; this stops one that does not from starving others.
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_TOKEN_RATE_PER_CLIENT",
+        default_value_t = 20.0
+    )]
+    token_rate_per_client: f64,
+    /// Tokens one client may be issued at once after a quiet period.
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_TOKEN_BURST_PER_CLIENT",
+        default_value_t = 100.0
+    )]
+    token_burst_per_client: f64,
+    /// Failed client authentications one source address may make per minute; past it,
+    /// the address is refused (429) until its budget refills (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_AUTH_FAILURES_PER_ADDRESS",
+        default_value_t = 60
+    )]
+    auth_failures_per_address: u32,
+    /// Failed authentications against one client id per minute; past it, wrong secrets
+    /// for that id get 429 (right ones still work) (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_AUTH_FAILURES_PER_CLIENT",
+        default_value_t = 20
+    )]
+    auth_failures_per_client: u32,
+    /// Behind a proxy or load balancer: the header whose last value is the client's
+    /// address (e.g. X-Forwarded-For). Without it, the TCP peer is the client.
+    #[arg(long, env = "MONEYKIT_AUTH_CLIENT_IP_HEADER")]
+    client_ip_header: Option<axum::http::HeaderName>,
+    /// Serve the admin API and Prometheus `/metrics` on this address (off by default; keep
+    /// it off the public network). Needs MONEYKIT_AUTH_ADMIN_TOKEN.
+    #[arg(long, env = "MONEYKIT_AUTH_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Serve HTTPS: the certificate chain (PEM). Reloaded on SIGHUP or when it changes.
+    #[arg(long, env = "MONEYKIT_AUTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MONEYKIT_AUTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Most connections served at once; more wait in the kernel's backlog.
+    #[arg(long, env = "MONEYKIT_AUTH_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
     /// How long a database operation waits for a connection before it fails (PostgreSQL).
     #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
     db_acquire_timeout: Duration,
@@ -98,6 +147,27 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.limits.max_body_bytes = args.max_body_bytes;
     settings.pool.max_connections = args.db_max_connections;
     settings.pool.acquire_timeout = args.db_acquire_timeout;
+    let per_minute = |n: u32| {
+        if n == 0 {
+            Rate::UNLIMITED
+        } else {
+            Rate::per(n, Duration::from_secs(60))
+        }
+    };
+    settings.rate_limits.issuance_per_client = Rate {
+        per_second: args.token_rate_per_client.max(0.0),
+        burst: args.token_burst_per_client.max(1.0),
+    };
+    settings.rate_limits.failures_per_address = per_minute(args.auth_failures_per_address);
+    settings.rate_limits.failures_per_client = per_minute(args.auth_failures_per_client);
+    settings.connection.client_ip_header = args.client_ip_header;
+    settings.connection.max_connections = args.max_connections.max(1);
+    settings.admin_listen = args.admin_listen;
+    settings.tls = args
+        .tls_cert
+        .zip(args.tls_key)
+        .map(|(cert, key)| crate::tls::TlsFiles { cert, key });
+    settings.admin_token = std::env::var("MONEYKIT_AUTH_ADMIN_TOKEN").ok();
     settings.webhooks.policy.allow_http = args.webhooks_allow_http;
     settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;
     settings.webhooks.request_timeout = args.webhook_timeout;

@@ -1,12 +1,13 @@
 //! `moneykit-auth webhooks send|list|retry`: the outbox from the command line.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::output::{Output, rfc3339, table};
+use super::output::{Output, table};
 use crate::admin::{self, AdminError};
 use crate::store::OpenMode;
+use crate::views::event_json;
 use crate::webhooks::{EventStatus, WebhookEvent, payload};
 
 #[derive(Debug, Subcommand)]
@@ -46,28 +47,6 @@ pub(super) enum WebhooksCommand {
         #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
         retry_window: std::time::Duration,
     },
-}
-
-fn time_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(rfc3339)
-        .unwrap_or_default()
-}
-
-fn event_json(e: &WebhookEvent) -> Value {
-    json!({
-        "event_id": e.id,
-        "app_id": e.app_id,
-        "event": e.event,
-        "status": e.status.as_str(),
-        "attempts": e.attempts,
-        "last_status": e.last_status,
-        "last_error": e.last_error,
-        "delivery_token": e.delivery_token,
-        "created_at": time_ms(e.created_ms),
-        "next_attempt_at": (e.status == EventStatus::Pending).then(|| time_ms(e.next_attempt_ms)),
-        "finished_at": e.finished_ms.map(time_ms),
-    })
 }
 
 fn event_line(verb: &str, e: &WebhookEvent) -> String {

@@ -2,12 +2,15 @@
 //! and bearer-token authorization. HTTP surfaces parse their input, call these, and map
 //! the result to their own wire format; none of them re-implements any of it.
 
+use std::net::IpAddr;
+
 use time::OffsetDateTime;
 
 use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
 use super::tokens::{self, AccessClaims, TokenRejection};
+use crate::ratelimit::{Limited, RateLimits};
 use crate::revocation::{RevocationList, RevokedToken};
 use crate::snapshot::{ClientEntry, Snapshot};
 use crate::verified::{TokenKey, VerifiedTokens};
@@ -70,6 +73,9 @@ pub enum GrantError {
     /// A client asked to revoke a token issued to another client.
     #[error("the token was not issued to this client")]
     TokenOfAnotherClient,
+    /// Over a rate limit; try again after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
 }
 
 /// What the grant engine reads: the snapshot of clients and keys, and the two sets kept
@@ -83,25 +89,49 @@ pub struct Engine<'a> {
     pub revoked: &'a RevocationList,
     /// Tokens known to be validly signed.
     pub verified: &'a VerifiedTokens,
+    /// Budgets of issuance and failed authentication.
+    pub limits: &'a RateLimits,
+    /// Where the request came from, for the per-address limit (`None`: unknown).
+    pub source: Option<IpAddr>,
 }
 
 impl<'a> Engine<'a> {
+    /// The same engine, for a request from `source`.
+    pub fn from_source(self, source: Option<IpAddr>) -> Self {
+        Self { source, ..self }
+    }
+
     /// Authenticates a client: known, enabled at `now`, right secret. Unknown ids cost
-    /// the same hash work as known ones.
+    /// the same hash work as known ones. A source address over its budget of failures is
+    /// refused before the credentials are looked at; a failure that spends a budget is
+    /// reported as [`GrantError::RateLimited`] instead of an invalid client.
     pub fn authenticate(
         &self,
         credentials: &Credentials<'_>,
         now: OffsetDateTime,
     ) -> Result<&'a ClientEntry, GrantError> {
-        let Some(entry) = self.snapshot.client(credentials.client_id) else {
-            SecretHash::verify_against_nothing(credentials.client_secret);
-            return Err(GrantError::InvalidClient);
+        let limited = |l: Limited| GrantError::RateLimited(l.retry_after);
+        self.limits.check_source(self.source).map_err(limited)?;
+        let entry = self.snapshot.client(credentials.client_id);
+        let valid = match entry {
+            Some(entry) => {
+                entry.client.secret_hash.verify(credentials.client_secret)
+                    && !entry.client.is_disabled(now)
+            }
+            None => {
+                SecretHash::verify_against_nothing(credentials.client_secret);
+                false
+            }
         };
-        let secret_ok = entry.client.secret_hash.verify(credentials.client_secret);
-        if !secret_ok || entry.client.is_disabled(now) {
-            return Err(GrantError::InvalidClient);
+        match entry {
+            Some(entry) if valid => Ok(entry),
+            _ => {
+                self.limits
+                    .record_failure(self.source, credentials.client_id)
+                    .map_err(limited)?;
+                Err(GrantError::InvalidClient)
+            }
         }
-        Ok(entry)
     }
 
     /// Runs the client-credentials grant and signs a token.
@@ -125,6 +155,9 @@ impl<'a> Engine<'a> {
             .ok_or(GrantError::InvalidClient)?;
         let entry = self.authenticate(credentials, now)?;
         let client = &entry.client;
+        self.limits
+            .take_issuance(&client.id)
+            .map_err(|l| GrantError::RateLimited(l.retry_after))?;
 
         let requested = Scopes::parse(request.scope.unwrap_or(""))
             .map_err(|e| GrantError::InvalidScope(e.to_string()))?;

@@ -29,10 +29,12 @@ pub fn no_store(response: &mut Response) {
 pub fn issue_token(
     state: &AppState,
     form: &AuthenticatedForm<'_>,
+    source: Option<std::net::IpAddr>,
 ) -> Result<IssuedToken, ApiError> {
     let snapshot = state.snapshot();
     let issued = state
         .engine(&snapshot)
+        .from_source(source)
         .client_credentials(&form.as_grant_request(), OffsetDateTime::now_utc())
         .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
     state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
@@ -69,6 +71,7 @@ pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str
         (status = 201, description = "A new access token. 201, not 200: the official MoneyKit SDKs only accept 201.", body = GenerateAccessTokenResponse),
         (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, or an unsupported `MoneyKit-Version`.", body = ErrorBody),
         (status = 401, description = "`invalid_client`: missing, unknown or disabled client, wrong secret, or conflicting credentials.", body = ErrorBody),
+        (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 422, description = "Malformed body, wrong content type, repeated parameter.", body = ErrorBody),
     ),
@@ -81,7 +84,7 @@ pub async fn token(
     request: FormRequest,
 ) -> Result<Response, ApiError> {
     let form = AuthenticatedForm::parse(&request.headers, &request.body, TOKEN_FIELDS)?;
-    let issued = issue_token(&state, &form)?;
+    let issued = issue_token(&state, &form, request.source)?;
     Ok(token_response(StatusCode::CREATED, &issued, "bearer"))
 }
 

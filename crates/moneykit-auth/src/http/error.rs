@@ -57,6 +57,10 @@ pub enum ApiError {
     RequestTimeout,
     /// The app has no webhook URL, so there is nowhere to send an event (400).
     WebhookNotConfigured,
+    /// Over a rate limit (429), with when to try again.
+    RateLimited(std::time::Duration),
+    /// An admin request named an app, client or event that does not exist (404).
+    UnknownObject(String),
     /// The service cannot serve this now (503), with the reason.
     Unavailable(&'static str),
     /// A bug or an unexpected failure (500); the cause is logged, never sent.
@@ -139,6 +143,12 @@ impl ApiError {
                 "api_error.request.timeout",
                 Some("invalid_request"),
             ),
+            UnknownObject(_) => (StatusCode::NOT_FOUND, "api_error.admin.not_found", None),
+            RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "api_error.rate_limit_exceeded",
+                None,
+            ),
             WebhookNotConfigured => (
                 StatusCode::BAD_REQUEST,
                 "api_error.webhooks.not_configured",
@@ -189,6 +199,11 @@ impl ApiError {
             PayloadTooLarge => "Request body too large".into(),
             HeadersTooLarge => "Request headers too large".into(),
             RequestTimeout => "Request took too long".into(),
+            UnknownObject(what) => format!("Not found: {what}"),
+            RateLimited(wait) => format!(
+                "Too many requests; try again in {} s",
+                retry_after_secs(*wait)
+            ),
             WebhookNotConfigured => "The app has no webhook URL; an operator sets one with \
                                      `moneykit-auth apps set-webhook`"
                 .into(),
@@ -241,6 +256,11 @@ impl ApiError {
     }
 }
 
+/// Whole seconds to wait, at least 1 (`Retry-After` has no fractions).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).expect("serializable");
@@ -266,6 +286,12 @@ impl IntoResponse for ApiError {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
+            );
+        }
+        if let ApiError::RateLimited(wait) = &self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(*wait)),
             );
         }
         response
@@ -300,6 +326,7 @@ impl ApiError {
             GrantError::UnsupportedGrantType(g) => ApiError::UnsupportedGrantType(g),
             GrantError::InvalidScope(why) => ApiError::InvalidScope(why),
             GrantError::NoSigningKey => ApiError::Unavailable("no signing key is active"),
+            GrantError::RateLimited(wait) => ApiError::RateLimited(wait),
             GrantError::TokenOfAnotherClient => {
                 ApiError::UnauthorizedClient("the token was not issued to this client")
             }

@@ -6,6 +6,7 @@
 //! common case, since every token request passes through here.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
@@ -299,13 +300,38 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
+/// Where a request came from, as the connection layer determined it (the TCP peer, or
+/// behind a proxy the configured header), put into every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl ClientAddr {
+    /// The client's address: `peer`, or when `trusted_header` is set (the server runs
+    /// behind a proxy that appends the client's address to it), that header's last value.
+    /// Only the last value is the proxy's own; earlier ones are whatever the client sent.
+    pub fn resolve(
+        headers: &HeaderMap,
+        peer: IpAddr,
+        trusted_header: Option<&header::HeaderName>,
+    ) -> Self {
+        let from_header = trusted_header
+            .and_then(|name| headers.get_all(name).iter().next_back())
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok());
+        ClientAddr(Some(from_header.unwrap_or(peer)))
+    }
+}
+
 /// A form request: its headers (moved out of the request, not cloned as axum's
-/// `HeaderMap` extractor does) and its body, read up to the body limit.
+/// `HeaderMap` extractor does), its body, read up to the body limit, and its source.
 pub struct FormRequest {
     /// The request headers.
     pub headers: HeaderMap,
     /// The body.
     pub body: axum::body::Bytes,
+    /// Where it came from, when known.
+    pub source: Option<IpAddr>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for FormRequest {
@@ -314,11 +340,16 @@ impl<S: Send + Sync> FromRequest<S> for FormRequest {
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         let (mut parts, body) = req.into_parts();
         let headers = std::mem::take(&mut parts.headers);
+        let source = parts.extensions.get::<ClientAddr>().and_then(|c| c.0);
         let req = axum::extract::Request::from_parts(parts, body);
         let body = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|rejection| ApiError::from_status(rejection.status()))?;
-        Ok(Self { headers, body })
+        Ok(Self {
+            headers,
+            body,
+            source,
+        })
     }
 }
 

@@ -17,6 +17,8 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::metrics::{Metrics, route_index};
+
 use super::error::ApiError;
 
 /// The request id header.
@@ -31,16 +33,19 @@ pub struct HygieneLayer {
     max_header_bytes: usize,
     timeout: Duration,
     ids: Arc<RequestIds>,
+    metrics: Arc<Metrics>,
 }
 
 impl HygieneLayer {
     /// Requests over `max_header_bytes` of headers get a 431; those taking longer than
     /// `timeout` a 408.
-    pub fn new(max_header_bytes: usize, timeout: Duration) -> Self {
+    /// Every request is counted in `metrics`.
+    pub fn new(max_header_bytes: usize, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             max_header_bytes,
             timeout,
             ids: Arc::new(RequestIds::new()),
+            metrics,
         }
     }
 }
@@ -77,6 +82,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let route = route_index(req.uri().path());
+        let metrics = self.settings.metrics.clone();
         let id = match req.headers().get(&REQUEST_ID) {
             Some(given) if !given.is_empty() && given.len() <= MAX_REQUEST_ID_LEN => given.clone(),
             _ => {
@@ -92,6 +100,7 @@ where
             .sum();
         if header_bytes > self.settings.max_header_bytes {
             let response = with_request_id(ApiError::HeadersTooLarge.into_response(), id);
+            metrics.record(route, response.status().as_u16(), started.elapsed());
             return Box::pin(std::future::ready(Ok(response)));
         }
 
@@ -111,16 +120,17 @@ where
         };
         Box::pin(
             async move {
-                let started = Instant::now();
                 let response = match tokio::time::timeout(timeout, inner.call(req)).await {
                     Ok(Ok(response)) => response,
                     Ok(Err(never)) => match never {},
                     Err(_) => ApiError::RequestTimeout.into_response(),
                 };
                 let response = json_error_body(response);
+                let elapsed = started.elapsed();
+                metrics.record(route, response.status().as_u16(), elapsed);
                 tracing::debug!(
                     status = response.status().as_u16(),
-                    micros = started.elapsed().as_micros() as u64,
+                    micros = elapsed.as_micros() as u64,
                     "response"
                 );
                 Ok(with_request_id(response, id))

@@ -7,6 +7,7 @@
 //!   `/openapi.json`; [`openapi`] generates the document.
 //! - [`webhooks`]: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
 //! - [`health`]: `/healthz/live`, `/healthz/ready`.
+//! - [`admin`]: the admin API and `/metrics`, on a separate listener.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - [`error`]: [`ApiError`], the one mapping from failure to response.
 //!
@@ -14,6 +15,7 @@
 //! errors, access log) around everything, and the body size cap (enforced where a
 //! handler reads the body, so the 413 it produces still gets the JSON error body).
 
+pub mod admin;
 pub mod auth;
 pub mod discovery;
 pub mod error;
@@ -58,6 +60,7 @@ impl Default for Limits {
 
 /// Builds the application router with its layers.
 pub fn router(state: AppState, limits: Limits) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/auth/token", post(auth::token))
         .route("/auth/introspect", get(auth::introspect))
@@ -83,5 +86,6 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(hygiene::HygieneLayer::new(
             limits.max_header_bytes,
             limits.request_timeout,
+            metrics,
         ))
 }

@@ -31,20 +31,25 @@ use crate::state::AppState;
         (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`.", body = GenerateAccessTokenResponse),
         (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, or two authentication methods), `unsupported_grant_type` or `invalid_scope`.", body = ErrorBody),
         (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
     ),
     security((), ("HTTPBasic" = [])),
 )]
 pub async fn token(
     State(state): State<AppState>,
-    FormRequest { headers, body }: FormRequest,
+    FormRequest {
+        headers,
+        body,
+        source,
+    }: FormRequest,
 ) -> Result<Response, ApiError> {
     let form = AuthenticatedForm::parse_single_method(&headers, &body, TOKEN_FIELDS)
         .map_err(ApiError::for_oauth2)?;
     if form.field("grant_type").is_none() {
         return Err(ApiError::missing_parameter("grant_type"));
     }
-    let issued = issue_token(&state, &form).map_err(ApiError::for_oauth2)?;
+    let issued = issue_token(&state, &form, source).map_err(ApiError::for_oauth2)?;
     Ok(token_response(StatusCode::OK, &issued, "Bearer"))
 }
 
@@ -79,17 +84,22 @@ fn authenticated_caller<'s, 'b>(
         (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise.", body = IntrospectionResponse),
         (status = 400, description = "`invalid_request` (no `token`).", body = ErrorBody),
         (status = 401, description = "`invalid_client`: the caller did not authenticate.", body = ErrorBody),
+        (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
     ),
     security((), ("HTTPBasic" = [])),
 )]
 pub async fn introspect(
     State(state): State<AppState>,
-    FormRequest { headers, body }: FormRequest,
+    FormRequest {
+        headers,
+        body,
+        source,
+    }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let snapshot = state.snapshot();
-    let engine = state.engine(&snapshot);
+    let engine = state.engine(&snapshot).from_source(source);
     let (_caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
     let token = form.field("token").unwrap_or_default();
     let body = match engine.authorize_bearer(token, now) {
@@ -125,6 +135,7 @@ pub async fn introspect(
         (status = 200, description = "Revoked, or nothing to revoke (an invalid or expired token: RFC 7009 §2.2). Empty body."),
         (status = 400, description = "`invalid_request` (no `token`) or `unauthorized_client` (the token belongs to another client).", body = ErrorBody),
         (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 503, description = "The revocation could not be recorded; retry.", body = ErrorBody),
     ),
@@ -132,12 +143,16 @@ pub async fn introspect(
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    FormRequest { headers, body }: FormRequest,
+    FormRequest {
+        headers,
+        body,
+        source,
+    }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let revocation = {
         let snapshot = state.snapshot();
-        let engine = state.engine(&snapshot);
+        let engine = state.engine(&snapshot).from_source(source);
         let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
         let token = form.field("token").unwrap_or_default();
         engine

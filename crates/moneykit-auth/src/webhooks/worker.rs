@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::target::{self, GuardedResolver};
 use super::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent, WebhookSettings, now_ms};
 use crate::domain::ids::random_bytes;
+use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
 use crate::store::Store;
 use moneykit_wire::webhook::{DELIVERY_ATTEMPT_HEADER, DELIVERY_TOKEN_HEADER, SIGNATURE_HEADER};
@@ -70,6 +71,7 @@ fn jitter() -> f64 {
 
 /// Delivers webhooks from the outbox.
 pub struct Worker {
+    metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     keys: Arc<SnapshotCell>,
     settings: WebhookSettings,
@@ -86,6 +88,7 @@ impl Worker {
         store: Arc<dyn Store>,
         keys: Arc<SnapshotCell>,
         settings: WebhookSettings,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
@@ -98,6 +101,7 @@ impl Worker {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
+            metrics,
             store,
             keys,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
@@ -186,6 +190,12 @@ impl Worker {
             },
         };
         let outcome = outcome_of(&self.settings, event, &response, now_ms(), jitter());
+        let counter = match outcome.status {
+            EventStatus::Delivered => &self.metrics.webhooks_delivered,
+            EventStatus::Pending => &self.metrics.webhooks_retried,
+            EventStatus::Failed => &self.metrics.webhooks_failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &outcome.status {
             EventStatus::Delivered => tracing::info!(
                 event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,

@@ -73,6 +73,8 @@ impl TestDb {
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub base: String,
+    /// The admin API's base URL, when the server was built with one.
+    pub admin_base: Option<String>,
     pub issuer: String,
     pub database_url: String,
     pub store: Arc<dyn Store>,
@@ -102,6 +104,8 @@ pub fn test_settings(db: &TestDb) -> ServeSettings {
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.master_secret = Some(TEST_SECRET.into());
     settings.refresh.poll_interval = Duration::from_millis(50);
+    // Tests ask for many tokens quickly; the limits suite sets its own budgets.
+    settings.rate_limits.issuance_per_client = moneykit_auth::ratelimit::Rate::UNLIMITED;
     settings
 }
 
@@ -124,6 +128,7 @@ pub async fn spawn_on(db: Arc<TestDb>, settings: ServeSettings) -> TestApp {
     let database_url = settings.database_url.clone();
     let app = Application::build(settings).await.expect("server builds");
     let base = format!("http://{}", app.local_addr());
+    let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
     let issuer = app.issuer().to_owned();
     let store = app.store();
     let cell = app.snapshot_cell();
@@ -134,6 +139,7 @@ pub async fn spawn_on(db: Arc<TestDb>, settings: ServeSettings) -> TestApp {
     }));
     TestApp {
         base,
+        admin_base,
         issuer,
         database_url,
         store,
@@ -273,6 +279,25 @@ pub fn cli(database_url: &str, args: &[&str]) -> Output {
         .expect("the CLI runs")
 }
 
+/// Points `app_id`'s webhooks at `url` through the CLI, allowing a loopback receiver over
+/// plain HTTP; returns the app as printed.
+pub fn set_webhook(database_url: &str, app_id: &str, url: &str) -> Value {
+    let app = cli_json(&cli(
+        database_url,
+        &[
+            "apps",
+            "set-webhook",
+            app_id,
+            url,
+            "--allow-http",
+            "--allow-private-targets",
+            "--json",
+        ],
+    ));
+    assert_eq!(app["webhook_url"], url);
+    app
+}
+
 /// The stdout of a CLI call that must succeed, parsed as JSON.
 pub fn cli_json(output: &Output) -> Value {
     assert!(
@@ -386,4 +411,73 @@ pub async fn assert_validation_failed(response: reqwest::Response) -> Value {
         Some("invalid_request"),
     )
     .await
+}
+
+/// The real `serve` binary as a separate process on `db`, for tests that need signals,
+/// `kill -9` or the server's own memory figures. Killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `serve` on a free port with the test secret and `args`, and waits until it
+    /// answers `/healthz/live`.
+    pub async fn start(database_url: &str, args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database-url", database_url])
+            .args(args)
+            .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(r) = http.get(server.url("/healthz/live")).send().await
+                && r.status() == 200
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not start");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server's resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGKILL, and wait.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

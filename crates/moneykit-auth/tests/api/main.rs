@@ -11,6 +11,8 @@ mod postgres;
 #[path = "../support/receiver.rs"]
 mod receiver;
 
+mod abuse;
+mod admin;
 mod cli;
 mod introspect;
 mod jwks;
@@ -19,5 +21,6 @@ mod limits;
 mod logs;
 mod oauth2;
 mod sdk;
+mod tls;
 mod token;
 mod webhooks;

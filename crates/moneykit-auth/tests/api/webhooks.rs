@@ -33,16 +33,7 @@ async fn app_with_webhook(app: &TestApp, url: &str) -> (String, String, String) 
 
 /// Points `app_id`'s webhooks at `url` through the CLI, allowing loopback over http.
 fn app_with_webhook_url(app: &TestApp, app_id: &str, url: &str) {
-    let out = cli_json(&app.cli(&[
-        "apps",
-        "set-webhook",
-        app_id,
-        url,
-        "--allow-http",
-        "--allow-private-targets",
-        "--json",
-    ]));
-    assert_eq!(out["webhook_url"], url);
+    set_webhook(&app.database_url, app_id, url);
 }
 
 async fn trigger(app: &TestApp, token: &str, link: &str, body: &Value) -> reqwest::Response {
@@ -447,44 +438,20 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
     let db = TestDb::new().await;
     let receiver = Receiver::start(&[]).await;
     receiver.failing.store(true, Ordering::SeqCst);
-    let serve = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", &db.url])
-            .args(["--webhooks-allow-http", "--webhooks-allow-private-targets"])
-            .args(["--webhook-retry-base", "200ms", "--webhook-timeout", "1s"])
-            .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        (child, format!("http://127.0.0.1:{port}"))
-    };
-    let (mut first, base) = serve();
-    let http = reqwest::Client::new();
-    wait_live(&http, &base).await;
+    let flags = [
+        "--webhooks-allow-http",
+        "--webhooks-allow-private-targets",
+        "--webhook-retry-base",
+        "200ms",
+        "--webhook-timeout",
+        "1s",
+    ];
+    let mut first = ServerProcess::start(&db.url, &flags).await;
     let app_id = cli_json(&cli(&db.url, &["apps", "create", "--name", "K", "--json"]))["app_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    cli_json(&cli(
-        &db.url,
-        &[
-            "apps",
-            "set-webhook",
-            &app_id,
-            &receiver.url,
-            "--allow-http",
-            "--allow-private-targets",
-            "--json",
-        ],
-    ));
+    set_webhook(&db.url, &app_id, &receiver.url);
     let mut tokens = std::collections::BTreeSet::new();
     for i in 0..20 {
         let queued = cli_json(&cli(
@@ -505,12 +472,10 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
     }
     // Attempts are being made and failing; kill the server mid-stream.
     receiver.wait_for(5, Duration::from_secs(10)).await;
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill(); // SIGKILL
 
     receiver.failing.store(false, Ordering::SeqCst);
-    let (mut second, base) = serve();
-    wait_live(&http, &base).await;
+    let _second = ServerProcess::start(&db.url, &flags).await;
     let limit = Duration::from_secs(30);
     wait_until(limit, || {
         let delivered: std::collections::BTreeSet<String> = receiver
@@ -532,18 +497,4 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
     })
     .await
     .expect("all 20 recorded as delivered; none lost");
-    second.kill().unwrap();
-    second.wait().unwrap();
-}
-
-async fn wait_live(http: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/healthz/live")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not start");
 }

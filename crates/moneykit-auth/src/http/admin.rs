@@ -1,0 +1,402 @@
+//! The admin HTTP API and Prometheus metrics, on their own listener (`--admin-listen`,
+//! off by default), behind an admin token (`MONEYKIT_AUTH_ADMIN_TOKEN`, sent as
+//! `Authorization: Bearer …`, compared in constant time). It does what the CLI does, with
+//! the same JSON shapes as the CLI's `--json` ([`crate::views`]) and the same admin
+//! functions ([`crate::admin`]), so the two cannot disagree.
+//!
+//! | | |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /admin/apps`, `POST /admin/apps` `{"name"}` | apps |
+//! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}`, `DELETE …` | webhook URL |
+//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","token_ttl"}` | clients |
+//! | `GET /admin/clients/{id}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
+//! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}` | signing keys |
+//! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::error::ApiError;
+use super::extract::bearer_token;
+use crate::admin::{self, AdminError, NewClient};
+use crate::keys::MasterKey;
+use crate::keys::lifecycle::KeySchedule;
+use crate::metrics::Metrics;
+use crate::snapshot::SnapshotCell;
+use crate::state::Health;
+use crate::store::Store;
+use crate::views;
+use crate::webhooks::target::TargetPolicy;
+use crate::webhooks::{EventStatus, payload};
+use moneykit_wire::ValidationError;
+
+/// Shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// What the admin API reaches.
+pub struct AdminState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// For `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// For key ages.
+    pub snapshot: Arc<SnapshotCell>,
+    /// For the readiness gauge.
+    pub health: Arc<Health>,
+    /// Seals keys created by `POST /admin/keys/rotate`.
+    pub master: MasterKey,
+    /// How long a rotated-in key is published before it signs.
+    pub key_activation_delay: time::Duration,
+    /// How long events queued here are retried.
+    pub webhook_retry_window: std::time::Duration,
+    /// Wakes this process's webhook worker.
+    pub webhook_waker: Arc<tokio::sync::Notify>,
+    /// SHA-256 of the admin token.
+    pub token_digest: [u8; 32],
+}
+
+/// Why the admin API cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--admin-listen needs MONEYKIT_AUTH_ADMIN_TOKEN, at least {MIN_ADMIN_TOKEN_LEN} characters (for example: openssl rand -base64 32)"
+)]
+pub struct AdminTokenMissing;
+
+/// The token's digest, if it is long enough to be one.
+pub fn token_digest(token: Option<&str>) -> Result<[u8; 32], AdminTokenMissing> {
+    match token {
+        Some(t) if t.len() >= MIN_ADMIN_TOKEN_LEN => {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(digest(&SHA256, t.as_bytes()).as_ref());
+            Ok(out)
+        }
+        _ => Err(AdminTokenMissing),
+    }
+}
+
+/// The admin router.
+pub fn router(state: Arc<AdminState>) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/admin/apps", get(list_apps).post(create_app))
+        .route(
+            "/admin/apps/{id}/webhook",
+            put(set_webhook).delete(clear_webhook),
+        )
+        .route("/admin/clients", get(list_clients).post(create_client))
+        .route("/admin/clients/{id}", get(show_client))
+        .route("/admin/clients/{id}/disable", post(disable_client))
+        .route("/admin/clients/{id}/enable", post(enable_client))
+        .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
+        .route("/admin/keys", get(list_keys))
+        .route("/admin/keys/rotate", post(rotate_key))
+        .route("/admin/webhooks", get(list_events).post(send_event))
+        .route("/admin/webhooks/{id}/retry", post(retry_event))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let presented = bearer_token(req.headers())
+        .map(|t| digest(&SHA256, t.as_bytes()))
+        .ok();
+    let ok = presented.is_some_and(|d| bool::from(d.as_ref().ct_eq(&state.token_digest)));
+    if !ok {
+        return ApiError::InvalidToken.into_response();
+    }
+    next.run(req).await
+}
+
+/// An admin failure as an HTTP error.
+struct Failure(ApiError);
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        Failure(match e {
+            AdminError::UnknownApp(_)
+            | AdminError::UnknownClient(_)
+            | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
+            AdminError::Invalid(why) => invalid(&why),
+            AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
+            AdminError::Store(error) => {
+                tracing::error!(%error, "admin API: database");
+                ApiError::Unavailable("the database cannot be reached")
+            }
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        AdminError::from(e).into()
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+fn invalid(why: &str) -> ApiError {
+    ApiError::Validation(vec![ValidationError::new(&["body"], why, "value_error")])
+}
+
+type Reply = Result<Response, Failure>;
+
+fn ok(status: StatusCode, value: Value) -> Reply {
+    Ok((status, Json(value)).into_response())
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let keys = state.snapshot.load().key_ages(OffsetDateTime::now_utc());
+    let body = state.metrics.render(&keys, state.health.store_reachable());
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct NewApp {
+    name: String,
+}
+
+async fn list_apps(State(state): State<Arc<AdminState>>) -> Reply {
+    let apps = state.store.list_apps().await?;
+    ok(
+        StatusCode::OK,
+        Value::from_iter(apps.iter().map(views::app_json)),
+    )
+}
+
+async fn create_app(State(state): State<Arc<AdminState>>, Json(new): Json<NewApp>) -> Reply {
+    let app = admin::create_app(state.store.as_ref(), &new.name).await?;
+    ok(StatusCode::CREATED, views::app_json(&app))
+}
+
+#[derive(Deserialize)]
+struct WebhookTarget {
+    url: String,
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    allow_private_targets: bool,
+}
+
+async fn set_webhook(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Json(target): Json<WebhookTarget>,
+) -> Reply {
+    let policy = TargetPolicy {
+        allow_http: target.allow_http,
+        allow_private_targets: target.allow_private_targets,
+    };
+    let app = admin::set_app_webhook(state.store.as_ref(), &id, Some(&target.url), policy).await?;
+    ok(StatusCode::OK, views::app_json(&app))
+}
+
+async fn clear_webhook(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    let app =
+        admin::set_app_webhook(state.store.as_ref(), &id, None, TargetPolicy::default()).await?;
+    ok(StatusCode::OK, views::app_json(&app))
+}
+
+#[derive(Deserialize)]
+struct ClientFilter {
+    app: Option<String>,
+}
+
+async fn list_clients(
+    State(state): State<Arc<AdminState>>,
+    Query(filter): Query<ClientFilter>,
+) -> Reply {
+    let clients = state.store.list_clients(filter.app.as_deref()).await?;
+    ok(
+        StatusCode::OK,
+        Value::from_iter(clients.iter().map(views::client_json)),
+    )
+}
+
+#[derive(Deserialize)]
+struct CreateClient {
+    app_id: String,
+    #[serde(default = "default_client_name")]
+    name: String,
+    #[serde(default)]
+    scope: String,
+    token_ttl: Option<u64>,
+}
+
+fn default_client_name() -> String {
+    "client".into()
+}
+
+async fn create_client(
+    State(state): State<Arc<AdminState>>,
+    Json(new): Json<CreateClient>,
+) -> Reply {
+    let new = NewClient {
+        app_id: new.app_id,
+        name: new.name,
+        scope: new.scope,
+        token_ttl_secs: new.token_ttl,
+    };
+    let (client, secret) = admin::create_client(state.store.as_ref(), &new).await?;
+    ok(
+        StatusCode::CREATED,
+        views::client_secret_json(&client, &secret),
+    )
+}
+
+async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    let client = state
+        .store
+        .get_client(&id)
+        .await?
+        .ok_or(AdminError::UnknownClient(id))?;
+    ok(StatusCode::OK, views::client_json(&client))
+}
+
+#[derive(Deserialize, Default)]
+struct DisableAt {
+    at: Option<String>,
+}
+
+async fn disable_client(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    body: Option<Json<DisableAt>>,
+) -> Reply {
+    let at = body
+        .and_then(|Json(b)| b.at)
+        .map(|text| {
+            OffsetDateTime::parse(&text, &Rfc3339)
+                .map_err(|_| Failure(invalid("at must be an RFC 3339 time")))
+        })
+        .transpose()?;
+    let client = admin::disable_client(state.store.as_ref(), &id, at).await?;
+    ok(StatusCode::OK, views::client_json(&client))
+}
+
+async fn enable_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    let client = admin::enable_client(state.store.as_ref(), &id).await?;
+    ok(StatusCode::OK, views::client_json(&client))
+}
+
+async fn rotate_secret(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    let (client, secret) = admin::rotate_client_secret(state.store.as_ref(), &id).await?;
+    ok(StatusCode::OK, views::client_secret_json(&client, &secret))
+}
+
+async fn list_keys(State(state): State<Arc<AdminState>>) -> Reply {
+    let keys = state.store.list_keys().await?;
+    let now = OffsetDateTime::now_utc();
+    let schedule = KeySchedule::new(&keys);
+    ok(
+        StatusCode::OK,
+        Value::from_iter(schedule.keys().iter().map(|k| views::key_json(k, now))),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct RotateKey {
+    #[serde(default)]
+    now: bool,
+}
+
+async fn rotate_key(State(state): State<Arc<AdminState>>, body: Option<Json<RotateKey>>) -> Reply {
+    let now = body.map(|Json(b)| b.now).unwrap_or_default();
+    let rotation = admin::rotate_key(
+        state.store.as_ref(),
+        &state.master,
+        state.key_activation_delay,
+        now,
+    )
+    .await?;
+    ok(StatusCode::OK, views::rotation_json(&rotation))
+}
+
+#[derive(Deserialize)]
+struct EventFilter {
+    app: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_events(
+    State(state): State<Arc<AdminState>>,
+    Query(filter): Query<EventFilter>,
+) -> Reply {
+    let status = match filter.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            EventStatus::parse(s)
+                .ok_or_else(|| Failure(invalid("status is pending, delivered or failed")))?,
+        ),
+    };
+    let limit = filter.limit.unwrap_or(100).min(1000);
+    let events = state
+        .store
+        .list_webhook_events(filter.app.as_deref(), status, limit)
+        .await?;
+    ok(
+        StatusCode::OK,
+        Value::from_iter(events.iter().map(views::event_json)),
+    )
+}
+
+#[derive(Deserialize)]
+struct SendEvent {
+    app_id: String,
+    event: String,
+    #[serde(default = "empty_object")]
+    data: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+async fn send_event(State(state): State<Arc<AdminState>>, Json(send): Json<SendEvent>) -> Reply {
+    let body = payload::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
+        .map_err(|e| Failure(invalid(&e.to_string())))?;
+    let event = admin::queue_webhook_event(
+        state.store.as_ref(),
+        &send.app_id,
+        &send.event,
+        body,
+        state.webhook_retry_window,
+    )
+    .await?;
+    state.webhook_waker.notify_one();
+    ok(StatusCode::CREATED, views::event_json(&event))
+}
+
+async fn retry_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    let event =
+        admin::retry_webhook_event(state.store.as_ref(), &id, state.webhook_retry_window).await?;
+    state.webhook_waker.notify_one();
+    ok(StatusCode::OK, views::event_json(&event))
+}

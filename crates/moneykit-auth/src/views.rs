@@ -1,0 +1,108 @@
+//! JSON views of apps, clients, keys and webhook events: one shape for the CLI's `--json`
+//! output and the admin HTTP API, so the two cannot drift apart.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::domain::clients::{App, Client};
+use crate::domain::secrets::ClientSecret;
+use crate::keys::lifecycle::ScheduledKey;
+use crate::webhooks::{EventStatus, WebhookEvent};
+
+/// RFC 3339, the one time format of the CLI and the API.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("valid RFC 3339 time")
+}
+
+/// An app as the CLI shows it.
+pub fn app_json(app: &App) -> Value {
+    json!({
+        "app_id": app.id,
+        "name": app.name,
+        "created_at": rfc3339(app.created_at),
+        "webhook_url": app.webhook_url,
+    })
+}
+
+/// A client's state in one word.
+pub fn client_status(client: &Client, now: OffsetDateTime) -> &'static str {
+    match client.disabled_at {
+        None => "enabled",
+        Some(_) if client.is_disabled(now) => "disabled",
+        Some(_) => "disable_scheduled",
+    }
+}
+
+/// A client as the CLI shows it (never with a secret).
+pub fn client_json(client: &Client) -> Value {
+    json!({
+        "client_id": client.id,
+        "app_id": client.app_id,
+        "name": client.name,
+        "scope": client.scopes.to_string(),
+        "token_ttl": client.token_ttl_secs,
+        "created_at": rfc3339(client.created_at),
+        "disabled_at": client.disabled_at.map(rfc3339),
+        "status": client_status(client, OffsetDateTime::now_utc()),
+    })
+}
+
+/// A client with its new secret, shown once (`clients create`, `clients rotate-secret`).
+pub fn client_secret_json(client: &Client, secret: &ClientSecret) -> Value {
+    json!({
+        "client_id": client.id,
+        "client_secret": secret.expose(),
+        "app_id": client.app_id,
+        "name": client.name,
+        "scope": client.scopes.to_string(),
+        "token_ttl": client.token_ttl_secs,
+    })
+}
+
+/// A signing key and where it is in its life at `now`.
+pub fn key_json(k: &ScheduledKey<'_>, now: OffsetDateTime) -> Value {
+    json!({
+        "kid": k.record.kid,
+        "status": k.status(now),
+        "created_at": rfc3339(k.record.created_at),
+        "activates_at": rfc3339(k.record.activates_at),
+        "retires_at": k.retires_at.map(rfc3339),
+        "unpublished_at": k.unpublished_at().map(rfc3339),
+    })
+}
+
+/// Unix milliseconds as RFC 3339.
+pub fn time_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(rfc3339)
+        .unwrap_or_default()
+}
+
+/// A webhook event (never its body).
+pub fn event_json(e: &WebhookEvent) -> Value {
+    json!({
+        "event_id": e.id,
+        "app_id": e.app_id,
+        "event": e.event,
+        "status": e.status.as_str(),
+        "attempts": e.attempts,
+        "last_status": e.last_status,
+        "last_error": e.last_error,
+        "delivery_token": e.delivery_token,
+        "created_at": time_ms(e.created_ms),
+        "next_attempt_at": (e.status == EventStatus::Pending).then(|| time_ms(e.next_attempt_ms)),
+        "finished_at": e.finished_ms.map(time_ms),
+    })
+}
+
+/// The outcome of a key rotation: `{"result","kid","activates_at"}`.
+pub fn rotation_json(rotation: &crate::admin::Rotation) -> Value {
+    use crate::admin::Rotation;
+    let (result, key) = match rotation {
+        Rotation::Published(k) => ("published", k),
+        Rotation::AlreadyPending(k) => ("already_pending", k),
+        Rotation::ActivatedPending(k) => ("activated", k),
+    };
+    json!({ "result": result, "kid": key.kid, "activates_at": rfc3339(key.activates_at) })
+}

@@ -1,0 +1,257 @@
+//! The admin HTTP API and `/metrics`: everything the CLI does, behind the admin token, on
+//! its own listener.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+
+async fn admin_app() -> TestApp {
+    spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let url = format!("{}{path}", app.admin_base.as_ref().unwrap());
+    let mut req = app
+        .http
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_its_token() {
+    let app = admin_app().await;
+    let base = app.admin_base.clone().unwrap();
+    for path in ["/admin/apps", "/metrics"] {
+        let none = app.http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_invalid_token(none).await;
+        let wrong = app
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth("admin-token-for-tests-0123456789abcdeX")
+            .send()
+            .await
+            .unwrap();
+        assert_invalid_token(wrong).await;
+    }
+    // The admin API is not on the public listener.
+    let public = app
+        .http
+        .get(app.url("/admin/apps"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.admin_token = Some("short".into());
+    let error = moneykit_auth::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("refuses a short token")
+        .to_string();
+    assert!(error.contains("MONEYKIT_AUTH_ADMIN_TOKEN"), "{error}");
+}
+
+#[tokio::test]
+async fn the_admin_api_does_what_the_cli_does() {
+    let app = admin_app().await;
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/admin/apps",
+        Some(json!({"name": "Admin App"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let app_id = created["app_id"].as_str().unwrap().to_owned();
+    let (status, client) = call(
+        &app,
+        "POST",
+        "/admin/clients",
+        Some(json!({"app_id": app_id, "name": "api", "scope": "accounts:read"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+    app.synced().await;
+    app.token(&id, &secret, None).await;
+
+    let (status, shown) = call(&app, "GET", &format!("/admin/clients/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["status"], "enabled");
+    assert!(shown.get("client_secret").is_none(), "never shown again");
+    let (status, listed) = call(&app, "GET", &format!("/admin/clients?app={app_id}"), None).await;
+    assert_eq!((status, listed.as_array().unwrap().len()), (200, 1));
+
+    let (status, disabled) =
+        call(&app, "POST", &format!("/admin/clients/{id}/disable"), None).await;
+    assert_eq!(
+        (status, disabled["status"].as_str()),
+        (200, Some("disabled"))
+    );
+    app.synced().await;
+    let body = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &id),
+        ("client_secret", &secret),
+    ]);
+    assert_invalid_client(app.post_token(&body, None).await).await;
+    call(&app, "POST", &format!("/admin/clients/{id}/enable"), None).await;
+    let (_, rotated) = call(
+        &app,
+        "POST",
+        &format!("/admin/clients/{id}/rotate-secret"),
+        None,
+    )
+    .await;
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    app.synced().await;
+    app.token(&id, &new_secret, None).await;
+
+    let (status, missing) = call(&app, "GET", "/admin/clients/live_nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error_code"], "api_error.admin.not_found");
+    let (status, bad) = call(
+        &app,
+        "POST",
+        "/admin/clients",
+        Some(json!({"app_id": app_id, "scope": "bad\"scope"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+
+    let (status, keys) = call(&app, "GET", "/admin/keys", None).await;
+    assert_eq!((status, keys.as_array().unwrap().len()), (200, 1));
+    let (status, rotation) = call(
+        &app,
+        "POST",
+        "/admin/keys/rotate",
+        Some(json!({"now": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, rotation["result"].as_str()),
+        (200, Some("published"))
+    );
+    app.synced().await;
+    assert_eq!(app.jwks().await.keys.len(), 2);
+
+    // Webhooks: refused without a URL, queued with one.
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/admin/webhooks",
+        Some(json!({"app_id": app_id, "event": "x.y"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, refused) = call(
+        &app,
+        "PUT",
+        &format!("/admin/apps/{app_id}/webhook"),
+        Some(json!({"url": "http://127.0.0.1:9/h"})),
+    )
+    .await;
+    assert_eq!(status, 422, "the SSRF guard applies here too: {refused}");
+    let (status, set) = call(
+        &app,
+        "PUT",
+        &format!("/admin/apps/{app_id}/webhook"),
+        Some(json!({"url": "http://127.0.0.1:9/h", "allow_http": true, "allow_private_targets": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, set["webhook_url"].as_str()),
+        (200, Some("http://127.0.0.1:9/h"))
+    );
+    let (status, queued) = call(
+        &app,
+        "POST",
+        "/admin/webhooks",
+        Some(json!({"app_id": app_id, "event": "invoice.paid", "data": {"n": 1}})),
+    )
+    .await;
+    assert_eq!((status, queued["status"].as_str()), (201, Some("pending")));
+    let (status, events) = call(&app, "GET", &format!("/admin/webhooks?app={app_id}"), None).await;
+    assert_eq!((status, events.as_array().unwrap().len()), (200, 1));
+    let (status, _) = call(
+        &app,
+        "DELETE",
+        &format!("/admin/apps/{app_id}/webhook"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_and_key_ages() {
+    let app = admin_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    for _ in 0..3 {
+        app.token(&client.id, &secret, None).await;
+    }
+    let body = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", &client.id),
+        ("client_secret", "mks_wrong"),
+    ]);
+    assert_eq!(app.post_token(&body, None).await.status(), 401);
+    app.http.get(app.url("/no/such/path")).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.admin_base.as_ref().unwrap()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"moneykit_auth_requests_total{route="/auth/token",status="201"} 3"#,
+        r#"moneykit_auth_requests_total{route="/auth/token",status="401"} 1"#,
+        r#"moneykit_auth_requests_total{route="other",status="404"} 1"#,
+        "moneykit_auth_tokens_issued_total 3",
+        "moneykit_auth_client_auth_failures_total 1",
+        "moneykit_auth_rate_limited_total 0",
+        r#"moneykit_auth_request_duration_seconds_count{route="/auth/token"} 4"#,
+        "moneykit_auth_ready 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(
+        text.contains(r#"moneykit_auth_signing_key_age_seconds{kid="key_"#),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "no secrets in metrics");
+}

@@ -1,0 +1,14 @@
+//! The token form parser: any body must parse or be refused with an error, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use moneykit_auth::http::extract::{TOKEN_FIELDS, parse_form};
+
+fuzz_target!(|body: &[u8]| {
+    if let Ok(form) = parse_form(body, TOKEN_FIELDS) {
+        // Every field that parsed is one of the known names, and reading it back works.
+        for name in TOKEN_FIELDS {
+            let _ = form.get(name);
+        }
+    }
+});
