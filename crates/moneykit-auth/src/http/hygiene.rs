@@ -24,6 +24,16 @@ use super::error::ApiError;
 /// The request id header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request id of a request that passed this layer (it sets one on every request), for
+/// handlers' own log lines: the per-request span that carries it exists only at debug
+/// level, where its cost is acceptable.
+pub fn request_id(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
+
 /// Longest caller-supplied request id that is echoed; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use super::auth::{issue_token, no_store, token_response};
 use super::error::ApiError;
 use super::extract::{AuthenticatedForm, FormRequest, TOKEN_FIELDS, TOKEN_HINT_FIELDS};
+use super::hygiene::request_id;
 use crate::domain::grant::Engine;
 use crate::snapshot::ClientEntry;
 use crate::state::AppState;
@@ -168,7 +169,7 @@ pub async fn revoke(
                 // Logged once per outage, like the refresh's own failures: the background
                 // refresh logs (and marks ready again) when the database is back.
                 if state.health.set_store_reachable(false) {
-                    tracing::error!(%error, "cannot record a revocation; database unreachable");
+                    tracing::error!(%error, request_id = request_id(&headers), "cannot record a revocation; database unreachable");
                 } else {
                     tracing::debug!(%error, "cannot record a revocation");
                 }
@@ -176,7 +177,12 @@ pub async fn revoke(
             })?;
         state.revocations.apply(std::slice::from_ref(&revoked));
         state.metrics.tokens_revoked.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(client_id = %revoked.client_id, jti = %revoked.jti, "token revoked");
+        tracing::info!(
+            request_id = request_id(&headers),
+            client_id = %revoked.client_id,
+            jti = %revoked.jti,
+            "token revoked"
+        );
     }
     let mut response = StatusCode::OK.into_response();
     no_store(&mut response);

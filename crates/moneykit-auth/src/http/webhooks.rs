@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::extract::{Bearer, MoneyKitVersion};
+use super::hygiene::request_id;
 use super::openapi::MoneyKitVersionHeader;
 use crate::admin::{self, AdminError};
 use crate::state::AppState;
@@ -54,6 +55,7 @@ pub async fn test_link_event(
     _version: MoneyKitVersion,
     Path(link_id): Path<String>,
     Bearer(token): Bearer,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let app_id = {
@@ -92,12 +94,18 @@ pub async fn test_link_event(
     .map_err(|e| match e {
         AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
         error => {
-            tracing::error!(%error, "cannot queue a test webhook");
+            tracing::error!(%error, request_id = request_id(&headers), "cannot queue a test webhook");
             ApiError::Unavailable("the event could not be queued")
         }
     })?;
     state.webhook_waker.notify_one();
-    tracing::info!(app_id = %event.app_id, event_id = %event.id, event = event_name, "test webhook queued");
+    tracing::info!(
+        request_id = request_id(&headers),
+        app_id = %event.app_id,
+        event_id = %event.id,
+        event = event_name,
+        "test webhook queued"
+    );
     Ok(Json(WebhookTestLinkResponse {
         webhook_idempotency_key: key,
         event_id: event.id,
