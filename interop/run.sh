@@ -5,7 +5,8 @@
 #   INTEROP_ONLY="authlib pyjwt" interop/run.sh   (a subset: rust-oauth2 authlib pyjwt
 #                                                 moneykit-sdk webhooks schemathesis)
 #
-# Starts its own server on a free loopback port with a throwaway SQLite database, creates an app
+# Starts its own server on a free loopback port with a throwaway SQLite database (or the empty
+# database INTEROP_DATABASE_URL names), creates an app
 # and two clients with the CLI, runs every suite against it and ends with one line,
 # `N passed, N failed`, the totals over all suites. Exits non-zero if anything failed.
 # See interop/README.md for what each suite covers.
@@ -58,17 +59,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 export MONEYKIT_AUTH_SECRET="interop-$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
-export MONEYKIT_AUTH_DATABASE_URL="sqlite://$WORK/db.sqlite"
+# INTEROP_DATABASE_URL runs the suites on another database (an empty PostgreSQL one, say).
+export MONEYKIT_AUTH_DATABASE_URL="${INTEROP_DATABASE_URL:-sqlite://$WORK/db.sqlite}"
 export RUST_LOG="${RUST_LOG:-info}"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export BASE_URL="http://127.0.0.1:$PORT"
 
 log "starting $BIN serve on $BASE_URL"
 # Webhooks go to a receiver the webhooks suite starts on loopback, over plain HTTP.
-# The suites ask for many tokens quickly with one client: lift the per-client token rate
-# (the failed-authentication budgets stay at their defaults).
+# Rate limits stay at their defaults: the suites are well-behaved clients.
 "$BIN" serve --listen "127.0.0.1:$PORT" --webhooks-allow-http --webhooks-allow-private-targets \
-  --webhook-retry-base 200ms --token-rate-per-client 0 >"$WORK/server.log" 2>&1 &
+  --webhook-retry-base 200ms >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 # http_status URL [USER:PASS]: the status of a GET, or of a client_credentials POST when
 # credentials are given; 000 when nothing answers. (Python, so that curl is not required.)

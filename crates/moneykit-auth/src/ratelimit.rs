@@ -67,9 +67,10 @@ pub struct RateLimitSettings {
 impl Default for RateLimitSettings {
     fn default() -> Self {
         Self {
+            // PRODUCT.md §2: defaults never touch a well-behaved client (≥ 1000 tokens/s).
             issuance_per_client: Rate {
-                per_second: 20.0,
-                burst: 100.0,
+                per_second: 1000.0,
+                burst: 2000.0,
             },
             failures_per_address: Rate::per(60, Duration::from_secs(60)),
             failures_per_client: Rate::per(20, Duration::from_secs(60)),

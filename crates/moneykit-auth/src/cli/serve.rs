@@ -74,14 +74,14 @@ pub(super) struct ServeArgs {
     #[arg(
         long,
         env = "MONEYKIT_AUTH_TOKEN_RATE_PER_CLIENT",
-        default_value_t = 20.0
+        default_value_t = 1000.0
     )]
     token_rate_per_client: f64,
     /// Tokens one client may be issued at once after a quiet period.
     #[arg(
         long,
         env = "MONEYKIT_AUTH_TOKEN_BURST_PER_CLIENT",
-        default_value_t = 100.0
+        default_value_t = 2000.0
     )]
     token_burst_per_client: f64,
     /// Failed client authentications one source address may make per minute; past it,
