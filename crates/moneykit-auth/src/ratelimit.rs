@@ -16,6 +16,7 @@
 //! then the oldest. So an attacker cycling through random client ids or addresses cannot
 //! grow memory, and the cost on the hot path is one hash and one uncontended lock.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
@@ -119,24 +120,33 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Bucket>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, Bucket>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// Spends one token of `key`'s bucket; `Err(wait)` when empty, with how long until
-    /// one is back.
-    pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
+    /// one is back. A borrowed key (`&str` for `String` keys) is copied only the first
+    /// time it is seen, so a known client costs no allocation.
+    pub fn take<Q>(&self, key: &Q, now: Instant) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if self.rate.is_unlimited() {
             return Ok(());
         }
         let mut shard = self.shard(key).lock().expect("not poisoned");
-        if !shard.contains_key(key) && shard.len() >= self.per_shard {
-            self.make_room(&mut shard, now);
+        if !shard.contains_key(key) {
+            if shard.len() >= self.per_shard {
+                self.make_room(&mut shard, now);
+            }
+            let fresh = Bucket {
+                tokens: self.rate.burst,
+                updated: now,
+            };
+            shard.insert(key.to_owned(), fresh);
         }
-        let bucket = shard.entry(key.clone()).or_insert(Bucket {
-            tokens: self.rate.burst,
-            updated: now,
-        });
+        let bucket = shard.get_mut(key).expect("just ensured");
         bucket.refill(self.rate, now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -223,8 +233,11 @@ impl RateLimits {
         let now = Instant::now();
         let by_address = source.map_or(Ok(()), |ip| self.failures_by_address.take(&ip, now));
         // Client ids are attacker-chosen: bound what is kept of them.
-        let id: String = client_id.chars().take(64).collect();
-        let by_client = self.failures_by_client.take(&id, now);
+        let end = client_id
+            .char_indices()
+            .nth(64)
+            .map_or(client_id.len(), |(i, _)| i);
+        let by_client = self.failures_by_client.take(&client_id[..end], now);
         match (by_address, by_client) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(a), Err(b)) => Err(Limited {
@@ -238,17 +251,8 @@ impl RateLimits {
     /// issuance budget.
     pub fn take_issuance(&self, client_id: &str) -> Result<(), Limited> {
         self.issuance
-            .take(&client_id.to_owned(), Instant::now())
+            .take(client_id, Instant::now())
             .map_err(|retry_after| Limited { retry_after })
-    }
-
-    /// Keys tracked by each limiter (issuance, failures by address, by client).
-    pub fn tracked(&self) -> (usize, usize, usize) {
-        (
-            self.issuance.tracked(),
-            self.failures_by_address.tracked(),
-            self.failures_by_client.tracked(),
-        )
     }
 }
 

@@ -39,6 +39,14 @@ pub enum WebhookLinkTestEvent {
 }
 
 impl WebhookLinkTestEvent {
+    /// Every test event.
+    pub const ALL: [Self; 4] = [
+        Self::LinkStateChanged,
+        Self::TransactionsUpdatesAvailable,
+        Self::ProductStateChanged,
+        Self::LinkProductRefresh,
+    ];
+
     /// The event's name, as it appears in `webhook_event`.
     pub fn as_str(self) -> &'static str {
         match self {

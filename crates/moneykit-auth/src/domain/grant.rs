@@ -112,26 +112,20 @@ impl<'a> Engine<'a> {
     ) -> Result<&'a ClientEntry, GrantError> {
         let limited = |l: Limited| GrantError::RateLimited(l.retry_after);
         self.limits.check_source(self.source).map_err(limited)?;
-        let entry = self.snapshot.client(credentials.client_id);
-        let valid = match entry {
-            Some(entry) => {
-                entry.client.secret_hash.verify(credentials.client_secret)
-                    && !entry.client.is_disabled(now)
+        match self.snapshot.client(credentials.client_id) {
+            Some(entry)
+                if entry.client.secret_hash.verify(credentials.client_secret)
+                    && !entry.client.is_disabled(now) =>
+            {
+                return Ok(entry);
             }
-            None => {
-                SecretHash::verify_against_nothing(credentials.client_secret);
-                false
-            }
-        };
-        match entry {
-            Some(entry) if valid => Ok(entry),
-            _ => {
-                self.limits
-                    .record_failure(self.source, credentials.client_id)
-                    .map_err(limited)?;
-                Err(GrantError::InvalidClient)
-            }
+            Some(_) => {}
+            None => SecretHash::verify_against_nothing(credentials.client_secret),
         }
+        self.limits
+            .record_failure(self.source, credentials.client_id)
+            .map_err(limited)?;
+        Err(GrantError::InvalidClient)
     }
 
     /// Runs the client-credentials grant and signs a token.

@@ -183,8 +183,9 @@ impl Worker {
             Some(url) => match self.endpoint_slot(url).await {
                 Some(_slot) => self.send(event, url).await,
                 None => {
-                    // The endpoint is busy beyond what the lease leaves time for: hand
-                    // the attempt back instead of holding it.
+                    // The endpoint is busy beyond what the lease leaves time for: record
+                    // this attempt as failed (it backs off like any other) rather than
+                    // send after the lease has run out and race another worker.
                     Err("endpoint busy: concurrency limit reached".to_owned())
                 }
             },

@@ -139,27 +139,26 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-async fn token_status(http: &reqwest::Client, r: &Replica, id: &str, secret: &str) -> u16 {
+/// A client-credentials request to replica `r`, with HTTP Basic.
+fn token_request(
+    http: &reqwest::Client,
+    r: &Replica,
+    id: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
     http.post(r.url("/auth/token"))
         .header("authorization", basic(id, secret))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+}
+
+async fn token_status(http: &reqwest::Client, r: &Replica, id: &str, secret: &str) -> u16 {
+    let response = token_request(http, r, id, secret).send().await.unwrap();
+    response.status().as_u16()
 }
 
 async fn token(http: &reqwest::Client, r: &Replica, id: &str, secret: &str) -> String {
-    let response = http
-        .post(r.url("/auth/token"))
-        .header("authorization", basic(id, secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap();
+    let response = token_request(http, r, id, secret).send().await.unwrap();
     assert_eq!(response.status(), 201, "token from replica {}", r.name);
     let body: Value = response.json().await.unwrap();
     body["access_token"].as_str().unwrap().to_owned()
