@@ -86,8 +86,14 @@ impl ServeSettings {
 /// Limits applied per connection, before a request reaches the router.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
-    /// Longest time a client may take to send its request headers (slowloris defence).
+    /// Longest time a client may take to send a request head: the first within this
+    /// long of connecting, every later one within this long of its first byte (slowloris
+    /// defence).
     pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may wait for its next request. Longer than the
+    /// idle timeout of load balancers in front (AWS ALB: 60 s), so they never reuse a
+    /// connection the server is closing. Zero: one request per connection.
+    pub keep_alive_timeout: Duration,
     /// Hard cap on the request head (request line + headers) a connection buffers; beyond
     /// it the HTTP layer answers a bare 431. The router's own, lower cap
     /// ([`Limits::max_header_bytes`]) answers first, with the JSON body.
@@ -105,6 +111,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(75),
             max_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             client_ip_header: None,

@@ -24,6 +24,7 @@ use crate::config::{
 };
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
+use crate::http::connection::{HeadDeadline, RequestCount};
 use crate::http::{self, admin as admin_api, extract::ClientAddr};
 use crate::ratelimit::RateLimits;
 use crate::snapshot::TokenSettings;
@@ -268,13 +269,16 @@ impl Application {
                 .run(stop_rx, self.connection.shutdown_grace),
         );
 
+        let keep_alive = self.connection.keep_alive_timeout;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.connection.header_read_timeout)
+            // hyper's one timer also runs while a connection idles between requests, so
+            // it is the keep-alive timeout; `HeadDeadline` bounds the request heads.
+            .header_read_timeout(keep_alive.max(self.connection.header_read_timeout))
             .max_buf_size(self.connection.max_header_bytes.max(8192))
-            .keep_alive(true);
+            .keep_alive(!keep_alive.is_zero());
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -310,34 +314,44 @@ impl Application {
             };
             let _ = stream.set_nodelay(true);
             let ip_header = ip_header.clone();
-            let router = self.router.clone().map_request(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let requests = Arc::new(RequestCount::default());
+            let (heads, responses) = (requests.clone(), requests.clone());
+            let router = self
+                .router
+                .clone()
+                .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    heads.head_received();
                     let source =
                         ClientAddr::resolve(request.headers(), peer.ip(), ip_header.as_ref());
                     request.extensions_mut().insert(source);
                     request
-                },
-            );
+                })
+                .map_response(move |response| {
+                    responses.response_ready();
+                    response
+                });
             let service = TowerToHyperService::new(router);
             let watcher = graceful.watcher();
             let builder = builder.clone();
             let tls = self.tls.as_ref().map(|t| t.current());
-            let handshake_timeout = self.connection.header_read_timeout;
+            let header_timeout = self.connection.header_read_timeout;
             tokio::spawn(async move {
                 // Client resets and timeouts end connections; nothing to report.
                 match tls {
                     None => {
-                        let io = TokioIo::new(stream);
+                        let io = TokioIo::new(HeadDeadline::new(stream, requests, header_timeout));
                         let connection = builder.serve_connection(io, service).into_owned();
                         let _ = watcher.watch(connection).await;
                     }
                     Some(config) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(config);
                         let handshake =
-                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                            tokio::time::timeout(header_timeout, acceptor.accept(stream));
                         if let Ok(Ok(stream)) = handshake.await {
-                            let io = TokioIo::new(stream);
-                            let connection = builder.serve_connection(io, service).into_owned();
+                            let stream = HeadDeadline::new(stream, requests, header_timeout);
+                            let connection = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
                             let _ = watcher.watch(connection).await;
                         }
                     }

@@ -117,6 +117,11 @@ pub(super) struct ServeArgs {
     /// Most connections served at once; more wait in the kernel's backlog.
     #[arg(long, env = "MONEYKIT_AUTH_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// How long a kept-alive connection may wait for its next request. Keep it longer than
+    /// the idle timeout of a load balancer in front (AWS ALB: 60 s). 0: one request per
+    /// connection.
+    #[arg(long, env = "MONEYKIT_AUTH_KEEP_ALIVE_TIMEOUT", default_value = "75s", value_parser = super::parse_duration)]
+    keep_alive_timeout: Duration,
     /// How long a database operation waits for a connection before it fails (PostgreSQL).
     #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
     db_acquire_timeout: Duration,
@@ -162,6 +167,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.rate_limits.failures_per_client = per_minute(args.auth_failures_per_client);
     settings.connection.client_ip_header = args.client_ip_header;
     settings.connection.max_connections = args.max_connections.max(1);
+    settings.connection.keep_alive_timeout = args.keep_alive_timeout;
     settings.admin_listen = args.admin_listen;
     settings.tls = args
         .tls_cert

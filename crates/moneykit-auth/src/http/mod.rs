@@ -8,6 +8,7 @@
 //! - [`webhooks`]: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
 //! - [`health`]: `/healthz/live`, `/healthz/ready`.
 //! - [`admin`]: the admin API and `/metrics`, on a separate listener.
+//! - [`connection`]: the header timeout, apart from the keep-alive timeout.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - [`error`]: [`ApiError`], the one mapping from failure to response.
 //!
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod connection;
 pub mod discovery;
 pub mod error;
 pub mod extract;

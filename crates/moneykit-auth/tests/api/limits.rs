@@ -1,5 +1,7 @@
 //! Request hygiene: limits, unknown paths and methods, request ids, health checks.
 
+use std::time::Duration;
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -146,4 +148,85 @@ async fn garbage_requests_never_get_a_5xx() {
             assert!(response.status().is_client_error(), "{auth:?} on {path}");
         }
     }
+}
+
+/// Sends `GET /healthz/live` on an open connection and reads the whole response: its
+/// status line, or `None` once the server has closed the connection.
+async fn get_live(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = b"GET /healthz/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(request).await.ok()?;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.parse().unwrap());
+            if body.len() >= length {
+                return head.lines().next().map(str::to_owned);
+            }
+        }
+    }
+}
+
+/// How long until the server closes `stream` (reads return end of file), at most `limit`.
+async fn time_to_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+    tokio::time::timeout(limit, closed).await.ok()?;
+    Some(started.elapsed())
+}
+
+#[tokio::test]
+async fn idle_kept_alive_connections_outlive_the_header_timeout_but_slow_heads_do_not() {
+    use tokio::io::AsyncWriteExt;
+    let header_timeout = Duration::from_millis(500);
+    let app = spawn_app_with(|s| {
+        s.connection.header_read_timeout = header_timeout;
+        s.connection.keep_alive_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let ok = Some("HTTP/1.1 200 OK".to_owned());
+
+    // Reused after idling three header timeouts: still served.
+    let mut stream = connect().await.unwrap();
+    assert_eq!(get_live(&mut stream).await, ok);
+    tokio::time::sleep(header_timeout * 3).await;
+    assert_eq!(get_live(&mut stream).await, ok, "reused after idling");
+    // A next head begun and never finished is cut off at the header timeout.
+    stream
+        .write_all(b"GET /healthz/live HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let waited = time_to_close(&mut stream, Duration::from_secs(5)).await;
+    let waited = waited.expect("a stalled head is cut off");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+
+    // A connection that never sends a byte is closed at the header timeout too.
+    let mut silent = connect().await.unwrap();
+    let waited = time_to_close(&mut silent, Duration::from_secs(5)).await;
+    let waited = waited.expect("a silent connection is closed");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+
+    // And an idle kept-alive connection is closed at the keep-alive timeout.
+    let mut idle = connect().await.unwrap();
+    assert_eq!(get_live(&mut idle).await, ok);
+    let waited = time_to_close(&mut idle, Duration::from_secs(10)).await;
+    let waited = waited.expect("an idle connection is closed in the end");
+    assert!(
+        waited > Duration::from_millis(2500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
 }

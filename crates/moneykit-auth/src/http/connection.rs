@@ -1,0 +1,242 @@
+//! Per-connection timing: how long a client may take to send a request head, separately
+//! from how long a kept-alive connection may sit idle between requests.
+//!
+//! hyper has one timer for both (`header_read_timeout` also runs while a kept-alive
+//! connection waits for its next request), and hyper-util's protocol detection runs before
+//! that timer starts, so a connection that never sends a byte is never timed out at all.
+//! A short timer (slowloris defence) would then close idle connections that clients and
+//! load balancers expect to reuse — a client sending its next request just as the server
+//! closes gets a reset instead of a token, and a load balancer whose idle timeout is longer
+//! than the server's (AWS ALB: 60 s) answers its clients with 502s.
+//!
+//! So hyper's timer is set to the keep-alive timeout, and [`HeadDeadline`] adds the short
+//! one: the first request head must arrive within the header timeout of the connection
+//! opening, and every later head within the header timeout of its first byte. An HTTP/2
+//! connection (its preface seen) is left alone: idle HTTP/2 connections are normal.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the HTTP/2 connection preface starts with; an HTTP/1 request line cannot.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Requests whose head has been read, and responses that are ready, on one connection.
+/// Equal counts mean the connection waits for its next request head.
+#[derive(Debug, Default)]
+pub struct RequestCount {
+    heads: AtomicU64,
+    responses: AtomicU64,
+}
+
+impl RequestCount {
+    /// Called when a request head has been parsed (the router is about to see it).
+    pub fn head_received(&self) {
+        self.heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Called when the response to a request is ready to be written.
+    pub fn response_ready(&self) {
+        self.responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn heads(&self) -> u64 {
+        self.heads.load(Ordering::Relaxed)
+    }
+
+    fn awaiting_head(&self) -> bool {
+        self.heads() == self.responses.load(Ordering::Relaxed)
+    }
+}
+
+/// Which protocol the connection speaks, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// This many bytes matched the HTTP/2 preface so far.
+    Detecting(usize),
+    Http1,
+    Http2,
+}
+
+/// An I/O stream that fails its reads once a request head has taken longer than the
+/// header timeout; see the module docs.
+pub struct HeadDeadline<S> {
+    io: S,
+    requests: Arc<RequestCount>,
+    limit: Duration,
+    /// The running deadline, and the head count when it was armed: once that count moves
+    /// on, the head it was waiting for has arrived.
+    timer: Pin<Box<Sleep>>,
+    armed_for: Option<u64>,
+    protocol: Protocol,
+}
+
+impl<S> HeadDeadline<S> {
+    /// Wraps a freshly accepted stream: its first request head is due within `limit`.
+    pub fn new(io: S, requests: Arc<RequestCount>, limit: Duration) -> Self {
+        let armed_for = Some(requests.heads());
+        Self {
+            io,
+            requests,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed_for,
+            protocol: Protocol::Detecting(0),
+        }
+    }
+
+    fn detect(&mut self, bytes: &[u8]) {
+        if let Protocol::Detecting(matched) = self.protocol {
+            let wanted = &H2_PREFACE[matched..];
+            let n = wanted.len().min(bytes.len());
+            self.protocol = if bytes[..n] != wanted[..n] {
+                Protocol::Http1
+            } else if matched + n == H2_PREFACE.len() {
+                Protocol::Http2
+            } else {
+                Protocol::Detecting(matched + n)
+            };
+        }
+    }
+
+    /// Updates the deadline after a read that returned `read` new bytes, and says whether
+    /// it has passed.
+    fn expired(&mut self, read: usize, cx: &mut Context<'_>) -> bool {
+        if self.protocol == Protocol::Http2 {
+            return false;
+        }
+        let heads = self.requests.heads();
+        if self.armed_for.is_some_and(|armed| armed != heads) {
+            self.armed_for = None;
+        }
+        if self.armed_for.is_none() && read > 0 && self.requests.awaiting_head() {
+            self.timer.as_mut().reset(Instant::now() + self.limit);
+            self.armed_for = Some(heads);
+        }
+        self.armed_for.is_some() && self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.detect(&buf.filled()[before..]);
+        }
+        if self.expired(read, cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received within the header timeout",
+            )));
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    async fn read_some(conn: &mut HeadDeadline<tokio::io::DuplexStream>) -> io::Result<usize> {
+        let mut buf = [0u8; 64];
+        conn.read(&mut buf).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_times_out() {
+        let (_client, server) = duplex(64);
+        let mut conn = HeadDeadline::new(server, Arc::default(), Duration::from_secs(5));
+        let error = read_some(&mut conn).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_between_requests_is_not_timed_but_a_started_head_is() {
+        let (mut client, server) = duplex(64);
+        let requests = Arc::new(RequestCount::default());
+        let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert!(read_some(&mut conn).await.unwrap() > 0);
+        requests.head_received();
+        requests.response_ready();
+
+        // Idle for a minute: the read just waits.
+        let idle = tokio::time::timeout(Duration::from_secs(60), read_some(&mut conn)).await;
+        assert!(idle.is_err(), "still waiting, not failed");
+
+        // The next head starts and stalls: cut off 5 s after its first byte.
+        client.write_all(b"GET / HT").await.unwrap();
+        assert!(read_some(&mut conn).await.unwrap() > 0);
+        let started = Instant::now();
+        let error = read_some(&mut conn).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bodies_and_http2_connections_are_not_timed() {
+        let (mut client, server) = duplex(64);
+        let requests = Arc::new(RequestCount::default());
+        let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
+        client.write_all(b"POST / HTTP/1.1\r\n\r\n").await.unwrap();
+        read_some(&mut conn).await.unwrap();
+        requests.head_received(); // the handler now reads the body, slowly
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client.write_all(b"a=b").await.unwrap();
+        assert_eq!(read_some(&mut conn).await.unwrap(), 3);
+
+        let (mut client, server) = duplex(64);
+        let mut conn = HeadDeadline::new(server, Arc::default(), Duration::from_secs(5));
+        client.write_all(H2_PREFACE).await.unwrap();
+        read_some(&mut conn).await.unwrap();
+        let idle = tokio::time::timeout(Duration::from_secs(60), read_some(&mut conn)).await;
+        assert!(idle.is_err(), "an idle HTTP/2 connection stays open");
+    }
+}
