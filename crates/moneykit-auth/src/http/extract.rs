@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
@@ -314,6 +315,9 @@ impl ClientAddr {
         peer: IpAddr,
         trusted_header: Option<&header::HeaderName>,
     ) -> Self {
+        if trusted_header.is_none() {
+            warn_once_if_proxied(headers);
+        }
         let from_header = trusted_header
             .and_then(|name| headers.get_all(name).iter().next_back())
             .and_then(|value| value.to_str().ok())
@@ -322,6 +326,34 @@ impl ClientAddr {
         ClientAddr(Some(from_header.unwrap_or(peer)))
     }
 }
+
+/// Behind a proxy without `--client-ip-header`, every request seems to come from the
+/// proxy, so all clients share one address's failure budget and one client's wrong secrets
+/// can get everyone refused. The proxy's forwarding headers give that away: say so, once.
+fn warn_once_if_proxied(headers: &HeaderMap) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.load(Ordering::Relaxed) {
+        return;
+    }
+    let forwarded = [X_FORWARDED_FOR, X_REAL_IP]
+        .into_iter()
+        .find(|name| headers.contains_key(name));
+    if let Some(name) = forwarded
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            header = %name,
+            "requests carry a proxy's forwarding header but --client-ip-header is not set: \
+             each request counts as coming from the proxy's address, so every client behind \
+             it shares one rate-limit budget; if a proxy you trust sets this header, \
+             start with --client-ip-header {name}"
+        );
+    }
+}
+
+/// What proxies put the client's address in (`--client-ip-header` reads either).
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: header::HeaderName = header::HeaderName::from_static("x-real-ip");
 
 /// A form request: its headers (moved out of the request, not cloned as axum's
 /// `HeaderMap` extractor does), its body, read up to the body limit, and its source.

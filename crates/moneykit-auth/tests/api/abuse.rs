@@ -158,6 +158,39 @@ async fn brute_force_from_one_address_is_limited_and_others_are_unaffected() {
 }
 
 #[tokio::test]
+async fn a_proxy_in_front_without_client_ip_header_is_pointed_out_once() {
+    let db = TestDb::new().await;
+    let warnings = |server: &ServerProcess| server.log().matches("forwarding header").count();
+    let http = reqwest::Client::new();
+    let get = |server: &ServerProcess, forwarded: Option<&str>| {
+        let request = http.get(server.url("/healthz/live"));
+        match forwarded {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        }
+        .send()
+    };
+
+    let direct = ServerProcess::start(&db.url, &[]).await;
+    get(&direct, None).await.unwrap();
+    for _ in 0..3 {
+        get(&direct, Some("203.0.113.9")).await.unwrap();
+    }
+    wait_until(Duration::from_secs(5), || warnings(&direct) > 0)
+        .await
+        .expect("the forwarding header is pointed out");
+    let log = direct.log();
+    assert_eq!(warnings(&direct), 1, "once per process: {log}");
+    assert!(log.contains("--client-ip-header x-forwarded-for"), "{log}");
+    assert!(!log.contains("203.0.113.9"), "{log}");
+
+    let proxied = ServerProcess::start(&db.url, &["--client-ip-header", "x-forwarded-for"]).await;
+    get(&proxied, Some("203.0.113.9")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(warnings(&proxied), 0, "{}", proxied.log());
+}
+
+#[tokio::test]
 async fn token_issuance_is_limited_per_client() {
     let app = spawn_app_with(|s| {
         s.rate_limits.issuance_per_client = Rate {

@@ -413,71 +413,14 @@ pub async fn assert_validation_failed(response: reqwest::Response) -> Value {
     .await
 }
 
-/// The real `serve` binary as a separate process on `db`, for tests that need signals,
-/// `kill -9` or the server's own memory figures. Killed when dropped.
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    pub base: String,
-}
+pub use crate::process::ServerProcess;
 
 impl ServerProcess {
-    /// Starts `serve` on a free port with the test secret and `args`, and waits until it
-    /// answers `/healthz/live`.
+    /// Starts `serve` on `database_url` with the test secret and `args`, logging warnings
+    /// and errors, and waits until it answers `/healthz/live`.
     pub async fn start(database_url: &str, args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", database_url])
-            .args(args)
-            .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if let Ok(r) = http.get(server.url("/healthz/live")).send().await
-                && r.status() == 200
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not start");
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// The server's resident memory in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGKILL, and wait.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
+        let server = Self::spawn(database_url, args, TEST_SECRET, "warn");
+        server.wait_for("/healthz/live").await;
+        server
     }
 }

@@ -8,6 +8,8 @@
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/process.rs"]
+mod process;
 #[path = "../support/receiver.rs"]
 mod receiver;
 

@@ -6,66 +6,52 @@
 
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/process.rs"]
+mod process;
 #[path = "../support/receiver.rs"]
 mod receiver;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use postgres::PgCluster;
+use process::ServerProcess;
 use serde_json::Value;
 
 const SECRET: &str = "cluster-test-master-secret-0123456789abcdef";
 const ISSUER: &str = "https://auth.cluster.test";
 const BIN: &str = env!("CARGO_BIN_EXE_moneykit-auth");
 
-/// A `serve` process; killed when dropped.
+/// A `serve` replica, named in messages; killed when dropped.
 struct Replica {
     name: &'static str,
-    child: Child,
-    base: String,
-    log: PathBuf,
+    server: ServerProcess,
 }
 
 impl Replica {
-    fn start(name: &'static str, database_url: &str, dir: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", database_url, "--issuer", ISSUER])
-            .args(["--db-acquire-timeout", "1s"])
-            .args(["--webhooks-allow-http", "--webhooks-allow-private-targets"])
-            .args(["--webhook-retry-base", "100ms"])
-            .env("MONEYKIT_AUTH_SECRET", SECRET)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self {
-            name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
+    fn start(name: &'static str, database_url: &str) -> Self {
+        let args = [
+            "--issuer",
+            ISSUER,
+            "--db-acquire-timeout",
+            "1s",
+            "--webhooks-allow-http",
+            "--webhooks-allow-private-targets",
+            "--webhook-retry-base",
+            "100ms",
+        ];
+        let server = ServerProcess::spawn(database_url, &args, SECRET, "info");
+        Self { name, server }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.server.url(path)
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.server.log()
     }
 
     async fn ready_status(&self, http: &reqwest::Client) -> Option<u16> {
@@ -73,24 +59,8 @@ impl Replica {
         Some(response.status().as_u16())
     }
 
-    async fn wait_ready(&self, http: &reqwest::Client) {
-        let started = Instant::now();
-        while self.ready_status(http).await != Some(200) {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "replica {} never became ready:\n{}",
-                self.name,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    async fn wait_ready(&self) {
+        self.server.wait_for("/healthz/ready").await;
     }
 }
 
@@ -253,11 +223,11 @@ async fn two_replicas() -> Setup {
     let cluster = PgCluster::start();
     let url = postgres::create_database(&cluster.url("postgres")).await;
     // Both start at once on an empty database: migrations and the first key race.
-    let a = Replica::start("A", &url, cluster.root());
-    let b = Replica::start("B", &url, cluster.root());
+    let a = Replica::start("A", &url);
+    let b = Replica::start("B", &url);
     let http = reqwest::Client::new();
-    a.wait_ready(&http).await;
-    b.wait_ready(&http).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
     Setup {
         cluster,
         url,
@@ -506,7 +476,7 @@ async fn replicas_ride_out_a_database_outage() {
         restarted.elapsed().as_millis()
     );
     for r in both {
-        r.wait_ready(&http).await;
+        r.wait_ready().await;
         println!(
             "replica {}: ready again {} ms after the database was started",
             r.name,
