@@ -13,7 +13,7 @@ use crate::keys::lifecycle::KeySchedule;
 use crate::keys::{KeyPair, KeyRecord, MasterKey};
 use crate::store::{InsertKeyIf, Store, StoreError};
 use crate::webhooks::target::{self, TargetPolicy};
-use crate::webhooks::{EventStatus, WebhookEvent, now_ms, payload};
+use crate::webhooks::{EventStatus, WebhookEvent, millis, now_ms, payload};
 
 /// Why an administrative operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -342,8 +342,7 @@ pub async fn queue_webhook_event(
     if app.webhook_url.is_none() {
         return Err(AdminError::NoWebhookUrl(app.id));
     }
-    let window = i64::try_from(retry_window.as_millis()).unwrap_or(i64::MAX);
-    let event = payload::new_event(app_id, event, body, now_ms(), window);
+    let event = payload::new_event(app_id, event, body, now_ms(), millis(retry_window));
     store.insert_webhook_event(&event).await?;
     Ok(event)
 }
@@ -363,9 +362,8 @@ pub async fn retry_webhook_event(
         )));
     }
     let now = now_ms();
-    let window = i64::try_from(retry_window.as_millis()).unwrap_or(i64::MAX);
     store
-        .retry_webhook_event(id, now, now.saturating_add(window))
+        .retry_webhook_event(id, now, now.saturating_add(millis(retry_window)))
         .await?;
     store.get_webhook_event(id).await?.ok_or_else(unknown)
 }

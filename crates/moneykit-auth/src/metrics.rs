@@ -42,20 +42,19 @@ const BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
 ];
 
-/// The route label of a request path.
+/// The route label of a request path: routes with a path parameter, or served under
+/// more than one path, count under their template.
 pub fn route_index(path: &str) -> usize {
+    let route = if path.starts_with("/webhooks/test/link/") {
+        "/webhooks/test/link/{id}"
+    } else if path.starts_with("/.well-known/oauth-authorization-server/") {
+        "/.well-known/oauth-authorization-server"
+    } else {
+        path
+    };
     ROUTES
         .iter()
-        .position(|r| *r == path)
-        .or_else(|| {
-            if path.starts_with("/webhooks/test/link/") {
-                Some(8)
-            } else if path.starts_with("/.well-known/oauth-authorization-server/") {
-                Some(3)
-            } else {
-                None
-            }
-        })
+        .position(|r| *r == route)
         .unwrap_or(ROUTES.len() - 1)
 }
 
@@ -101,8 +100,8 @@ impl Default for Metrics {
 pub struct KeyAge {
     /// Its `kid`.
     pub kid: String,
-    /// `active`, `next` or `retired`.
-    pub state: &'static str,
+    /// Next, active or retired.
+    pub state: crate::keys::KeyStatus,
     /// Seconds since it started signing (negative while it waits to).
     pub age_secs: i64,
 }
@@ -272,7 +271,7 @@ mod tests {
         let text = m.render(
             &[KeyAge {
                 kid: "key_1".into(),
-                state: "active",
+                state: crate::keys::KeyStatus::Active,
                 age_secs: 60,
             }],
             true,

@@ -136,24 +136,28 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             return Ok(());
         }
         let mut shard = self.shard(key).lock().expect("not poisoned");
-        if !shard.contains_key(key) {
-            if shard.len() >= self.per_shard {
-                self.make_room(&mut shard, now);
+        let spend = |bucket: &mut Bucket| {
+            bucket.refill(self.rate, now);
+            if bucket.tokens >= 1.0 {
+                bucket.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(bucket.wait_for_one(self.rate))
             }
-            let fresh = Bucket {
-                tokens: self.rate.burst,
-                updated: now,
-            };
-            shard.insert(key.to_owned(), fresh);
+        };
+        if let Some(bucket) = shard.get_mut(key) {
+            return spend(bucket);
         }
-        let bucket = shard.get_mut(key).expect("just ensured");
-        bucket.refill(self.rate, now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(bucket.wait_for_one(self.rate))
+        if shard.len() >= self.per_shard {
+            self.make_room(&mut shard, now);
         }
+        let mut fresh = Bucket {
+            tokens: self.rate.burst,
+            updated: now,
+        };
+        let spent = spend(&mut fresh);
+        shard.insert(key.to_owned(), fresh);
+        spent
     }
 
     /// Whether `key`'s bucket is empty (without spending): `Some(wait)` if so.
@@ -168,7 +172,8 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 
     /// Keys currently tracked.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().expect("not poisoned").len())
@@ -193,14 +198,6 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
-/// Why authentication is refused before the credentials are even looked at, or instead
-/// of a plain "invalid client".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    /// When to try again.
-    pub retry_after: Duration,
-}
-
 /// The service's limiters.
 #[derive(Debug)]
 pub struct RateLimits {
@@ -219,17 +216,17 @@ impl RateLimits {
         }
     }
 
-    /// Before authentication: refused if `source` spent its budget of failures.
-    pub fn check_source(&self, source: Option<IpAddr>) -> Result<(), Limited> {
+    /// Before authentication: `Err(wait)` if `source` spent its budget of failures.
+    pub fn check_source(&self, source: Option<IpAddr>) -> Result<(), Duration> {
         match source.and_then(|ip| self.failures_by_address.exhausted(&ip, Instant::now())) {
-            Some(retry_after) => Err(Limited { retry_after }),
+            Some(wait) => Err(wait),
             None => Ok(()),
         }
     }
 
     /// After a failed authentication: counts it against the address and the client id;
-    /// `Err` if either budget is now spent (the caller answers 429 instead of 401).
-    pub fn record_failure(&self, source: Option<IpAddr>, client_id: &str) -> Result<(), Limited> {
+    /// `Err(wait)` if either budget is now spent (the caller answers 429 instead of 401).
+    pub fn record_failure(&self, source: Option<IpAddr>, client_id: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let by_address = source.map_or(Ok(()), |ip| self.failures_by_address.take(&ip, now));
         // Client ids are attacker-chosen: bound what is kept of them.
@@ -240,25 +237,15 @@ impl RateLimits {
         let by_client = self.failures_by_client.take(&client_id[..end], now);
         match (by_address, by_client) {
             (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(Limited {
-                retry_after: a.max(b),
-            }),
-            (Err(retry_after), _) | (_, Err(retry_after)) => Err(Limited { retry_after }),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(wait), _) | (_, Err(wait)) => Err(wait),
         }
     }
 
     /// After successful authentication, before signing: one token of `client_id`'s
-    /// issuance budget.
-    pub fn take_issuance(&self, client_id: &str) -> Result<(), Limited> {
-        self.issuance
-            .take(client_id, Instant::now())
-            .map_err(|retry_after| Limited { retry_after })
-    }
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self::new(RateLimitSettings::default())
+    /// issuance budget; `Err(wait)` when it is spent.
+    pub fn take_issuance(&self, client_id: &str) -> Result<(), Duration> {
+        self.issuance.take(client_id, Instant::now())
     }
 }
 

@@ -19,7 +19,7 @@ use crate::domain::clients::{App, Client};
 use crate::domain::tokens::access_token_header;
 use crate::keys::lifecycle::KeySchedule;
 use crate::keys::sealing::SealingError;
-use crate::keys::{KeyPair, MasterKey, PublicKey};
+use crate::keys::{KeyPair, KeyStatus, MasterKey, PublicKey};
 use crate::store::StoredState;
 
 /// Settings that shape tokens, fixed for the life of a server.
@@ -146,11 +146,12 @@ impl Snapshot {
             let public = PublicKey::from_sec1(&record.kid, &record.public_key)?;
             jwks.keys.push(public.to_jwk());
             verifiers.insert(record.kid.clone(), public);
-            header_kids.insert(access_token_header(&record.kid), record.kid.clone());
+            let header = access_token_header(&record.kid);
+            header_kids.insert(header.clone(), record.kid.clone());
             let pkcs8 = master.open(&record.kid, &record.sealed_private_key)?;
             signers.push(Signer {
                 key: KeyPair::from_pkcs8(&record.kid, &pkcs8)?,
-                access_token_header: access_token_header(&record.kid),
+                access_token_header: header,
                 activates_at: record.activates_at,
             });
         }
@@ -191,17 +192,17 @@ impl Snapshot {
 
     /// The age of every key that can sign, for `/metrics`.
     pub fn key_ages(&self, now: OffsetDateTime) -> Vec<crate::metrics::KeyAge> {
-        let active = self.signer_at(now).map(|s| s.key.kid().to_owned());
+        let active = self.signer_at(now);
         self.signers
             .iter()
             .map(|s| crate::metrics::KeyAge {
                 kid: s.key.kid().to_owned(),
                 state: if s.activates_at > now {
-                    "next"
-                } else if active.as_deref() == Some(s.key.kid()) {
-                    "active"
+                    KeyStatus::Next
+                } else if active.is_some_and(|a| std::ptr::eq(a, s)) {
+                    KeyStatus::Active
                 } else {
-                    "retired"
+                    KeyStatus::Retired
                 },
                 age_secs: (now - s.activates_at).whole_seconds(),
             })

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::domain::grant::Engine;
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::revocation::RevocationList;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -54,8 +55,6 @@ pub struct Shared {
     /// Issuance and failed-authentication budgets.
     pub limits: Arc<RateLimits>,
 }
-
-pub use crate::metrics::Metrics;
 
 impl Shared {
     /// The snapshot to serve one request from.

@@ -3,9 +3,10 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::output::{Output, app_json, rfc3339, table};
+use super::output::{Output, table};
 use crate::admin;
 use crate::store::OpenMode;
+use crate::views::{app_json, rfc3339};
 use crate::webhooks::target::TargetPolicy;
 
 #[derive(Debug, Subcommand)]

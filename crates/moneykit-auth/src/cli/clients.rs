@@ -5,10 +5,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::output::{Output, client_json, client_status, client_with_secret, rfc3339, table};
+use super::output::{Output, client_with_secret, table};
 use crate::admin::{self, AdminError, NewClient};
 use crate::domain::clients::Client;
 use crate::store::OpenMode;
+use crate::views::{client_json, client_status, rfc3339};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ClientsCommand {

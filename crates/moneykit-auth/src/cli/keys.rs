@@ -4,11 +4,12 @@ use clap::Subcommand;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::output::{Output, rfc3339, table};
+use super::output::{Output, table};
 use crate::admin::{self, Rotation};
 use crate::config::{check_master_secret, resolve_master_key};
 use crate::keys::lifecycle::KeySchedule;
 use crate::store::OpenMode;
+use crate::views::rfc3339;
 use crate::views::{key_json, rotation_json};
 
 #[derive(Debug, Subcommand)]

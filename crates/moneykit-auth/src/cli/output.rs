@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::domain::clients::Client;
 use crate::domain::secrets::ClientSecret;
-pub use crate::views::{app_json, client_json, client_secret_json, client_status, rfc3339};
+use crate::views::client_secret_json;
 
 /// Where and how results are printed.
 #[derive(Debug, Clone, Copy)]

@@ -32,9 +32,9 @@ pub(super) enum WebhooksCommand {
         /// Only this app's events.
         #[arg(long)]
         app: Option<String>,
-        /// Only events in this status.
-        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
-        status: Option<String>,
+        /// Only events in this status: pending, delivered or failed.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<EventStatus>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -47,6 +47,10 @@ pub(super) enum WebhooksCommand {
         #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
         retry_window: std::time::Duration,
     },
+}
+
+fn parse_status(text: &str) -> Result<EventStatus, String> {
+    EventStatus::parse(text).ok_or_else(|| "expected pending, delivered or failed".into())
 }
 
 fn event_line(verb: &str, e: &WebhookEvent) -> String {
@@ -79,7 +83,6 @@ pub(super) async fn run(
             out.emit(&event_json(&queued), || event_line("Queued", &queued));
         }
         WebhooksCommand::List { app, status, limit } => {
-            let status = status.as_deref().and_then(EventStatus::parse);
             let events = store
                 .list_webhook_events(app.as_deref(), status, limit)
                 .await?;

@@ -10,7 +10,7 @@ use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
 use super::tokens::{self, AccessClaims, TokenRejection};
-use crate::ratelimit::{Limited, RateLimits};
+use crate::ratelimit::RateLimits;
 use crate::revocation::{RevocationList, RevokedToken};
 use crate::snapshot::{ClientEntry, Snapshot};
 use crate::verified::{TokenKey, VerifiedTokens};
@@ -110,8 +110,9 @@ impl<'a> Engine<'a> {
         credentials: &Credentials<'_>,
         now: OffsetDateTime,
     ) -> Result<&'a ClientEntry, GrantError> {
-        let limited = |l: Limited| GrantError::RateLimited(l.retry_after);
-        self.limits.check_source(self.source).map_err(limited)?;
+        self.limits
+            .check_source(self.source)
+            .map_err(GrantError::RateLimited)?;
         match self.snapshot.client(credentials.client_id) {
             Some(entry)
                 if entry.client.secret_hash.verify(credentials.client_secret)
@@ -124,7 +125,7 @@ impl<'a> Engine<'a> {
         }
         self.limits
             .record_failure(self.source, credentials.client_id)
-            .map_err(limited)?;
+            .map_err(GrantError::RateLimited)?;
         Err(GrantError::InvalidClient)
     }
 
@@ -151,7 +152,7 @@ impl<'a> Engine<'a> {
         let client = &entry.client;
         self.limits
             .take_issuance(&client.id)
-            .map_err(|l| GrantError::RateLimited(l.retry_after))?;
+            .map_err(GrantError::RateLimited)?;
 
         let requested = Scopes::parse(request.scope.unwrap_or(""))
             .map_err(|e| GrantError::InvalidScope(e.to_string()))?;

@@ -39,7 +39,13 @@ pub fn new_key_id() -> String {
     prefixed_hex::<8>("key_")
 }
 
+/// A new webhook event id, e.g. `evt_3b1f…` (96 random bits).
+pub fn new_event_id() -> String {
+    prefixed_hex::<12>("evt_")
+}
+
 /// A new token id (`jti`): 128 random bits, so revocation lists never see a collision.
+/// Also the opaque webhook delivery tokens and idempotency keys, which need the same.
 pub fn new_token_id() -> String {
     hex::encode(random_bytes::<16>())
 }
@@ -59,6 +65,7 @@ mod tests {
         assert_ne!(a, new_client_id());
         assert!(new_app_id().starts_with("app_"));
         assert!(new_key_id().starts_with("key_"));
+        assert!(new_event_id().starts_with("evt_") && new_event_id().len() == 4 + 24);
         assert_eq!(new_token_id().len(), 32);
     }
 }

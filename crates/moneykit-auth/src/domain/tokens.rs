@@ -38,10 +38,16 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// The base64url header of an ES256 JWT signed by `kid` with type `typ`: the one place
+/// both access tokens and webhook signatures take their header from.
+pub fn jwt_header(kid: &str, typ: &str) -> String {
+    let header = serde_json::json!({ "alg": "ES256", "typ": typ, "kid": kid });
+    URL_SAFE_NO_PAD.encode(header.to_string())
+}
+
 /// The base64url JWT header for access tokens signed by `kid`. Computed once per key.
 pub fn access_token_header(kid: &str) -> String {
-    let header = serde_json::json!({ "alg": "ES256", "typ": ACCESS_TOKEN_TYPE, "kid": kid });
-    URL_SAFE_NO_PAD.encode(header.to_string())
+    jwt_header(kid, ACCESS_TOKEN_TYPE)
 }
 
 impl AccessClaims {

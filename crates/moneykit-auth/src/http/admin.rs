@@ -41,7 +41,6 @@ use crate::store::Store;
 use crate::views;
 use crate::webhooks::target::TargetPolicy;
 use crate::webhooks::{EventStatus, payload};
-use moneykit_wire::ValidationError;
 
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
@@ -125,42 +124,13 @@ async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next:
     next.run(req).await
 }
 
-/// An admin failure as an HTTP error.
-struct Failure(ApiError);
-
-impl From<AdminError> for Failure {
-    fn from(e: AdminError) -> Self {
-        Failure(match e {
-            AdminError::UnknownApp(_)
-            | AdminError::UnknownClient(_)
-            | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
-            AdminError::Invalid(why) => invalid(&why),
-            AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
-            AdminError::Store(error) => {
-                tracing::error!(%error, "admin API: database");
-                ApiError::Unavailable("the database cannot be reached")
-            }
-        })
-    }
-}
-
-impl From<crate::store::StoreError> for Failure {
-    fn from(e: crate::store::StoreError) -> Self {
-        AdminError::from(e).into()
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        self.0.into_response()
-    }
-}
-
+/// Body validation failures share one location and kind.
 fn invalid(why: &str) -> ApiError {
-    ApiError::Validation(vec![ValidationError::new(&["body"], why, "value_error")])
+    ApiError::validation(&["body"], why, "value_error")
 }
 
-type Reply = Result<Response, Failure>;
+/// Admin failures convert with `?` through `From<AdminError> for ApiError`.
+type Reply = Result<Response, ApiError>;
 
 fn ok(status: StatusCode, value: Value) -> Reply {
     Ok((status, Json(value)).into_response())
@@ -293,7 +263,7 @@ async fn disable_client(
         .and_then(|Json(b)| b.at)
         .map(|text| {
             OffsetDateTime::parse(&text, &Rfc3339)
-                .map_err(|_| Failure(invalid("at must be an RFC 3339 time")))
+                .map_err(|_| invalid("at must be an RFC 3339 time"))
         })
         .transpose()?;
     let client = admin::disable_client(state.store.as_ref(), &id, at).await?;
@@ -353,7 +323,7 @@ async fn list_events(
         None => None,
         Some(s) => Some(
             EventStatus::parse(s)
-                .ok_or_else(|| Failure(invalid("status is pending, delivered or failed")))?,
+                .ok_or_else(|| invalid("status is pending, delivered or failed"))?,
         ),
     };
     let limit = filter.limit.unwrap_or(100).min(1000);
@@ -381,7 +351,7 @@ fn empty_object() -> Value {
 
 async fn send_event(State(state): State<Arc<AdminState>>, Json(send): Json<SendEvent>) -> Reply {
     let body = payload::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
-        .map_err(|e| Failure(invalid(&e.to_string())))?;
+        .map_err(|e| invalid(&e.to_string()))?;
     let event = admin::queue_webhook_event(
         state.store.as_ref(),
         &send.app_id,

@@ -10,7 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moneykit_wire::{ErrorBody, ValidationError};
 
+use crate::admin::AdminError;
 use crate::domain::grant::{BearerError, GrantError};
+use crate::store::StoreError;
 
 /// Where error codes are documented; each code's anchor is appended.
 pub const ERRORS_DOC: &str =
@@ -319,6 +321,12 @@ impl ApiError {
         )])
     }
 
+    /// A malformed request on the MoneyKit surface (422), with one validation error at
+    /// `location`: the one constructor, so every 422 body is built the same way.
+    pub(crate) fn validation(location: &[&str], message: impl Into<String>, kind: &str) -> Self {
+        ApiError::Validation(vec![ValidationError::new(location, message, kind)])
+    }
+
     /// Maps a grant failure; `basic` says whether the client used HTTP Basic.
     pub fn from_grant(error: GrantError, basic: bool) -> Self {
         match error {
@@ -340,5 +348,31 @@ impl From<BearerError> for ApiError {
             BearerError::Expired => ApiError::ExpiredToken,
             BearerError::Invalid => ApiError::InvalidToken,
         }
+    }
+}
+
+/// An administrative failure as the admin API reports it: unknown objects are 404, bad
+/// input 422, and a store failure is logged (never sent) and 503. Kept here, beside the
+/// other mappings, so the admin API and the test trigger cannot drift apart.
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::UnknownApp(_)
+            | AdminError::UnknownClient(_)
+            | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
+            AdminError::Invalid(why) => ApiError::validation(&["body"], why, "value_error"),
+            AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
+            AdminError::Store(error) => {
+                tracing::error!(%error, "admin API: database");
+                ApiError::Unavailable("the database cannot be reached")
+            }
+        }
+    }
+}
+
+/// A store failure, mapped as [`AdminError`] maps it (an unknown app is a 404).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        AdminError::from(e).into()
     }
 }

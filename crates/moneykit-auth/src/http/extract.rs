@@ -14,7 +14,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use moneykit_wire::ValidationError;
 use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 
 use super::error::ApiError;
@@ -56,8 +55,9 @@ impl std::fmt::Debug for FormFields<'_> {
     }
 }
 
+/// Shorthand for [`ApiError::validation`] at this file's call sites.
 fn validation(location: &[&str], message: &str, kind: &str) -> ApiError {
-    ApiError::Validation(vec![ValidationError::new(location, message, kind)])
+    ApiError::validation(location, message, kind)
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a

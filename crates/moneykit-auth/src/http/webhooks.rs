@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use moneykit_wire::{ErrorBody, ValidationError, WebhookTestLinkRequest, WebhookTestLinkResponse};
+use moneykit_wire::{ErrorBody, WebhookTestLinkRequest, WebhookTestLinkResponse};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
@@ -14,19 +14,18 @@ use super::extract::{Bearer, MoneyKitVersion};
 use super::hygiene::request_id;
 use super::openapi::MoneyKitVersionHeader;
 use crate::admin::{self, AdminError};
+use crate::domain::ids::new_token_id;
 use crate::state::AppState;
 use crate::webhooks::payload;
 
 /// Longest link id or idempotency key accepted.
 const MAX_ID_LEN: usize = 200;
 
-fn invalid(location: &[&str], message: impl Into<String>, kind: &str) -> ApiError {
-    ApiError::Validation(vec![ValidationError::new(location, message, kind)])
-}
-
+/// Checks a link id or idempotency key: 1-[`MAX_ID_LEN`] bytes (they are stored and
+/// echoed verbatim, so bytes bound their size), no control characters.
 fn check_id(location: &[&str], value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
-        return Err(invalid(
+        return Err(ApiError::validation(
             location,
             format!("must be 1-{MAX_ID_LEN} characters without control characters"),
             "value_error",
@@ -67,7 +66,7 @@ pub async fn test_link_event(
     };
     check_id(&["path", "id"], &link_id)?;
     let request: WebhookTestLinkRequest = serde_json::from_slice(&body).map_err(|e| {
-        invalid(
+        ApiError::validation(
             &["body"],
             format!("not a valid request: {e}"),
             "value_error.jsondecode",
@@ -78,7 +77,7 @@ pub async fn test_link_event(
             check_id(&["body", "webhook_idempotency_key"], &key)?;
             key
         }
-        None => payload::new_idempotency_key(),
+        None => new_token_id(),
     };
     let event_name = request.webhook_event.as_str();
     let body = payload::test_payload(
@@ -96,11 +95,13 @@ pub async fn test_link_event(
     )
     .await
     .map_err(|e| match e {
-        AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
-        error => {
+        // Unlike the admin API, the caller named no app: its token's app gone missing is
+        // the server's problem (503), not a 404, and is logged with the request id.
+        error @ (AdminError::UnknownApp(_) | AdminError::Store(_)) => {
             tracing::error!(%error, request_id = request_id(&headers), "cannot queue a test webhook");
             ApiError::Unavailable("the event could not be queued")
         }
+        other => ApiError::from(other),
     })?;
     state.webhook_waker.notify_one();
     tracing::info!(

@@ -153,3 +153,27 @@ impl ChangeFeed for PgChangeFeed {
         self.listener.recv().await.map(|_| ()).map_err(backend)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("postgres://app:s3cret@db.internal:5432/auth"),
+            "postgres://app:****@db.internal:5432/auth"
+        );
+        assert_eq!(
+            super::redact("postgres://app@db/auth"),
+            "postgres://app@db/auth"
+        );
+        assert_eq!(
+            super::redact("postgres://db/auth?sslmode=require&password=s3cret"),
+            "postgres://db/auth?sslmode=require&password=****"
+        );
+        assert_eq!(
+            super::redact("postgres://a:p@ss@db/auth"),
+            "postgres://a:****@db/auth"
+        );
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use sqlx::query::Query;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 use time::OffsetDateTime;
 
@@ -54,24 +55,65 @@ pub(super) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Decodes the rows of `sql` one by one: with 100 000 clients, holding every raw row and
-/// every decoded client at once would double the peak memory of a refresh.
-async fn fetch_all<'c, DB, E, T>(
+/// Decodes the rows of `query` one by one: with 100 000 clients, holding every raw row
+/// and every decoded client at once would double the peak memory of a refresh.
+async fn fetch_all<'q, 'c, DB, E, T>(
     executor: E,
-    sql: &str,
+    query: Query<'q, DB, DB::Arguments<'q>>,
     decode: fn(&DB::Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError>
 where
     DB: Database,
-    E: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    E: Executor<'c, Database = DB> + 'q,
+    'c: 'q,
+    DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
-    let mut rows = sqlx::query(sql).fetch(executor);
+    let mut rows = query.fetch(executor);
     let mut out = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(backend)? {
         out.push(decode(&row)?);
     }
     Ok(out)
+}
+
+/// The decoded row of `query`, if there is one.
+async fn fetch_optional<'q, 'c, DB, E, T>(
+    executor: E,
+    query: Query<'q, DB, DB::Arguments<'q>>,
+    decode: fn(&DB::Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB> + 'q,
+    'c: 'q,
+    DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let row = query.fetch_optional(executor).await.map_err(backend)?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// An insert's failure: a missing app (foreign key) is the caller's mistake, named as such.
+fn unknown_app_or_backend(error: sqlx::Error, app_id: &str) -> StoreError {
+    match error {
+        sqlx::Error::Database(e) if e.is_foreign_key_violation() => {
+            StoreError::UnknownApp(app_id.to_owned())
+        }
+        other => backend(other),
+    }
+}
+
+/// Every row of the tables the snapshot is built from, in the one order both the
+/// snapshot and the CLI listings use.
+fn all_apps_sql() -> String {
+    format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, id")
+}
+
+fn clients_sql(filter: &str) -> String {
+    format!("SELECT {CLIENT_COLUMNS} FROM clients {filter} ORDER BY created_at, id")
+}
+
+fn all_keys_sql() -> String {
+    format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq")
 }
 
 const REVISION: &str = "SELECT value FROM revision WHERE id = 1";
@@ -107,24 +149,9 @@ where
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let apps = fetch_all(
-            &mut *tx,
-            &format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, id"),
-            rows::app,
-        )
-        .await?;
-        let clients = fetch_all(
-            &mut *tx,
-            &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"),
-            rows::client,
-        )
-        .await?;
-        let keys = fetch_all(
-            &mut *tx,
-            &format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq"),
-            rows::key,
-        )
-        .await?;
+        let apps = fetch_all(&mut *tx, sqlx::query(&all_apps_sql()), rows::app).await?;
+        let clients = fetch_all(&mut *tx, sqlx::query(&clients_sql("")), rows::client).await?;
+        let keys = fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?;
         tx.commit().await.map_err(backend)?;
         Ok(StoredState {
             revision,
@@ -146,23 +173,16 @@ where
     }
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps ORDER BY created_at, id");
-        fetch_all(&self.pool, &sql, rows::app).await
+        fetch_all(&self.pool, sqlx::query(&all_apps_sql()), rows::app).await
     }
 
     async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
-        sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(rows::app)
-            .transpose()
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1");
+        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::app).await
     }
 
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO clients (id, app_id, name, scopes, token_ttl_secs, secret_hash, \
              created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -175,47 +195,20 @@ where
         .bind(c.created_at.unix_timestamp())
         .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                Err(StoreError::UnknownApp(c.app_id.clone()))
-            }
-            Err(e) => Err(backend(e)),
-        }
+        .await
+        .map_err(|e| unknown_app_or_backend(e, &c.app_id))?;
+        Ok(())
     }
 
     async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError> {
-        let rows =
-            match app_id {
-                Some(app) => sqlx::query(&format!(
-                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE app_id = $1 ORDER BY created_at, id"
-                ))
-                .bind(app)
-                .fetch_all(&self.pool)
-                .await,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await
-                }
-            };
-        rows.map_err(backend)?.iter().map(rows::client).collect()
+        // A NULL app matches every client.
+        let sql = clients_sql("WHERE ($1 IS NULL OR app_id = $1)");
+        fetch_all(&self.pool, sqlx::query(&sql).bind(app_id), rows::client).await
     }
 
     async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(rows::client)
-        .transpose()
+        let sql = clients_sql("WHERE id = $1");
+        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::client).await
     }
 
     async fn set_client_disabled_at(
@@ -247,8 +240,7 @@ where
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq");
-        fetch_all(&self.pool, &sql, rows::key).await
+        fetch_all(&self.pool, sqlx::query(&all_keys_sql()), rows::key).await
     }
 
     async fn insert_key(
@@ -317,10 +309,9 @@ where
     }
 
     async fn revocations_since(&self, after: i64) -> Result<Vec<RevokedToken>, StoreError> {
-        let sql = format!(
-            "SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE seq > {after} ORDER BY seq"
-        );
-        fetch_all(&self.pool, &sql, rows::revoked).await
+        let sql =
+            format!("SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE seq > $1 ORDER BY seq");
+        fetch_all(&self.pool, sqlx::query(&sql).bind(after), rows::revoked).await
     }
 
     async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError> {
@@ -343,7 +334,7 @@ where
     }
 
     async fn insert_webhook_event(&self, e: &WebhookEvent) -> Result<(), StoreError> {
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO webhook_events (id, app_id, event, body, delivery_token, status, \
              attempts, next_attempt_ms, retry_until_ms, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -359,14 +350,9 @@ where
         .bind(e.retry_until_ms)
         .bind(e.created_ms)
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
-                Err(StoreError::UnknownApp(e.app_id.clone()))
-            }
-            Err(other) => Err(backend(other)),
-        }
+        .await
+        .map_err(|error| unknown_app_or_backend(error, &e.app_id))?;
+        Ok(())
     }
 
     async fn claim_webhook_events(
@@ -387,14 +373,11 @@ where
                  (SELECT webhook_url FROM apps WHERE apps.id = webhook_events.app_id) AS webhook_url",
             DB::SKIP_LOCKED
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(now_ms)
             .bind(lease_until_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::claimed_event).collect()
+            .bind(i64::from(limit));
+        fetch_all(&self.pool, query, rows::claimed_event).await
     }
 
     async fn finish_webhook_attempt(
@@ -435,27 +418,16 @@ where
              WHERE ($1 IS NULL OR app_id = $1) AND ($2 IS NULL OR status = $2) \
              ORDER BY seq DESC LIMIT $3"
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(app_id)
             .bind(status.map(EventStatus::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::webhook_event).collect()
+            .bind(i64::from(limit));
+        fetch_all(&self.pool, query, rows::webhook_event).await
     }
 
     async fn get_webhook_event(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(rows::webhook_event)
-        .transpose()
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM webhook_events WHERE id = $1");
+        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::webhook_event).await
     }
 
     async fn retry_webhook_event(

@@ -175,6 +175,12 @@ pub fn now_ms() -> i64 {
     (now.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// `d` in whole milliseconds, the unit event times are kept in; saturates at `i64::MAX`
+/// so an absurdly long configured duration means "never" instead of wrapping.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,12 @@
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use moneykit_wire::WebhookLinkTestEvent;
 
 use super::{EventStatus, WebhookEvent};
-use crate::domain::ids::random_bytes;
+use crate::domain::ids::{new_event_id, new_token_id};
+use crate::views::rfc3339;
 
 /// The payload schema version this server sends.
 pub const MAJOR_VERSION: u32 = 1;
@@ -35,22 +35,13 @@ pub enum PayloadError {
     ReservedKey(String),
 }
 
-fn timestamp(now: OffsetDateTime) -> String {
-    now.format(&Rfc3339).unwrap_or_default()
-}
-
-/// A new idempotency key when the caller gave none (opaque, 128 random bits).
-pub fn new_idempotency_key() -> String {
-    hex::encode(random_bytes::<16>())
-}
-
 fn common(event: &str, idempotency_key: &str, now: OffsetDateTime) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("webhook_event".into(), json!(event));
     body.insert("webhook_major_version".into(), json!(MAJOR_VERSION));
     body.insert("webhook_minor_version".into(), json!(MINOR_VERSION));
     body.insert("webhook_idempotency_key".into(), json!(idempotency_key));
-    body.insert("webhook_timestamp".into(), json!(timestamp(now)));
+    body.insert("webhook_timestamp".into(), json!(rfc3339(now)));
     body
 }
 
@@ -73,7 +64,7 @@ pub fn test_payload(
             json!({
                 "product": "transactions",
                 "state": "ready",
-                "state_changed_at": timestamp(now),
+                "state_changed_at": rfc3339(now),
                 "error_message": null,
             })
         }
@@ -101,7 +92,8 @@ pub fn operator_payload(
     let Value::Object(fields) = data else {
         return Err(PayloadError::DataNotAnObject);
     };
-    let mut body = common(event, &new_idempotency_key(), now);
+    // Operator events get a fresh opaque idempotency key (128 random bits).
+    let mut body = common(event, &new_token_id(), now);
     if let Some(reserved) = fields.keys().find(|k| body.contains_key(*k)) {
         return Err(PayloadError::ReservedKey(reserved.clone()));
     }
@@ -118,11 +110,11 @@ pub fn new_event(
     retry_window_ms: i64,
 ) -> WebhookEvent {
     WebhookEvent {
-        id: format!("evt_{}", hex::encode(random_bytes::<12>())),
+        id: new_event_id(),
         app_id: app_id.to_owned(),
         event: event.to_owned(),
         body,
-        delivery_token: hex::encode(random_bytes::<16>()),
+        delivery_token: new_token_id(),
         status: EventStatus::Pending,
         attempts: 0,
         next_attempt_ms: now_ms,

@@ -5,22 +5,20 @@
 //! `iat` and compare the body hash in constant time (`moneykit::webhooks::Verifier`).
 
 use aws_lc_rs::digest::{SHA256, digest};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit_wire::WebhookSignatureClaims;
 
+use crate::domain::tokens::jwt_header;
 use crate::keys::KeyPair;
 
-/// The signature of `body` by `key` at `iat` (Unix seconds).
+/// The signature of `body` by `key` at `iat` (Unix seconds). The claims are the wire
+/// type the SDK verifier deserializes, so the two cannot disagree on names.
 pub fn sign(key: &KeyPair, body: &[u8], iat: i64) -> String {
-    let header = serde_json::json!({ "alg": "ES256", "kid": key.kid(), "typ": "JWT" });
-    let claims = serde_json::json!({
-        "iat": iat,
-        "request_body_sha256": hex::encode(digest(&SHA256, body)),
-    });
-    key.sign_jwt(
-        &URL_SAFE_NO_PAD.encode(header.to_string()),
-        claims.to_string().as_bytes(),
-    )
+    let claims = WebhookSignatureClaims {
+        iat,
+        request_body_sha256: hex::encode(digest(&SHA256, body)),
+    };
+    let claims = serde_json::to_vec(&claims).expect("serializable");
+    key.sign_jwt(&jwt_header(key.kid(), "JWT"), &claims)
 }
 
 #[cfg(test)]

@@ -62,8 +62,9 @@ pub enum TargetError {
     },
 }
 
-/// Checks the form of a webhook URL (scheme, host, no credentials); the addresses are
-/// checked separately.
+/// Checks the form of a webhook URL (scheme, host, no credentials) and, when the host is
+/// a literal address, that address: literals never reach [`GuardedResolver`], so this is
+/// where they are checked. Host names are resolved and checked separately.
 pub fn check_url(text: &str, policy: TargetPolicy) -> Result<Url, TargetError> {
     let url = Url::parse(text.trim()).map_err(|e| TargetError::Invalid(e.to_string()))?;
     match url.scheme() {
@@ -77,7 +78,21 @@ pub fn check_url(text: &str, policy: TargetPolicy) -> Result<Url, TargetError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(TargetError::Credentials);
     }
+    if let Some(host) = url.host_str()
+        && let Some(ip) = literal_ip(host)
+    {
+        check_addr(host, ip, policy)?;
+    }
     Ok(url)
+}
+
+/// The address `host` is, if it is a literal (IPv6 bracketed, as `Url::host_str` gives
+/// it), rather than a name to resolve.
+fn literal_ip(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// What kind of non-public address `ip` is, or `None` for a public unicast address.
@@ -159,11 +174,9 @@ pub async fn resolve_checked(
     port: u16,
     policy: TargetPolicy,
 ) -> Result<Vec<SocketAddr>, TargetError> {
-    // A bracketed IPv6 literal, as `Url::host_str` gives it.
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare, port))
+    let addrs: Vec<SocketAddr> = match literal_ip(host) {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| TargetError::Unresolvable {
                 host: host.to_owned(),

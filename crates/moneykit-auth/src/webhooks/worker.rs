@@ -17,7 +17,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::target::{self, GuardedResolver};
-use super::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent, WebhookSettings, now_ms};
+use super::{
+    AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent, WebhookSettings, millis, now_ms,
+};
 use crate::domain::ids::random_bytes;
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
@@ -50,7 +52,7 @@ pub fn outcome_of(
         Err(why) => (None, Some(why.clone())),
     };
     let wait = settings.backoff(event.attempts, jitter);
-    let next = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+    let next = now_ms.saturating_add(millis(wait));
     AttemptOutcome {
         status: if next > event.retry_until_ms {
             EventStatus::Failed
@@ -162,10 +164,10 @@ impl Worker {
             return Ok(());
         }
         let now = now_ms();
-        let lease_ms = i64::try_from(self.settings.lease().as_millis()).unwrap_or(i64::MAX);
+        let lease_until = now.saturating_add(millis(self.settings.lease()));
         let claimed = self
             .store
-            .claim_webhook_events(now, now + lease_ms, u32::try_from(free).unwrap_or(64))
+            .claim_webhook_events(now, lease_until, u32::try_from(free).unwrap_or(64))
             .await?;
         for event in claimed {
             let permit = self.in_flight.clone().acquire_owned().await?;
@@ -261,15 +263,8 @@ impl Worker {
 
     /// POSTs the event's body, signed now with the active key.
     async fn send(&self, event: &WebhookEvent, url: &str) -> Response {
-        let policy = self.settings.policy;
-        let target = target::check_url(url, policy).map_err(|e| e.to_string())?;
-        // Literal addresses never reach the resolver: check them here.
-        if let Some(host) = target.host_str() {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = bare.parse() {
-                target::check_addr(host, ip, policy).map_err(|e| e.to_string())?;
-            }
-        }
+        // Literal addresses never reach the resolver; `check_url` checks them.
+        let target = target::check_url(url, self.settings.policy).map_err(|e| e.to_string())?;
         let signature = {
             let snapshot = self.keys.load();
             let now = time::OffsetDateTime::now_utc();
@@ -297,20 +292,13 @@ impl Worker {
     }
 }
 
-/// A delivery failure in one line, without the URL (which may carry a secret).
+/// A delivery failure in one line, without the URL (which may carry a secret): the
+/// error and its causes joined by ": ", as `{:#}` prints an `anyhow` chain.
 fn describe(error: reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".to_owned();
     }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    format!("{:#}", anyhow::Error::new(error.without_url()))
 }
 
 #[cfg(test)]
