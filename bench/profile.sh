@@ -13,7 +13,7 @@ scenario=${1:-token}
 cargo build --release --quiet -p moneykit-auth
 bin=target/release/moneykit-auth
 work=$(mktemp -d /tmp/moneykit-profile.XXXXXX)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill ${server:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 export MONEYKIT_AUTH_SECRET=profile-secret-profile-secret-profile-secret RUST_LOG=warn
 db="sqlite://$work/p.db"
 app=$($bin apps create --name Profile --database-url "$db" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["app_id"])')
@@ -23,7 +23,13 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 taskset -c 0 $bin serve --listen 127.0.0.1:$port --database-url "$db" \
   --token-rate-per-client 1e12 --token-burst-per-client 1e12 &
 server=$!
-until curl -sf http://127.0.0.1:$port/healthz/live >/dev/null; do sleep 0.1; done
+for _ in $(seq 1 100); do  # up to 10 s
+  curl -sf http://127.0.0.1:$port/healthz/live >/dev/null && break
+  kill -0 $server 2>/dev/null || { echo "the server exited at start" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sf http://127.0.0.1:$port/healthz/live >/dev/null \
+  || { echo "the server did not answer /healthz/live within 10 s" >&2; exit 1; }
 basic=$(printf '%s:%s' "$cid" "$secret" | base64 -w0)
 case $scenario in
   token)

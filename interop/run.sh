@@ -18,6 +18,8 @@ START=$(date +%s)
 
 log() { printf '\n=== %s\n' "$*"; }
 die() { echo "interop: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
+# INTEROP_ONLY="authlib pyjwt" runs only the named suites (the server checks always run).
+want() { [ -z "${INTEROP_ONLY:-}" ] || [[ " $INTEROP_ONLY " == *" $1 "* ]]; }
 
 # --- the binary under test and the Rust suite ---------------------------------------------
 if [ $# -ge 1 ]; then
@@ -30,9 +32,11 @@ else
     (cd "$ROOT" && cargo build -p moneykit-auth) || die "cargo build -p moneykit-auth failed"
   fi
 fi
-log "building the Rust oauth2 suite"
-(cd "$ROOT" && cargo build -q -p interop-rust-oauth2) || die "cargo build -p interop-rust-oauth2 failed"
 RUST_SUITE="$ROOT/target/debug/interop-rust-oauth2"
+if want rust-oauth2; then
+  log "building the Rust oauth2 suite"
+  (cd "$ROOT" && cargo build -q -p interop-rust-oauth2) || die "cargo build -p interop-rust-oauth2 failed"
+fi
 
 # --- Python clients -------------------------------------------------------------------------
 VENV="$HERE/.venv"
@@ -176,8 +180,6 @@ EOF
   record "$name" "$passed" "$failed" $((SECONDS - t0))
 }
 
-# INTEROP_ONLY="authlib pyjwt" runs only the named suites (the server checks always run).
-want() { [ -z "${INTEROP_ONLY:-}" ] || [[ " $INTEROP_ONLY " == *" $1 "* ]]; }
 want rust-oauth2 && run_counted rust-oauth2 "$RUST_SUITE"
 want authlib && run_pytest authlib test_authlib.py
 want pyjwt && run_pytest pyjwt test_pyjwt.py

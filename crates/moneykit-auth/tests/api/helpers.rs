@@ -11,22 +11,20 @@ use std::process::Output;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use moneykit_auth::admin::{self, NewClient};
 use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
+use moneykit_auth::metrics::Metrics;
 use moneykit_auth::snapshot::SnapshotCell;
 use moneykit_auth::startup::Application;
-use moneykit_auth::state::Metrics;
 use moneykit_auth::store::Store;
 use moneykit_wire::JwkSet;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-/// The master secret every test server and CLI call uses.
-pub const TEST_SECRET: &str = "test-master-secret-0123456789abcdef0123456789";
+// The CLI, the master secret and request encodings, shared with the cluster test.
+pub use crate::cli_support::*;
 
 /// Whether this run tests the PostgreSQL backend.
 pub fn on_postgres() -> bool {
@@ -267,47 +265,6 @@ impl TestApp {
     }
 }
 
-/// Runs the real `moneykit-auth` binary with the test secret.
-pub fn cli(database_url: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"))
-        .args(args)
-        .arg("--database-url")
-        .arg(database_url)
-        .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the CLI runs")
-}
-
-/// Points `app_id`'s webhooks at `url` through the CLI, allowing a loopback receiver over
-/// plain HTTP; returns the app as printed.
-pub fn set_webhook(database_url: &str, app_id: &str, url: &str) -> Value {
-    let app = cli_json(&cli(
-        database_url,
-        &[
-            "apps",
-            "set-webhook",
-            app_id,
-            url,
-            "--allow-http",
-            "--allow-private-targets",
-            "--json",
-        ],
-    ));
-    assert_eq!(app["webhook_url"], url);
-    app
-}
-
-/// The stdout of a CLI call that must succeed, parsed as JSON.
-pub fn cli_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "CLI failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("CLI printed JSON")
-}
-
 /// Polls `condition` every 10 ms until it holds or `limit` passes; Err on timeout.
 pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = tokio::time::Instant::now() + limit;
@@ -318,34 +275,6 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
-}
-
-/// Form-urlencodes one component.
-pub fn encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// Builds a form body.
-pub fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// An HTTP Basic header value, form-urlencoding id and secret first (RFC 6749 §2.3.1).
-pub fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
-    )
-}
-
-/// Decodes the JSON of one JWT part (0 header, 1 claims).
-pub fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
 /// Asserts the MoneyKit + RFC 6749 error body and returns it.

@@ -12,20 +12,7 @@ use crate::helpers::*;
 async fn secrets_and_tokens_never_appear_in_server_output_even_at_trace_level() {
     let db = TestDb::new().await;
     let url = db.url.clone();
-    let app = cli_json(&cli(&url, &["apps", "create", "--name", "Logs", "--json"]));
-    let client = cli_json(&cli(
-        &url,
-        &[
-            "clients",
-            "create",
-            "--app",
-            app["app_id"].as_str().unwrap(),
-            "--json",
-        ],
-    ));
-    let id = client["client_id"].as_str().unwrap().to_owned();
-    let secret = client["client_secret"].as_str().unwrap().to_owned();
-    let app_id = app["app_id"].as_str().unwrap().to_owned();
+    let (app_id, id, secret) = cli_app_and_client(&url, "Logs");
     let receiver = crate::receiver::Receiver::start(&[]).await;
     set_webhook(&url, &app_id, &receiver.url);
     const ADMIN_TOKEN: &str = "admin-token-that-must-never-be-logged-0123";

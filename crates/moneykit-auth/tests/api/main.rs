@@ -5,6 +5,8 @@
 
 #![allow(missing_docs)]
 
+#[path = "../support/cli.rs"]
+mod cli_support;
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres;

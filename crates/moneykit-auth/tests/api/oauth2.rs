@@ -444,6 +444,7 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
         "/oauth2/revoke",
         "/healthz/live",
         "/healthz/ready",
+        "/webhooks/test/link/{id}",
     ] {
         assert!(paths.contains_key(path), "{path} is described");
     }

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs)]
 
+#[path = "../support/cli.rs"]
+mod cli_support;
 #[path = "../support/postgres.rs"]
 mod postgres;
 #[path = "../support/process.rs"]
@@ -11,18 +13,15 @@ mod process;
 #[path = "../support/receiver.rs"]
 mod receiver;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use cli_support::*;
 use postgres::PgCluster;
 use process::ServerProcess;
 use serde_json::Value;
 
-const SECRET: &str = "cluster-test-master-secret-0123456789abcdef";
 const ISSUER: &str = "https://auth.cluster.test";
-const BIN: &str = env!("CARGO_BIN_EXE_moneykit-auth");
 
 /// A `serve` replica, named in messages; killed when dropped.
 struct Replica {
@@ -42,7 +41,7 @@ impl Replica {
             "--webhook-retry-base",
             "100ms",
         ];
-        let server = ServerProcess::spawn(database_url, &args, SECRET, "info");
+        let server = ServerProcess::spawn(database_url, &args, TEST_SECRET, "info");
         Self { name, server }
     }
 
@@ -62,51 +61,6 @@ impl Replica {
     async fn wait_ready(&self) {
         self.server.wait_for("/healthz/ready").await;
     }
-}
-
-/// The real CLI against `database_url`.
-fn cli(database_url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .args(["--database-url", database_url])
-        .env("MONEYKIT_AUTH_SECRET", SECRET)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn cli_json(database_url: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    let output = cli(database_url, &args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// An app and a client; returns (client id, secret).
-fn create_client(database_url: &str) -> (String, String) {
-    let app = cli_json(database_url, &["apps", "create", "--name", "Cluster"]);
-    let client = cli_json(
-        database_url,
-        &[
-            "clients",
-            "create",
-            "--app",
-            app["app_id"].as_str().unwrap(),
-        ],
-    );
-    (
-        client["client_id"].as_str().unwrap().to_owned(),
-        client["client_secret"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
 /// A client-credentials request to replica `r`, with HTTP Basic.
@@ -251,12 +205,12 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     let both = [&a, &b];
 
     // Starting together created exactly one signing key, served by both.
-    let keys = cli_json(&url, &["keys", "list"]);
+    let keys = cli_json(&cli(&url, &["keys", "list", "--json"]));
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     assert_eq!(jwks(&http, &a).await, jwks(&http, &b).await);
 
     // A client created through the CLI can get tokens from both replicas.
-    let (id, secret) = create_client(&url);
+    let (_, id, secret) = cli_app_and_client(&url, "Cluster");
     until_all("client created", &both, ONE_SECOND, |r| {
         let (http, id, secret) = (&http, &id, &secret);
         async move { token_status(http, r, id, secret).await == 201 }
@@ -292,7 +246,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     );
 
     // Secret rotated through the CLI → the old secret stops working everywhere.
-    let rotated = cli_json(&url, &["clients", "rotate-secret", &id]);
+    let rotated = cli_json(&cli(&url, &["clients", "rotate-secret", &id, "--json"]));
     let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
     until_all("secret rotated", &both, ONE_SECOND, |r| {
         let (http, id, old, new) = (&http, &id, &secret, &new_secret);
@@ -317,9 +271,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
 
     // Two `keys rotate` at the same moment from two processes: one next key, not two.
     let rotate = || {
-        Command::new(BIN)
-            .args(["keys", "rotate", "--json", "--database-url", &url])
-            .env("MONEYKIT_AUTH_SECRET", SECRET)
+        cli_command(&url, &["keys", "rotate", "--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -341,7 +293,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
         .collect();
     results.sort();
     assert_eq!(results, ["already_pending", "published"]);
-    let keys = cli_json(&url, &["keys", "list"]);
+    let keys = cli_json(&cli(&url, &["keys", "list", "--json"]));
     let statuses: Vec<&str> = keys
         .as_array()
         .unwrap()
@@ -365,7 +317,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     // `--now` on one process: every replica signs with the same new key.
     let output = cli(&url, &["keys", "rotate", "--now"]);
     assert!(output.status.success());
-    let active = cli_json(&url, &["keys", "list"])
+    let active = cli_json(&cli(&url, &["keys", "list", "--json"]))
         .as_array()
         .unwrap()
         .iter()
@@ -374,7 +326,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (id2, secret2) = create_client(&url);
+    let (_, id2, secret2) = cli_app_and_client(&url, "Cluster");
     until_all("key rotated now", &both, ONE_SECOND, |r| {
         let (http, id, secret, active) = (&http, &id2, &secret2, &active);
         async move {
@@ -382,14 +334,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
                 return false;
             }
             let token = token(http, r, id, secret).await;
-            let header = token.split('.').next().unwrap();
-            let header: Value = serde_json::from_slice(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(header)
-                    .unwrap(),
-            )
-            .unwrap();
-            header["kid"] == active.as_str()
+            jwt_part(&token, 0)["kid"] == active.as_str()
         }
     })
     .await;
@@ -405,7 +350,7 @@ async fn replicas_ride_out_a_database_outage() {
         http,
     } = two_replicas().await;
     let both = [&a, &b];
-    let (id, secret) = create_client(&url);
+    let (_, id, secret) = cli_app_and_client(&url, "Cluster");
     until_all("client created", &both, ONE_SECOND, |r| {
         let (http, id, secret) = (&http, &id, &secret);
         async move { token_status(http, r, id, secret).await == 201 }
@@ -487,7 +432,7 @@ async fn replicas_ride_out_a_database_outage() {
         restarted.elapsed() < Duration::from_secs(10),
         "recovered within seconds"
     );
-    let apps = cli_json(&url, &["apps", "list"]);
+    let apps = cli_json(&cli(&url, &["apps", "list", "--json"]));
     assert_eq!(
         apps.as_array().unwrap().len(),
         1,
@@ -520,7 +465,7 @@ async fn replicas_ride_out_a_database_outage() {
         );
         assert_eq!(log.matches("refresh failed").count(), 1, "{log}");
         assert_eq!(log.matches("database reachable again").count(), 1, "{log}");
-        assert!(!log.contains(SECRET));
+        assert!(!log.contains(TEST_SECRET));
     }
 }
 
@@ -538,39 +483,32 @@ async fn replicas_share_the_webhook_outbox_without_double_attempts() {
         .map(|i| if i % 3 == 0 { 500 } else { 200 })
         .collect();
     let receiver = receiver::Receiver::start(&plan).await;
-    let app = cli_json(&url, &["apps", "create", "--name", "Hooks"]);
-    let app_id = app["app_id"].as_str().unwrap();
-    cli_json(
-        &url,
-        &[
-            "apps",
-            "set-webhook",
-            app_id,
-            &receiver.url,
-            "--allow-http",
-            "--allow-private-targets",
-        ],
-    );
+    let app_id = cli_app(&url, "Hooks");
+    set_webhook(&url, &app_id, &receiver.url);
     const EVENTS: usize = 60;
     for i in 0..EVENTS {
         let data = format!(r#"{{"n": {i}}}"#);
-        cli_json(
+        cli_json(&cli(
             &url,
             &[
                 "webhooks",
                 "send",
                 "--app",
-                app_id,
+                &app_id,
                 "--event",
                 "load.item",
                 "--data",
                 &data,
+                "--json",
             ],
-        );
+        ));
     }
     let started = Instant::now();
     loop {
-        let delivered = cli_json(&url, &["webhooks", "list", "--status", "delivered"]);
+        let delivered = cli_json(&cli(
+            &url,
+            &["webhooks", "list", "--status", "delivered", "--json"],
+        ));
         if delivered.as_array().unwrap().len() == EVENTS {
             break;
         }

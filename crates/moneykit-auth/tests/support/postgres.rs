@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -153,16 +153,6 @@ impl PgCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("the watchdog starts");
-    }
-
-    /// The server's log, for failure messages.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default()
-    }
-
-    /// The directory the cluster lives in.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

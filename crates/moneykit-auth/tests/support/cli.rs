@@ -1,0 +1,121 @@
+//! The real `moneykit-auth` CLI, run as a separate process against a test database, and
+//! the small encoding helpers requests to the server need (HTTP Basic, form bodies, JWT
+//! parts).
+
+// Shared by several test binaries, each using part of it.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+
+/// The master secret every test server and CLI call uses.
+pub const TEST_SECRET: &str = "test-master-secret-0123456789abcdef0123456789";
+
+/// The `moneykit-auth` binary with `args` and `--database-url database_url`, the test
+/// secret and no `RUST_LOG`, ready to run or spawn.
+pub fn cli_command(database_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_moneykit-auth"));
+    command
+        .args(args)
+        .arg("--database-url")
+        .arg(database_url)
+        .env("MONEYKIT_AUTH_SECRET", TEST_SECRET)
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs the real `moneykit-auth` binary with the test secret.
+pub fn cli(database_url: &str, args: &[&str]) -> Output {
+    cli_command(database_url, args)
+        .output()
+        .expect("the CLI runs")
+}
+
+/// The stdout of a CLI call that must succeed, parsed as JSON.
+pub fn cli_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "CLI failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("CLI printed JSON")
+}
+
+/// Creates an app named `name` through the CLI; returns its id.
+pub fn cli_app(database_url: &str, name: &str) -> String {
+    let app = cli_json(&cli(
+        database_url,
+        &["apps", "create", "--name", name, "--json"],
+    ));
+    app["app_id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a client of `app_id` through the CLI; returns (client id, secret).
+pub fn cli_client(database_url: &str, app_id: &str) -> (String, String) {
+    let client = cli_json(&cli(
+        database_url,
+        &["clients", "create", "--app", app_id, "--json"],
+    ));
+    (
+        client["client_id"].as_str().unwrap().to_owned(),
+        client["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Creates an app named `name` and one client of it through the CLI; returns
+/// (app id, client id, secret).
+pub fn cli_app_and_client(database_url: &str, name: &str) -> (String, String, String) {
+    let app_id = cli_app(database_url, name);
+    let (client_id, secret) = cli_client(database_url, &app_id);
+    (app_id, client_id, secret)
+}
+
+/// Points `app_id`'s webhooks at `url` through the CLI, allowing a loopback receiver over
+/// plain HTTP; returns the app as printed.
+pub fn set_webhook(database_url: &str, app_id: &str, url: &str) -> Value {
+    let app = cli_json(&cli(
+        database_url,
+        &[
+            "apps",
+            "set-webhook",
+            app_id,
+            url,
+            "--allow-http",
+            "--allow-private-targets",
+            "--json",
+        ],
+    ));
+    assert_eq!(app["webhook_url"], url);
+    app
+}
+
+/// Form-urlencodes one component.
+pub fn encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Builds a form body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An HTTP Basic header value, form-urlencoding id and secret first (RFC 6749 §2.3.1).
+pub fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+    )
+}
+
+/// Decodes the JSON of one JWT part (0 header, 1 claims).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
