@@ -1,7 +1,7 @@
 """Suite 3: PyJWT with ``PyJWKClient`` verifies access tokens offline, from the JWKS URL alone.
 
 This is what a resource server does with moneykit-auth's tokens (PRODUCT.md §3, RFC 9068):
-fetch the JWKS, pick the key by ``kid``, pin ES256, check ``iss`` and ``exp``.
+fetch the JWKS, pick the key by ``kid``, pin ES256, check ``iss``, ``aud`` and ``exp``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from jwt import PyJWKClient
 
 from conftest import CLIENT_SCOPES, TIMEOUT, cli, jwt_parts, moneykit_token, raw_token, wait_until
 
-REQUIRED_CLAIMS = ["iss", "sub", "client_id", "app_id", "scope", "iat", "exp", "jti"]
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "client_id", "app_id", "scope", "iat", "exp", "jti"]
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +31,19 @@ def jwk_client(jwks_url) -> PyJWKClient:
     return PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=TIMEOUT)
 
 
-def verify(token: str, jwk_client: PyJWKClient, issuer: str, **kw) -> dict:
-    """Verification as a resource server would do it: key by kid from the JWKS, ES256 pinned,
-    issuer checked, exp/iat required. There is no ``aud`` claim to check (PRODUCT.md §3)."""
+def verify(token: str, jwk_client: PyJWKClient, issuer: str, audience: str | None = None, **kw) -> dict:
+    """Verification as a resource server would do it (RFC 9068 §4): key by kid from the JWKS,
+    ES256 pinned, issuer checked, ``aud`` required and checked (by default the issuer: the
+    server's default audience, PRODUCT.md §3), exp/iat required."""
     key = jwk_client.get_signing_key_from_jwt(token)
     return jwt.decode(
         token,
         key.key,
         algorithms=["ES256"],
         issuer=issuer,
+        audience=audience or issuer,
         leeway=5,
-        options={"require": ["exp", "iat", "iss", "sub", "jti"], "verify_aud": False},
+        options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
         **kw,
     )
 
@@ -106,6 +108,40 @@ def test_verify_oauth2_token(token_oauth2, jwk_client, base_url, client):
 def test_verify_narrowed_token(base_url, client, jwk_client):
     token = raw_token(base_url, client, scope="accounts:read").json()["access_token"]
     assert verify(token, jwk_client, base_url)["scope"] == "accounts:read"
+
+
+def test_resource_indicator_sets_the_audience_pyjwt_requires(base_url, make_client, jwk_client):
+    """RFC 8707: a client allowed an API's audience asks for it with ``resource``; PyJWT told
+    to require that audience accepts the token, and refuses it for any other audience."""
+    api = "https://api.example.test/"
+    c = make_client("accounts:read", "--audience", "urn:example:default", "--audience", api)
+    resp = requests.post(
+        f"{base_url}/oauth2/token",
+        data={"grant_type": "client_credentials", "resource": api},
+        auth=(c.client_id, c.client_secret),
+        timeout=TIMEOUT,
+    )
+    assert resp.status_code == 200, resp.text
+    token = resp.json()["access_token"]
+    claims = verify(token, jwk_client, base_url, audience=api)
+    assert claims["aud"] == api
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(token, jwk_client, base_url, audience="urn:example:default")
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(token, jwk_client, base_url)
+    # Without a resource: the client's first audience.
+    default = moneykit_token(base_url, c).json()["access_token"]
+    assert verify(default, jwk_client, base_url, audience="urn:example:default")["aud"] == "urn:example:default"
+    # Outside the client's list: RFC 8707 invalid_target, in both error shapes.
+    refused = requests.post(
+        f"{base_url}/oauth2/token",
+        data={"grant_type": "client_credentials", "resource": "https://elsewhere.example.test/"},
+        auth=(c.client_id, c.client_secret),
+        timeout=TIMEOUT,
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_target"
+    assert refused.json()["error_code"] == "api_error.auth.invalid_target"
 
 
 def test_jti_is_unique(base_url, client):

@@ -25,6 +25,7 @@ const SNAPSHOT_SECRET: &str = "mks_bench_secret_0123456789abcdefghijklmnopqrstu"
 fn claims() -> AccessClaims {
     AccessClaims {
         iss: "http://127.0.0.1:8080".into(),
+        aud: moneykit_wire::Audience::single("http://127.0.0.1:8080"),
         sub: "live_fa3457c9453f6eae6c602878".into(),
         client_id: "live_fa3457c9453f6eae6c602878".into(),
         app_id: "app_b3b43fe60e5ab7937d9b7d7f".into(),
@@ -53,6 +54,7 @@ fn snapshot(n: usize) -> Snapshot {
             app_id: app.id.clone(),
             name: format!("client {i}"),
             scopes: Scopes::parse("accounts:read transactions:read").unwrap(),
+            audiences: Vec::new(),
             token_ttl_secs: None,
             secret_hash: moneykit_auth::domain::secrets::SecretHash::of(SNAPSHOT_SECRET),
             created_at: now,
@@ -74,6 +76,7 @@ fn snapshot(n: usize) -> Snapshot {
     };
     let settings = Arc::new(TokenSettings {
         issuer: "http://127.0.0.1:8080".into(),
+        audience: "http://127.0.0.1:8080".into(),
         default_ttl_secs: 3600,
     });
     Snapshot::build(state, &master, settings, now).unwrap()
@@ -160,6 +163,7 @@ fn hot_path(c: &mut Criterion) {
             let request = moneykit_auth::domain::grant::TokenRequest {
                 grant_type: Some("client_credentials"),
                 scope: None,
+                audiences: Vec::new(),
                 credentials: Some(moneykit_auth::domain::grant::Credentials {
                     client_id: &id,
                     client_secret: SNAPSHOT_SECRET,

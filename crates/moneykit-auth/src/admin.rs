@@ -5,6 +5,7 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::MAX_TOKEN_TTL_SECS;
+use crate::domain::audience::parse_audiences;
 use crate::domain::clients::{App, Client};
 use crate::domain::ids::{new_app_id, new_client_id, new_key_id};
 use crate::domain::scope::Scopes;
@@ -98,8 +99,18 @@ pub struct NewClient {
     pub name: String,
     /// Space-separated allowed scopes.
     pub scope: String,
+    /// Audiences it may ask for, the first being its default; empty: the server's.
+    pub audiences: Vec<String>,
     /// Token lifetime override in seconds.
     pub token_ttl_secs: Option<u64>,
+}
+
+fn check_scope(scope: &str) -> Result<Scopes, AdminError> {
+    Scopes::parse(scope).map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
+    parse_audiences(audiences).map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
 /// Creates a client with a fresh secret; the secret is returned once and not stored.
@@ -107,7 +118,8 @@ pub async fn create_client(
     store: &dyn Store,
     new: &NewClient,
 ) -> Result<(Client, ClientSecret), AdminError> {
-    let scopes = Scopes::parse(&new.scope).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let scopes = check_scope(&new.scope)?;
+    let audiences = check_audiences(&new.audiences)?;
     let token_ttl_secs = new.token_ttl_secs.map(check_token_ttl).transpose()?;
     let name = check_name("client", &new.name)?;
     if store.get_app(&new.app_id).await?.is_none() {
@@ -119,6 +131,7 @@ pub async fn create_client(
         app_id: new.app_id.clone(),
         name,
         scopes,
+        audiences,
         token_ttl_secs,
         secret_hash: secret.hash(),
         created_at: now(),
@@ -133,6 +146,46 @@ async fn existing_client(store: &dyn Store, id: &str) -> Result<Client, AdminErr
         .get_client(id)
         .await?
         .ok_or_else(|| AdminError::UnknownClient(id.to_owned()))
+}
+
+/// Changes to a client; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ClientUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// New allowed scopes, space-separated (replaces the list).
+    pub scope: Option<String>,
+    /// New audiences (replaces the list; empty: the server's default).
+    pub audiences: Option<Vec<String>>,
+    /// New token lifetime: `Some(None)` goes back to the server default.
+    pub token_ttl_secs: Option<Option<u64>>,
+}
+
+/// Changes a client's name, scopes, audiences or token lifetime. Running servers pick the
+/// change up like any other; tokens already issued keep the claims they were issued
+/// with until they expire.
+pub async fn update_client(
+    store: &dyn Store,
+    id: &str,
+    update: &ClientUpdate,
+) -> Result<Client, AdminError> {
+    let mut client = existing_client(store, id).await?;
+    if let Some(name) = &update.name {
+        client.name = check_name("client", name)?;
+    }
+    if let Some(scope) = &update.scope {
+        client.scopes = check_scope(scope)?;
+    }
+    if let Some(audiences) = &update.audiences {
+        client.audiences = check_audiences(audiences)?;
+    }
+    if let Some(ttl) = update.token_ttl_secs {
+        client.token_ttl_secs = ttl.map(check_token_ttl).transpose()?;
+    }
+    if !store.update_client(&client).await? {
+        return Err(AdminError::UnknownClient(id.to_owned()));
+    }
+    Ok(client)
 }
 
 /// Disables a client at `at` (now when `None`); a future time schedules it.
@@ -289,6 +342,7 @@ pub async fn ensure_demo_client(
                     app_id: app.id.clone(),
                     name: CLIENT_NAME.into(),
                     scope: "accounts:read transactions:read".into(),
+                    audiences: Vec::new(),
                     token_ttl_secs: None,
                 },
             )

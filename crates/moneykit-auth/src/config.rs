@@ -28,6 +28,9 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// Public issuer URL; `http://` + the bound address when `None`.
     pub issuer: Option<String>,
+    /// The `aud` of tokens for clients without audiences of their own; the issuer when
+    /// `None`.
+    pub audience: Option<String>,
     /// Default token lifetime.
     pub token_ttl_secs: u32,
     /// Where the state lives.
@@ -65,6 +68,7 @@ impl ServeSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: None,
+            audience: None,
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             database_url: database_url.into(),
             master_secret: None,

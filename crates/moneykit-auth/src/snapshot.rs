@@ -27,6 +27,8 @@ use crate::store::StoredState;
 pub struct TokenSettings {
     /// The `iss` of every token, and the only one accepted.
     pub issuer: String,
+    /// The `aud` of tokens for clients without audiences of their own.
+    pub audience: String,
     /// Token lifetime for clients without their own.
     pub default_ttl_secs: u32,
 }

@@ -123,6 +123,7 @@ impl Application {
             format!("{scheme}://{local_addr}")
         });
         let tokens = Arc::new(TokenSettings {
+            audience: settings.audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             default_ttl_secs: settings.token_ttl_secs,
         });

@@ -41,6 +41,7 @@ pub fn client_json(client: &Client) -> Value {
         "app_id": client.app_id,
         "name": client.name,
         "scope": client.scopes.to_string(),
+        "audiences": client.audiences,
         "token_ttl": client.token_ttl_secs,
         "created_at": rfc3339(client.created_at),
         "disabled_at": client.disabled_at.map(rfc3339),
@@ -56,6 +57,7 @@ pub fn client_secret_json(client: &Client, secret: &ClientSecret) -> Value {
         "app_id": client.app_id,
         "name": client.name,
         "scope": client.scopes.to_string(),
+        "audiences": client.audiences,
         "token_ttl": client.token_ttl_secs,
     })
 }

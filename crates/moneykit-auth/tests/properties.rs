@@ -67,6 +67,7 @@ proptest! {
         sub in "\\PC{1,40}",
         app in "\\PC{1,40}",
         scope in "\\PC{0,40}",
+        aud in proptest::collection::vec("\\PC{1,40}", 0..4),
         iat in 0i64..4_000_000_000,
         ttl in 1i64..86_400,
     ) {
@@ -74,6 +75,7 @@ proptest! {
         let public = PublicKey::from_sec1("key_p", &pair.public_key_bytes()).unwrap();
         let claims = AccessClaims {
             iss: "https://issuer.test".into(),
+            aud: moneykit_wire::Audience::new(aud),
             sub: sub.clone(),
             client_id: sub,
             app_id: app,

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`token`]: the `/auth/token` form fields and the token response.
+//! - [`audience`]: the `aud` of a token, one string or an array.
 //! - [`introspect`]: `AppClientResponse`, the body of `/auth/introspect`.
 //! - [`jwks`]: the public JSON Web Key Set published at `/.well-known/jwks.json`.
 //! - [`error`]: the error body (MoneyKit fields, RFC 6749 fields, validation errors).
@@ -19,6 +20,7 @@
 //! members are kept where a client may need them (JWKs) and ignored elsewhere, so newer
 //! servers stay readable by older clients.
 
+pub mod audience;
 pub mod error;
 pub mod headers;
 pub mod introspect;
@@ -27,6 +29,7 @@ pub mod oauth2;
 pub mod token;
 pub mod webhook;
 
+pub use audience::Audience;
 pub use error::{ErrorBody, ValidationError};
 pub use introspect::{AppClientResponse, AppResponse};
 pub use jwks::{Jwk, JwkSet};

@@ -20,6 +20,15 @@ pub struct ClientCredentialsForm {
     /// The client secret (client_secret_post).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// RFC 8707 resource indicators: absolute URIs of the APIs the token is meant for,
+    /// each one of the client's audiences; repeat the parameter for several. Absent: the
+    /// client's default audience.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
+    /// The same request as `resource`, space-separated, as Auth0 and Ory Hydra clients
+    /// send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 impl std::fmt::Debug for ClientCredentialsForm {
@@ -28,6 +37,8 @@ impl std::fmt::Debug for ClientCredentialsForm {
             .field("grant_type", &self.grant_type)
             .field("scope", &self.scope)
             .field("client_id", &self.client_id)
+            .field("resource", &self.resource)
+            .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +100,9 @@ pub struct IntrospectionResponse {
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// Audience: the resource servers the token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<crate::Audience>,
     /// Token id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,

@@ -22,6 +22,15 @@ pub struct TokenForm {
     /// The client secret, when not sent as HTTP Basic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// RFC 8707 resource indicators: absolute URIs of the APIs the token is meant for,
+    /// each one of the client's audiences; repeat the parameter for several. Absent: the
+    /// client's default audience.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
+    /// The same request as `resource`, space-separated, as Auth0 and Ory Hydra clients
+    /// send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 impl std::fmt::Debug for TokenForm {
@@ -35,7 +44,32 @@ impl std::fmt::Debug for TokenForm {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("resource", &self.resource)
+            .field("audience", &self.audience)
             .finish()
+    }
+}
+
+impl TokenForm {
+    /// The form as name-value pairs in wire order, `resource` once per value: what an
+    /// `application/x-www-form-urlencoded` encoder takes (serde's form encoder cannot
+    /// repeat a parameter).
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let singles = [
+            ("grant_type", &self.grant_type),
+            ("scope", &self.scope),
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret),
+        ];
+        let mut pairs: Vec<(&'static str, &str)> = singles
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+            .collect();
+        pairs.extend(self.resource.iter().map(|r| ("resource", r.as_str())));
+        if let Some(audience) = &self.audience {
+            pairs.push(("audience", audience));
+        }
+        pairs
     }
 }
 

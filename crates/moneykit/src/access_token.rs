@@ -62,6 +62,8 @@ impl AccessTokenApi {
     ///     scope: Some("accounts:read".into()), // Space-separated; omit for everything allowed.
     ///     client_id: None,                     // Or send credentials in the body instead of Basic.
     ///     client_secret: None,
+    ///     resource: vec![], // RFC 8707: the APIs (audiences) the token is for; empty for the default.
+    ///     audience: None,   // The same, space-separated, as Auth0 clients send it.
     /// };
     ///
     /// match api_instance.generate_access_token(opts).await {
@@ -98,7 +100,8 @@ impl AccessTokenApi {
         &self,
         opts: GenerateAccessTokenOpts,
     ) -> Result<WithHttpInfo<GenerateAccessTokenResponse>, ApiError> {
-        self.client.post_form("/auth/token", &opts).await
+        // As pairs: `resource` repeats, which the serde form encoder cannot express.
+        self.client.post_form("/auth/token", &opts.pairs()).await
     }
 
     /// `GET /.well-known/jwks.json`: the public keys that verify webhook JWTs (and access

@@ -3,7 +3,8 @@
 //! A Rust client for the MoneyKit access token API — MoneyKit itself, or a self-hosted
 //! [moneykit-auth](https://github.com/moneykit-auth/moneykit-auth) — with the operations
 //! and names of the official SDKs' `AccessTokenApi`, plus what a Rust service needs
-//! beyond them: tokens that refresh themselves, and webhook signature verification.
+//! beyond them: tokens that refresh themselves, webhook signature verification, and
+//! access token verification for resource servers.
 //!
 //! ## Layout
 //!
@@ -14,6 +15,11 @@
 //! - [`TokenSource`]: a cached client-credentials token, refreshed ahead of expiry, one
 //!   refresh shared by concurrent callers.
 //! - [`webhooks::Verifier`]: checks `MoneyKit-Signature` headers against the JWKS.
+//! - [`AccessTokenVerifier`]: checks access tokens (RFC 9068 JWTs) in a resource server,
+//!   against the JWKS found through the issuer's RFC 8414 metadata, giving a
+//!   [`VerifiedAccessToken`] or a [`TokenError`].
+//! - `axum` (feature `axum`, off by default): the `Authenticated` extractor, which
+//!   verifies the bearer token of a request and answers 401/403 as RFC 6750 says.
 //! - [`ApiError`]: transport failures, unexpected bodies and API errors kept apart
 //!   ([`ErrorKind`]), with the MoneyKit error fields parsed.
 //! - The JSON types ([`GenerateAccessTokenResponse`], [`AppClientResponse`], [`JwkSet`], …)
@@ -52,6 +58,35 @@
 //! # }
 //! ```
 //!
+//! ## Protecting an API
+//!
+//! ```no_run
+//! use moneykit::{AccessTokenVerifier, TokenError};
+//!
+//! # async fn example(bearer_token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! // Keep one per process: it caches the keys and the tokens it verified.
+//! let verifier = AccessTokenVerifier::builder("http://127.0.0.1:8080", "https://api.example.com")
+//!     .build()?;
+//! match verifier.verify(bearer_token).await {
+//!     Ok(token) if token.has_scope("accounts:read") => {
+//!         println!("{} of app {}", token.client_id(), token.app_id())
+//!     }
+//!     Ok(_) => eprintln!("403: the token lacks accounts:read"),
+//!     Err(TokenError::Expired) => eprintln!("401: expired, get a new token"),
+//!     Err(e) => eprintln!("401: {e}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `axum` feature, `moneykit::axum::Authenticated` does this as an extractor; see
+//! `examples/resource_server.rs`.
+//!
+//! ## Cargo features
+//!
+//! - `axum` (off by default): `moneykit::axum`, the `Authenticated` extractor and its
+//!   RFC 6750 rejections.
+//!
 //! ## Errors
 //!
 //! ```no_run
@@ -72,11 +107,15 @@
 //! `[redacted]`.
 
 mod access_token;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod configuration;
 mod error;
+mod jwks_cache;
 mod secret;
 mod token_source;
+mod verifier;
 pub mod webhooks;
 
 pub use access_token::{AccessTokenApi, GenerateAccessTokenOpts};
@@ -89,3 +128,6 @@ pub use moneykit_wire::{
 };
 pub use secret::Secret;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
+pub use verifier::{
+    AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,
+};

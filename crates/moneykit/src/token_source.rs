@@ -202,7 +202,10 @@ impl TokenSource {
         let (response, _, _) = self
             .inner
             .client
-            .post_form::<_, moneykit_wire::GenerateAccessTokenResponse>("/auth/token", &opts)
+            .post_form::<_, moneykit_wire::GenerateAccessTokenResponse>(
+                "/auth/token",
+                &opts.pairs(),
+            )
             .await?;
         let token = AccessToken {
             token: Secret::new(response.access_token),

@@ -23,21 +23,18 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest::{SHA256, digest};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use moneykit_wire::{Jwk, JwkSet, WebhookSignatureClaims};
+use moneykit_wire::{JwkSet, WebhookSignatureClaims};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use tokio::sync::RwLock;
-use tokio::time::Instant;
 
 use crate::access_token::AccessTokenApi;
 use crate::error::ApiError;
+use crate::jwks_cache::JwksCache;
 
 pub use moneykit_wire::webhook::{
     DELIVERY_ATTEMPT_HEADER, DELIVERY_TOKEN_HEADER, SIGNATURE_HEADER,
@@ -85,46 +82,11 @@ struct Header {
     kid: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct KeyCache {
-    keys: HashMap<String, ParsedPublicKey>,
-    fetched_at: Option<Instant>,
-}
-
-impl KeyCache {
-    fn from_jwks(jwks: &JwkSet, fetched_at: Option<Instant>) -> Self {
-        let keys = jwks
-            .keys
-            .iter()
-            .filter_map(|jwk| Some((jwk.kid.clone()?, parse_es256_jwk(jwk)?)))
-            .collect();
-        Self { keys, fetched_at }
-    }
-}
-
-/// The P-256 public key of an ES256 JWK; `None` for keys of any other kind.
-fn parse_es256_jwk(jwk: &Jwk) -> Option<ParsedPublicKey> {
-    if jwk.kty != "EC" || jwk.crv.as_deref() != Some("P-256") {
-        return None;
-    }
-    if jwk.alg.as_deref().is_some_and(|a| a != "ES256") {
-        return None;
-    }
-    let x = URL_SAFE_NO_PAD.decode(jwk.x.as_deref()?).ok()?;
-    let y = URL_SAFE_NO_PAD.decode(jwk.y.as_deref()?).ok()?;
-    if x.len() != 32 || y.len() != 32 {
-        return None;
-    }
-    let point = [&[0x04][..], &x, &y].concat();
-    ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).ok()
-}
-
 /// Verifies `MoneyKit-Signature` headers. Keep one per process: it caches the JWKS.
 #[derive(Debug)]
 pub struct Verifier {
     api: Option<AccessTokenApi>,
-    cache: RwLock<KeyCache>,
-    min_refetch_interval: Duration,
+    cache: JwksCache,
     leeway: Duration,
 }
 
@@ -133,8 +95,7 @@ impl Verifier {
     pub fn new(api: AccessTokenApi) -> Self {
         Self {
             api: Some(api),
-            cache: RwLock::new(KeyCache::default()),
-            min_refetch_interval: Duration::from_secs(30),
+            cache: JwksCache::new(Duration::from_secs(30)),
             leeway: DEFAULT_LEEWAY,
         }
     }
@@ -143,8 +104,7 @@ impl Verifier {
     pub fn from_jwks(jwks: &JwkSet) -> Self {
         Self {
             api: None,
-            cache: RwLock::new(KeyCache::from_jwks(jwks, Some(Instant::now()))),
-            min_refetch_interval: Duration::MAX,
+            cache: JwksCache::with_keys(jwks, Duration::MAX),
             leeway: DEFAULT_LEEWAY,
         }
     }
@@ -152,7 +112,7 @@ impl Verifier {
     /// The shortest time between two JWKS fetches triggered by unknown `kid`s (default
     /// 30 s), so forged headers cannot make the verifier hammer the JWKS endpoint.
     pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
-        self.min_refetch_interval = interval;
+        self.cache.min_refetch_interval = interval;
         self
     }
 
@@ -230,33 +190,16 @@ impl Verifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), WebhookError> {
-        let verify = |key: &ParsedPublicKey| {
-            key.verify_sig(message, signature)
-                .map_err(|_| WebhookError::BadSignature)
-        };
-        if let Some(key) = self.cache.read().await.keys.get(kid) {
-            return verify(key);
-        }
-        let mut cache = self.cache.write().await;
-        if let Some(api) = &self.api
-            && !cache.keys.contains_key(kid)
-            && self.may_refetch(&cache)
-        {
-            let jwks = api
-                .get_well_known_jwks()
+        let key = match &self.api {
+            Some(api) => self
+                .cache
+                .get_or_refetch(kid, || api.get_well_known_jwks())
                 .await
-                .map_err(WebhookError::Jwks)?;
-            *cache = KeyCache::from_jwks(&jwks, Some(Instant::now()));
-        }
-        match cache.keys.get(kid) {
-            Some(key) => verify(key),
-            None => Err(WebhookError::UnknownKey(kid.to_owned())),
-        }
-    }
-
-    fn may_refetch(&self, cache: &KeyCache) -> bool {
-        cache
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.min_refetch_interval)
+                .map_err(WebhookError::Jwks)?,
+            None => self.cache.get(kid),
+        };
+        let key = key.ok_or_else(|| WebhookError::UnknownKey(kid.to_owned()))?;
+        key.verify_sig(message, signature)
+            .map_err(|_| WebhookError::BadSignature)
     }
 }

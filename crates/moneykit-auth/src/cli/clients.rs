@@ -1,4 +1,4 @@
-//! `moneykit-auth clients create|list|show|disable|enable|rotate-secret`.
+//! `moneykit-auth clients create|list|show|update|disable|enable|rotate-secret`.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::output::{Output, client_with_secret, table};
-use crate::admin::{self, AdminError, NewClient};
+use crate::admin::{self, AdminError, ClientUpdate, NewClient};
 use crate::domain::clients::Client;
 use crate::store::OpenMode;
 use crate::views::{client_json, client_status, rfc3339};
@@ -24,9 +24,40 @@ pub(super) enum ClientsCommand {
         /// Allowed scopes, space-separated (e.g. "accounts:read transactions:read").
         #[arg(long, default_value = "")]
         scope: String,
+        /// An audience (absolute URI) the client may ask for with `resource`/`audience`;
+        /// repeat for several, the first is its default (default: the server's --audience).
+        #[arg(long = "audience", value_name = "URI")]
+        audiences: Vec<String>,
         /// Lifetime of this client's tokens in seconds (default: the server's --token-ttl).
         #[arg(long, value_name = "SECS")]
         token_ttl: Option<u64>,
+    },
+    /// Change a client's name, scopes, audiences or token lifetime; running servers apply
+    /// it to new tokens within a second.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Update {
+        /// The client id.
+        client_id: String,
+        /// New display name.
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        /// New allowed scopes, space-separated (replaces the list; "" for none).
+        #[arg(long, group = "change")]
+        scope: Option<String>,
+        /// New audiences (replaces the list); repeat for several, the first is the default.
+        #[arg(
+            long = "audience",
+            value_name = "URI",
+            group = "change",
+            conflicts_with = "clear_audiences"
+        )]
+        audiences: Vec<String>,
+        /// Remove the client's audiences: its tokens get the server's default audience.
+        #[arg(long, group = "change")]
+        clear_audiences: bool,
+        /// New token lifetime in seconds, or "default" for the server's --token-ttl.
+        #[arg(long, value_name = "SECS|default", value_parser = parse_ttl_change, group = "change")]
+        token_ttl: Option<TtlChange>,
     },
     /// List clients.
     List {
@@ -59,9 +90,31 @@ pub(super) enum ClientsCommand {
     },
 }
 
+/// A `--token-ttl` of `clients update`: seconds, or back to the server default.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TtlChange(Option<u64>);
+
+fn parse_ttl_change(text: &str) -> Result<TtlChange, String> {
+    if text == "default" {
+        return Ok(TtlChange(None));
+    }
+    text.parse()
+        .map(|secs| TtlChange(Some(secs)))
+        .map_err(|_| "expected seconds or \"default\"".into())
+}
+
 fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| format!("{e}; expected RFC 3339, e.g. 2026-12-01T00:00:00Z"))
+}
+
+/// A client's audiences for people: the list, or that the server's default applies.
+pub(super) fn audiences_text(client: &Client) -> String {
+    if client.audiences.is_empty() {
+        "(server default)".to_owned()
+    } else {
+        client.audiences.join(" ")
+    }
 }
 
 fn describe(client: &Client) -> String {
@@ -71,6 +124,7 @@ fn describe(client: &Client) -> String {
         format!("app_id:      {}", client.app_id),
         format!("name:        {}", client.name),
         format!("scope:       {}", client.scopes),
+        format!("audiences:   {}", audiences_text(client)),
         format!(
             "token_ttl:   {}",
             client
@@ -99,16 +153,37 @@ pub(super) async fn run(
             app_id,
             name,
             scope,
+            audiences,
             token_ttl,
         } => {
             let new = NewClient {
                 app_id,
                 name,
                 scope,
+                audiences,
                 token_ttl_secs: token_ttl,
             };
             let (client, secret) = admin::create_client(store, &new).await?;
             client_with_secret(out, "Created", &client, &secret);
+        }
+        ClientsCommand::Update {
+            client_id,
+            name,
+            scope,
+            audiences,
+            clear_audiences,
+            token_ttl,
+        } => {
+            let update = ClientUpdate {
+                name,
+                scope,
+                audiences: (clear_audiences || !audiences.is_empty()).then_some(audiences),
+                token_ttl_secs: token_ttl.map(|TtlChange(secs)| secs),
+            };
+            let client = admin::update_client(store, &client_id, &update).await?;
+            out.emit(&client_json(&client), || {
+                format!("Updated client {}\n{}", client.id, describe(&client))
+            });
         }
         ClientsCommand::List { app_id } => {
             if let Some(app) = &app_id
@@ -129,10 +204,21 @@ pub(super) async fn run(
                             c.name.clone(),
                             client_status(c, now).to_owned(),
                             c.scopes.to_string(),
+                            audiences_text(c),
                         ]
                     })
                     .collect();
-                table(&["CLIENT_ID", "APP_ID", "NAME", "STATUS", "SCOPE"], &rows)
+                table(
+                    &[
+                        "CLIENT_ID",
+                        "APP_ID",
+                        "NAME",
+                        "STATUS",
+                        "SCOPE",
+                        "AUDIENCES",
+                    ],
+                    &rows,
+                )
             });
         }
         ClientsCommand::Show { client_id } => {

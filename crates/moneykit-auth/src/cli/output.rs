@@ -36,11 +36,12 @@ pub fn client_with_secret(out: Output, verb: &str, client: &Client, secret: &Cli
     let value = client_secret_json(client, secret);
     out.emit(&value, || {
         format!(
-            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  scope:         {scope}\n\nThe secret is shown only now: store it safely.",
+            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  scope:         {scope}\n  audiences:     {audiences}\n\nThe secret is shown only now: store it safely.",
             id = client.id,
             app = client.app_id,
             secret = secret.expose(),
             scope = client.scopes,
+            audiences = super::clients::audiences_text(client),
         )
     });
 }

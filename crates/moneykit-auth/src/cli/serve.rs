@@ -19,6 +19,10 @@ pub(super) struct ServeArgs {
     /// Public base URL: the `iss` of tokens [default: http:// + the listen address].
     #[arg(long, env = "MONEYKIT_AUTH_ISSUER", value_parser = parse_issuer)]
     issuer: Option<String>,
+    /// Default audience: the `aud` of tokens for clients without audiences of their own
+    /// (an absolute URI) [default: the issuer].
+    #[arg(long, env = "MONEYKIT_AUTH_AUDIENCE", value_name = "URI", value_parser = parse_audience)]
+    audience: Option<String>,
     /// Default token lifetime in seconds (1-86400).
     #[arg(
         long,
@@ -138,10 +142,17 @@ fn parse_issuer(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_audience(text: &str) -> Result<String, String> {
+    crate::domain::audience::check_audience(text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
 pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> anyhow::Result<()> {
     let mut settings = ServeSettings::new(database_url);
     settings.listen = args.listen;
     settings.issuer = args.issuer;
+    settings.audience = args.audience;
     settings.token_ttl_secs = check_token_ttl(args.token_ttl)?;
     settings.demo = args.demo;
     settings.master_secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();

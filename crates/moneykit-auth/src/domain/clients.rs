@@ -29,6 +29,9 @@ pub struct Client {
     pub name: String,
     /// The scopes it may ask for.
     pub scopes: Scopes,
+    /// The audiences it may ask for, the first being its default; empty: only the
+    /// server's default audience.
+    pub audiences: Vec<String>,
     /// Lifetime of its tokens in seconds, overriding the server default when set.
     pub token_ttl_secs: Option<u32>,
     /// Hash of its current secret.
@@ -44,6 +47,16 @@ impl Client {
     /// its time, not before.
     pub fn is_disabled(&self, now: OffsetDateTime) -> bool {
         self.disabled_at.is_some_and(|at| at <= now)
+    }
+
+    /// The audiences it may ask for, given the server default: its own list, or the
+    /// default alone.
+    pub fn allowed_audiences<'a>(&'a self, default: &'a String) -> &'a [String] {
+        if self.audiences.is_empty() {
+            std::slice::from_ref(default)
+        } else {
+            &self.audiences
+        }
     }
 
     /// The lifetime its tokens get, given the server default.
@@ -63,6 +76,7 @@ mod tests {
             app_id: "app_1".into(),
             name: "c".into(),
             scopes: Scopes::default(),
+            audiences: Vec::new(),
             token_ttl_secs: None,
             secret_hash: SecretHash::of("x"),
             created_at: OffsetDateTime::UNIX_EPOCH,

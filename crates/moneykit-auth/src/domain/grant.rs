@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use time::OffsetDateTime;
 
+use super::audience::{TargetNotAllowed, resolve_audience};
 use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
@@ -38,6 +39,9 @@ pub struct TokenRequest<'a> {
     pub grant_type: Option<&'a str>,
     /// `scope`; absent or empty means everything the client is allowed.
     pub scope: Option<&'a str>,
+    /// The audiences asked for (`resource` values, then `audience` split on spaces);
+    /// empty means the client's default.
+    pub audiences: Vec<&'a str>,
     /// The client's credentials; `None` if the request carried none.
     pub credentials: Option<Credentials<'a>>,
 }
@@ -67,6 +71,9 @@ pub enum GrantError {
     /// Malformed scope, or one the client is not allowed.
     #[error("{0}")]
     InvalidScope(String),
+    /// An audience the client may not ask for (RFC 8707 `invalid_target`).
+    #[error("{0}")]
+    InvalidTarget(String),
     /// No signing key is active (only possible if every key is scheduled in the future).
     #[error("no signing key is active")]
     NoSigningKey,
@@ -169,11 +176,17 @@ impl<'a> Engine<'a> {
         };
 
         let snapshot = self.snapshot;
+        let aud = resolve_audience(
+            client.allowed_audiences(&snapshot.settings.audience),
+            request.audiences.iter().copied(),
+        )
+        .map_err(|TargetNotAllowed(why)| GrantError::InvalidTarget(why))?;
         let signer = snapshot.signer_at(now).ok_or(GrantError::NoSigningKey)?;
         let ttl = client.token_ttl(snapshot.settings.default_ttl_secs);
         let iat = now.unix_timestamp();
         let claims = AccessClaims {
             iss: snapshot.settings.issuer.clone(),
+            aud,
             sub: client.id.clone(),
             client_id: client.id.clone(),
             app_id: client.app_id.clone(),

@@ -4,11 +4,13 @@
 //! - [`ids`]: generated identifiers (client, app, key and token ids).
 //! - [`secrets`]: client secrets, their hashes and the constant-time check.
 //! - [`scope`]: scope lists and down-scoping.
+//! - [`audience`]: audience URIs and RFC 8707 resource indicators.
 //! - [`clients`]: apps and clients as stored, and what "disabled" means.
 //! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation.
 //! - [`grant`]: the client-credentials grant and bearer-token authorization, the engine
 //!   every HTTP surface calls.
 
+pub mod audience;
 pub mod clients;
 pub mod grant;
 pub mod ids;

@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit_wire::Audience;
 use serde::{Deserialize, Serialize};
 
 use super::EXPIRY_LEEWAY_SECS;
@@ -22,6 +23,10 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub struct AccessClaims {
     /// The issuer URL the server is configured with.
     pub iss: String,
+    /// The resource servers the token is for (RFC 9068 §2.2: required). Read as empty
+    /// from tokens issued before audiences existed, which stay valid until they expire.
+    #[serde(default)]
+    pub aud: Audience,
     /// The client id.
     pub sub: String,
     /// The client id again (RFC 9068 §2.2).
@@ -55,11 +60,30 @@ impl AccessClaims {
     /// directly because this runs once per issued token.
     pub fn to_json(&self) -> String {
         use crate::json::push_str;
+        let audience_len: usize = self.aud.iter().map(|a| a.len() + 3).sum();
         let mut out = String::with_capacity(
-            96 + self.iss.len() + 2 * self.sub.len() + self.app_id.len() + self.scope.len(),
+            104 + self.iss.len()
+                + audience_len
+                + 2 * self.sub.len()
+                + self.app_id.len()
+                + self.scope.len(),
         );
         out.push_str("{\"iss\":");
         push_str(&mut out, &self.iss);
+        out.push_str(",\"aud\":");
+        match self.aud.as_slice() {
+            [one] => push_str(&mut out, one),
+            many => {
+                out.push('[');
+                for (i, audience) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_str(&mut out, audience);
+                }
+                out.push(']');
+            }
+        }
         out.push_str(",\"sub\":");
         push_str(&mut out, &self.sub);
         out.push_str(",\"client_id\":");
@@ -230,6 +254,7 @@ mod tests {
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {
             iss: "http://issuer".into(),
+            aud: Audience::single("http://issuer"),
             sub: "live_1".into(),
             client_id: "live_1".into(),
             app_id: "app_1".into(),
@@ -261,6 +286,10 @@ mod tests {
         c.iss = "https://q\"uote\\d/ü".into();
         c.scope = "a:b c!d".into();
         c.iat = -5;
+        assert_eq!(c.to_json(), serde_json::to_string(&c).unwrap());
+        c.aud = Audience::new(vec!["urn:a".into(), "https://b/\"".into()]);
+        assert_eq!(c.to_json(), serde_json::to_string(&c).unwrap());
+        c.aud = Audience::default();
         assert_eq!(c.to_json(), serde_json::to_string(&c).unwrap());
     }
 

@@ -9,8 +9,8 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /admin/apps`, `POST /admin/apps` `{"name"}` | apps |
 //! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}`, `DELETE …` | webhook URL |
-//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","token_ttl"}` | clients |
-//! | `GET /admin/clients/{id}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
+//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl"}` | clients |
+//! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
 //! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}` | signing keys |
 //! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
 
@@ -31,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::extract::bearer_token;
-use crate::admin::{self, AdminError, NewClient};
+use crate::admin::{self, AdminError, ClientUpdate, NewClient};
 use crate::keys::MasterKey;
 use crate::keys::lifecycle::KeySchedule;
 use crate::metrics::Metrics;
@@ -96,7 +96,7 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
             put(set_webhook).delete(clear_webhook),
         )
         .route("/admin/clients", get(list_clients).post(create_client))
-        .route("/admin/clients/{id}", get(show_client))
+        .route("/admin/clients/{id}", get(show_client).patch(update_client))
         .route("/admin/clients/{id}/disable", post(disable_client))
         .route("/admin/clients/{id}/enable", post(enable_client))
         .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
@@ -216,6 +216,8 @@ struct CreateClient {
     name: String,
     #[serde(default)]
     scope: String,
+    #[serde(default)]
+    audiences: Vec<String>,
     token_ttl: Option<u64>,
 }
 
@@ -231,6 +233,7 @@ async fn create_client(
         app_id: new.app_id,
         name: new.name,
         scope: new.scope,
+        audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
     };
     let (client, secret) = admin::create_client(state.store.as_ref(), &new).await?;
@@ -246,6 +249,38 @@ async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<String
         .get_client(&id)
         .await?
         .ok_or(AdminError::UnknownClient(id))?;
+    ok(StatusCode::OK, views::client_json(&client))
+}
+
+/// `PATCH /admin/clients/{id}`: absent members stay as they are; `"token_ttl": null`
+/// goes back to the server default, `"audiences": []` to the server's audience.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateClient {
+    name: Option<String>,
+    scope: Option<String>,
+    audiences: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    token_ttl: Option<Option<u64>>,
+}
+
+/// A member that is present, even as `null`: `Some(None)`; absent is `None` (by default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
+async fn update_client(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Json(change): Json<UpdateClient>,
+) -> Reply {
+    let update = ClientUpdate {
+        name: change.name,
+        scope: change.scope,
+        audiences: change.audiences,
+        token_ttl_secs: change.token_ttl,
+    };
+    let client = admin::update_client(state.store.as_ref(), &id, &update).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 

@@ -66,10 +66,10 @@ pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str
     post, path = "/auth/token", tag = "MoneyKit",
     params(MoneyKitVersionHeader),
     request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded",
-        description = "Client credentials in the body or as HTTP Basic (form-urlencoded first, RFC 6749 §2.3.1). Absent `grant_type` means `client_credentials`; absent or empty `scope` means everything the client is allowed."),
+        description = "Client credentials in the body or as HTTP Basic (form-urlencoded first, RFC 6749 §2.3.1); a Basic header with an empty id and secret (`Basic Og==`, which generated SDKs send when unset) counts as none. Absent `grant_type` means `client_credentials`; absent or empty `scope` means everything the client is allowed. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences; absent means the client's default."),
     responses(
         (status = 201, description = "A new access token. 201, not 200: the official MoneyKit SDKs only accept 201.", body = GenerateAccessTokenResponse),
-        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, or an unsupported `MoneyKit-Version`.", body = ErrorBody),
+        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), or an unsupported `MoneyKit-Version`.", body = ErrorBody),
         (status = 401, description = "`invalid_client`: missing, unknown or disabled client, wrong secret, or conflicting credentials.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),

@@ -31,6 +31,8 @@ pub enum ApiError {
     UnsupportedGrantType(String),
     /// A scope that is malformed or not allowed (400).
     InvalidScope(String),
+    /// An audience (`resource`, `audience`) the client may not ask for (400, RFC 8707).
+    InvalidTarget(String),
     /// A malformed request (422 on the MoneyKit surface).
     Validation(Vec<ValidationError>),
     /// A malformed request on the standard OAuth 2.0 surface (400 `invalid_request`,
@@ -93,6 +95,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "api_error.auth.invalid_scope",
                 Some("invalid_scope"),
+            ),
+            InvalidTarget(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.invalid_target",
+                Some("invalid_target"),
             ),
             Validation(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -180,6 +187,7 @@ impl ApiError {
                 format!("Unsupported grant_type {g:?}: only client_credentials is supported")
             }
             InvalidScope(why) => format!("Invalid scope: {why}"),
+            InvalidTarget(why) => format!("Invalid target: {why}"),
             Validation(errors) | InvalidRequest(errors) => match errors.as_slice() {
                 [one] => format!(
                     "The request is malformed: {} ({})",
@@ -333,6 +341,7 @@ impl ApiError {
             GrantError::InvalidClient => ApiError::InvalidClient { basic },
             GrantError::UnsupportedGrantType(g) => ApiError::UnsupportedGrantType(g),
             GrantError::InvalidScope(why) => ApiError::InvalidScope(why),
+            GrantError::InvalidTarget(why) => ApiError::InvalidTarget(why),
             GrantError::NoSigningKey => ApiError::Unavailable("no signing key is active"),
             GrantError::RateLimited(wait) => ApiError::RateLimited(wait),
             GrantError::TokenOfAnotherClient => {

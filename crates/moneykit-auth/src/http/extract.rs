@@ -19,8 +19,22 @@ use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 use super::error::ApiError;
 use crate::domain::grant::{Credentials, TokenRequest};
 
-/// The fields of a token request (RFC 6749 §4.4.2, plus client_secret_post).
-pub const TOKEN_FIELDS: &[&str] = &["grant_type", "scope", "client_id", "client_secret"];
+/// The fields of a token request (RFC 6749 §4.4.2, plus client_secret_post), with RFC 8707
+/// `resource` (the one field that may repeat) and `audience`.
+pub const TOKEN_FIELDS: &[&str] = &[
+    "grant_type",
+    "scope",
+    "client_id",
+    "client_secret",
+    "resource",
+    "audience",
+];
+
+/// The one parameter that may be sent several times (RFC 8707 §2).
+const REPEATABLE: &str = "resource";
+
+/// Most `resource` parameters one request may carry.
+pub const MAX_RESOURCES: usize = crate::domain::audience::MAX_AUDIENCES;
 
 /// The fields of an introspection (RFC 7662) or revocation (RFC 7009) request.
 pub const TOKEN_HINT_FIELDS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
@@ -30,6 +44,8 @@ pub const TOKEN_HINT_FIELDS: &[&str] = &["token", "token_type_hint", "client_id"
 pub struct FormFields<'a> {
     names: &'static [&'static str],
     values: Vec<Option<Cow<'a, str>>>,
+    /// Every value of the repeatable field, in order.
+    repeated: Vec<Cow<'a, str>>,
 }
 
 impl FormFields<'_> {
@@ -37,6 +53,11 @@ impl FormFields<'_> {
     pub fn get(&self, name: &str) -> Option<&str> {
         let i = self.names.iter().position(|n| *n == name)?;
         self.values[i].as_deref()
+    }
+
+    /// Every `resource` value, in order.
+    pub fn resources(&self) -> impl Iterator<Item = &str> {
+        self.repeated.iter().map(|v| v.as_ref())
     }
 }
 
@@ -105,6 +126,7 @@ pub fn parse_form<'a>(
     let mut fields = FormFields {
         names: known,
         values: vec![None; known.len()],
+        repeated: Vec::new(),
     };
     for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
@@ -122,6 +144,24 @@ pub fn parse_form<'a>(
             continue;
         };
         let field = known[index];
+        if field == REPEATABLE {
+            if fields.repeated.len() == MAX_RESOURCES {
+                return Err(validation(
+                    &["body", field],
+                    "too many resource parameters",
+                    "value_error.too_many",
+                ));
+            }
+            let value = decode_form_component(raw_value).ok_or_else(|| {
+                validation(
+                    &["body", field],
+                    "value must be UTF-8",
+                    "value_error.encoding",
+                )
+            })?;
+            fields.repeated.push(value);
+            continue;
+        }
         if fields.values[index].is_some() {
             return Err(validation(
                 &["body", field],
@@ -147,6 +187,16 @@ pub struct BasicCredentials {
     pub client_id: String,
     /// Decoded secret.
     pub client_secret: String,
+}
+
+impl BasicCredentials {
+    /// Whether both id and secret are empty (`Basic Og==`, base64 of `:`). Generated
+    /// clients, the official MoneyKit Ruby SDK among them, send that whenever their
+    /// Basic username and password are unset, even beside credentials in the body; it
+    /// names no client, so it counts as no Basic credentials at all.
+    pub fn is_empty(&self) -> bool {
+        self.client_id.is_empty() && self.client_secret.is_empty()
+    }
 }
 
 impl std::fmt::Debug for BasicCredentials {
@@ -252,7 +302,9 @@ impl<'a> AuthenticatedForm<'a> {
     ) -> Result<Self, ApiError> {
         check_form_content_type(headers, body)?;
         let fields = parse_form(body, known)?;
-        let basic = basic_credentials(headers).transpose()?;
+        let basic = basic_credentials(headers)
+            .transpose()?
+            .filter(|b| !b.is_empty());
         Ok(Self { fields, basic })
     }
 
@@ -281,11 +333,19 @@ impl<'a> AuthenticatedForm<'a> {
         }
     }
 
-    /// The request as the grant engine takes it (for forms parsed with [`TOKEN_FIELDS`]).
+    /// The request as the grant engine takes it (for forms parsed with [`TOKEN_FIELDS`]):
+    /// the audiences asked for are the `resource` values, then `audience` split on
+    /// spaces.
     pub fn as_grant_request(&self) -> TokenRequest<'_> {
+        let audience = self.field("audience").unwrap_or_default();
         TokenRequest {
             grant_type: self.field("grant_type"),
             scope: self.field("scope"),
+            audiences: self
+                .fields
+                .resources()
+                .chain(audience.split(' ').filter(|a| !a.is_empty()))
+                .collect(),
             credentials: self.credentials(),
         }
     }

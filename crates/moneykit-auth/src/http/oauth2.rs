@@ -27,10 +27,10 @@ use crate::state::AppState;
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "OAuth 2.0",
     request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded",
-        description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both (RFC 6749 §2.3)."),
+        description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both (RFC 6749 §2.3); a Basic header with an empty id and secret (`Basic Og==`) counts as none. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences."),
     responses(
         (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`.", body = GenerateAccessTokenResponse),
-        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, or two authentication methods), `unsupported_grant_type` or `invalid_scope`.", body = ErrorBody),
+        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, or two authentication methods), `unsupported_grant_type`, `invalid_scope`, or `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707).", body = ErrorBody),
         (status = 401, description = "`invalid_client`.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
@@ -115,6 +115,7 @@ pub async fn introspect(
                 iat: Some(claims.iat),
                 sub: Some(claims.sub),
                 iss: Some(claims.iss),
+                aud: (!claims.aud.is_empty()).then_some(claims.aud),
                 jti: Some(claims.jti),
                 app_id: Some(claims.app_id),
             }

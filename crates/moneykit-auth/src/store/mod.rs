@@ -93,6 +93,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError>;
     /// One client.
     async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    /// Writes a client's name, scopes, audiences and token lifetime (the rest of `client`
+    /// is ignored); false if no such client.
+    async fn update_client(&self, client: &Client) -> Result<bool, StoreError>;
     /// Sets or clears a client's disablement time; false if no such client.
     async fn set_client_disabled_at(
         &self,

@@ -6,6 +6,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
 use super::StoreError;
+use crate::domain::audience::parse_audiences;
 use crate::domain::clients::{App, Client};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::SecretHash;
@@ -87,7 +88,12 @@ pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
 
 /// The columns `client` reads.
 pub(super) const CLIENT_COLUMNS: &str =
-    "id, app_id, name, scopes, token_ttl_secs, secret_hash, created_at, disabled_at";
+    "id, app_id, name, scopes, audiences, token_ttl_secs, secret_hash, created_at, disabled_at";
+
+/// A client's audiences as stored: space-separated (audiences hold no spaces).
+pub(super) fn audiences_column(audiences: &[String]) -> String {
+    audiences.join(" ")
+}
 
 /// A client row.
 pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
@@ -95,6 +101,12 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("client {id}: {what}"));
     Ok(Client {
         scopes: Scopes::parse(&row.text("scopes")?).map_err(|e| corrupt(&e.to_string()))?,
+        audiences: parse_audiences(
+            &row.text("audiences")?
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| corrupt(&e.to_string()))?,
         secret_hash: SecretHash::from_bytes(&row.bytes("secret_hash")?)
             .ok_or_else(|| corrupt("secret hash"))?,
         token_ttl_secs: row

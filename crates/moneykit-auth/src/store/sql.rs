@@ -182,14 +182,16 @@ where
     }
 
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
+        let audiences = rows::audiences_column(&c.audiences);
         sqlx::query(
-            "INSERT INTO clients (id, app_id, name, scopes, token_ttl_secs, secret_hash, \
-             created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO clients (id, app_id, name, scopes, audiences, token_ttl_secs, \
+             secret_hash, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(c.id.as_str())
         .bind(c.app_id.as_str())
         .bind(c.name.as_str())
         .bind(c.scopes.as_str())
+        .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
         .bind(c.secret_hash.as_bytes().as_slice())
         .bind(c.created_at.unix_timestamp())
@@ -209,6 +211,23 @@ where
     async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         let sql = clients_sql("WHERE id = $1");
         fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::client).await
+    }
+
+    async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
+        let audiences = rows::audiences_column(&c.audiences);
+        let done = sqlx::query(
+            "UPDATE clients SET name = $1, scopes = $2, audiences = $3, token_ttl_secs = $4 \
+             WHERE id = $5",
+        )
+        .bind(c.name.as_str())
+        .bind(c.scopes.as_str())
+        .bind(audiences.as_str())
+        .bind(c.token_ttl_secs.map(i64::from))
+        .bind(c.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn set_client_disabled_at(

@@ -201,7 +201,31 @@ impl TestApp {
             app_id: app_id.into(),
             name: "test client".into(),
             scope: scope.into(),
+            audiences: Vec::new(),
             token_ttl_secs: ttl,
+        };
+        let (client, secret) = admin::create_client(self.store.as_ref(), &new)
+            .await
+            .unwrap();
+        self.synced().await;
+        (client, secret.expose().to_owned())
+    }
+
+    /// A client of a new app allowed `audiences` (the first its default).
+    pub async fn create_client_with_audiences(
+        &self,
+        scope: &str,
+        audiences: &[&str],
+    ) -> (Client, String) {
+        let app = admin::create_app(self.store.as_ref(), "Test App")
+            .await
+            .unwrap();
+        let new = NewClient {
+            app_id: app.id,
+            name: "test client".into(),
+            scope: scope.into(),
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            token_ttl_secs: None,
         };
         let (client, secret) = admin::create_client(self.store.as_ref(), &new)
             .await

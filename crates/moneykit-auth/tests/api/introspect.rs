@@ -30,6 +30,7 @@ fn claims_for(app: &TestApp, client_id: &str, app_id: &str) -> AccessClaims {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     AccessClaims {
         iss: app.issuer.clone(),
+        aud: moneykit_wire::Audience::single(app.issuer.clone()),
         sub: client_id.into(),
         client_id: client_id.into(),
         app_id: app_id.into(),

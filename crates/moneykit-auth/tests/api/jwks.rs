@@ -78,7 +78,9 @@ async fn access_tokens_verify_with_jsonwebtoken_using_only_the_jwks_json() {
     let key = DecodingKey::from_jwk(jwk).unwrap();
     let mut validation = Validation::new(Algorithm::ES256);
     validation.set_issuer(&[&app.issuer]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+    // RFC 9068 §2.2: `aud` is required; by default it is the issuer.
+    validation.set_audience(&[&app.issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     let data = decode::<Value>(&token, &key, &validation).expect("verifies");
     assert_eq!(data.claims["client_id"], client.id);
     assert_eq!(data.claims["scope"], "accounts:read");

@@ -17,6 +17,7 @@ mod receiver;
 
 mod abuse;
 mod admin;
+mod audience;
 mod cli;
 mod introspect;
 mod jwks;

@@ -411,3 +411,193 @@ fn token_command_prints_a_token_and_fails_clearly() {
     assert!(err.contains("api_error.auth.unauthorized"), "{err}");
     runtime.block_on(app.stop());
 }
+
+/// Re-signs `claims` with the server's own current key under `header`: a token only a
+/// holder of the key could make, for the checks that come after the signature.
+async fn signed_by_server(
+    app: &TestApp,
+    header: serde_json::Value,
+    claims: &serde_json::Value,
+) -> String {
+    let pair = server_key(app).await;
+    let header = URL_SAFE_NO_PAD.encode(header.to_string());
+    pair.sign_jwt(&header, claims.to_string().as_bytes())
+}
+
+#[tokio::test]
+async fn the_access_token_verifier_accepts_the_servers_tokens_and_nothing_else() {
+    use moneykit::{AccessTokenVerifier, TokenError};
+    const API: &str = "https://api.example.test/";
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .create_client_with_audiences("accounts:read transactions:read", &[API])
+        .await;
+    let token = app.token(&client.id, &secret, Some("accounts:read")).await;
+
+    // Discovery through the real RFC 8414 metadata, keys from the real JWKS.
+    let verifier = AccessTokenVerifier::builder(&app.issuer, API)
+        .build()
+        .unwrap();
+    verifier.discover().await.unwrap();
+    let verified = verifier
+        .verify(&token)
+        .await
+        .expect("a genuine token verifies");
+    assert_eq!(verified.client_id(), client.id);
+    assert_eq!(verified.app_id(), client.app_id);
+    assert!(verified.has_scope("accounts:read"));
+    assert!(
+        !verified.has_scope("transactions:read"),
+        "narrowed at issuance"
+    );
+    assert_eq!(verified.audiences(), [API]);
+    // Twice: the second answer comes from the verifier's cache, and is the same.
+    assert_eq!(
+        verifier.verify(&token).await.unwrap().token_id(),
+        verified.token_id()
+    );
+
+    // Another audience: a verifier for the issuer's default audience refuses it.
+    let for_issuer = AccessTokenVerifier::builder(&app.issuer, &app.issuer)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        for_issuer.verify(&token).await,
+        Err(TokenError::WrongAudience)
+    ));
+
+    // Checks after the signature, on tokens signed with the server's real key.
+    let claims = jwt_part(&token, 1);
+    let header = jwt_part(&token, 0);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let with = |name: &str, value: serde_json::Value| {
+        let mut c = claims.clone();
+        c[name] = value;
+        c
+    };
+    let expired = signed_by_server(&app, header.clone(), &with("exp", json!(now - 60))).await;
+    assert!(matches!(
+        verifier.verify(&expired).await,
+        Err(TokenError::Expired)
+    ));
+    let elsewhere = with("iss", json!("https://auth.example.test"));
+    let wrong_issuer = signed_by_server(&app, header.clone(), &elsewhere).await;
+    assert!(matches!(
+        verifier.verify(&wrong_issuer).await,
+        Err(TokenError::WrongIssuer)
+    ));
+    let no_aud = {
+        let mut c = claims.clone();
+        c.as_object_mut().unwrap().remove("aud");
+        signed_by_server(&app, header.clone(), &c).await
+    };
+    assert!(matches!(
+        verifier.verify(&no_aud).await,
+        Err(TokenError::WrongAudience)
+    ));
+
+    // Forged: tampered claims, a foreign key under the real kid, alg none, unknown kid.
+    let parts: Vec<&str> = token.split('.').collect();
+    let widened = URL_SAFE_NO_PAD.encode(with("scope", json!("accounts:write")).to_string());
+    let tampered = format!("{}.{widened}.{}", parts[0], parts[2]);
+    assert!(matches!(
+        verifier.verify(&tampered).await,
+        Err(TokenError::BadSignature)
+    ));
+    let foreign = KeyPair::from_pkcs8("x", &KeyPair::generate_pkcs8()).unwrap();
+    let forged = foreign.sign_jwt(parts[0], claims.to_string().as_bytes());
+    assert!(matches!(
+        verifier.verify(&forged).await,
+        Err(TokenError::BadSignature)
+    ));
+    let none_header = URL_SAFE_NO_PAD
+        .encode(json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]}).to_string());
+    let unsigned = format!("{none_header}.{}.", parts[1]);
+    assert!(matches!(
+        verifier.verify(&unsigned).await,
+        Err(TokenError::UnsupportedAlgorithm(_))
+    ));
+    let unknown = signed_by_server(
+        &app,
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": "key_unknown"}),
+        &claims,
+    )
+    .await;
+    assert!(matches!(
+        verifier.verify(&unknown).await,
+        Err(TokenError::UnknownKey(_))
+    ));
+
+    // A verifier told to trust another issuer refuses discovery: this server's metadata
+    // names its own issuer (RFC 8414 §3.3). `localhost` reaches the same loopback server.
+    let other_name = app.issuer.replace("127.0.0.1", "localhost");
+    let mismatched = AccessTokenVerifier::builder(&other_name, API)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        mismatched.verify(&token).await,
+        Err(TokenError::IssuerMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_axum_extractor_protects_an_api_with_the_servers_tokens() {
+    use axum::routing::get;
+    use moneykit::AccessTokenVerifier;
+    use moneykit::axum::{AuthRejection, Authenticated};
+
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .create_client("accounts:read transactions:read", None)
+        .await;
+    async fn accounts(auth: Authenticated) -> Result<String, AuthRejection> {
+        auth.require_scope("accounts:read")?;
+        Ok(auth.client_id().to_owned())
+    }
+    let verifier = AccessTokenVerifier::builder(&app.issuer, &app.issuer)
+        .build()
+        .unwrap();
+    let api = axum::Router::new()
+        .route("/accounts", get(accounts))
+        .with_state(verifier);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/accounts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+
+    let get_with = |token: Option<String>| {
+        let mut request = app.http.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let token = app.token(&client.id, &secret, None).await;
+    let ok = get_with(Some(token.clone())).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), client.id);
+
+    let missing = get_with(None).await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+
+    let mut tampered = token.clone();
+    tampered.insert(token.find('.').unwrap() + 3, 'A');
+    let invalid = get_with(Some(tampered)).await.unwrap();
+    assert_eq!(invalid.status(), 401);
+    let challenge = invalid.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+
+    let narrow = app
+        .token(&client.id, &secret, Some("transactions:read"))
+        .await;
+    let forbidden = get_with(Some(narrow)).await.unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let challenge = forbidden.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#) && challenge.contains("accounts:read"),
+        "{challenge}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `POST /auth/token`: every success and error row of PRODUCT.md §2.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -368,5 +368,81 @@ async fn many_concurrent_token_requests_all_succeed() {
         let body: Value = response.json().await.unwrap();
         let token = body["access_token"].as_str().unwrap();
         assert!(jtis.insert(jwt_part(token, 1)["jti"].as_str().unwrap().to_owned()));
+    }
+}
+
+/// Sends `request` as raw bytes on a fresh connection and returns the status and body.
+async fn raw_exchange(app: &TestApp, request: String) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server answers and closes")
+    .unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The wire request of the official MoneyKit Ruby SDK (the gem the seed documents) when
+/// credentials go in the body: it always adds HTTP Basic from its unset username and
+/// password, i.e. `Basic Og==` (base64 of ":").
+fn ruby_sdk_request(app: &TestApp, path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic Og==\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\
+         Connection: close\r\n\r\n{body}",
+        host = app.base.trim_start_matches("http://"),
+        len = body.len(),
+    )
+}
+
+#[tokio::test]
+async fn an_empty_basic_header_beside_body_credentials_counts_as_none() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("accounts:read", None).await;
+    let (id, secret) = (client.id.as_str(), secret.as_str());
+    let bodies = [
+        format!("grant_type=client_credentials&client_id={id}&client_secret={secret}"),
+        // The gem's default: an empty scope.
+        format!("grant_type=client_credentials&client_id={id}&client_secret={secret}&scope="),
+        // And without grant_type.
+        format!("client_id={id}&client_secret={secret}"),
+    ];
+    for body in &bodies {
+        let (status, json) = raw_exchange(&app, ruby_sdk_request(&app, "/auth/token", body)).await;
+        assert_eq!(status, 201, "{body}: {json}");
+        assert_eq!(json["token_type"], "bearer");
+        assert_eq!(json["scope"], "accounts:read");
+    }
+    // The standard surface treats it the same (generic generated clients send it too):
+    // not a second authentication method.
+    let (status, json) =
+        raw_exchange(&app, ruby_sdk_request(&app, "/oauth2/token", &bodies[0])).await;
+    assert_eq!(status, 200, "{json}");
+
+    // An empty Basic header alone authenticates nobody.
+    let (status, json) = raw_exchange(
+        &app,
+        ruby_sdk_request(&app, "/auth/token", "grant_type=client_credentials"),
+    )
+    .await;
+    assert_eq!((status, &json["error"]), (401, &json!("invalid_client")));
+
+    // A Basic id that is not empty and differs from the body's is still a conflict.
+    for header in [
+        basic("live_other", secret),
+        basic("", "mks_x"),
+        basic(id, ""),
+    ] {
+        let response = app.post_token(&bodies[0], Some(&header)).await;
+        assert_invalid_client(response).await;
     }
 }

@@ -1,0 +1,632 @@
+//! [`AccessTokenVerifier`]: checks the access tokens the server issues — ES256 JWTs per
+//! RFC 9068 — in a resource server, without a call to the server per request.
+//!
+//! The checks, in order: the token is at most [`MAX_TOKEN_LEN`] bytes and a compact JWT;
+//! its header says `alg` ES256 (nothing else), `typ` `at+jwt`, has no `crit` and names a
+//! `kid`; that key is in the issuer's JWKS (found through RFC 8414 metadata, cached, and
+//! refetched at most once per [`AccessTokenVerifierBuilder::min_refetch_interval`] when a
+//! `kid` is unknown); the signature verifies; and only then the claims: `iss` is the
+//! issuer, `aud` names an accepted audience, `exp`, `nbf` and `iat` fit the clock (with
+//! [`AccessTokenVerifierBuilder::leeway`]).
+//!
+//! A token that passed is remembered by its SHA-256 until it expires, so verifying it
+//! again skips the signature; the time checks still run every time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::signature::ParsedPublicKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit_wire::{Audience, JwkSet};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::client::read_body;
+use crate::error::ApiError;
+use crate::jwks_cache::JwksCache;
+
+/// Longest token [`AccessTokenVerifier::verify`] looks at; real tokens are about 600 bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+const WELL_KNOWN_METADATA: &str = "/.well-known/oauth-authorization-server";
+
+/// Why an access token was not accepted, or could not be checked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWT with a readable header and claims.
+    #[error("malformed access token: {0}")]
+    Malformed(&'static str),
+    /// Signed with another algorithm than ES256 (or none).
+    #[error("unsupported token algorithm {0:?}: only ES256 is accepted")]
+    UnsupportedAlgorithm(String),
+    /// The header `typ` is not `at+jwt`: some other kind of JWT.
+    #[error("not an access token: the header typ is not at+jwt")]
+    WrongType,
+    /// No published key has this `kid`, even after refetching the JWKS.
+    #[error("unknown signing key {0:?}")]
+    UnknownKey(String),
+    /// The signature does not verify under the named key.
+    #[error("the token signature does not verify")]
+    BadSignature,
+    /// `iss` is not the configured issuer.
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    #[error("the token is not meant for this audience")]
+    WrongAudience,
+    /// `exp` is past (beyond the leeway).
+    #[error("the token expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// The authorization server metadata could not be fetched or read.
+    #[error("cannot fetch the authorization server metadata: {0}")]
+    Discovery(#[source] ApiError),
+    /// The metadata names another issuer than the configured one (RFC 8414 §3.3).
+    #[error("the authorization server metadata names issuer {found:?}, not {expected:?}")]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The metadata's `issuer`.
+        found: String,
+    },
+    /// The JWKS could not be fetched or read.
+    #[error("cannot fetch the JWKS: {0}")]
+    Jwks(#[source] ApiError),
+}
+
+/// The claims of an access token that verified. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct VerifiedAccessToken(Arc<Claims>);
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    iss: String,
+    /// Absent reads as no audience, refused as the wrong one.
+    #[serde(default)]
+    aud: Audience,
+    sub: String,
+    client_id: String,
+    app_id: String,
+    #[serde(default)]
+    scope: String,
+    iat: i64,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    jti: String,
+}
+
+impl VerifiedAccessToken {
+    /// The client the token was issued to (`client_id`).
+    pub fn client_id(&self) -> &str {
+        &self.0.client_id
+    }
+
+    /// The client's app (`app_id`).
+    pub fn app_id(&self) -> &str {
+        &self.0.app_id
+    }
+
+    /// `sub`: the client id too, for client-credentials tokens.
+    pub fn subject(&self) -> &str {
+        &self.0.sub
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.0.iss
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.0.scope.split_ascii_whitespace()
+    }
+
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// `aud`, as a list even when the token has a single string.
+    pub fn audiences(&self) -> &[String] {
+        self.0.aud.as_slice()
+    }
+
+    /// `exp` (Unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.0.exp
+    }
+
+    /// `iat` (Unix seconds).
+    pub fn issued_at(&self) -> i64 {
+        self.0.iat
+    }
+
+    /// `nbf` (Unix seconds), when the token has one.
+    pub fn not_before(&self) -> Option<i64> {
+        self.0.nbf
+    }
+
+    /// `jti`: the token's unique id, what revocation names.
+    pub fn token_id(&self) -> &str {
+        &self.0.jti
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// The part of the RFC 8414 metadata the verifier reads; everything else is ignored.
+#[derive(Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// Verifies access tokens for a resource server. Cheap to clone (clones share the key and
+/// verification caches); keep one per process.
+///
+/// ```no_run
+/// use moneykit::AccessTokenVerifier;
+///
+/// # async fn example(authorization_header: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// let verifier = AccessTokenVerifier::builder("http://127.0.0.1:8080", "https://api.example.com")
+///     .build()?;
+/// verifier.discover().await?; // optional: else the first verify discovers
+/// let token = authorization_header.trim_start_matches("Bearer ");
+/// match verifier.verify(token).await {
+///     Ok(t) if t.has_scope("accounts:read") => println!("{} of {}", t.client_id(), t.app_id()),
+///     Ok(_) => eprintln!("forbidden: missing scope accounts:read"),
+///     Err(e) => eprintln!("unauthorized: {e}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AccessTokenVerifier(Arc<Inner>);
+
+struct Inner {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: i64,
+    keys: JwksCache,
+    /// `None` for a fixed key set.
+    remote: Option<Remote>,
+    verified: VerifiedCache,
+}
+
+struct Remote {
+    http: reqwest::Client,
+    timeout: Duration,
+    metadata_url: String,
+    /// From the builder, or discovered once.
+    jwks_uri: OnceLock<String>,
+}
+
+impl fmt::Debug for AccessTokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessTokenVerifier")
+            .field("issuer", &self.0.issuer)
+            .field("audiences", &self.0.audiences)
+            .field("leeway", &self.0.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of an [`AccessTokenVerifier`]; from [`AccessTokenVerifier::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AccessTokenVerifierBuilder {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: Duration,
+    min_refetch_interval: Duration,
+    timeout: Duration,
+    http: Option<reqwest::Client>,
+    jwks_uri: Option<String>,
+    cache_capacity: usize,
+}
+
+impl AccessTokenVerifierBuilder {
+    /// Accepts tokens for `audience` too (a token passes when its `aud` names any
+    /// accepted audience).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default 5 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The shortest time between two JWKS fetches triggered by unknown `kid`s (default
+    /// 30 s), so forged tokens cannot make the verifier hammer the JWKS endpoint.
+    pub fn min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.min_refetch_interval = interval;
+        self
+    }
+
+    /// Timeout of each metadata or JWKS request (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Fetches with this client (proxies, TLS roots, connection pool shared with the
+    /// application) instead of a new one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Fetches the JWKS from here and skips the metadata (for issuers that publish none).
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// How many verified tokens to remember (default 10 000); 0 turns the cache off. A
+    /// remembered token stays valid until `exp` even if its key leaves the JWKS meanwhile.
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// A verifier that discovers the keys on the first [`AccessTokenVerifier::verify`]
+    /// (or [`AccessTokenVerifier::discover`]). Fails only if the HTTP client cannot start.
+    pub fn build(mut self) -> Result<AccessTokenVerifier, ApiError> {
+        let http = match self.http.take() {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .user_agent(format!("moneykit-rust/{}", env!("CARGO_PKG_VERSION")))
+                .build()?,
+        };
+        let remote = Remote {
+            http,
+            timeout: self.timeout,
+            metadata_url: metadata_url(&self.issuer),
+            jwks_uri: self.jwks_uri.take().map(OnceLock::from).unwrap_or_default(),
+        };
+        let keys = JwksCache::new(self.min_refetch_interval);
+        Ok(self.finish(keys, Some(remote)))
+    }
+
+    /// A verifier with a fixed key set that never fetches (offline use, tests).
+    pub fn build_with_jwks(self, jwks: &JwkSet) -> AccessTokenVerifier {
+        let keys = JwksCache::with_keys(jwks, Duration::MAX);
+        self.finish(keys, None)
+    }
+
+    fn finish(self, keys: JwksCache, remote: Option<Remote>) -> AccessTokenVerifier {
+        AccessTokenVerifier(Arc::new(Inner {
+            issuer: self.issuer,
+            audiences: self.audiences,
+            leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
+            keys,
+            remote,
+            verified: VerifiedCache::new(self.cache_capacity),
+        }))
+    }
+}
+
+/// Where RFC 8414 §3.1 puts the metadata of `issuer`: after the host, before any path.
+fn metadata_url(issuer: &str) -> String {
+    match reqwest::Url::parse(issuer) {
+        Ok(url) if url.path() != "/" => format!(
+            "{}{WELL_KNOWN_METADATA}{}",
+            url.origin().ascii_serialization(),
+            url.path().trim_end_matches('/')
+        ),
+        _ => format!("{}{WELL_KNOWN_METADATA}", issuer.trim_end_matches('/')),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+impl AccessTokenVerifier {
+    /// Options for verifying tokens of `issuer` (exactly as in their `iss`, e.g.
+    /// `http://127.0.0.1:8080`) meant for `audience`.
+    pub fn builder(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> AccessTokenVerifierBuilder {
+        AccessTokenVerifierBuilder {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            leeway: DEFAULT_LEEWAY,
+            min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            http: None,
+            jwks_uri: None,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    /// A verifier with the default options and a fixed key set: it never fetches.
+    pub fn from_jwks(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        jwks: &JwkSet,
+    ) -> Self {
+        Self::builder(issuer, audience).build_with_jwks(jwks)
+    }
+
+    /// Fetches the metadata (once) and the JWKS now, so a misconfiguration shows at
+    /// startup rather than on the first request. Does nothing for a fixed key set.
+    pub async fn discover(&self) -> Result<(), TokenError> {
+        if self.0.remote.is_some() {
+            self.0.keys.refresh(|| self.fetch_jwks()).await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies `token` (the bare JWT, without `Bearer `) now.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedAccessToken, TokenError> {
+        self.verify_at(token, unix_now()).await
+    }
+
+    /// [`AccessTokenVerifier::verify`] as if the time were `now` (Unix seconds).
+    pub async fn verify_at(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedAccessToken, TokenError> {
+        use TokenError::Malformed;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Malformed("longer than 8 KiB"));
+        }
+        let hash = self.0.verified.enabled().then(|| token_hash(token));
+        if let Some(claims) = hash.as_ref().and_then(|h| self.0.verified.get(h)) {
+            self.check_times(&claims, now)?;
+            return Ok(VerifiedAccessToken(claims));
+        }
+
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(claims_b64), Some(sig_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Malformed("not a compact JWT"));
+        };
+        let header: Header =
+            serde_json::from_slice(&decode(header_b64)?).map_err(|_| Malformed("bad header"))?;
+        if header.alg != "ES256" {
+            return Err(TokenError::UnsupportedAlgorithm(header.alg));
+        }
+        let typ = header.typ.as_deref().unwrap_or_default();
+        if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+            return Err(TokenError::WrongType);
+        }
+        if header.crit.is_some() {
+            return Err(Malformed("critical header parameters are not supported"));
+        }
+        let kid = header.kid.ok_or(Malformed("no kid in the header"))?;
+        let signature = decode(sig_b64)?;
+        let key = self.key(&kid).await?;
+        let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
+        key.verify_sig(signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenError::BadSignature)?;
+
+        let claims: Claims =
+            serde_json::from_slice(&decode(claims_b64)?).map_err(|_| Malformed("bad claims"))?;
+        if claims.iss != self.0.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        let token = VerifiedAccessToken(Arc::new(claims));
+        if !token
+            .audiences()
+            .iter()
+            .any(|a| self.0.audiences.contains(a))
+        {
+            return Err(TokenError::WrongAudience);
+        }
+        self.check_times(&token.0, now)?;
+        if let Some(hash) = hash {
+            self.0
+                .verified
+                .insert(hash, Arc::clone(&token.0), now, self.0.leeway);
+        }
+        Ok(token)
+    }
+
+    fn check_times(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {
+        let leeway = self.0.leeway;
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        let latest_start = now.saturating_add(leeway);
+        if claims.iat > latest_start || claims.nbf.is_some_and(|nbf| nbf > latest_start) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    async fn key(&self, kid: &str) -> Result<Arc<ParsedPublicKey>, TokenError> {
+        let key = match &self.0.remote {
+            Some(_) => {
+                self.0
+                    .keys
+                    .get_or_refetch(kid, || self.fetch_jwks())
+                    .await?
+            }
+            None => self.0.keys.get(kid),
+        };
+        key.ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))
+    }
+
+    /// The JWKS, from the `jwks_uri` of the metadata (read once).
+    async fn fetch_jwks(&self) -> Result<JwkSet, TokenError> {
+        let Some(remote) = &self.0.remote else {
+            return Ok(JwkSet::default());
+        };
+        let jwks_uri = match remote.jwks_uri.get() {
+            Some(uri) => uri,
+            None => {
+                let metadata: Metadata = remote
+                    .get_json(&remote.metadata_url)
+                    .await
+                    .map_err(TokenError::Discovery)?;
+                if metadata.issuer != self.0.issuer {
+                    return Err(TokenError::IssuerMismatch {
+                        expected: self.0.issuer.clone(),
+                        found: metadata.issuer,
+                    });
+                }
+                remote.jwks_uri.get_or_init(|| metadata.jwks_uri)
+            }
+        };
+        remote.get_json(jwks_uri).await.map_err(TokenError::Jwks)
+    }
+}
+
+impl Remote {
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, ApiError> {
+        let response = self
+            .http
+            .get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .timeout(self.timeout)
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        // Read at most MAX_DOCUMENT_BYTES: a larger document is cut there, fails to parse
+        // and is reported as an unexpected body, without ever being held whole.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = MAX_DOCUMENT_BYTES - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() >= room {
+                break;
+            }
+        }
+        Ok(read_body(status, headers, body.into())?.0)
+    }
+}
+
+/// Largest metadata or JWKS document read; real ones are a few KiB.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+fn decode(part: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed("not base64url"))
+}
+
+type TokenHash = [u8; 32];
+
+fn token_hash(token: &str) -> TokenHash {
+    let mut hash = [0; 32];
+    hash.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    hash
+}
+
+/// Tokens that verified, by SHA-256, until they expire. Bounded: when full, expired
+/// entries go, and if that is not enough, everything does (tokens live minutes, so the
+/// cache refills with what is in use).
+struct VerifiedCache {
+    capacity: usize,
+    entries: Mutex<HashMap<TokenHash, Arc<Claims>>>,
+}
+
+impl VerifiedCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    fn get(&self, hash: &TokenHash) -> Option<Arc<Claims>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get(hash).cloned()
+    }
+
+    fn insert(&self, hash: TokenHash, claims: Arc<Claims>, now: i64, leeway: i64) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity {
+            entries.retain(|_, c| now < c.exp.saturating_add(leeway));
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, claims);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_url_follows_rfc_8414() {
+        assert_eq!(
+            metadata_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            metadata_url("https://auth.example.com/"),
+            "https://auth.example.com/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            metadata_url("https://example.com/mk"),
+            "https://example.com/.well-known/oauth-authorization-server/mk"
+        );
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_drops_expired_entries_first() {
+        let claims = |exp| {
+            Arc::new(Claims {
+                iss: String::new(),
+                aud: Audience::single(""),
+                sub: String::new(),
+                client_id: String::new(),
+                app_id: String::new(),
+                scope: String::new(),
+                iat: 0,
+                exp,
+                nbf: None,
+                jti: String::new(),
+            })
+        };
+        let cache = VerifiedCache::new(2);
+        cache.insert([1; 32], claims(10), 0, 0);
+        cache.insert([2; 32], claims(100), 0, 0);
+        cache.insert([3; 32], claims(100), 50, 0); // [1] expired: dropped
+        assert!(cache.get(&[1; 32]).is_none());
+        assert!(cache.get(&[2; 32]).is_some() && cache.get(&[3; 32]).is_some());
+        cache.insert([4; 32], claims(100), 50, 0); // nothing expired: cleared
+        assert!(cache.get(&[2; 32]).is_none() && cache.get(&[4; 32]).is_some());
+    }
+}
