@@ -72,12 +72,14 @@ fn snapshot(n: usize) -> Snapshot {
             sealed_private_key: master.seal("key_bench", &pkcs8),
             created_at: now,
             activates_at: now,
+            revoked_at: None,
         }],
     };
     let settings = Arc::new(TokenSettings {
         issuer: "http://127.0.0.1:8080".into(),
         audience: "http://127.0.0.1:8080".into(),
         default_ttl_secs: 3600,
+        publish_scopes: false,
     });
     Snapshot::build(state, &master, settings, now).unwrap()
 }

@@ -25,6 +25,9 @@ pub enum AdminError {
     /// No client with this id.
     #[error("unknown client {0}")]
     UnknownClient(String),
+    /// No signing key with this kid.
+    #[error("unknown signing key {0}")]
+    UnknownKey(String),
     /// No webhook event with this id.
     #[error("unknown webhook event {0}")]
     UnknownEvent(String),
@@ -237,6 +240,7 @@ fn new_key_record(
         kid,
         created_at: now,
         activates_at,
+        revoked_at: None,
     }
 }
 
@@ -308,6 +312,85 @@ pub async fn rotate_key(
             "key rotation raced with another process; run it again".into(),
         )),
     }
+}
+
+/// What `keys revoke` did.
+#[derive(Debug, Clone)]
+pub struct KeyRevocation {
+    /// The withdrawn key, as stored now.
+    pub revoked: KeyRecord,
+    /// The key that took over signing at once, when the revoked one was signing.
+    pub replacement: Option<KeyRecord>,
+    /// Apps told by a `signing_key.revoked` webhook event.
+    pub apps_notified: usize,
+}
+
+/// The operator event that tells webhook receivers a key was withdrawn, so they drop it
+/// from any cached JWKS at once instead of when their cache expires.
+pub const KEY_REVOKED_EVENT: &str = "signing_key.revoked";
+
+/// Withdraws a signing key, for a key that leaked: it leaves the JWKS, and every token it
+/// signed is refused, on every replica within a second. If it was signing, a new key
+/// takes over at once, in the same transaction. Apps with a webhook URL are sent a
+/// [`KEY_REVOKED_EVENT`].
+pub async fn revoke_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    kid: &str,
+    retry_window: std::time::Duration,
+) -> Result<KeyRevocation, AdminError> {
+    let now = now();
+    let keys = store.list_keys().await?;
+    let mut revoked = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .cloned()
+        .ok_or_else(|| AdminError::UnknownKey(kid.to_owned()))?;
+    if revoked.revoked_at.is_some() {
+        return Err(AdminError::Invalid(format!(
+            "signing key {kid} is revoked already"
+        )));
+    }
+    let signing = KeySchedule::new(&keys)
+        .signer_at(now)
+        .is_some_and(|k| k.record.kid == kid);
+    let replacement = signing.then(|| new_key_record(master, now, now));
+    if !store.revoke_key(kid, now, replacement.as_ref()).await? {
+        return Err(AdminError::Invalid(format!(
+            "signing key {kid} was revoked by another process meanwhile"
+        )));
+    }
+    revoked.revoked_at = Some(now);
+    let data = serde_json::json!({
+        "kid": kid,
+        "revoked_at": crate::views::rfc3339(now),
+        "replaced_by": replacement.as_ref().map(|k| k.kid.as_str()),
+    });
+    let body = payload::operator_payload(KEY_REVOKED_EVENT, &data, OffsetDateTime::now_utc())
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    // The revocation is committed: telling receivers is best effort, never a failure.
+    let mut apps_notified = 0;
+    let apps = store.list_apps().await.unwrap_or_default();
+    for app in apps.iter().filter(|a| a.webhook_url.is_some()) {
+        let queued = queue_webhook_event(
+            store,
+            &app.id,
+            KEY_REVOKED_EVENT,
+            body.clone(),
+            retry_window,
+        );
+        match queued.await {
+            Ok(_) => apps_notified += 1,
+            Err(error) => {
+                tracing::warn!(app_id = %app.id, %error, "cannot queue the key revocation event")
+            }
+        }
+    }
+    Ok(KeyRevocation {
+        revoked,
+        replacement,
+        apps_notified,
+    })
 }
 
 /// The demo app and client of `serve --demo`, with a fresh secret to print.

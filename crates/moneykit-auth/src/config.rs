@@ -33,6 +33,8 @@ pub struct ServeSettings {
     pub audience: Option<String>,
     /// Default token lifetime.
     pub token_ttl_secs: u32,
+    /// List every client's scopes in the RFC 8414 metadata.
+    pub publish_scopes: bool,
     /// Where the state lives.
     pub database_url: String,
     /// `MONEYKIT_AUTH_SECRET`, when set.
@@ -69,6 +71,7 @@ impl ServeSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             issuer: None,
             audience: None,
+            publish_scopes: false,
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             database_url: database_url.into(),
             master_secret: None,

@@ -1,6 +1,6 @@
 //! Rate limits: token buckets in memory, bounded in size (RFC 6819 §5.1.4.2.3, RFC 9700 §4.15).
 //!
-//! Three limiters guard client authentication:
+//! Three limiters guard client authentication, and a fourth revocation:
 //! - **issuance per client**: how many tokens an authenticated client may get (a client
 //!   should cache its token for its lifetime, not fetch one per call);
 //! - **failures per source address**: an address over its budget of failed
@@ -9,7 +9,9 @@
 //! - **failures per client id**: a client id over its budget answers wrong secrets with
 //!   429 instead of 401. Correct secrets still pass, so an attacker cannot lock a real
 //!   client out from elsewhere (guessing a 256-bit secret is hopeless anyway; this limiter
-//!   makes distributed attempts on one id slow and visible).
+//!   makes distributed attempts on one id slow and visible);
+//! - **revocations per client**: every RFC 7009 revocation of a valid token is a durable
+//!   write, so one client cannot turn revocation into a write flood.
 //!
 //! Each limiter holds at most `max_tracked` keys, in shards with their own locks; a full
 //! shard first forgets keys whose buckets have refilled (indistinguishable from new ones),
@@ -61,6 +63,8 @@ pub struct RateLimitSettings {
     pub failures_per_address: Rate,
     /// Failed authentications against one client id.
     pub failures_per_client: Rate,
+    /// Revocation requests one client may make.
+    pub revocations_per_client: Rate,
     /// Most keys each limiter remembers.
     pub max_tracked: usize,
 }
@@ -75,6 +79,7 @@ impl Default for RateLimitSettings {
             },
             failures_per_address: Rate::per(60, Duration::from_secs(60)),
             failures_per_client: Rate::per(20, Duration::from_secs(60)),
+            revocations_per_client: Rate::per(600, Duration::from_secs(60)),
             max_tracked: 100_000,
         }
     }
@@ -204,6 +209,7 @@ pub struct RateLimits {
     issuance: Limiter<String>,
     failures_by_address: Limiter<IpAddr>,
     failures_by_client: Limiter<String>,
+    revocations: Limiter<String>,
 }
 
 impl RateLimits {
@@ -213,6 +219,7 @@ impl RateLimits {
             issuance: Limiter::new(settings.issuance_per_client, settings.max_tracked),
             failures_by_address: Limiter::new(settings.failures_per_address, settings.max_tracked),
             failures_by_client: Limiter::new(settings.failures_per_client, settings.max_tracked),
+            revocations: Limiter::new(settings.revocations_per_client, settings.max_tracked),
         }
     }
 
@@ -246,6 +253,12 @@ impl RateLimits {
     /// issuance budget; `Err(wait)` when it is spent.
     pub fn take_issuance(&self, client_id: &str) -> Result<(), Duration> {
         self.issuance.take(client_id, Instant::now())
+    }
+
+    /// Before a revocation by an authenticated client: one of its revocation budget;
+    /// `Err(wait)` when it is spent.
+    pub fn take_revocation(&self, client_id: &str) -> Result<(), Duration> {
+        self.revocations.take(client_id, Instant::now())
     }
 }
 

@@ -31,6 +31,10 @@ pub struct TokenSettings {
     pub audience: String,
     /// Token lifetime for clients without their own.
     pub default_ttl_secs: u32,
+    /// List every client's scopes in the RFC 8414 metadata (`scopes_supported`). Off by
+    /// default: anyone may read the metadata, and one tenant's scope names are not
+    /// another's business.
+    pub publish_scopes: bool,
 }
 
 /// A client as the hot path needs it.
@@ -119,7 +123,7 @@ impl Snapshot {
         settings: Arc<TokenSettings>,
         now: OffsetDateTime,
     ) -> Result<Self, SnapshotError> {
-        let metadata = server_metadata(&settings.issuer, &state.clients);
+        let metadata = server_metadata(&settings, &state.clients);
         let apps: HashMap<String, Arc<App>> = state
             .apps
             .into_iter()
@@ -224,8 +228,12 @@ impl Snapshot {
 
 /// RFC 8414 metadata for `issuer`; `scopes_supported` is every scope some client may ask
 /// for, so it changes as clients do.
-fn server_metadata(issuer: &str, clients: &[Client]) -> AuthorizationServerMetadata {
-    let scopes: BTreeSet<&str> = clients.iter().flat_map(|c| c.scopes.iter()).collect();
+fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> AuthorizationServerMetadata {
+    let issuer = &settings.issuer;
+    let scopes: BTreeSet<&str> = match settings.publish_scopes {
+        true => clients.iter().flat_map(|c| c.scopes.iter()).collect(),
+        false => BTreeSet::new(),
+    };
     let auth_methods = || {
         vec![
             "client_secret_basic".to_owned(),

@@ -126,6 +126,7 @@ impl Application {
             audience: settings.audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             default_ttl_secs: settings.token_ttl_secs,
+            publish_scopes: settings.publish_scopes,
         });
         let health = Arc::new(Health::default());
         let admin_master = master.clone();

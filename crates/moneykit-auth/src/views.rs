@@ -71,6 +71,7 @@ pub fn key_json(k: &ScheduledKey<'_>, now: OffsetDateTime) -> Value {
         "activates_at": rfc3339(k.record.activates_at),
         "retires_at": k.retires_at.map(rfc3339),
         "unpublished_at": k.unpublished_at().map(rfc3339),
+        "revoked_at": k.record.revoked_at.map(rfc3339),
     })
 }
 
@@ -95,6 +96,16 @@ pub fn event_json(e: &WebhookEvent) -> Value {
         "created_at": time_ms(e.created_ms),
         "next_attempt_at": (e.status == EventStatus::Pending).then(|| time_ms(e.next_attempt_ms)),
         "finished_at": e.finished_ms.map(time_ms),
+    })
+}
+
+/// The outcome of `keys revoke`: `{"kid","revoked_at","replaced_by","apps_notified"}`.
+pub fn revocation_json(done: &crate::admin::KeyRevocation) -> Value {
+    json!({
+        "kid": done.revoked.kid,
+        "revoked_at": done.revoked.revoked_at.map(rfc3339),
+        "replaced_by": done.replacement.as_ref().map(|k| k.kid.as_str()),
+        "apps_notified": done.apps_notified,
     })
 }
 

@@ -130,7 +130,9 @@ pub struct AuthorizationServerMetadata {
     pub grant_types_supported: Vec<String>,
     /// Empty: there is no authorization endpoint (client credentials only).
     pub response_types_supported: Vec<String>,
-    /// Every scope some client may ask for.
+    /// Every scope some client may ask for; omitted unless the operator publishes them
+    /// (the names are every tenant's business).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
     /// `client_secret_basic`, `client_secret_post`.
     pub token_endpoint_auth_methods_supported: Vec<String>,

@@ -1,4 +1,4 @@
-//! `moneykit-auth keys list|rotate`.
+//! `moneykit-auth keys list|rotate|revoke`.
 
 use clap::Subcommand;
 use serde_json::Value;
@@ -10,7 +10,8 @@ use crate::config::{check_master_secret, resolve_master_key};
 use crate::keys::lifecycle::KeySchedule;
 use crate::store::OpenMode;
 use crate::views::rfc3339;
-use crate::views::{key_json, rotation_json};
+use crate::views::{key_json, revocation_json, rotation_json};
+use crate::webhooks::WebhookSettings;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum KeysCommand {
@@ -26,6 +27,13 @@ pub(super) enum KeysCommand {
         #[arg(long, env = "MONEYKIT_AUTH_KEY_ACTIVATION_DELAY", default_value = "10m", value_parser = super::parse_duration)]
         key_activation_delay: std::time::Duration,
     },
+    /// Withdraw a key that leaked: it leaves the JWKS at once, every token it signed is
+    /// refused by every server within a second, a new key takes over if it was signing,
+    /// and apps with a webhook URL get a `signing_key.revoked` event.
+    Revoke {
+        /// The key id (`keys list` shows them).
+        kid: String,
+    },
 }
 
 pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> anyhow::Result<()> {
@@ -35,11 +43,10 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             let keys = store.list_keys().await?;
             let now = OffsetDateTime::now_utc();
             let schedule = KeySchedule::new(&keys);
-            let json: Vec<Value> = schedule.keys().iter().map(|k| key_json(k, now)).collect();
+            let json: Vec<Value> = schedule.all_keys().map(|k| key_json(k, now)).collect();
             out.emit(&json, || {
                 let rows: Vec<Vec<String>> = schedule
-                    .keys()
-                    .iter()
+                    .all_keys()
                     .map(|k| {
                         vec![
                             k.record.kid.clone(),
@@ -77,6 +84,27 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
                     key.kid,
                     rfc3339(key.activates_at)
                 )
+            });
+        }
+        KeysCommand::Revoke { kid } => {
+            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            check_master_secret(database_url, secret.as_deref())?;
+            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let (master, _) =
+                resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
+            let retry_window = WebhookSettings::default().retry_window;
+            let done = admin::revoke_key(store.as_ref(), &master, &kid, retry_window).await?;
+            out.emit(&revocation_json(&done), || {
+                let mut text =
+                    format!("Revoked key {kid}: it is out of the JWKS and its tokens are refused");
+                if let Some(k) = &done.replacement {
+                    text.push_str(&format!("\nKey {} signs from now on", k.kid));
+                }
+                text.push_str(&format!(
+                    "\n{} app(s) notified with a signing_key.revoked webhook event",
+                    done.apps_notified
+                ));
+                text
             });
         }
     }

@@ -23,6 +23,10 @@ pub(super) struct ServeArgs {
     /// (an absolute URI) [default: the issuer].
     #[arg(long, env = "MONEYKIT_AUTH_AUDIENCE", value_name = "URI", value_parser = parse_audience)]
     audience: Option<String>,
+    /// List every client's scopes in the RFC 8414 metadata (`scopes_supported`); off by
+    /// default, since anyone may read the metadata.
+    #[arg(long, env = "MONEYKIT_AUTH_PUBLISH_SCOPES", value_parser = clap::builder::FalseyValueParser::new())]
+    publish_scopes: bool,
     /// Default token lifetime in seconds (1-86400).
     #[arg(
         long,
@@ -104,6 +108,14 @@ pub(super) struct ServeArgs {
         default_value_t = 20
     )]
     auth_failures_per_client: u32,
+    /// Revocation requests (`/oauth2/revoke`) one client may make per minute; each one of
+    /// a valid token is a durable write (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_REVOCATIONS_PER_CLIENT",
+        default_value_t = 600
+    )]
+    revocations_per_client: u32,
     /// Behind a proxy or load balancer: the header whose last value is the client's
     /// address (e.g. X-Forwarded-For). Without it, the TCP peer is the client.
     #[arg(long, env = "MONEYKIT_AUTH_CLIENT_IP_HEADER")]
@@ -153,6 +165,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.listen = args.listen;
     settings.issuer = args.issuer;
     settings.audience = args.audience;
+    settings.publish_scopes = args.publish_scopes;
     settings.token_ttl_secs = check_token_ttl(args.token_ttl)?;
     settings.demo = args.demo;
     settings.master_secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
@@ -176,6 +189,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     };
     settings.rate_limits.failures_per_address = per_minute(args.auth_failures_per_address);
     settings.rate_limits.failures_per_client = per_minute(args.auth_failures_per_client);
+    settings.rate_limits.revocations_per_client = per_minute(args.revocations_per_client);
     settings.connection.client_ip_header = args.client_ip_header;
     settings.connection.max_connections = args.max_connections.max(1);
     settings.connection.keep_alive_timeout = args.keep_alive_timeout;

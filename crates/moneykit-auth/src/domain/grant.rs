@@ -205,21 +205,23 @@ impl<'a> Engine<'a> {
     }
 
     /// The claims of a validly signed token of ours: its signature verified once (then
-    /// remembered by the token's digest), its claims checked for issuer and expiry on
-    /// every call.
+    /// remembered by the token's digest); on every call, its header checked to name a key
+    /// that is still published (so a revoked key's tokens are refused even when
+    /// remembered), and its claims for issuer, expiry and bounds.
     pub fn verified_claims(
         &self,
         token: &str,
         now: OffsetDateTime,
     ) -> Result<AccessClaims, TokenRejection> {
         let snapshot = self.snapshot;
+        let signing_key = tokens::signing_key(
+            token,
+            |header| snapshot.verifier_for_header(header),
+            |kid| snapshot.verifier(kid),
+        )?;
         let key = TokenKey::of(token);
         if !self.verified.contains(&key) {
-            tokens::verify_signature(
-                token,
-                |header| snapshot.verifier_for_header(header),
-                |kid| snapshot.verifier(kid),
-            )?;
+            tokens::verify_signature_with(signing_key, token)?;
             self.verified.insert(key);
         }
         tokens::checked_claims(token, &snapshot.settings.issuer, now.unix_timestamp())
@@ -241,10 +243,19 @@ impl<'a> Engine<'a> {
         if self.revoked.is_revoked(&claims.jti) {
             return Err(BearerError::Invalid);
         }
+        // The client must still exist, be enabled, and be allowed every scope the token
+        // claims: a token claiming more was made with a stolen key, or its client was
+        // narrowed since.
         let client = self
             .snapshot
             .client(&claims.client_id)
             .filter(|entry| !entry.client.is_disabled(now))
+            .filter(|entry| {
+                claims
+                    .scope
+                    .split(' ')
+                    .all(|s| s.is_empty() || entry.client.scopes.contains(s))
+            })
             .ok_or(BearerError::Invalid)?;
         Ok(Authorized { claims, client })
     }
@@ -259,6 +270,9 @@ impl<'a> Engine<'a> {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<Option<RevokedToken>, GrantError> {
+        self.limits
+            .take_revocation(&caller.client.id)
+            .map_err(GrantError::RateLimited)?;
         let Ok(claims) = self.verified_claims(token, now) else {
             return Ok(None);
         };

@@ -1,6 +1,15 @@
 //! Scopes: what a client may do, and what a token is narrowed to (RFC 6749 §3.3).
 
+use std::collections::HashSet;
 use std::fmt;
+
+/// Most scope tokens one list may hold: a request (or a client) naming more is refused,
+/// so a large `scope` parameter costs bounded work.
+pub const MAX_SCOPE_TOKENS: usize = 256;
+
+/// Up to this many tokens, repeats are found by scanning what is kept (no allocation);
+/// longer lists use a set, so parsing stays linear.
+const SCAN_LIMIT: usize = 16;
 
 /// An ordered set of scope tokens, held as their normalized wire form (single spaces,
 /// no repeats): one allocation per client however many scopes it has, and `Display` is
@@ -8,10 +17,16 @@ use std::fmt;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scopes(String);
 
-/// A scope list that is not valid RFC 6749 §3.3 syntax.
+/// A scope list that is not valid RFC 6749 §3.3 syntax, or too long.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid scope {0:?}: scope tokens use printable ASCII except space, '\"' and '\\'")]
-pub struct InvalidScopeSyntax(pub String);
+pub enum InvalidScopeSyntax {
+    /// A token with a character outside NQCHAR.
+    #[error("invalid scope {0:?}: scope tokens use printable ASCII except space, '\"' and '\\'")]
+    Character(String),
+    /// More distinct tokens than [`MAX_SCOPE_TOKENS`].
+    #[error("invalid scope: more than {MAX_SCOPE_TOKENS} scope tokens")]
+    TooMany,
+}
 
 /// A requested scope the client is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,20 +37,33 @@ impl Scopes {
     /// Parses a space-separated list, dropping repeats. Empty input is the empty list.
     pub fn parse(text: &str) -> Result<Self, InvalidScopeSyntax> {
         let mut out = Self(String::with_capacity(text.len()));
-        for token in text.split(' ').filter(|t| !t.is_empty()) {
+        let mut count = 0;
+        let tokens = || text.split(' ').filter(|t| !t.is_empty());
+        // Only long lists pay for the set.
+        let mut seen: Option<HashSet<&str>> = tokens().nth(SCAN_LIMIT).map(|_| HashSet::new());
+        for token in tokens() {
             // scope-token = 1*NQCHAR; NQCHAR = %x21 / %x23-5B / %x5D-7E
             let valid = token
                 .bytes()
                 .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !valid {
-                return Err(InvalidScopeSyntax(token.to_owned()));
+                return Err(InvalidScopeSyntax::Character(token.to_owned()));
             }
-            if !out.contains(token) {
-                if !out.0.is_empty() {
-                    out.0.push(' ');
-                }
-                out.0.push_str(token);
+            let repeat = match &mut seen {
+                Some(seen) => !seen.insert(token),
+                None => out.contains(token),
+            };
+            if repeat {
+                continue;
             }
+            count += 1;
+            if count > MAX_SCOPE_TOKENS {
+                return Err(InvalidScopeSyntax::TooMany);
+            }
+            if !out.0.is_empty() {
+                out.0.push(' ');
+            }
+            out.0.push_str(token);
         }
         Ok(out)
     }
@@ -102,6 +130,17 @@ mod tests {
         assert!(Scopes::parse("a\tb").is_err());
         assert!(Scopes::parse("é").is_err());
         assert!(Scopes::parse("accounts:read transactions.read!").is_ok());
+    }
+
+    #[test]
+    fn many_tokens_are_deduplicated_and_capped() {
+        let distinct: Vec<String> = (0..MAX_SCOPE_TOKENS).map(|i| format!("s{i}")).collect();
+        let with_repeats = format!("{} {} s0", distinct.join(" "), distinct.join(" "));
+        assert_eq!(s(&with_repeats).to_string(), distinct.join(" "));
+        let one_more = format!("{} extra", distinct.join(" "));
+        assert_eq!(Scopes::parse(&one_more), Err(InvalidScopeSyntax::TooMany));
+        // Repeats do not count towards the cap.
+        assert_eq!(s(&"a ".repeat(10_000)).to_string(), "a");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moneykit_wire::Audience;
 use serde::{Deserialize, Serialize};
 
-use super::EXPIRY_LEEWAY_SECS;
+use super::{EXPIRY_LEEWAY_SECS, MAX_TOKEN_TTL_SECS};
 use crate::keys::{KeyPair, PublicKey};
 
 /// The JWT `typ` of access tokens (RFC 9068 §2.1).
@@ -132,6 +132,11 @@ pub enum TokenRejection {
     /// Past `exp` (plus leeway).
     #[error("the access token has expired")]
     Expired,
+    /// Claims no token of ours can have: issued in the future (beyond the leeway), or
+    /// living longer than the longest lifetime. Only a holder of a signing key can make
+    /// such a token, so it is refused rather than trusted.
+    #[error("the token's claims are out of bounds")]
+    OutOfBounds,
 }
 
 #[derive(Deserialize)]
@@ -180,17 +185,34 @@ pub fn verify_signature<'k>(
     known_header: impl Fn(&str) -> Option<&'k PublicKey>,
     key_for: impl Fn(&str) -> Option<&'k PublicKey>,
 ) -> Result<(), TokenRejection> {
+    let key = signing_key(token, known_header, key_for)?;
+    verify_signature_with(key, token)
+}
+
+/// The header half of [`verify_signature`]: the published key the token's header names,
+/// provided the header is one we accept. Cheap (no signature check), so it runs on every
+/// use of a token, remembered or not: a key withdrawn since takes its tokens with it.
+pub fn signing_key<'k>(
+    token: &str,
+    known_header: impl Fn(&str) -> Option<&'k PublicKey>,
+    key_for: impl Fn(&str) -> Option<&'k PublicKey>,
+) -> Result<&'k PublicKey, TokenRejection> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenRejection::Malformed);
     }
+    let (header_b64, _) = token.split_once('.').ok_or(TokenRejection::Malformed)?;
+    match known_header(header_b64) {
+        Some(key) => Ok(key),
+        None => checked_header_key(header_b64, key_for),
+    }
+}
+
+/// The signature half of [`verify_signature`], under the key [`signing_key`] found.
+pub fn verify_signature_with(key: &PublicKey, token: &str) -> Result<(), TokenRejection> {
     let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
-    let (header_b64, _claims_b64) = signing_input
-        .split_once('.')
-        .ok_or(TokenRejection::Malformed)?;
-    let key = match known_header(header_b64) {
-        Some(key) => key,
-        None => checked_header_key(header_b64, key_for)?,
-    };
+    if !signing_input.contains('.') {
+        return Err(TokenRejection::Malformed);
+    }
     let signature = decode_part(signature_b64)?;
     if !key.verify(signing_input.as_bytes(), &signature) {
         return Err(TokenRejection::BadSignature);
@@ -222,7 +244,9 @@ fn checked_header_key<'k>(
 }
 
 /// The claims half of validation, for a token whose signature has been verified: the
-/// claims parse, the issuer is `issuer`, and `exp` (with leeway) is not past `now`.
+/// claims parse, the issuer is `issuer`, `exp` (with leeway) is not past `now`, and the
+/// times are ones this server could have issued: `iat` not after `now` (with leeway) and
+/// a lifetime of at most [`MAX_TOKEN_TTL_SECS`].
 pub fn checked_claims(token: &str, issuer: &str, now: i64) -> Result<AccessClaims, TokenRejection> {
     let claims_b64 = token.split('.').nth(1).ok_or(TokenRejection::Malformed)?;
     let claims: AccessClaims =
@@ -230,8 +254,14 @@ pub fn checked_claims(token: &str, issuer: &str, now: i64) -> Result<AccessClaim
     if claims.iss != issuer {
         return Err(TokenRejection::WrongIssuer);
     }
-    if now > claims.exp + EXPIRY_LEEWAY_SECS {
+    if now > claims.exp.saturating_add(EXPIRY_LEEWAY_SECS) {
         return Err(TokenRejection::Expired);
+    }
+    let lifetime = claims.exp.saturating_sub(claims.iat);
+    if claims.iat > now.saturating_add(EXPIRY_LEEWAY_SECS)
+        || !(0..=i64::from(MAX_TOKEN_TTL_SECS)).contains(&lifetime)
+    {
+        return Err(TokenRejection::OutOfBounds);
     }
     Ok(claims)
 }
@@ -259,7 +289,7 @@ mod tests {
             client_id: "live_1".into(),
             app_id: "app_1".into(),
             scope: "a b".into(),
-            iat: exp - 60,
+            iat: exp - 200,
             exp,
             jti: "j".into(),
         }
@@ -406,6 +436,37 @@ mod tests {
         assert_eq!(
             verify_signature(&other, known, by_kid),
             Err(TokenRejection::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn claims_outside_what_we_issue_are_refused() {
+        let f = fixture();
+        let sign_claims = |c: &AccessClaims| sign(&f.pair, &access_token_header("key_t"), c);
+        // Ten years ahead: a lifetime beyond the longest one.
+        let mut c = claims(1000);
+        c.exp = c.iat + 10 * 365 * 86_400;
+        assert_eq!(
+            check(&f, &sign_claims(&c), 900),
+            Err(TokenRejection::OutOfBounds)
+        );
+        c.exp = c.iat + i64::from(MAX_TOKEN_TTL_SECS);
+        assert!(check(&f, &sign_claims(&c), 900).is_ok());
+        // Issued in the future, beyond the leeway.
+        let mut c = claims(2000);
+        c.iat = 900 + EXPIRY_LEEWAY_SECS + 1;
+        assert_eq!(
+            check(&f, &sign_claims(&c), 900),
+            Err(TokenRejection::OutOfBounds)
+        );
+        c.iat = 900 + EXPIRY_LEEWAY_SECS;
+        assert!(check(&f, &sign_claims(&c), 900).is_ok());
+        // Expiring before it was issued.
+        let mut c = claims(1000);
+        c.iat = c.exp + 1;
+        assert_eq!(
+            check(&f, &sign_claims(&c), 900),
+            Err(TokenRejection::OutOfBounds)
         );
     }
 

@@ -11,7 +11,7 @@
 //! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}`, `DELETE …` | webhook URL |
 //! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl"}` | clients |
 //! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
-//! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}` | signing keys |
+//! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}`, `POST /admin/keys/{kid}/revoke` | signing keys |
 //! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
 
 use std::sync::Arc;
@@ -102,6 +102,7 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
         .route("/admin/keys", get(list_keys))
         .route("/admin/keys/rotate", post(rotate_key))
+        .route("/admin/keys/{kid}/revoke", post(revoke_key))
         .route("/admin/webhooks", get(list_events).post(send_event))
         .route("/admin/webhooks/{id}/retry", post(retry_event))
         .fallback(|| async { ApiError::NotFound })
@@ -321,8 +322,20 @@ async fn list_keys(State(state): State<Arc<AdminState>>) -> Reply {
     let schedule = KeySchedule::new(&keys);
     ok(
         StatusCode::OK,
-        Value::from_iter(schedule.keys().iter().map(|k| views::key_json(k, now))),
+        Value::from_iter(schedule.all_keys().map(|k| views::key_json(k, now))),
     )
+}
+
+async fn revoke_key(State(state): State<Arc<AdminState>>, Path(kid): Path<String>) -> Reply {
+    let done = admin::revoke_key(
+        state.store.as_ref(),
+        &state.master,
+        &kid,
+        state.webhook_retry_window,
+    )
+    .await?;
+    state.webhook_waker.notify_one();
+    ok(StatusCode::OK, views::revocation_json(&done))
 }
 
 #[derive(Deserialize, Default)]

@@ -368,6 +368,7 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::UnknownApp(_)
             | AdminError::UnknownClient(_)
+            | AdminError::UnknownKey(_)
             | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
             AdminError::Invalid(why) => ApiError::validation(&["body"], why, "value_error"),
             AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,

@@ -17,6 +17,38 @@ use moneykit_wire::Jwk;
 /// Length of an uncompressed SEC1 P-256 point: `0x04 || x || y`.
 pub const PUBLIC_KEY_LEN: usize = 65;
 
+/// Half the order of the P-256 group, rounded down (big-endian): an ECDSA signature
+/// `(r, s)` is "low-s" when `s` is at most this.
+const HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// The order of the P-256 group (big-endian).
+const ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Rewrites a raw `r || s` ECDSA P-256 signature into its low-s form: `(r, s)` and
+/// `(r, n - s)` both verify, so without one canonical form the same token has two
+/// encodings (signature malleability). Anything but 64 bytes is left alone.
+pub fn normalize_signature(signature: &mut [u8]) {
+    if signature.len() != 64 || signature[32..] <= HALF_ORDER[..] {
+        return;
+    }
+    // s := n - s, big-endian, with borrow.
+    let s = &mut signature[32..];
+    let mut borrow = 0u16;
+    for (byte, n) in s.iter_mut().zip(ORDER).rev() {
+        let diff = u16::from(n)
+            .wrapping_sub(u16::from(*byte))
+            .wrapping_sub(borrow);
+        *byte = diff as u8;
+        borrow = (diff >> 15) & 1;
+    }
+}
+
 /// A private ES256 key, parsed and ready to sign. `Debug` shows only the kid.
 pub struct KeyPair {
     kid: String,
@@ -76,8 +108,13 @@ impl KeyPair {
             .pair
             .sign(&self.rng, out.as_bytes())
             .expect("ECDSA signing cannot fail with a working RNG");
+        let mut signature: [u8; 64] = signature
+            .as_ref()
+            .try_into()
+            .expect("ES256 fixed signatures are 64 bytes");
+        normalize_signature(&mut signature);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut out);
+        URL_SAFE_NO_PAD.encode_string(signature, &mut out);
         out
     }
 }
@@ -140,6 +177,20 @@ impl PublicKey {
     }
 }
 
+/// `(r, n - s)` for a low-s signature `(r, s)`: the other valid encoding, for tests. An
+/// independent subtraction (signed arithmetic), not [`normalize_signature`]'s.
+#[cfg(test)]
+pub(crate) fn high_s_twin(signature: &[u8]) -> Vec<u8> {
+    let mut twin = signature.to_vec();
+    let mut borrow = 0i16;
+    for k in (0..32).rev() {
+        let d = i16::from(ORDER[k]) - i16::from(signature[32 + k]) - borrow;
+        twin[32 + k] = d.rem_euclid(256) as u8;
+        borrow = i16::from(d < 0);
+    }
+    twin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +208,34 @@ mod tests {
         let jwk = public.to_jwk();
         assert_eq!(jwk.kid.as_deref(), Some("key_a"));
         assert_eq!(URL_SAFE_NO_PAD.decode(jwk.x.unwrap()).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn signatures_are_low_s_and_the_high_s_twin_is_its_normal_form() {
+        let pair = KeyPair::from_pkcs8("key_a", &KeyPair::generate_pkcs8()).unwrap();
+        let public = PublicKey::from_sec1("key_a", &pair.public_key_bytes()).unwrap();
+        for i in 0..64 {
+            let jwt = pair.sign_jwt("eyJhbGciOiJFUzI1NiJ9", format!("{{\"n\":{i}}}").as_bytes());
+            let (input, sig) = jwt.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            assert!(sig[32..] <= HALF_ORDER[..], "signature {i} is high-s");
+            // (r, n - s) verifies too (that is the malleability), and normalizes back.
+            let mut twin = high_s_twin(&sig);
+            assert!(public.verify(input.as_bytes(), &twin));
+            assert_ne!(twin, sig);
+            normalize_signature(&mut twin);
+            assert_eq!(twin, sig);
+        }
+        // The boundary: n/2 itself is low, n/2 + 1 is high and becomes n - (n/2 + 1) = n/2.
+        let mut at_half = [0u8; 64];
+        at_half[32..].copy_from_slice(&HALF_ORDER);
+        let unchanged = at_half;
+        normalize_signature(&mut at_half);
+        assert_eq!(at_half, unchanged);
+        let mut above = unchanged;
+        above[63] += 1;
+        normalize_signature(&mut above);
+        assert_eq!(above, unchanged);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct KeyRecord {
     pub created_at: OffsetDateTime,
     /// When it starts signing.
     pub activates_at: OffsetDateTime,
+    /// When it was withdrawn (`keys revoke`); a revoked key is never published again.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// Where a key is in its life at a given moment.
@@ -46,6 +48,8 @@ pub enum KeyStatus {
     Retired,
     /// No longer published.
     Expired,
+    /// Withdrawn: not published, nothing it signed verifies.
+    Revoked,
 }
 
 impl std::fmt::Display for KeyStatus {
@@ -55,6 +59,7 @@ impl std::fmt::Display for KeyStatus {
             KeyStatus::Active => "active",
             KeyStatus::Retired => "retired",
             KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
         })
     }
 }
@@ -71,6 +76,9 @@ pub struct ScheduledKey<'a> {
 impl ScheduledKey<'_> {
     /// The key's state at `now`.
     pub fn status(&self, now: OffsetDateTime) -> KeyStatus {
+        if self.record.revoked_at.is_some() {
+            return KeyStatus::Revoked;
+        }
         if now < self.record.activates_at {
             return KeyStatus::Next;
         }
@@ -87,16 +95,27 @@ impl ScheduledKey<'_> {
     }
 }
 
-/// Every key, ordered by when it signs.
+/// Every key, ordered by when it signs; revoked keys are kept apart, off the timeline.
 #[derive(Debug, Clone)]
 pub struct KeySchedule<'a> {
     keys: Vec<ScheduledKey<'a>>,
+    revoked: Vec<ScheduledKey<'a>>,
 }
 
 impl<'a> KeySchedule<'a> {
     /// Orders `records` by (activation, insertion) and derives each key's retirement.
+    /// Revoked keys take no part: they neither sign nor retire the key before them.
     pub fn new(records: &'a [KeyRecord]) -> Self {
-        let mut sorted: Vec<&KeyRecord> = records.iter().collect();
+        let (revoked, live): (Vec<&KeyRecord>, Vec<&KeyRecord>) =
+            records.iter().partition(|r| r.revoked_at.is_some());
+        let revoked = revoked
+            .into_iter()
+            .map(|record| ScheduledKey {
+                record,
+                retires_at: None,
+            })
+            .collect();
+        let mut sorted = live;
         sorted.sort_by_key(|r| (r.activates_at, r.seq));
         let keys = sorted
             .iter()
@@ -106,12 +125,17 @@ impl<'a> KeySchedule<'a> {
                 retires_at: sorted.get(i + 1).map(|next| next.activates_at),
             })
             .collect();
-        Self { keys }
+        Self { keys, revoked }
     }
 
     /// All keys in signing order.
     pub fn keys(&self) -> &[ScheduledKey<'a>] {
         &self.keys
+    }
+
+    /// Every key, revoked ones last: what `keys list` shows.
+    pub fn all_keys(&self) -> impl Iterator<Item = &ScheduledKey<'a>> {
+        self.keys.iter().chain(&self.revoked)
     }
 
     /// The key that signs at `now`, if any has activated.
@@ -191,6 +215,7 @@ mod tests {
             sealed_private_key: vec![],
             created_at: t(activates.min(0)),
             activates_at: t(activates),
+            revoked_at: None,
         }
     }
 
@@ -220,6 +245,44 @@ mod tests {
         assert_eq!(schedule.signer_at(t(600)).unwrap().record.kid, "k2");
         assert_eq!(schedule.published_at(t(10)).count(), 2);
         assert!(schedule.signer_at(t(-1)).is_none());
+    }
+
+    #[test]
+    fn revoked_keys_are_off_the_timeline_and_unpublished() {
+        // k2 was active and is withdrawn; k3 replaces it at once (what `keys revoke` does).
+        let mut keys = [key(1, 0), key(2, 600), key(3, 700)];
+        keys[1].revoked_at = Some(t(700));
+        let schedule = KeySchedule::new(&keys);
+        assert_eq!(schedule.signer_at(t(700)).unwrap().record.kid, "k3");
+        let published: Vec<&str> = schedule
+            .published_at(t(700))
+            .map(|k| k.record.kid.as_str())
+            .collect();
+        assert_eq!(published, ["k1", "k3"]);
+        assert_eq!(schedule.keys().len(), 2);
+        let all: Vec<(&str, KeyStatus)> = schedule
+            .all_keys()
+            .map(|k| (k.record.kid.as_str(), k.status(t(700))))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("k1", KeyStatus::Retired),
+                ("k3", KeyStatus::Active),
+                ("k2", KeyStatus::Revoked)
+            ]
+        );
+        // A revoked pending key never starts signing.
+        let mut keys = [key(1, 0), key(2, 600)];
+        keys[1].revoked_at = Some(t(10));
+        assert_eq!(
+            KeySchedule::new(&keys)
+                .signer_at(t(900))
+                .unwrap()
+                .record
+                .kid,
+            "k1"
+        );
     }
 
     #[test]

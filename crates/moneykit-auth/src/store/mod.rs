@@ -112,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     /// whether it was inserted.
     async fn insert_key(&self, key: &KeyRecord, condition: InsertKeyIf)
     -> Result<bool, StoreError>;
+    /// Marks a key revoked at `at` and, in the same transaction, inserts `replacement`
+    /// (so no replica ever sees the revocation without the key that takes over); false,
+    /// and nothing written, if there is no such key or it is revoked already.
+    async fn revoke_key(
+        &self,
+        kid: &str,
+        at: OffsetDateTime,
+        replacement: Option<&KeyRecord>,
+    ) -> Result<bool, StoreError>;
     /// Moves a pending key's activation to `now`; false if it is not pending.
     async fn activate_key_now(&self, kid: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
 

@@ -124,7 +124,7 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
 
 /// The columns `key` reads.
 pub(super) const KEY_COLUMNS: &str =
-    "seq, kid, public_key, sealed_private_key, created_at, activates_at";
+    "seq, kid, public_key, sealed_private_key, created_at, activates_at, revoked_at";
 
 /// A signing key row.
 pub(super) fn key(row: &impl Columns) -> Result<KeyRecord, StoreError> {
@@ -135,6 +135,7 @@ pub(super) fn key(row: &impl Columns) -> Result<KeyRecord, StoreError> {
         sealed_private_key: row.bytes("sealed_private_key")?,
         created_at: from_unix(row.int("created_at")?)?,
         activates_at: from_unix(row.int("activates_at")?)?,
+        revoked_at: row.opt_int("revoked_at")?.map(from_unix).transpose()?,
     })
 }
 

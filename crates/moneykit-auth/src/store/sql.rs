@@ -272,7 +272,7 @@ where
         let guard = match condition {
             InsertKeyIf::NoKeys => "NOT EXISTS (SELECT 1 FROM signing_keys)",
             InsertKeyIf::NonePendingAt(_) => {
-                "NOT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at > $6)"
+                "NOT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at > $6 AND revoked_at IS NULL)"
             }
         };
         let sql = format!(
@@ -293,6 +293,43 @@ where
         let done = query.execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn revoke_key(
+        &self,
+        kid: &str,
+        at: OffsetDateTime,
+        replacement: Option<&KeyRecord>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Keys).await?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+        )
+        .bind(at.unix_timestamp())
+        .bind(kid)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if DB::rows_affected(&done) != 1 {
+            return Ok(false);
+        }
+        if let Some(key) = replacement {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, public_key, sealed_private_key, created_at, \
+                 activates_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(key.kid.as_str())
+            .bind(key.public_key.as_slice())
+            .bind(key.sealed_private_key.as_slice())
+            .bind(key.created_at.unix_timestamp())
+            .bind(key.activates_at.unix_timestamp())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn activate_key_now(&self, kid: &str, now: OffsetDateTime) -> Result<bool, StoreError> {

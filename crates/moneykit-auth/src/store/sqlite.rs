@@ -38,6 +38,11 @@ impl SqlStore<Sqlite> {
         if mode == OpenMode::MustExist && !in_memory && !filename.exists() {
             return Err(StoreError::Missing(filename.display().to_string()));
         }
+        if !in_memory {
+            owner_only(&filename).map_err(|e| {
+                StoreError::Backend(format!("cannot open {}: {e}", filename.display()))
+            })?;
+        }
         // An in-memory database exists once per connection, so it must stay at one.
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 2 })
@@ -87,6 +92,38 @@ impl Dialect for Sqlite {
 
     /// The claim is one statement under SQLite's single writer: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
+}
+
+/// Makes the database file readable by its owner only (0600), creating it empty if
+/// missing, before SQLite opens it: it holds secret hashes, sealed keys, webhook URLs and
+/// bodies. SQLite gives the `-wal` and `-shm` files it creates the mode of the database
+/// file, so they follow. A file that exists with a wider mode is narrowed.
+#[cfg(unix)]
+fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&side)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The database file a `sqlite:` URL names; `None` for in-memory databases.

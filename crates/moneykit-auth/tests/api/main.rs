@@ -26,6 +26,7 @@ mod limits;
 mod logs;
 mod oauth2;
 mod sdk;
+mod security;
 mod tls;
 mod token;
 mod webhooks;

@@ -202,6 +202,24 @@ async fn metadata_describes_the_endpoints_per_rfc_8414() {
         metadata["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post"])
     );
+    // One tenant's scope names are not another's business: not published by default.
+    assert!(metadata.get("scopes_supported").is_none(), "{metadata}");
+}
+
+#[tokio::test]
+async fn scopes_are_published_in_the_metadata_only_when_the_operator_says_so() {
+    let app = spawn_app_with(|s| s.publish_scopes = true).await;
+    app.create_client("transactions:read accounts:read", None)
+        .await;
+    let metadata: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         metadata["scopes_supported"],
         json!(["accounts:read", "transactions:read"])

@@ -338,6 +338,35 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
         }
     })
     .await;
+
+    // `keys revoke` of the signing key on one process: within a second every replica
+    // drops it from the JWKS, refuses the tokens it signed (even ones it has verified
+    // and remembers) and signs with the replacement.
+    let token_of_revoked = token(&http, &a, &id2, &secret2).await;
+    for r in both {
+        assert_eq!(introspect_status(&http, r, &token_of_revoked).await, 200);
+    }
+    let revoked = cli_json(&cli(&url, &["keys", "revoke", &active, "--json"]));
+    let replacement = revoked["replaced_by"].as_str().unwrap().to_owned();
+    until_all("key revoked", &both, ONE_SECOND, |r| {
+        let (http, old_token, id, secret) = (&http, &token_of_revoked, &id2, &secret2);
+        let (revoked, replacement) = (&active, &replacement);
+        async move {
+            let keys = jwks(http, r).await;
+            let published = |kid: &str| {
+                keys["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kid"] == kid)
+            };
+            introspect_status(http, r, old_token).await == 401
+                && !published(revoked)
+                && published(replacement)
+                && jwt_part(&token(http, r, id, secret).await, 0)["kid"] == replacement.as_str()
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
