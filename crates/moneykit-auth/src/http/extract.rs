@@ -144,28 +144,20 @@ pub fn parse_form<'a>(
             continue;
         };
         let field = known[index];
-        if field == REPEATABLE {
-            if fields.repeated.len() == MAX_RESOURCES {
-                return Err(validation(
-                    &["body", field],
-                    "too many resource parameters",
-                    "value_error.too_many",
-                ));
-            }
-            let value = decode_form_component(raw_value).ok_or_else(|| {
-                validation(
-                    &["body", field],
-                    "value must be UTF-8",
-                    "value_error.encoding",
-                )
-            })?;
-            fields.repeated.push(value);
-            continue;
-        }
-        if fields.values[index].is_some() {
+        let repeatable = field == REPEATABLE;
+        if repeatable && fields.repeated.len() == MAX_RESOURCES {
+            let message = "too many resource parameters";
             return Err(validation(
                 &["body", field],
-                "parameter must not be repeated",
+                message,
+                "value_error.too_many",
+            ));
+        }
+        if !repeatable && fields.values[index].is_some() {
+            let message = "parameter must not be repeated";
+            return Err(validation(
+                &["body", field],
+                message,
                 "value_error.duplicate",
             ));
         }
@@ -176,7 +168,11 @@ pub fn parse_form<'a>(
                 "value_error.encoding",
             )
         })?;
-        fields.values[index] = Some(value);
+        if repeatable {
+            fields.repeated.push(value);
+        } else {
+            fields.values[index] = Some(value);
+        }
     }
     Ok(fields)
 }

@@ -159,17 +159,7 @@ async fn a_resource_indicator_picks_one_of_the_clients_audiences() {
     );
 
     // RFC 7662 introspection reports the audience.
-    let introspected: Value = app
-        .http
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let introspected = app.rfc_introspect((id, secret), token).await;
     assert_eq!(introspected["active"], true);
     assert_eq!(introspected["aud"], API);
     // The MoneyKit introspection body is unchanged.

@@ -366,6 +366,60 @@ pub async fn assert_validation_failed(response: reqwest::Response) -> Value {
     .await
 }
 
+/// The standard surface's form endpoints, shared by the suites that call them.
+impl TestApp {
+    /// `POST path` with a raw form body and an optional `Authorization` value.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        body: &str,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `POST /oauth2/introspect` as `caller`; returns the JSON body (status must be 200).
+    pub async fn rfc_introspect(&self, caller: (&str, &str), token: &str) -> Value {
+        let response = self
+            .post_form(
+                "/oauth2/introspect",
+                &form(&[("token", token)]),
+                Some(&basic(caller.0, caller.1)),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
+    }
+
+    /// `POST /oauth2/revoke` as `caller`.
+    pub async fn revoke(&self, caller: (&str, &str), token: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth2/revoke",
+            &form(&[("token", token)]),
+            Some(&basic(caller.0, caller.1)),
+        )
+        .await
+    }
+}
+
+/// A JSON document fetched with `GET`, status 200.
+impl TestApp {
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
 pub use crate::process::ServerProcess;
 
 impl ServerProcess {

@@ -7,48 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-impl TestApp {
-    async fn post_form(
-        &self,
-        path: &str,
-        body: &str,
-        authorization: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned());
-        if let Some(a) = authorization {
-            request = request.header("authorization", a);
-        }
-        request.send().await.unwrap()
-    }
-
-    /// `POST /oauth2/introspect` as `caller`; returns the JSON body (status must be 200).
-    async fn rfc_introspect(&self, caller: (&str, &str), token: &str) -> Value {
-        let response = self
-            .post_form(
-                "/oauth2/introspect",
-                &form(&[("token", token)]),
-                Some(&basic(caller.0, caller.1)),
-            )
-            .await;
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["cache-control"], "no-store");
-        response.json().await.unwrap()
-    }
-
-    async fn revoke(&self, caller: (&str, &str), token: &str) -> reqwest::Response {
-        self.post_form(
-            "/oauth2/revoke",
-            &form(&[("token", token)]),
-            Some(&basic(caller.0, caller.1)),
-        )
-        .await
-    }
-}
-
 #[tokio::test]
 async fn oauth2_token_returns_200_bearer_with_basic_or_post_credentials() {
     let app = spawn_app().await;
@@ -170,15 +128,9 @@ async fn metadata_describes_the_endpoints_per_rfc_8414() {
     let app = spawn_app().await;
     app.create_client("transactions:read accounts:read", None)
         .await;
-    let metadata: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     let issuer = &app.issuer;
     assert_eq!(metadata["issuer"], issuer.as_str());
     assert_eq!(metadata["token_endpoint"], format!("{issuer}/oauth2/token"));
@@ -211,15 +163,9 @@ async fn scopes_are_published_in_the_metadata_only_when_the_operator_says_so() {
     let app = spawn_app_with(|s| s.publish_scopes = true).await;
     app.create_client("transactions:read accounts:read", None)
         .await;
-    let metadata: Value = app
-        .http
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
     assert_eq!(
         metadata["scopes_supported"],
         json!(["accounts:read", "transactions:read"])

@@ -63,17 +63,7 @@ async fn a_revoked_key_leaves_the_jwks_and_takes_its_tokens_with_it_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_invalid_token(app.introspect(&token).await).await;
-    let introspected: Value = app
-        .http
-        .post(app.url("/oauth2/introspect"))
-        .basic_auth(&client.id, Some(&secret))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let introspected = app.rfc_introspect((&client.id, &secret), &token).await;
     assert_eq!(introspected, json!({"active": false}));
     let fresh = app.token(&client.id, &secret, None).await;
     assert_eq!(kid_of(&fresh), new_kid);
@@ -173,17 +163,7 @@ async fn tokens_with_claims_we_never_issue_are_refused_even_when_properly_signed
         with(json!({"scope": "anything:admin"})),
     ] {
         assert_invalid_token(app.introspect(&forged).await).await;
-        let body: Value = app
-            .http
-            .post(app.url("/oauth2/introspect"))
-            .basic_auth(&client.id, Some(&secret))
-            .form(&[("token", forged.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = app.rfc_introspect((&client.id, &secret), &forged).await;
         assert_eq!(body, json!({"active": false}));
     }
     // A client narrowed since: its token claiming a scope it lost is refused.
@@ -209,18 +189,11 @@ async fn revocations_are_rate_limited_per_client() {
     .await;
     let (client, secret) = app.create_client("a", None).await;
     let (other, other_secret) = app.create_client("a", None).await;
-    let revoke = |id: &str, secret: &str, token: &str| {
-        app.http
-            .post(app.url("/oauth2/revoke"))
-            .basic_auth(id, Some(secret))
-            .form(&[("token", token)])
-            .send()
-    };
     let mut statuses = Vec::new();
     for i in 0..8 {
-        let response = revoke(&client.id, &secret, &format!("not-a-token-{i}"))
-            .await
-            .unwrap();
+        let response = app
+            .revoke((&client.id, &secret), &format!("not-a-token-{i}"))
+            .await;
         if response.status() == 429 {
             assert!(response.headers().contains_key("retry-after"));
             assert_error(response, 429, "api_error.rate_limit_exceeded", None).await;
@@ -231,7 +204,7 @@ async fn revocations_are_rate_limited_per_client() {
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
     // Another client's budget is its own.
-    let response = revoke(&other.id, &other_secret, "x").await.unwrap();
+    let response = app.revoke((&other.id, &other_secret), "x").await;
     assert_eq!(response.status(), 200);
 }
 
