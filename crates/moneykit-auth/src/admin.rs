@@ -165,8 +165,8 @@ pub struct ClientUpdate {
 }
 
 /// Changes a client's name, scopes, audiences or token lifetime. Running servers pick the
-/// change up like any other; tokens already issued keep the claims they were issued
-/// with until they expire.
+/// change up like any other; a token already issued that claims a scope or audience the
+/// client no longer has is refused from then on (see `Engine::authorize_bearer`).
 pub async fn update_client(
     store: &dyn Store,
     id: &str,

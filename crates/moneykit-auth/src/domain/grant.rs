@@ -243,18 +243,21 @@ impl<'a> Engine<'a> {
         if self.revoked.is_revoked(&claims.jti) {
             return Err(BearerError::Invalid);
         }
-        // The client must still exist, be enabled, and be allowed every scope the token
-        // claims: a token claiming more was made with a stolen key, or its client was
-        // narrowed since.
+        // The client must still exist, be enabled, and be allowed every scope and audience
+        // the token claims: a token claiming more was made with a stolen key, or its client
+        // was narrowed since.
+        let default_audience = &self.snapshot.settings.audience;
         let client = self
             .snapshot
             .client(&claims.client_id)
             .filter(|entry| !entry.client.is_disabled(now))
             .filter(|entry| {
+                let allowed = entry.client.allowed_audiences(default_audience);
                 claims
                     .scope
                     .split(' ')
                     .all(|s| s.is_empty() || entry.client.scopes.contains(s))
+                    && claims.aud.iter().all(|a| allowed.iter().any(|x| x == a))
             })
             .ok_or(BearerError::Invalid)?;
         Ok(Authorized { claims, client })

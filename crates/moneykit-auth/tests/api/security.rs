@@ -161,6 +161,7 @@ async fn tokens_with_claims_we_never_issue_are_refused_even_when_properly_signed
         with(json!({"iat": now + 3600, "exp": now + 7200})),
         with(json!({"scope": "accounts:read anything:admin"})),
         with(json!({"scope": "anything:admin"})),
+        with(json!({"aud": "https://another.example.test/"})),
     ] {
         assert_invalid_token(app.introspect(&forged).await).await;
         let body = app.rfc_introspect((&client.id, &secret), &forged).await;
