@@ -24,7 +24,7 @@ pub enum InvalidScopeSyntax {
     #[error("invalid scope {0:?}: scope tokens use printable ASCII except space, '\"' and '\\'")]
     Character(String),
     /// More distinct tokens than [`MAX_SCOPE_TOKENS`].
-    #[error("invalid scope: more than {MAX_SCOPE_TOKENS} scope tokens")]
+    #[error("more than {MAX_SCOPE_TOKENS} scope tokens")]
     TooMany,
 }
 
