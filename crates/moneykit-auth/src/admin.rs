@@ -34,6 +34,14 @@ pub enum AdminError {
     /// The app has no webhook URL to deliver to.
     #[error("app {0} has no webhook URL (set one with `moneykit-auth apps set-webhook`)")]
     NoWebhookUrl(String),
+    /// The app has as many pending events as it may have.
+    #[error("app {app_id} already has {max} pending webhook events, the most it may have")]
+    TooManyPending {
+        /// The app.
+        app_id: String,
+        /// The cap.
+        max: u32,
+    },
     /// Input that is not acceptable, with the reason.
     #[error("{0}")]
     Invalid(String),
@@ -472,6 +480,20 @@ pub async fn queue_webhook_event(
     body: Vec<u8>,
     retry_window: std::time::Duration,
 ) -> Result<WebhookEvent, AdminError> {
+    queue_capped_webhook_event(store, app_id, event, body, retry_window, 0).await
+}
+
+/// [`queue_webhook_event`] for events a client asks for (the test trigger): refused with
+/// [`AdminError::TooManyPending`] while the app has `max_pending` pending events (0: no
+/// cap), so a client cannot fill the outbox faster than its endpoint takes events.
+pub async fn queue_capped_webhook_event(
+    store: &dyn Store,
+    app_id: &str,
+    event: &str,
+    body: Vec<u8>,
+    retry_window: std::time::Duration,
+    max_pending: u32,
+) -> Result<WebhookEvent, AdminError> {
     let app = store
         .get_app(app_id)
         .await?
@@ -480,7 +502,15 @@ pub async fn queue_webhook_event(
         return Err(AdminError::NoWebhookUrl(app.id));
     }
     let event = payload::new_event(app_id, event, body, now_ms(), millis(retry_window));
-    store.insert_webhook_event(&event).await?;
+    if !store
+        .insert_webhook_event_capped(&event, max_pending)
+        .await?
+    {
+        return Err(AdminError::TooManyPending {
+            app_id: app.id,
+            max: max_pending,
+        });
+    }
     Ok(event)
 }
 

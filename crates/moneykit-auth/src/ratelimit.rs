@@ -1,6 +1,7 @@
 //! Rate limits: token buckets in memory, bounded in size (RFC 6819 §5.1.4.2.3, RFC 9700 §4.15).
 //!
-//! Three limiters guard client authentication, and a fourth revocation:
+//! Three limiters guard client authentication, one revocation, and two (per app and per
+//! client) the test webhook trigger, which writes to the database:
 //! - **issuance per client**: how many tokens an authenticated client may get (a client
 //!   should cache its token for its lifetime, not fetch one per call);
 //! - **failures per source address**: an address over its budget of failed
@@ -65,6 +66,10 @@ pub struct RateLimitSettings {
     pub failures_per_client: Rate,
     /// Revocation requests one client may make.
     pub revocations_per_client: Rate,
+    /// Test webhooks (`POST /webhooks/test/link/{id}`) one app may trigger.
+    pub webhook_tests_per_app: Rate,
+    /// Test webhooks one client may trigger.
+    pub webhook_tests_per_client: Rate,
     /// Most keys each limiter remembers.
     pub max_tracked: usize,
 }
@@ -80,6 +85,8 @@ impl Default for RateLimitSettings {
             failures_per_address: Rate::per(60, Duration::from_secs(60)),
             failures_per_client: Rate::per(20, Duration::from_secs(60)),
             revocations_per_client: Rate::per(600, Duration::from_secs(60)),
+            webhook_tests_per_app: Rate::per(120, Duration::from_secs(60)),
+            webhook_tests_per_client: Rate::per(60, Duration::from_secs(60)),
             max_tracked: 100_000,
         }
     }
@@ -210,6 +217,8 @@ pub struct RateLimits {
     failures_by_address: Limiter<IpAddr>,
     failures_by_client: Limiter<String>,
     revocations: Limiter<String>,
+    webhook_tests_by_app: Limiter<String>,
+    webhook_tests_by_client: Limiter<String>,
 }
 
 impl RateLimits {
@@ -220,6 +229,14 @@ impl RateLimits {
             failures_by_address: Limiter::new(settings.failures_per_address, settings.max_tracked),
             failures_by_client: Limiter::new(settings.failures_per_client, settings.max_tracked),
             revocations: Limiter::new(settings.revocations_per_client, settings.max_tracked),
+            webhook_tests_by_app: Limiter::new(
+                settings.webhook_tests_per_app,
+                settings.max_tracked,
+            ),
+            webhook_tests_by_client: Limiter::new(
+                settings.webhook_tests_per_client,
+                settings.max_tracked,
+            ),
         }
     }
 
@@ -260,6 +277,16 @@ impl RateLimits {
     pub fn take_revocation(&self, client_id: &str) -> Result<(), Duration> {
         self.revocations.take(client_id, Instant::now())
     }
+
+    /// Before queuing a test webhook: one token of the client's budget, then one of its
+    /// app's (shared by the app's clients); `Err(wait)` when either is spent. A request
+    /// the client's budget refuses costs the app nothing. Both ids come from a verified
+    /// token, so they are bounded and not attacker-chosen.
+    pub fn take_webhook_test(&self, app_id: &str, client_id: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        self.webhook_tests_by_client.take(client_id, now)?;
+        self.webhook_tests_by_app.take(app_id, now)
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +311,31 @@ mod tests {
         assert!(limiter.take(&"k", t0 + Duration::from_millis(100)).is_ok());
         assert!(limiter.take(&"other", t0).is_ok(), "keys are independent");
         assert!(Limiter::new(Rate::UNLIMITED, 1).take(&"k", t0).is_ok());
+    }
+
+    #[test]
+    fn test_webhooks_are_budgeted_per_client_and_per_app() {
+        let limits = RateLimits::new(RateLimitSettings {
+            webhook_tests_per_app: Rate::per(5, Duration::from_secs(60)),
+            webhook_tests_per_client: Rate::per(3, Duration::from_secs(60)),
+            ..RateLimitSettings::default()
+        });
+        for _ in 0..3 {
+            assert!(limits.take_webhook_test("app_a", "live_1").is_ok());
+        }
+        let wait = limits.take_webhook_test("app_a", "live_1").unwrap_err();
+        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20));
+        assert!(
+            limits.take_webhook_test("app_a", "live_1").is_err(),
+            "refused by the client's budget, so the app's is not spent"
+        );
+        assert!(limits.take_webhook_test("app_a", "live_2").is_ok());
+        assert!(limits.take_webhook_test("app_a", "live_2").is_ok());
+        assert!(
+            limits.take_webhook_test("app_a", "live_2").is_err(),
+            "the app's five are spent across its clients"
+        );
+        assert!(limits.take_webhook_test("app_b", "live_3").is_ok());
     }
 
     #[test]

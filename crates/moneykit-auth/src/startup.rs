@@ -156,6 +156,7 @@ impl Application {
             verified: Arc::new(VerifiedTokens::new(settings.verified_token_cache)),
             webhook_waker: webhooks.waker(),
             webhook_retry_window: settings.webhooks.retry_window,
+            webhook_max_pending: settings.webhooks.max_pending_per_app,
             limits: Arc::new(RateLimits::new(settings.rate_limits)),
         });
         let admin = match (admin_listener, admin_token) {
@@ -169,6 +170,7 @@ impl Application {
                     key_activation_delay,
                     webhook_retry_window: settings.webhooks.retry_window,
                     webhook_waker: webhooks.waker(),
+                    webhook_policy: settings.webhooks.policy,
                     token_digest,
                 });
                 Some((listener, admin_api::router(admin_state)))

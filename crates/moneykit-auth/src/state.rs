@@ -52,6 +52,8 @@ pub struct Shared {
     pub webhook_waker: Arc<tokio::sync::Notify>,
     /// How long events created here are retried.
     pub webhook_retry_window: std::time::Duration,
+    /// Most pending events per app the test trigger may leave (0: no cap).
+    pub webhook_max_pending: u32,
     /// Issuance and failed-authentication budgets.
     pub limits: Arc<RateLimits>,
 }

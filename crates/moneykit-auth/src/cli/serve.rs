@@ -77,6 +77,33 @@ pub(super) struct ServeArgs {
     /// Most deliveries in flight to one endpoint from this process.
     #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     webhook_concurrency: u16,
+    /// Test webhooks one app may trigger per minute (`POST /webhooks/test/link/{id}`);
+    /// past it, 429 until the budget refills (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_WEBHOOK_TEST_RATE_PER_APP",
+        default_value_t = 120
+    )]
+    webhook_test_rate_per_app: u32,
+    /// Test webhooks one client may trigger per minute (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_WEBHOOK_TEST_RATE_PER_CLIENT",
+        default_value_t = 60
+    )]
+    webhook_test_rate_per_client: u32,
+    /// Most pending webhook events one app may have; past it the test trigger answers
+    /// 429 until deliveries catch up (0: no cap).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_WEBHOOK_MAX_PENDING_PER_APP",
+        default_value_t = 1000
+    )]
+    webhook_max_pending_per_app: u32,
+    /// How long delivered and failed webhook events are kept, from when they finished;
+    /// older ones are deleted (0: keep them forever).
+    #[arg(long, env = "MONEYKIT_AUTH_WEBHOOK_RETENTION", default_value = "7d", value_parser = super::parse_duration)]
+    webhook_retention: Duration,
     /// Tokens one client may be issued per second, sustained (0: no limit). Clients should
     /// reuse a token for its lifetime; this stops one that does not from starving others.
     #[arg(
@@ -190,6 +217,8 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.rate_limits.failures_per_address = per_minute(args.auth_failures_per_address);
     settings.rate_limits.failures_per_client = per_minute(args.auth_failures_per_client);
     settings.rate_limits.revocations_per_client = per_minute(args.revocations_per_client);
+    settings.rate_limits.webhook_tests_per_app = per_minute(args.webhook_test_rate_per_app);
+    settings.rate_limits.webhook_tests_per_client = per_minute(args.webhook_test_rate_per_client);
     settings.connection.client_ip_header = args.client_ip_header;
     settings.connection.max_connections = args.max_connections.max(1);
     settings.connection.keep_alive_timeout = args.keep_alive_timeout;
@@ -205,6 +234,8 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.webhooks.retry_base = args.webhook_retry_base;
     settings.webhooks.retry_window = args.webhook_retry_window;
     settings.webhooks.per_endpoint_concurrency = usize::from(args.webhook_concurrency);
+    settings.webhooks.max_pending_per_app = args.webhook_max_pending_per_app;
+    settings.webhooks.retention = args.webhook_retention;
 
     let app = Application::build(settings).await?;
     match app.master_key_origin() {

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /admin/apps`, `POST /admin/apps` `{"name"}` | apps |
-//! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}`, `DELETE …` | webhook URL |
+//! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}` (the flags only narrow the server's policy), `DELETE …` | webhook URL |
 //! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl"}` | clients |
 //! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
 //! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}`, `POST /admin/keys/{kid}/revoke` | signing keys |
@@ -63,6 +63,9 @@ pub struct AdminState {
     pub webhook_retry_window: std::time::Duration,
     /// Wakes this process's webhook worker.
     pub webhook_waker: Arc<tokio::sync::Notify>,
+    /// The server's webhook target policy: what `PUT /admin/apps/{id}/webhook` checks a
+    /// URL against (a request may narrow it, never widen it).
+    pub webhook_policy: TargetPolicy,
     /// SHA-256 of the admin token.
     pub token_digest: [u8; 32],
 }
@@ -166,13 +169,13 @@ async fn create_app(State(state): State<Arc<AdminState>>, Json(new): Json<NewApp
     ok(StatusCode::CREATED, views::app_json(&app))
 }
 
+/// `PUT /admin/apps/{id}/webhook`: the flags may only narrow the server's own policy
+/// (`false` takes an allowance away; `true` or absent keeps the server's).
 #[derive(Deserialize)]
 struct WebhookTarget {
     url: String,
-    #[serde(default)]
-    allow_http: bool,
-    #[serde(default)]
-    allow_private_targets: bool,
+    allow_http: Option<bool>,
+    allow_private_targets: Option<bool>,
 }
 
 async fn set_webhook(
@@ -180,10 +183,11 @@ async fn set_webhook(
     Path(id): Path<String>,
     Json(target): Json<WebhookTarget>,
 ) -> Reply {
-    let policy = TargetPolicy {
-        allow_http: target.allow_http,
-        allow_private_targets: target.allow_private_targets,
-    };
+    // The server delivers with its own policy, so that is what the URL is checked
+    // against: a request that could widen it would store URLs the operator refused.
+    let policy = state
+        .webhook_policy
+        .narrowed(target.allow_http, target.allow_private_targets);
     let app = admin::set_app_webhook(state.store.as_ref(), &id, Some(&target.url), policy).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }

@@ -18,6 +18,10 @@ use crate::store::StoreError;
 pub const ERRORS_DOC: &str =
     "https://github.com/moneykit-auth/moneykit-auth/blob/main/docs/ERRORS.md";
 
+/// How long a client refused for its app's webhook backlog is told to wait: events leave
+/// the backlog as the endpoint takes them, which no one can predict.
+pub const WEBHOOK_BACKLOG_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A failed request.
 #[derive(Debug)]
 pub enum ApiError {
@@ -61,6 +65,9 @@ pub enum ApiError {
     RequestTimeout,
     /// The app has no webhook URL, so there is nowhere to send an event (400).
     WebhookNotConfigured,
+    /// The app has as many pending webhook events as it may have (429, with
+    /// [`WEBHOOK_BACKLOG_RETRY_AFTER`]).
+    TooManyPendingWebhooks,
     /// Over a rate limit (429), with when to try again.
     RateLimited(std::time::Duration),
     /// An admin request named an app, client or event that does not exist (404).
@@ -163,6 +170,11 @@ impl ApiError {
                 "api_error.webhooks.not_configured",
                 None,
             ),
+            TooManyPendingWebhooks => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "api_error.webhooks.too_many_pending",
+                None,
+            ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "api_error.service_unavailable",
@@ -217,6 +229,11 @@ impl ApiError {
             WebhookNotConfigured => "The app has no webhook URL; an operator sets one with \
                                      `moneykit-auth apps set-webhook`"
                 .into(),
+            TooManyPendingWebhooks => format!(
+                "The app has too many webhook events waiting for delivery; try again in {} s, \
+                 when its endpoint has taken some",
+                WEBHOOK_BACKLOG_RETRY_AFTER.as_secs()
+            ),
             Unavailable(why) => format!("Service unavailable: {why}"),
             Internal => "Internal server error".into(),
         }
@@ -298,10 +315,15 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
-        if let ApiError::RateLimited(wait) = &self {
+        let retry_after = match &self {
+            ApiError::RateLimited(wait) => Some(*wait),
+            ApiError::TooManyPendingWebhooks => Some(WEBHOOK_BACKLOG_RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(wait) = retry_after {
             headers.insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs(*wait)),
+                HeaderValue::from(retry_after_secs(wait)),
             );
         }
         response
@@ -372,6 +394,7 @@ impl From<AdminError> for ApiError {
             | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
             AdminError::Invalid(why) => ApiError::validation(&["body"], why, "value_error"),
             AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
+            AdminError::TooManyPending { .. } => ApiError::TooManyPendingWebhooks,
             AdminError::Store(error) => {
                 tracing::error!(%error, "admin API: database");
                 ApiError::Unavailable("the database cannot be reached")

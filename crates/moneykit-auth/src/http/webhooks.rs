@@ -44,6 +44,7 @@ fn check_id(location: &[&str], value: &str) -> Result<(), ApiError> {
         (status = 400, description = "Unsupported `MoneyKit-Version`, or the app has no webhook URL (`api_error.webhooks.not_configured`).", body = ErrorBody),
         (status = 401, description = "Missing, invalid or expired access token.", body = ErrorBody),
         (status = 422, description = "Malformed body or link id.", body = ErrorBody),
+        (status = 429, description = "`api_error.rate_limit_exceeded`: too many test events from this client or its app; `api_error.webhooks.too_many_pending`: the app has too many events waiting for delivery. `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "The outbox cannot be written now.", body = ErrorBody),
     ),
     security(("OAuth2ClientCredentials" = [])),
@@ -57,13 +58,19 @@ pub async fn test_link_event(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let app_id = {
+    let (app_id, client_id) = {
         let snapshot = state.snapshot();
         let authorized = state
             .engine(&snapshot)
             .authorize_bearer(&token, OffsetDateTime::now_utc())?;
-        authorized.claims.app_id
+        (authorized.claims.app_id, authorized.claims.client_id)
     };
+    // Every call writes to the database: budgeted per client and per app before anything
+    // else is looked at.
+    state
+        .limits
+        .take_webhook_test(&app_id, &client_id)
+        .map_err(ApiError::RateLimited)?;
     check_id(&["path", "id"], &link_id)?;
     let request: WebhookTestLinkRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::validation(
@@ -86,12 +93,13 @@ pub async fn test_link_event(
         &key,
         OffsetDateTime::now_utc(),
     );
-    let event = admin::queue_webhook_event(
+    let event = admin::queue_capped_webhook_event(
         state.store.as_ref(),
         &app_id,
         event_name,
         body,
         state.webhook_retry_window,
+        state.webhook_max_pending,
     )
     .await
     .map_err(|e| match e {

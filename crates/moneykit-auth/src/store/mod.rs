@@ -135,8 +135,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets or clears an app's webhook URL; false if no such app.
     async fn set_app_webhook(&self, app_id: &str, url: Option<&str>) -> Result<bool, StoreError>;
-    /// Adds an event to the outbox; [`StoreError::UnknownApp`] if its app does not exist.
-    async fn insert_webhook_event(&self, event: &WebhookEvent) -> Result<(), StoreError>;
+    /// Adds an event to the outbox unless its app already has `max_pending` pending events
+    /// (0: no cap); returns whether it was added, or [`StoreError::UnknownApp`] if the app
+    /// does not exist. The count and the insert are atomic, so concurrent callers (in any
+    /// process) never take an app past the cap.
+    async fn insert_webhook_event_capped(
+        &self,
+        event: &WebhookEvent,
+        max_pending: u32,
+    ) -> Result<bool, StoreError>;
+    /// Deletes delivered and failed events that finished before `before_ms`; returns how
+    /// many. Pending events are never deleted.
+    async fn prune_webhook_events(&self, before_ms: i64) -> Result<u64, StoreError>;
     /// Claims up to `limit` due events for one attempt each: counts the attempt and leases
     /// the event until `lease_until_ms`, atomically, so no other worker (in this process
     /// or another) attempts it at the same time.

@@ -80,6 +80,8 @@ impl Dialect for Postgres {
         let lock: i64 = match what {
             Exclusive::Keys => 0x6d6b_6175_7468_6b79,
             Exclusive::Revocations => 0x6d6b_6175_7468_7276,
+            // "mkauthob"
+            Exclusive::Outbox => 0x6d6b_6175_7468_6f62,
         };
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock)

@@ -26,7 +26,14 @@ pub(super) enum Exclusive {
     /// Recording revocations: sequence order is commit order, so a server catching up
     /// "after seq N" never skips one that committed late with a lower number.
     Revocations,
+    /// Queuing capped webhook events: the count of an app's pending events and the
+    /// insert it allows are one step, so concurrent triggers never pass the cap.
+    Outbox,
 }
+
+/// Most finished webhook events one prune statement deletes: a large backlog is removed
+/// in steps, none of which holds the write lock for long.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// What one backend does differently.
 #[async_trait]
@@ -389,11 +396,19 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    async fn insert_webhook_event(&self, e: &WebhookEvent) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn insert_webhook_event_capped(
+        &self,
+        e: &WebhookEvent,
+        max_pending: u32,
+    ) -> Result<bool, StoreError> {
+        // The cap is checked in the insert itself (NULL: no cap), under the outbox lock on
+        // backends with concurrent writers; the count uses webhook_events_app_status.
+        let insert = sqlx::query(
             "INSERT INTO webhook_events (id, app_id, event, body, delivery_token, status, \
              attempts, next_attempt_ms, retry_until_ms, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE $11 IS NULL OR (SELECT COUNT(*) FROM webhook_events \
+                 WHERE app_id = $2 AND status = 'pending') < $11",
         )
         .bind(e.id.as_str())
         .bind(e.app_id.as_str())
@@ -405,10 +420,38 @@ where
         .bind(e.next_attempt_ms)
         .bind(e.retry_until_ms)
         .bind(e.created_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(|error| unknown_app_or_backend(error, &e.app_id))?;
-        Ok(())
+        .bind((max_pending > 0).then_some(i64::from(max_pending)));
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if max_pending > 0 {
+            DB::exclude_others(&mut tx, Exclusive::Outbox).await?;
+        }
+        let done = insert
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| unknown_app_or_backend(error, &e.app_id))?;
+        tx.commit().await.map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn prune_webhook_events(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM webhook_events WHERE seq IN (SELECT seq FROM webhook_events \
+                 WHERE finished_ms < $1 AND status <> 'pending' LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            let deleted = DB::rows_affected(&done);
+            total += deleted;
+            // Finish times only grow, so nothing new can match: this ends.
+            if deleted < PRUNE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
     }
 
     async fn claim_webhook_events(

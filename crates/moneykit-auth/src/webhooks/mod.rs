@@ -132,6 +132,17 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
     /// How often the outbox is checked for due events.
     pub poll_interval: Duration,
+    /// Most pending events one app may have before the test trigger answers 429 (0: no
+    /// cap). Operator events (CLI, admin API) are not capped.
+    pub max_pending_per_app: u32,
+    /// How long delivered and failed events are kept, counted from when they finished
+    /// (zero: forever).
+    pub retention: Duration,
+    /// How often events past the retention are deleted.
+    pub prune_interval: Duration,
+    /// At most one warning per app this often about failing deliveries, with how many
+    /// failed since the last one; every attempt is still logged at debug level.
+    pub failure_log_interval: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -145,6 +156,10 @@ impl Default for WebhookSettings {
             per_endpoint_concurrency: 4,
             max_in_flight: 64,
             poll_interval: Duration::from_millis(200),
+            max_pending_per_app: 1000,
+            retention: Duration::from_secs(7 * 24 * 60 * 60),
+            prune_interval: Duration::from_secs(60),
+            failure_log_interval: Duration::from_secs(60),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! `per_endpoint_concurrency` to one endpoint. The outcome is recorded only if the lease
 //! is still this worker's. A worker that dies mid-attempt leaves the lease to run out,
 //! and the event is attempted again (at-least-once).
+//!
+//! The same loop deletes delivered and failed events past the retention, and keeps the
+//! log bounded: every failed attempt is a debug line, but a failing app gets at most one
+//! warning per `failure_log_interval`, counting the failures since the last one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -71,6 +75,65 @@ fn jitter() -> f64 {
     0.5 + f64::from(b) / 510.0
 }
 
+/// Failed attempts per app since the last warning about that app: what keeps an endpoint
+/// that is down from writing a warning per attempt.
+#[derive(Debug)]
+struct FailureLog {
+    interval: Duration,
+    apps: Mutex<HashMap<String, Unreported>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Unreported {
+    /// When the last warning about the app was written.
+    warned_at: Instant,
+    /// Failures since then.
+    failures: u64,
+}
+
+impl FailureLog {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a failed attempt for `app_id` at `now`; `Some(n)` when a warning is due,
+    /// covering `n` failures: the app's first failure, or the first one an interval or
+    /// more after the last warning.
+    fn failed(&self, app_id: &str, now: Instant) -> Option<u64> {
+        let mut apps = self.apps.lock().expect("not poisoned");
+        let Some(app) = apps.get_mut(app_id) else {
+            apps.insert(
+                app_id.to_owned(),
+                Unreported {
+                    warned_at: now,
+                    failures: 0,
+                },
+            );
+            return Some(1);
+        };
+        app.failures += 1;
+        if now.saturating_duration_since(app.warned_at) < self.interval {
+            return None;
+        }
+        let failures = std::mem::take(&mut app.failures);
+        app.warned_at = now;
+        Some(failures)
+    }
+
+    /// A delivery for `app_id` succeeded: forgets its failures; `Some(n)` if it had been
+    /// failing, with the `n` failures no warning covered yet.
+    fn recovered(&self, app_id: &str) -> Option<u64> {
+        let mut apps = self.apps.lock().expect("not poisoned");
+        if apps.is_empty() {
+            return None;
+        }
+        apps.remove(app_id).map(|app| app.failures)
+    }
+}
+
 /// Delivers webhooks from the outbox.
 pub struct Worker {
     metrics: Arc<Metrics>,
@@ -81,6 +144,7 @@ pub struct Worker {
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    failures: FailureLog,
 }
 
 impl Worker {
@@ -107,6 +171,7 @@ impl Worker {
             store,
             keys,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            failures: FailureLog::new(settings.failure_log_interval),
             settings,
             http,
             wake: Arc::new(Notify::new()),
@@ -125,12 +190,21 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: a server that was down for a while prunes on start.
+        let mut prune =
+            tokio::time::interval(self.settings.prune_interval.max(Duration::from_millis(10)));
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune_failing = false;
         let mut tasks = JoinSet::new();
         let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = self.wake.notified() => {}
+                _ = prune.tick() => {
+                    self.prune(&mut prune_failing).await;
+                    continue;
+                }
                 _ = shutdown.changed() => break,
             }
             while tasks.try_join_next().is_some() {}
@@ -155,6 +229,32 @@ impl Worker {
                 in_flight = tasks.len(),
                 "webhook deliveries still running at shutdown; they will be retried"
             );
+        }
+    }
+
+    /// Deletes delivered and failed events that finished more than the retention ago
+    /// (nothing with a zero retention). A failure is logged once until pruning works again.
+    async fn prune(&self, failing: &mut bool) {
+        if self.settings.retention.is_zero() {
+            return;
+        }
+        let before = now_ms().saturating_sub(millis(self.settings.retention));
+        match self.store.prune_webhook_events(before).await {
+            Ok(deleted) => {
+                *failing = false;
+                if deleted > 0 {
+                    tracing::info!(
+                        deleted,
+                        retention = ?self.settings.retention,
+                        "deleted finished webhook events past the retention"
+                    );
+                }
+            }
+            Err(error) if !*failing => {
+                *failing = true;
+                tracing::warn!(%error, "cannot delete old webhook events; retrying");
+            }
+            Err(_) => {}
         }
     }
 
@@ -200,15 +300,34 @@ impl Worker {
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &outcome.status {
-            EventStatus::Delivered => tracing::info!(
-                event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,
-                status = ?outcome.http_status, "webhook delivered"
-            ),
-            status => tracing::warn!(
-                event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,
-                error = outcome.error.as_deref().unwrap_or_default(),
-                next = %status, "webhook attempt failed"
-            ),
+            EventStatus::Delivered => {
+                if let Some(unreported) = self.failures.recovered(&event.app_id) {
+                    tracing::info!(
+                        app_id = %event.app_id, unreported_failures = unreported,
+                        "webhook deliveries succeed again"
+                    );
+                }
+                tracing::info!(
+                    event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,
+                    status = ?outcome.http_status, "webhook delivered"
+                );
+            }
+            status => {
+                let error = outcome.error.as_deref().unwrap_or_default();
+                tracing::debug!(
+                    event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,
+                    error, next = %status, "webhook attempt failed"
+                );
+                if let Some(failures) = self.failures.failed(&event.app_id, Instant::now()) {
+                    tracing::warn!(
+                        app_id = %event.app_id, failures, event_id = %event.id,
+                        attempt = event.attempts, error, next = %status,
+                        quiet_for = ?self.settings.failure_log_interval,
+                        "webhook deliveries failing (failures: since the last such warning \
+                         for this app; every attempt is logged at debug level)"
+                    );
+                }
+            }
         }
         match self
             .store
@@ -310,6 +429,38 @@ mod tests {
         e.attempts = attempts;
         e.retry_until_ms = retry_until_ms;
         e
+    }
+
+    #[test]
+    fn a_failing_app_is_warned_about_once_per_interval_with_a_count() {
+        let log = FailureLog::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(
+            log.failed("app_a", t0),
+            Some(1),
+            "the first failure is reported"
+        );
+        for i in 1..=99 {
+            assert_eq!(
+                log.failed("app_a", t0 + Duration::from_millis(i * 100)),
+                None
+            );
+        }
+        assert_eq!(log.failed("app_b", t0), Some(1), "apps are counted apart");
+        assert_eq!(
+            log.failed("app_a", t0 + Duration::from_secs(60)),
+            Some(100),
+            "an interval later: every failure since the last warning"
+        );
+        assert_eq!(log.failed("app_a", t0 + Duration::from_secs(61)), None);
+        assert_eq!(log.recovered("app_a"), Some(1), "one not yet reported");
+        assert_eq!(log.recovered("app_a"), None, "forgotten");
+        assert_eq!(
+            log.failed("app_a", t0 + Duration::from_secs(62)),
+            Some(1),
+            "failing again is reported at once"
+        );
+        assert_eq!(log.recovered("app_c"), None);
     }
 
     #[test]

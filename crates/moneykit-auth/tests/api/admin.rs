@@ -10,9 +10,15 @@ use crate::helpers::*;
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 
 async fn admin_app() -> TestApp {
+    admin_app_with(|_| {}).await
+}
+
+/// An admin-enabled server with settings adjusted by `adjust`.
+async fn admin_app_with(adjust: impl FnOnce(&mut moneykit_auth::config::ServeSettings)) -> TestApp {
     spawn_app_with(|s| {
         s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         s.admin_token = Some(ADMIN_TOKEN.into());
+        adjust(s);
     })
     .await
 }
@@ -75,7 +81,13 @@ async fn the_admin_api_needs_its_token() {
 
 #[tokio::test]
 async fn the_admin_api_does_what_the_cli_does() {
-    let app = admin_app().await;
+    // Webhook URLs are checked against the server's own policy (a request may only
+    // narrow it), so this server allows the loopback receiver.
+    let app = admin_app_with(|s| {
+        s.webhooks.policy.allow_http = true;
+        s.webhooks.policy.allow_private_targets = true;
+    })
+    .await;
     let (status, created) = call(
         &app,
         "POST",
@@ -171,7 +183,7 @@ async fn the_admin_api_does_what_the_cli_does() {
         &app,
         "PUT",
         &format!("/admin/apps/{app_id}/webhook"),
-        Some(json!({"url": "http://127.0.0.1:9/h"})),
+        Some(json!({"url": "http://127.0.0.1:9/h", "allow_private_targets": false})),
     )
     .await;
     assert_eq!(status, 422, "the SSRF guard applies here too: {refused}");
@@ -254,4 +266,91 @@ async fn metrics_count_requests_tokens_and_key_ages() {
         "{text}"
     );
     assert!(!text.contains(&secret), "no secrets in metrics");
+}
+
+/// `PUT /admin/apps/{id}/webhook` checks the URL against the server's own target policy
+/// (`--webhooks-allow-http`, `--webhooks-allow-private-targets`); the body's
+/// `allow_http`/`allow_private_targets` may only narrow it for this URL, never widen it.
+/// Decisions only: no event is queued, so nothing connects to these addresses.
+#[tokio::test]
+async fn webhook_urls_set_through_the_admin_api_follow_the_servers_own_policy() {
+    let stored = |app: &TestApp, app_id: &str| {
+        let (store, app_id) = (app.store.clone(), app_id.to_owned());
+        async move { store.get_app(&app_id).await.unwrap().unwrap().webhook_url }
+    };
+
+    // A server with the default policy: body flags cannot open it up.
+    let strict = admin_app().await;
+    let app_id = strict.create_app("Strict").await.id;
+    let path = format!("/admin/apps/{app_id}/webhook");
+    for url in [
+        "http://127.0.0.1:9/h",
+        "https://127.0.0.1:9/h",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::127.0.0.1]/h",
+        "https://[2002:7f00:1::]/h",
+    ] {
+        let (status, body) = call(
+            &strict,
+            "PUT",
+            &path,
+            Some(json!({"url": url, "allow_http": true, "allow_private_targets": true})),
+        )
+        .await;
+        assert_eq!(status, 422, "{url} must not be widened in: {body}");
+        assert_eq!(body["error_code"], "api_error.request.validation_failed");
+    }
+    assert_eq!(stored(&strict, &app_id).await, None, "nothing was stored");
+
+    // A server started with both flags: the body need not repeat them…
+    let open = admin_app_with(|s| {
+        s.webhooks.policy.allow_http = true;
+        s.webhooks.policy.allow_private_targets = true;
+    })
+    .await;
+    let app_id = open.create_app("Open").await.id;
+    let path = format!("/admin/apps/{app_id}/webhook");
+    let (status, body) = call(
+        &open,
+        "PUT",
+        &path,
+        Some(json!({"url": "http://127.0.0.1:9/h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "the server's policy applies: {body}");
+    assert_eq!(body["webhook_url"], "http://127.0.0.1:9/h");
+    // …and may narrow them for one URL.
+    for (url, narrowing) in [
+        (
+            "http://127.0.0.1:9/other",
+            json!({"allow_private_targets": false}),
+        ),
+        ("http://127.0.0.1:9/other", json!({"allow_http": false})),
+        (
+            "https://127.0.0.1:9/other",
+            json!({"allow_private_targets": false}),
+        ),
+        (
+            "http://hooks.example.com/other",
+            json!({"allow_http": false}),
+        ),
+    ] {
+        let mut request = narrowing.clone();
+        request["url"] = json!(url);
+        let (status, body) = call(&open, "PUT", &path, Some(request)).await;
+        assert_eq!(status, 422, "{url} with {narrowing}: {body}");
+    }
+    assert_eq!(
+        stored(&open, &app_id).await.as_deref(),
+        Some("http://127.0.0.1:9/h"),
+        "refused changes left the URL as it was"
+    );
+    let (status, body) = call(
+        &open,
+        "PUT",
+        &path,
+        Some(json!({"url": "https://127.0.0.1:9/h", "allow_http": false, "allow_private_targets": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "narrowed, but still allowed: {body}");
 }

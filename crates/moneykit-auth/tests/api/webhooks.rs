@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use moneykit::webhooks::Verifier;
 use moneykit::{AccessTokenApi, Configuration};
+use moneykit_auth::webhooks::EventStatus;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -492,4 +493,281 @@ async fn events_pending_when_the_server_is_killed_are_delivered_after_restart() 
     })
     .await
     .expect("all 20 recorded as delivered; none lost");
+}
+
+/// A loopback URL nothing listens on: every attempt fails at once, without leaving the host.
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/gone", l.local_addr().unwrap())
+}
+
+/// The app's events in `status`, straight from the store.
+async fn count_events(app: &TestApp, app_id: &str, status: EventStatus) -> usize {
+    app.store
+        .list_webhook_events(Some(app_id), Some(status), 100_000)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Fires `n` test triggers with `token`, 16 at a time, within 30 s; returns (status,
+/// error code, Retry-After) of each.
+async fn fire(app: &TestApp, token: &str, n: usize) -> Vec<(u16, String, Option<u64>)> {
+    use futures_util::StreamExt;
+    let calls = futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            let body = json!({"webhook_event": "link.state_changed", "webhook_idempotency_key": format!("k{i}")});
+            let response = trigger(app, token, "mk_link_load", &body).await;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body: Value = response.json().await.unwrap_or_default();
+            let code = body["error_code"].as_str().unwrap_or_default().to_owned();
+            (status, code, retry_after)
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    tokio::time::timeout(Duration::from_secs(30), calls)
+        .await
+        .expect("the load finished within 30 s")
+}
+
+/// Issue 14 item 3: one client token could queue thousands of test events in a second.
+/// Now the trigger has token buckets per app and per client (429
+/// `api_error.rate_limit_exceeded` with `Retry-After`), and an app with too many pending
+/// events gets 429 `api_error.webhooks.too_many_pending` — the outbox never holds more
+/// pending events for it than the cap, even under concurrent calls.
+#[tokio::test]
+async fn the_test_trigger_is_rate_limited_and_pending_events_are_capped_per_app() {
+    use moneykit_auth::ratelimit::Rate;
+    const CAP: usize = 40;
+    let app = spawn_app_with(|s| {
+        s.webhooks.policy.allow_http = true;
+        s.webhooks.policy.allow_private_targets = true;
+        s.webhooks.poll_interval = Duration::from_millis(50);
+        // Failed attempts wait a minute: every queued event stays pending.
+        s.webhooks.retry_base = Duration::from_secs(60);
+        s.webhooks.max_pending_per_app = CAP as u32;
+        s.rate_limits.webhook_tests_per_app = Rate::per(100, Duration::from_secs(60));
+        s.rate_limits.webhook_tests_per_client = Rate::per(70, Duration::from_secs(60));
+    })
+    .await;
+    let (first, secret) = app.create_client("a", None).await;
+    set_webhook(&app.database_url, &first.app_id, &closed_port_url());
+    let (second, second_secret) = app.create_client_in(&first.app_id, "a", None).await;
+    let token = app.token(&first.id, &secret, None).await;
+    let second_token = app.token(&second.id, &second_secret, None).await;
+
+    let results = fire(&app, &token, 200).await;
+    let queued = results.iter().filter(|r| r.0 == 200).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();
+    assert!(
+        refused.iter().all(|r| r.0 == 429),
+        "only 200 or 429: {refused:?}"
+    );
+    assert!(
+        refused.iter().all(|r| r.2.is_some_and(|s| s >= 1)),
+        "every 429 says when to come back: {refused:?}"
+    );
+    let limited = refused
+        .iter()
+        .filter(|r| r.1 == "api_error.rate_limit_exceeded")
+        .count();
+    let backlogged = refused
+        .iter()
+        .filter(|r| r.1 == "api_error.webhooks.too_many_pending")
+        .count();
+    assert_eq!(limited + backlogged, refused.len(), "{refused:?}");
+    assert_eq!(
+        queued, CAP,
+        "{queued} queued, {limited} rate-limited, {backlogged} over the cap"
+    );
+    assert!(
+        limited >= 100,
+        "the client's budget (70 a minute) ran out: {limited}"
+    );
+    assert!(backlogged >= 1, "the cap answered too: {backlogged}");
+    assert_eq!(
+        count_events(&app, &first.app_id, EventStatus::Pending).await,
+        CAP,
+        "never more pending than the cap"
+    );
+
+    // The app's budget (100) is shared by its clients: the second client's own budget is
+    // untouched, but the app's runs out.
+    let results = fire(&app, &second_token, 50).await;
+    assert!(results.iter().all(|r| r.0 == 429), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| r.1 == "api_error.rate_limit_exceeded"),
+        "the app's budget is spent: {results:?}"
+    );
+    assert!(count_events(&app, &first.app_id, EventStatus::Pending).await <= CAP);
+
+    // Another app is not affected.
+    let (other, other_secret) = app.create_client("a", None).await;
+    let receiver = Receiver::start(&[]).await;
+    set_webhook(&app.database_url, &other.app_id, &receiver.url);
+    let other_token = app.token(&other.id, &other_secret, None).await;
+    let body = json!({"webhook_event": "link.state_changed"});
+    assert_eq!(trigger(&app, &other_token, "l", &body).await.status(), 200);
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+}
+
+/// Issue 14 item 3: nothing pruned `webhook_events`. Now delivered and failed events are
+/// deleted once they finished longer than the retention ago; pending ones stay.
+#[tokio::test]
+async fn delivered_and_failed_events_are_pruned_after_the_retention() {
+    let app = spawn_app_with(|s| {
+        s.webhooks.policy.allow_http = true;
+        s.webhooks.policy.allow_private_targets = true;
+        s.webhooks.poll_interval = Duration::from_millis(50);
+        s.webhooks.retry_base = Duration::from_millis(100);
+        s.webhooks.retention = Duration::from_secs(1);
+        s.webhooks.prune_interval = Duration::from_millis(100);
+    })
+    .await;
+    let store = app.store.clone();
+    let receiver = Receiver::start(&[]).await;
+    let delivered_app = app.create_app("Delivered").await.id;
+    set_webhook(&app.database_url, &delivered_app, &receiver.url);
+    let failed_app = app.create_app("Failed").await.id;
+    set_webhook(&app.database_url, &failed_app, &closed_port_url());
+    let pending_app = app.create_app("Pending").await.id;
+    set_webhook(&app.database_url, &pending_app, &closed_port_url());
+    let queue = |app_id: &str, window: Duration| {
+        let (store, app_id) = (store.clone(), app_id.to_owned());
+        async move {
+            moneykit_auth::admin::queue_webhook_event(
+                store.as_ref(),
+                &app_id,
+                "x.y",
+                b"{}".to_vec(),
+                window,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    queue(&delivered_app, Duration::from_secs(3600)).await;
+    queue(&failed_app, Duration::from_millis(300)).await;
+    queue(&pending_app, Duration::from_secs(3600)).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen_finished = (false, false);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "finished events were not pruned within 10 s (seen delivered, failed: {seen_finished:?})"
+        );
+        let delivered = count_events(&app, &delivered_app, EventStatus::Delivered).await;
+        let failed = count_events(&app, &failed_app, EventStatus::Failed).await;
+        seen_finished.0 |= delivered == 1;
+        seen_finished.1 |= failed == 1;
+        let all = |app_id: &str| {
+            let (store, app_id) = (store.clone(), app_id.to_owned());
+            async move {
+                store
+                    .list_webhook_events(Some(&app_id), None, 10)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        if seen_finished == (true, true)
+            && all(&delivered_app).await == 0
+            && all(&failed_app).await == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count_events(&app, &pending_app, EventStatus::Pending).await,
+        1,
+        "pending events are never pruned"
+    );
+}
+
+/// Issue 14 item 3: every failed attempt logged a warning (18 010 lines within minutes).
+/// Now a failing endpoint gets at most one warning per interval (a minute by default),
+/// saying how many attempts failed; each attempt is still logged at debug level.
+#[tokio::test]
+async fn a_failing_endpoint_logs_a_bounded_number_of_warnings() {
+    const EVENTS: usize = 40;
+    let db = TestDb::new().await;
+    let app_id = cli_app(&db.url, "Failing");
+    set_webhook(&db.url, &app_id, &closed_port_url());
+    let store = moneykit_auth::store::connect(&db.url, moneykit_auth::store::OpenMode::MustExist)
+        .await
+        .unwrap();
+    for _ in 0..EVENTS {
+        moneykit_auth::admin::queue_webhook_event(
+            store.as_ref(),
+            &app_id,
+            "x.y",
+            b"{}".to_vec(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    }
+    let server = ServerProcess::spawn(
+        &db.url,
+        &[
+            "--webhooks-allow-http",
+            "--webhooks-allow-private-targets",
+            "--webhook-retry-base",
+            "100ms",
+            "--webhook-timeout",
+            "1s",
+        ],
+        TEST_SECRET,
+        "warn,moneykit_auth::webhooks::worker=debug",
+    );
+    server.wait_for("/healthz/live").await;
+    // Wait (at most 15 s) until every event failed at least three times.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = store
+            .list_webhook_events(Some(&app_id), None, 1000)
+            .await
+            .unwrap();
+        if events.iter().all(|e| e.attempts >= 3) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempts are too slow: {:?}",
+            events.iter().map(|e| e.attempts).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = server.log();
+    let about_webhooks = |level: &str| {
+        log.lines()
+            .filter(|l| l.contains(level) && l.contains("webhook"))
+            .collect::<Vec<_>>()
+    };
+    let warnings = about_webhooks(" WARN ");
+    assert!(
+        (1..=2).contains(&warnings.len()),
+        "{} warnings for {} failed attempts:\n{}",
+        warnings.len(),
+        3 * EVENTS,
+        warnings.join("\n")
+    );
+    assert!(
+        warnings[0].contains("failures="),
+        "the warning says how many failed: {}",
+        warnings[0]
+    );
+    assert!(
+        about_webhooks(" DEBUG ").len() >= 3 * EVENTS,
+        "one debug line per attempt"
+    );
 }
