@@ -10,5 +10,7 @@ fuzz_target!(|body: &[u8]| {
         for name in TOKEN_FIELDS {
             let _ = form.get(name);
         }
+        // `resource` may repeat, up to its cap.
+        assert!(form.resources().count() <= moneykit_auth::http::extract::MAX_RESOURCES);
     }
 });

@@ -31,6 +31,7 @@ fuzz_target!(|input: (&str, u8)| {
     // A real token with one byte changed must never validate.
     let claims = AccessClaims {
         iss: "https://issuer".into(),
+        aud: moneykit_wire::Audience::single("https://issuer"),
         sub: text.chars().take(40).collect(),
         client_id: "live_f".into(),
         app_id: "app_f".into(),
