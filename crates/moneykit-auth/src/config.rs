@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::http::Limits;
 use crate::keys::sealing::SealingError;
 use crate::keys::{KeyRecord, MasterKey};
+use crate::net::Cidr;
 use crate::ratelimit::RateLimitSettings;
 use crate::store;
 use crate::sync::RefreshSettings;
@@ -112,6 +113,14 @@ pub struct ConnectionLimits {
     pub client_ip_header: Option<axum::http::HeaderName>,
     /// Most connections served at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Most connections one source (an IPv6 one by its /64) may hold at once, so one
+    /// cannot take every slot; more are closed as they are accepted. Peers in
+    /// `trusted_proxies` are exempt: every client behind them arrives from them. Zero: no
+    /// cap.
+    pub max_connections_per_address: usize,
+    /// The proxies in front. When set, `client_ip_header` is believed only from these
+    /// peers; from any other the TCP peer is the client. Empty: believed from any peer.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for ConnectionLimits {
@@ -123,6 +132,8 @@ impl Default for ConnectionLimits {
             shutdown_grace: Duration::from_secs(10),
             client_ip_header: None,
             max_connections: 10_000,
+            max_connections_per_address: 512,
+            trusted_proxies: Vec::new(),
         }
     }
 }

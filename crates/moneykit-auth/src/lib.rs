@@ -19,6 +19,7 @@
 //! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
 //! - [`verified`]: tokens already signed or verified here, so they are not verified again.
 //! - [`ratelimit`]: bounded in-memory budgets of issuance and failed authentication.
+//! - [`net`]: CIDRs (`--trusted-proxy`) and the /64 key IPv6 sources are counted by.
 //! - [`webhooks`]: signed webhook delivery — the outbox, the SSRF guard, the worker.
 //! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
 //! - [`metrics`]: request, token, rate-limit and webhook counters for Prometheus.
@@ -36,6 +37,7 @@ pub mod http;
 pub mod json;
 pub mod keys;
 pub mod metrics;
+pub mod net;
 pub mod ratelimit;
 pub mod revocation;
 pub mod snapshot;

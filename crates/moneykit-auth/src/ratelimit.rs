@@ -4,9 +4,10 @@
 //! client) the test webhook trigger, which writes to the database:
 //! - **issuance per client**: how many tokens an authenticated client may get (a client
 //!   should cache its token for its lifetime, not fetch one per call);
-//! - **failures per source address**: an address over its budget of failed
-//!   authentications is refused outright, correct credentials or not — brute force and
-//!   credential stuffing from one place stop there, and nobody else is affected;
+//! - **failures per source address** (an IPv6 source per /64: [`source_key`]): an
+//!   address over its budget of failed authentications is refused outright, correct
+//!   credentials or not — brute force and credential stuffing from one place stop there,
+//!   and nobody else is affected;
 //! - **failures per client id**: a client id over its budget answers wrong secrets with
 //!   429 instead of 401. Correct secrets still pass, so an attacker cannot lock a real
 //!   client out from elsewhere (guessing a 256-bit secret is hopeless anyway; this limiter
@@ -25,6 +26,8 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::net::source_key;
 
 /// A sustained rate with a burst allowance. `per_second == 0` disables the limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -242,7 +245,8 @@ impl RateLimits {
 
     /// Before authentication: `Err(wait)` if `source` spent its budget of failures.
     pub fn check_source(&self, source: Option<IpAddr>) -> Result<(), Duration> {
-        match source.and_then(|ip| self.failures_by_address.exhausted(&ip, Instant::now())) {
+        let key = source.map(source_key);
+        match key.and_then(|ip| self.failures_by_address.exhausted(&ip, Instant::now())) {
             Some(wait) => Err(wait),
             None => Ok(()),
         }
@@ -252,7 +256,9 @@ impl RateLimits {
     /// `Err(wait)` if either budget is now spent (the caller answers 429 instead of 401).
     pub fn record_failure(&self, source: Option<IpAddr>, client_id: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let by_address = source.map_or(Ok(()), |ip| self.failures_by_address.take(&ip, now));
+        let by_address = source.map_or(Ok(()), |ip| {
+            self.failures_by_address.take(&source_key(ip), now)
+        });
         // Client ids are attacker-chosen: bound what is kept of them.
         let end = client_id
             .char_indices()
@@ -377,6 +383,38 @@ mod tests {
         assert!(
             limits.check_source(elsewhere).is_ok(),
             "but that address may still try"
+        );
+    }
+
+    #[test]
+    fn ipv6_sources_share_a_budget_per_64_and_mapped_ipv4_counts_as_ipv4() {
+        let limits = RateLimits::new(RateLimitSettings {
+            failures_per_address: Rate::per(2, Duration::from_secs(60)),
+            failures_per_client: Rate::UNLIMITED,
+            ..RateLimitSettings::default()
+        });
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(limits.record_failure(ip("2001:db8:1:2::1"), "a").is_ok());
+        assert!(
+            limits
+                .record_failure(ip("2001:db8:1:2:ffff::9"), "a")
+                .is_ok()
+        );
+        assert!(
+            limits.check_source(ip("2001:db8:1:2:abcd::7")).is_err(),
+            "one /64 is one source"
+        );
+        assert!(
+            limits.check_source(ip("2001:db8:1:3::1")).is_ok(),
+            "the next /64 is not"
+        );
+
+        assert!(limits.record_failure(ip("::ffff:203.0.113.7"), "a").is_ok());
+        assert!(limits.record_failure(ip("203.0.113.7"), "a").is_ok());
+        assert!(limits.check_source(ip("203.0.113.7")).is_err());
+        assert!(
+            limits.check_source(ip("203.0.113.8")).is_ok(),
+            "IPv4 stays per address"
         );
     }
 }

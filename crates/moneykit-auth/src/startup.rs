@@ -11,12 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceExt;
 
 use crate::admin;
 use crate::config::{
@@ -24,8 +20,7 @@ use crate::config::{
 };
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
-use crate::http::connection::{HeadDeadline, RequestCount};
-use crate::http::{self, admin as admin_api, extract::ClientAddr};
+use crate::http::{self, admin as admin_api, server};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::snapshot::TokenSettings;
@@ -173,7 +168,7 @@ impl Application {
                     webhook_policy: settings.webhooks.policy,
                     token_digest,
                 });
-                Some((listener, admin_api::router(admin_state)))
+                Some((listener, admin_api::router(admin_state, settings.limits)))
             }
             _ => None,
         };
@@ -240,7 +235,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
-    /// finish (up to the shutdown grace period) and stops the background refresh.
+    /// finish (up to the shutdown grace period) and stops the background refresh. The
+    /// admin listener, when enabled, is served the same way ([`server::serve`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -253,132 +249,45 @@ impl Application {
                     .watch(stop_rx.clone(), std::time::Duration::from_secs(2)),
             );
         }
-        let admin = self.admin.map(|(listener, router)| {
-            let mut stop = stop_rx.clone();
-            tracing::info!(address = ?listener.local_addr().ok(), "admin API listening");
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.changed().await;
-                };
-                if let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                {
-                    tracing::error!(%error, "admin API stopped");
-                }
-            })
-        });
         let webhooks = tokio::spawn(
             self.webhooks
                 .clone()
                 .run(stop_rx, self.connection.shutdown_grace),
         );
 
-        let keep_alive = self.connection.keep_alive_timeout;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // hyper's one timer also runs while a connection idles between requests, so
-            // it is the keep-alive timeout; `HeadDeadline` bounds the request heads.
-            .header_read_timeout(keep_alive.max(self.connection.header_read_timeout))
-            .max_buf_size(self.connection.max_header_bytes.max(8192))
-            .keep_alive(!keep_alive.is_zero());
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(
-                u32::try_from(self.connection.max_header_bytes).unwrap_or(u32::MAX),
-            );
-
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.connection.max_connections.max(1),
-        ));
-        let ip_header = self.connection.client_ip_header.clone();
-        tokio::pin!(shutdown);
+        let (stopping_tx, stopping) = watch::channel(false);
+        let admin = self.admin.map(|(listener, router)| {
+            tracing::info!(address = ?listener.local_addr().ok(), "admin API listening");
+            tokio::spawn(server::serve(
+                listener,
+                router,
+                self.connection.clone(),
+                self.tls.clone(),
+                stopping.clone(),
+            ))
+        });
         tracing::info!(address = %self.local_addr, issuer = %self.issuer, "listening");
-        loop {
-            // At the connection cap, stop accepting: new connections wait in the kernel's
-            // backlog instead of taking memory and file descriptors here.
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-                () = &mut shutdown => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let ip_header = ip_header.clone();
-            let requests = Arc::new(RequestCount::default());
-            let (heads, responses) = (requests.clone(), requests.clone());
-            let router = self
-                .router
-                .clone()
-                .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    heads.head_received();
-                    let source =
-                        ClientAddr::resolve(request.headers(), peer.ip(), ip_header.as_ref());
-                    request.extensions_mut().insert(source);
-                    request
-                })
-                .map_response(move |response| {
-                    responses.response_ready();
-                    response
-                });
-            let service = TowerToHyperService::new(router);
-            let watcher = graceful.watcher();
-            let builder = builder.clone();
-            let tls = self.tls.as_ref().map(|t| t.current());
-            let header_timeout = self.connection.header_read_timeout;
-            tokio::spawn(async move {
-                // Client resets and timeouts end connections; nothing to report.
-                match tls {
-                    None => {
-                        let io = TokioIo::new(HeadDeadline::new(stream, requests, header_timeout));
-                        let connection = builder.serve_connection(io, service).into_owned();
-                        let _ = watcher.watch(connection).await;
-                    }
-                    Some(config) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        let handshake =
-                            tokio::time::timeout(header_timeout, acceptor.accept(stream));
-                        if let Ok(Ok(stream)) = handshake.await {
-                            let stream = HeadDeadline::new(stream, requests, header_timeout);
-                            let connection = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .into_owned();
-                            let _ = watcher.watch(connection).await;
-                        }
-                    }
-                }
-                drop(slot);
-            });
+        let public = server::serve(
+            self.listener,
+            self.router,
+            self.connection,
+            self.tls,
+            stopping,
+        );
+        tokio::pin!(public);
+        tokio::select! {
+            () = shutdown => {}
+            () = &mut public => {}
         }
-
         tracing::info!("shutting down: finishing requests in flight");
-        drop(self.listener);
-        if tokio::time::timeout(self.connection.shutdown_grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("shutdown grace period over; closing remaining connections");
+        let _ = stopping_tx.send(true);
+        public.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         let _ = stop_tx.send(true);
         let _ = refresh.await;
         let _ = webhooks.await;
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
         Ok(())
     }
 }

@@ -160,6 +160,24 @@ pub(super) struct ServeArgs {
     /// Most connections served at once; more wait in the kernel's backlog.
     #[arg(long, env = "MONEYKIT_AUTH_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Most connections one source address (an IPv6 one: its /64) may hold at once; more
+    /// are closed as they arrive. Peers in --trusted-proxy are exempt (0: no limit).
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    max_connections_per_address: usize,
+    /// A proxy in front (an address or CIDR; repeatable, comma-separated in the env var):
+    /// --client-ip-header is believed only from these peers, and they are exempt from
+    /// --max-connections-per-address.
+    #[arg(
+        long,
+        env = "MONEYKIT_AUTH_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxy: Vec<crate::net::Cidr>,
     /// How long a kept-alive connection may wait for its next request. Keep it longer than
     /// the idle timeout of a load balancer in front (AWS ALB: 60 s). 0: one request per
     /// connection.
@@ -221,6 +239,8 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.rate_limits.webhook_tests_per_client = per_minute(args.webhook_test_rate_per_client);
     settings.connection.client_ip_header = args.client_ip_header;
     settings.connection.max_connections = args.max_connections.max(1);
+    settings.connection.max_connections_per_address = args.max_connections_per_address;
+    settings.connection.trusted_proxies = args.trusted_proxy;
     settings.connection.keep_alive_timeout = args.keep_alive_timeout;
     settings.admin_listen = args.admin_listen;
     settings.tls = args

@@ -29,8 +29,10 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::Limits;
 use super::error::ApiError;
 use super::extract::bearer_token;
+use super::hygiene::HygieneLayer;
 use crate::admin::{self, AdminError, ClientUpdate, NewClient};
 use crate::keys::MasterKey;
 use crate::keys::lifecycle::KeySchedule;
@@ -89,8 +91,16 @@ pub fn token_digest(token: Option<&str>) -> Result<[u8; 32], AdminTokenMissing> 
     }
 }
 
-/// The admin router.
-pub fn router(state: Arc<AdminState>) -> axum::Router {
+/// Largest admin request body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The admin router, behind the same hygiene layer as the public one (`limits`' header
+/// cap and request timeout; its own body cap), its requests left out of the metrics.
+pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
+    let limits = Limits {
+        max_body_bytes: MAX_BODY_BYTES,
+        ..limits
+    };
     axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/admin/apps", get(list_apps).post(create_app))
@@ -113,8 +123,9 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
             state.clone(),
             require_token,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .layer(HygieneLayer::new(limits, None))
 }
 
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {

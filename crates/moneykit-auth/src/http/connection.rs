@@ -1,5 +1,5 @@
 //! Per-connection timing: how long a client may take to send a request head, separately
-//! from how long a kept-alive connection may sit idle between requests.
+//! from how long a connection may sit idle between requests.
 //!
 //! hyper has one timer for both (`header_read_timeout` also runs while a kept-alive
 //! connection waits for its next request), and hyper-util's protocol detection runs before
@@ -10,9 +10,12 @@
 //! than the server's (AWS ALB: 60 s) answers its clients with 502s.
 //!
 //! So hyper's timer is set to the keep-alive timeout, and [`HeadDeadline`] adds the short
-//! one: the first request head must arrive within the header timeout of the connection
-//! opening, and every later head within the header timeout of its first byte. An HTTP/2
-//! connection (its preface seen) is left alone: idle HTTP/2 connections are normal.
+//! one: the first request head (on HTTP/2, the first stream) must arrive within the header
+//! timeout of the connection opening, and every later HTTP/1 head within the header timeout
+//! of its first byte. HTTP/2 multiplexes, so its later streams have no such deadline;
+//! instead [`drive`] closes any connection, HTTP/2 included, that has had no request open
+//! for the keep-alive timeout — gracefully (an HTTP/2 GOAWAY), since a client may be about
+//! to reuse it. hyper's HTTP/1 timer stays as a backstop.
 
 use std::io;
 use std::pin::Pin;
@@ -21,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// What the HTTP/2 connection preface starts with; an HTTP/1 request line cannot.
@@ -44,6 +49,31 @@ impl RequestCount {
     /// Called when the response to a request is ready to be written.
     pub fn response_ready(&self) {
         self.responses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has served a request and then had none open for
+    /// `keep_alive` (up to a quarter more). Before its first request a connection is
+    /// [`HeadDeadline`]'s. Checked a few times per timeout instead of on every request,
+    /// so the hot path pays nothing for it.
+    pub async fn idle(&self, keep_alive: Duration) {
+        const CHECKS: u32 = 4;
+        let tick = (keep_alive / CHECKS).max(Duration::from_millis(10));
+        let (mut seen, mut was_idle, mut quiet) = (self.heads(), false, 0);
+        loop {
+            tokio::time::sleep(tick).await;
+            let heads = self.heads();
+            let idle = heads > 0 && self.awaiting_head();
+            // Idle at both ends of the tick and no request begun in between: idle through.
+            quiet = if was_idle && idle && heads == seen {
+                quiet + 1
+            } else {
+                0
+            };
+            if quiet == CHECKS {
+                return;
+            }
+            (seen, was_idle) = (heads, idle);
+        }
     }
 
     fn heads(&self) -> u64 {
@@ -106,16 +136,18 @@ impl<S> HeadDeadline<S> {
     }
 
     /// Updates the deadline after a read that returned `read` new bytes, and says whether
-    /// it has passed.
+    /// it has passed. On HTTP/2 only the first deadline runs: bytes on an idle HTTP/2
+    /// connection (PING, WINDOW_UPDATE) start no request head.
     fn expired(&mut self, read: usize, cx: &mut Context<'_>) -> bool {
-        if self.protocol == Protocol::Http2 {
-            return false;
-        }
         let heads = self.requests.heads();
         if self.armed_for.is_some_and(|armed| armed != heads) {
             self.armed_for = None;
         }
-        if self.armed_for.is_none() && read > 0 && self.requests.awaiting_head() {
+        if self.protocol != Protocol::Http2
+            && self.armed_for.is_none()
+            && read > 0
+            && self.requests.awaiting_head()
+        {
             self.timer.as_mut().reset(Instant::now() + self.limit);
             self.armed_for = Some(heads);
         }
@@ -175,6 +207,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
     }
 }
 
+/// How long a connection may idle, and how long it gets to close once asked to.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// No request open for this long: the connection is closed.
+    pub keep_alive: Duration,
+    /// How long a connection closed for idling gets to finish (an HTTP/2 client acks the
+    /// GOAWAY's PING within a round trip; one that does not is dropped after this).
+    pub close_grace: Duration,
+    /// How long requests in flight get when the server stops.
+    pub shutdown_grace: Duration,
+}
+
+/// Completes once `stop` is true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Serves `connection` to its end: closes it gracefully once idle for the keep-alive
+/// timeout or when `stop` turns true, and drops it if it has not finished within the
+/// grace period after that.
+pub async fn drive<C>(
+    connection: C,
+    requests: &RequestCount,
+    timing: Timing,
+    mut stop: watch::Receiver<bool>,
+) where
+    C: GracefulConnection,
+{
+    tokio::pin!(connection);
+    let grace = tokio::select! {
+        // Client resets and timeouts end connections; nothing to report.
+        _ = connection.as_mut() => return,
+        () = requests.idle(timing.keep_alive) => timing.close_grace,
+        () = stopped(&mut stop) => timing.shutdown_grace,
+    };
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, connection).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,7 +292,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn bodies_and_http2_connections_are_not_timed() {
+    async fn bodies_are_not_timed() {
         let (mut client, server) = duplex(64);
         let requests = Arc::new(RequestCount::default());
         let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
@@ -231,12 +302,59 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         client.write_all(b"a=b").await.unwrap();
         assert_eq!(read_some(&mut conn).await.unwrap(), 3);
+    }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_must_open_a_stream_in_time_and_is_not_timed_after() {
+        // The preface alone does not stop the clock.
         let (mut client, server) = duplex(64);
         let mut conn = HeadDeadline::new(server, Arc::default(), Duration::from_secs(5));
         client.write_all(H2_PREFACE).await.unwrap();
         read_some(&mut conn).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(60), read_some(&mut conn)).await;
+        let error = read.expect("cut off, not left open").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+
+        // Once a stream is open, frames on the idle connection start no deadline: closing
+        // it is up to `drive`.
+        let (mut client, server) = duplex(64);
+        let requests = Arc::new(RequestCount::default());
+        let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
+        client.write_all(H2_PREFACE).await.unwrap();
+        read_some(&mut conn).await.unwrap();
+        requests.head_received();
+        requests.response_ready();
+        client.write_all(b"ping").await.unwrap();
+        read_some(&mut conn).await.unwrap();
         let idle = tokio::time::timeout(Duration::from_secs(60), read_some(&mut conn)).await;
-        assert!(idle.is_err(), "an idle HTTP/2 connection stays open");
+        assert!(idle.is_err(), "still waiting, not failed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_once_no_request_has_been_open_for_the_keep_alive() {
+        let requests = RequestCount::default();
+        let keep_alive = Duration::from_secs(80);
+        let never = tokio::time::timeout(keep_alive * 3, requests.idle(keep_alive)).await;
+        assert!(never.is_err(), "not before its first request");
+
+        let idle = requests.idle(keep_alive);
+        tokio::pin!(idle);
+        requests.head_received();
+        // A request open for longer than the keep-alive timeout is not idling.
+        let busy = tokio::time::timeout(keep_alive * 2, idle.as_mut()).await;
+        assert!(busy.is_err());
+        requests.response_ready();
+        // Another request before the timeout starts it again.
+        let early = tokio::time::timeout(keep_alive / 2, idle.as_mut()).await;
+        assert!(early.is_err());
+        requests.head_received();
+        requests.response_ready();
+        let answered = Instant::now();
+        idle.await;
+        let waited = answered.elapsed();
+        assert!(
+            waited >= keep_alive && waited <= keep_alive * 5 / 4,
+            "{waited:?}"
+        );
     }
 }

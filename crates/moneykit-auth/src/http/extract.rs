@@ -18,6 +18,7 @@ use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 
 use super::error::ApiError;
 use crate::domain::grant::{Credentials, TokenRequest};
+use crate::net::Cidr;
 
 /// The fields of a token request (RFC 6749 §4.4.2, plus client_secret_post), with RFC 8707
 /// `resource` (the one field that may repeat) and `audience`.
@@ -366,15 +367,20 @@ impl ClientAddr {
     /// The client's address: `peer`, or when `trusted_header` is set (the server runs
     /// behind a proxy that appends the client's address to it), that header's last value.
     /// Only the last value is the proxy's own; earlier ones are whatever the client sent.
+    /// With `proxies` listed, only a peer among them is believed: anyone else could set
+    /// the header to a fresh address on every request, and get a fresh budget with it.
     pub fn resolve(
         headers: &HeaderMap,
         peer: IpAddr,
         trusted_header: Option<&header::HeaderName>,
+        proxies: &[Cidr],
     ) -> Self {
         if trusted_header.is_none() {
             warn_once_if_proxied(headers);
         }
+        let from_proxy = proxies.is_empty() || proxies.iter().any(|p| p.contains(peer));
         let from_header = trusted_header
+            .filter(|_| from_proxy)
             .and_then(|name| headers.get_all(name).iter().next_back())
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.rsplit(',').next())
@@ -600,5 +606,28 @@ mod tests {
             bearer_token(&headers(&[("authorization", "Basic abc")])),
             Err(ApiError::InvalidToken)
         ));
+    }
+
+    #[test]
+    fn the_client_ip_header_is_believed_only_from_trusted_proxies() {
+        let h = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.9")]);
+        let name = header::HeaderName::from_static("x-forwarded-for");
+        let resolve = |peer: &str, proxies: &[Cidr]| {
+            ClientAddr::resolve(&h, peer.parse().unwrap(), Some(&name), proxies).0
+        };
+        let client = Some("203.0.113.9".parse().unwrap());
+        assert_eq!(
+            resolve("10.0.0.5", &[]),
+            client,
+            "any peer when none listed"
+        );
+        let proxies = ["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        assert_eq!(resolve("10.0.0.5", &proxies), client);
+        assert_eq!(resolve("fd00::5", &proxies), client);
+        assert_eq!(
+            resolve("192.0.2.7", &proxies),
+            Some("192.0.2.7".parse().unwrap()),
+            "anyone else is their own address"
+        );
     }
 }

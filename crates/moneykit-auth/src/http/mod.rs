@@ -9,6 +9,7 @@
 //! - [`health`]: `/healthz/live`, `/healthz/ready`.
 //! - [`admin`]: the admin API and `/metrics`, on a separate listener.
 //! - [`connection`]: the header timeout, apart from the keep-alive timeout.
+//! - [`server`]: the accept loop both listeners run: connection caps, TLS, graceful stop.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - [`error`]: [`ApiError`], the one mapping from failure to response.
 //!
@@ -26,6 +27,7 @@ pub mod health;
 pub mod hygiene;
 pub mod oauth2;
 pub mod openapi;
+pub mod server;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -85,9 +87,5 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(hygiene::HygieneLayer::new(
-            limits.max_header_bytes,
-            limits.request_timeout,
-            metrics,
-        ))
+        .layer(hygiene::HygieneLayer::new(limits, Some(metrics)))
 }

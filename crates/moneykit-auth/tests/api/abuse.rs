@@ -435,3 +435,53 @@ async fn sigterm_under_load_drops_nothing_in_flight_and_never_answers_5xx() {
     assert_eq!(t(&tally.other), 0, "only 201 and 401");
     assert_eq!(t(&tally.dropped), 0, "no request cut off in flight");
 }
+
+#[tokio::test]
+async fn the_client_ip_header_counts_only_from_trusted_proxies() {
+    let db = TestDb::new().await;
+    let server = ServerProcess::spawn_with_env(
+        &db.url,
+        &[
+            "--client-ip-header",
+            "x-forwarded-for",
+            "--auth-failures-per-address",
+            "3",
+            "--auth-failures-per-client",
+            "0",
+        ],
+        &[("MONEYKIT_AUTH_TRUSTED_PROXY", "127.0.0.2/32,::1/128")],
+        TEST_SECRET,
+        "warn",
+    );
+    server.wait_for("/healthz/live").await;
+    let url = server.url("/auth/token");
+    let wrong_secret_from = |peer: [u8; 4], forwarded: String| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(peer))
+            .build()
+            .unwrap()
+            .post(&url)
+            .header("x-forwarded-for", forwarded)
+            .header("authorization", basic("live_nobody", "mks_wrong"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+    };
+    // Through the trusted proxy, each forwarded address has a budget of its own.
+    for i in 0..6 {
+        let response = wrong_secret_from([127, 0, 0, 2], format!("203.0.113.{i}"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "forwarded address {i}");
+    }
+    // From any other peer the header is ignored: a new spoofed address on every request
+    // still spends that peer's one budget.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let response = wrong_secret_from([127, 0, 0, 1], format!("198.51.100.{i}"))
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429], "{}", server.log());
+}

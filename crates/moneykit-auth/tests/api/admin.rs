@@ -354,3 +354,159 @@ async fn webhook_urls_set_through_the_admin_api_follow_the_servers_own_policy() 
     .await;
     assert_eq!(status, 200, "narrowed, but still allowed: {body}");
 }
+
+/// Reads from `stream` until the server closes it or `limit` passes: what it sent, and
+/// whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&seen).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn the_admin_listener_times_out_slow_and_idle_connections_and_caps_them() {
+    use tokio::io::AsyncWriteExt;
+    let header_timeout = Duration::from_millis(1000);
+    let app = spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+        s.connection.header_read_timeout = header_timeout;
+        s.connection.max_connections_per_address = 3;
+        s.limits.request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = app
+        .admin_base
+        .clone()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    // A partial head and a silent connection are closed at the header timeout.
+    let mut partial = connect().await.unwrap();
+    partial
+        .write_all(b"GET /metrics HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut silent = connect().await.unwrap();
+    // One address gets three connections at once; a fourth is closed straight away.
+    let mut third = connect().await.unwrap();
+    let mut fourth = connect().await.unwrap();
+    let (_, closed) = read_until_closed(&mut fourth, Duration::from_millis(500)).await;
+    assert!(
+        closed,
+        "a connection over the per-address cap is closed at once"
+    );
+    for stream in [&mut partial, &mut silent, &mut third] {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(3)).await;
+        assert!(closed, "closed by the header timeout");
+    }
+
+    // A request whose body never finishes gets the JSON 408 at the request timeout.
+    let mut slow = connect().await.unwrap();
+    let head = format!(
+        "POST /admin/apps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 20\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let (response, _) = read_until_closed(&mut slow, Duration::from_secs(3)).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response:?}");
+    assert!(response.contains("api_error.request.timeout"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_malformed_requests_in_the_json_error_shape() {
+    let app = admin_app().await;
+    let base = app.admin_base.clone().unwrap();
+    let post_apps = |body: Vec<u8>, content_type: Option<&str>| {
+        let mut request = app
+            .http
+            .post(format!("{base}/admin/apps"))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send()
+    };
+    let json = Some("application/json");
+    // Not JSON, the wrong JSON, no content type: 422 in the documented shape, saying why.
+    let body = assert_validation_failed(post_apps(b"{".to_vec(), json).await.unwrap()).await;
+    assert!(
+        body["error_message"].as_str().unwrap().contains("JSON"),
+        "{body}"
+    );
+    let body =
+        assert_validation_failed(post_apps(br#"{"name": 5}"#.to_vec(), json).await.unwrap()).await;
+    assert!(
+        body["error_message"].as_str().unwrap().contains("name"),
+        "{body}"
+    );
+    assert_validation_failed(post_apps(br#"{"name":"x"}"#.to_vec(), None).await.unwrap()).await;
+    let response = app
+        .http
+        .get(format!("{base}/admin/webhooks?limit=many"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_validation_failed(response).await;
+    // Too large: 413.
+    let huge = format!(r#"{{"name":"{}"}}"#, "a".repeat(70 * 1024));
+    let response = post_apps(huge.into_bytes(), json).await.unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_error(
+        response,
+        413,
+        "api_error.request.body_too_large",
+        Some("invalid_request"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_api_is_served_over_tls_when_the_public_listener_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::tls::self_signed(dir.path(), "admin");
+    let app = spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+        s.tls = Some(moneykit_auth::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    })
+    .await;
+    let plain = app.admin_base.clone().unwrap();
+    let https = plain.replace("http://", "https://");
+    let response = crate::tls::trusting(&cert)
+        .get(format!("{https}/admin/apps"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    // Plain HTTP is not served there.
+    let refused = app
+        .http
+        .get(format!("{plain}/admin/apps"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}

@@ -230,3 +230,87 @@ async fn idle_kept_alive_connections_outlive_the_header_timeout_but_slow_heads_d
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn request_ids_that_are_not_short_visible_text_are_replaced() {
+    let app = spawn_app().await;
+    let id_for = |given: &'static [u8]| {
+        app.http
+            .get(app.url("/healthz/live"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(given).unwrap(),
+            )
+            .send()
+    };
+    let generated = |response: &reqwest::Response| {
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (prefix, counter) = id.split_once('-').expect("prefix-counter");
+        assert_eq!(prefix.len(), 12, "{id}");
+        assert!(
+            (prefix.to_owned() + counter)
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    };
+    for given in [
+        &b"trace\x80\xff"[..],
+        b"trace\tme",
+        b"trace me",
+        &[b'a'; 129],
+    ] {
+        let response = id_for(given).await.unwrap();
+        assert_ne!(response.headers()["x-request-id"].as_bytes(), given);
+        generated(&response);
+    }
+    let longest = id_for(&[b'b'; 128]).await.unwrap();
+    assert_eq!(longest.headers()["x-request-id"].as_bytes(), &[b'b'; 128]);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_cap_gets_413_at_once_without_100_continue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /auth/token HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            response.extend_from_slice(&buf[..n]);
+            if n == 0 || response.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert!(
+        read.is_ok(),
+        "answered at once, not after the request timeout: {response:?}"
+    );
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    assert!(
+        response.contains("content-type: application/json"),
+        "{response}"
+    );
+    assert!(
+        response.contains("api_error.request.body_too_large"),
+        "{response}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

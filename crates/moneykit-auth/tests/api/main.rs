@@ -19,6 +19,7 @@ mod abuse;
 mod admin;
 mod audience;
 mod cli;
+mod connections;
 mod introspect;
 mod jwks;
 mod keys;

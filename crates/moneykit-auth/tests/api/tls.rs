@@ -10,7 +10,7 @@ use moneykit_auth::tls::TlsFiles;
 use crate::helpers::*;
 
 /// A self-signed P-256 certificate for 127.0.0.1, written as `name`.crt / `name`.key.
-fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
@@ -41,7 +41,7 @@ fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
     (cert, key)
 }
 
-fn trusting(cert: &Path) -> reqwest::Client {
+pub fn trusting(cert: &Path) -> reqwest::Client {
     let pem = std::fs::read(cert).unwrap();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])

@@ -19,6 +19,17 @@ impl ServerProcess {
     /// Spawns `serve --listen 127.0.0.1:<free port> --database-url <url> <args>` with the
     /// master `secret` and log filter `rust_log`, without waiting for it to listen.
     pub fn spawn(database_url: &str, args: &[&str], secret: &str, rust_log: &str) -> Self {
+        Self::spawn_with_env(database_url, args, &[], secret, rust_log)
+    }
+
+    /// [`Self::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        database_url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        secret: &str,
+        rust_log: &str,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -31,6 +42,7 @@ impl ServerProcess {
             .args(args)
             .env("MONEYKIT_AUTH_SECRET", secret)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
