@@ -86,6 +86,8 @@ impl ClientEntry {
 pub struct Signer {
     /// The parsed private key.
     pub key: KeyPair,
+    /// Its public half, which verifies what it signed.
+    pub public: PublicKey,
     /// base64url of the access-token JWT header for this key.
     pub access_token_header: String,
     /// When it starts signing.
@@ -100,11 +102,9 @@ pub struct Snapshot {
     /// Token settings.
     pub settings: Arc<TokenSettings>,
     clients: HashSet<ClientEntry>,
-    /// Published keys that can sign, in activation order.
+    /// Published keys, in activation order: a handful (next, active, retired within a
+    /// day), so lookups scan them, which beats hashing a 100-byte header on every request.
     signers: Vec<Signer>,
-    verifiers: HashMap<String, PublicKey>,
-    /// kid by the exact base64url access-token header of that key.
-    header_kids: HashMap<String, String>,
     jwks_json: Bytes,
     metadata_json: Bytes,
     /// When the key schedule next changes (a key activates or leaves the JWKS).
@@ -144,20 +144,16 @@ impl Snapshot {
 
         let schedule = KeySchedule::new(&state.keys);
         let mut signers = Vec::new();
-        let mut verifiers = HashMap::new();
-        let mut header_kids = HashMap::new();
         let mut jwks = JwkSet::default();
         for scheduled in schedule.published_at(now) {
             let record = scheduled.record;
             let public = PublicKey::from_sec1(&record.kid, &record.public_key)?;
             jwks.keys.push(public.to_jwk());
-            verifiers.insert(record.kid.clone(), public);
-            let header = access_token_header(&record.kid);
-            header_kids.insert(header.clone(), record.kid.clone());
             let pkcs8 = master.open(&record.kid, &record.sealed_private_key)?;
             signers.push(Signer {
                 key: KeyPair::from_pkcs8(&record.kid, &pkcs8)?,
-                access_token_header: header,
+                public,
+                access_token_header: access_token_header(&record.kid),
                 activates_at: record.activates_at,
             });
         }
@@ -167,8 +163,6 @@ impl Snapshot {
             settings,
             clients,
             signers,
-            verifiers,
-            header_kids,
             jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
             metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
             stale_at: schedule.next_change_after(now),
@@ -188,12 +182,18 @@ impl Snapshot {
 
     /// The public key with this `kid`, if published.
     pub fn verifier(&self, kid: &str) -> Option<&PublicKey> {
-        self.verifiers.get(kid)
+        self.signers
+            .iter()
+            .find(|s| s.public.kid() == kid)
+            .map(|s| &s.public)
     }
 
     /// The public key whose precomputed access-token header is exactly `header_b64`.
     pub fn verifier_for_header(&self, header_b64: &str) -> Option<&PublicKey> {
-        self.verifiers.get(self.header_kids.get(header_b64)?)
+        self.signers
+            .iter()
+            .find(|s| s.access_token_header == header_b64)
+            .map(|s| &s.public)
     }
 
     /// The age of every key that can sign, for `/metrics`.

@@ -5,10 +5,10 @@
 //! Only the SHA-256 of each verified token is kept — 32 bytes, no claims — so the cache
 //! stays small and cheap to churn; the claims are parsed again from the token on each hit
 //! (about a microsecond), which also means every hit is checked for expiry and issuer as
-//! if new. Keys cover the whole token, so only the same token hits: a token with a changed
-//! header or claims, even with a copied signature, is a miss and is verified in full. The
-//! signature is taken in its low-s form ([`normalize_signature`]), so the two encodings
-//! ECDSA allows for one signature are one token here. Memory is bounded: two generations of at most `capacity / 2` keys per
+//! if new. Keys cover the whole token string, so only the exact same bytes hit: a token
+//! with a changed header or claims, even with a copied signature, is a miss and is
+//! verified in full (and a token in the non-canonical high-s signature form, refused by
+//! [`crate::domain::tokens`], is never remembered). Memory is bounded: two generations of at most `capacity / 2` keys per
 //! shard; when the current generation fills, the older one is dropped whole (no per-entry
 //! bookkeeping on the hot path), and a key found in the older generation is promoted.
 
@@ -16,11 +16,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
-use aws_lc_rs::digest::{Context, SHA256, digest};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-use crate::keys::es256::normalize_signature;
+use aws_lc_rs::digest::{SHA256, digest};
 
 const SHARDS: usize = 16;
 
@@ -29,26 +25,10 @@ const SHARDS: usize = 16;
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
-    /// The key of a token string: the digest of its signing input and its signature in
-    /// low-s form when it has an ES256-sized signature, of the whole string otherwise
-    /// (such a token never verifies, so its key is never stored).
+    /// The key of a token string.
     pub fn of(token: &str) -> Self {
         let mut key = [0u8; 32];
-        let mut signature = [0u8; 64];
-        let canonical = token.rsplit_once('.').filter(|(_, sig)| {
-            sig.len() == 86 && URL_SAFE_NO_PAD.decode_slice(sig, &mut signature) == Ok(64)
-        });
-        match canonical {
-            Some((signing_input, _)) => {
-                normalize_signature(&mut signature);
-                let mut context = Context::new(&SHA256);
-                context.update(signing_input.as_bytes());
-                context.update(b".");
-                context.update(&signature);
-                key.copy_from_slice(context.finish().as_ref());
-            }
-            None => key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref()),
-        }
+        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         Self(key)
     }
 
@@ -163,23 +143,6 @@ mod tests {
         assert!(cache.contains(&TokenKey::of("a.b.c")));
         assert!(!cache.contains(&TokenKey::of("a.b.c ")));
         assert!(!cache.contains(&TokenKey::of("x.b.c")));
-    }
-
-    #[test]
-    fn both_encodings_of_one_signature_are_one_key() {
-        use crate::keys::KeyPair;
-        use crate::keys::es256::high_s_twin;
-        let pair = KeyPair::from_pkcs8("k", &KeyPair::generate_pkcs8()).unwrap();
-        let token = pair.sign_jwt("eyJhbGciOiJFUzI1NiJ9", b"{}");
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        let twin = high_s_twin(&URL_SAFE_NO_PAD.decode(sig).unwrap());
-        let malleated = format!("{input}.{}", URL_SAFE_NO_PAD.encode(twin));
-        assert_ne!(malleated, token);
-        assert_eq!(TokenKey::of(&malleated), TokenKey::of(&token));
-        assert_ne!(
-            TokenKey::of(&format!("{input}x.{sig}")),
-            TokenKey::of(&token)
-        );
     }
 
     #[test]

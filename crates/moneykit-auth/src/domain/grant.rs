@@ -10,7 +10,7 @@ use super::audience::{TargetNotAllowed, resolve_audience};
 use super::ids::new_token_id;
 use super::scope::{ScopeNotAllowed, Scopes};
 use super::secrets::SecretHash;
-use super::tokens::{self, AccessClaims, TokenRejection};
+use super::tokens::{self, AccessClaims, SignatureForm, TokenRejection};
 use crate::ratelimit::RateLimits;
 use crate::revocation::{RevocationList, RevokedToken};
 use crate::snapshot::{ClientEntry, Snapshot};
@@ -220,11 +220,17 @@ impl<'a> Engine<'a> {
             |kid| snapshot.verifier(kid),
         )?;
         let key = TokenKey::of(token);
-        if !self.verified.contains(&key) {
-            tokens::verify_signature_with(signing_key, token)?;
+        if self.verified.contains(&key) {
+            return tokens::checked_claims(token, &snapshot.settings.issuer, now.unix_timestamp());
+        }
+        let form = tokens::verify_signature_with(signing_key, token)?;
+        if form == SignatureForm::Canonical {
             self.verified.insert(key);
         }
-        tokens::checked_claims(token, &snapshot.settings.issuer, now.unix_timestamp())
+        let claims =
+            tokens::checked_claims(token, &snapshot.settings.issuer, now.unix_timestamp())?;
+        form.check(&claims)?;
+        Ok(claims)
     }
 
     /// Validates a bearer token: signature, type, issuer, expiry, not revoked, and that

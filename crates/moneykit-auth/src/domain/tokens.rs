@@ -10,6 +10,7 @@ use moneykit_wire::Audience;
 use serde::{Deserialize, Serialize};
 
 use super::{EXPIRY_LEEWAY_SECS, MAX_TOKEN_TTL_SECS};
+use crate::keys::es256::is_low_s;
 use crate::keys::{KeyPair, PublicKey};
 
 /// The JWT `typ` of access tokens (RFC 9068 §2.1).
@@ -137,6 +138,11 @@ pub enum TokenRejection {
     /// such a token, so it is refused rather than trusted.
     #[error("the token's claims are out of bounds")]
     OutOfBounds,
+    /// A valid signature in its high-s form, on a token that carries `aud`: every such
+    /// token is signed low-s here, so this is the second encoding ECDSA allows
+    /// (malleability), made from a real token by someone else.
+    #[error("the token's signature is not in canonical (low-s) form")]
+    NonCanonicalSignature,
 }
 
 #[derive(Deserialize)]
@@ -167,8 +173,31 @@ pub fn validate<'k>(
     issuer: &str,
     now: i64,
 ) -> Result<AccessClaims, TokenRejection> {
-    verify_signature(token, |_| None, key_for)?;
-    checked_claims(token, issuer, now)
+    let form = verify_signature(token, |_| None, key_for)?;
+    let claims = checked_claims(token, issuer, now)?;
+    form.check(&claims)?;
+    Ok(claims)
+}
+
+/// Which of ECDSA's two encodings a verified signature has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureForm {
+    /// Low-s: how this server signs.
+    Canonical,
+    /// High-s: `(r, n - s)` of a canonical signature.
+    HighS,
+}
+
+impl SignatureForm {
+    /// Refuses the high-s form on tokens that carry `aud`, which this version always signs
+    /// low-s. Tokens without `aud` come from earlier versions, which signed either form;
+    /// they are accepted for the day at most they have left.
+    pub fn check(self, claims: &AccessClaims) -> Result<(), TokenRejection> {
+        if self == SignatureForm::HighS && !claims.aud.is_empty() {
+            return Err(TokenRejection::NonCanonicalSignature);
+        }
+        Ok(())
+    }
 }
 
 /// The signature half of validation: the header is ES256, `at+jwt`, without critical
@@ -184,7 +213,7 @@ pub fn verify_signature<'k>(
     token: &str,
     known_header: impl Fn(&str) -> Option<&'k PublicKey>,
     key_for: impl Fn(&str) -> Option<&'k PublicKey>,
-) -> Result<(), TokenRejection> {
+) -> Result<SignatureForm, TokenRejection> {
     let key = signing_key(token, known_header, key_for)?;
     verify_signature_with(key, token)
 }
@@ -207,8 +236,12 @@ pub fn signing_key<'k>(
     }
 }
 
-/// The signature half of [`verify_signature`], under the key [`signing_key`] found.
-pub fn verify_signature_with(key: &PublicKey, token: &str) -> Result<(), TokenRejection> {
+/// The signature half of [`verify_signature`], under the key [`signing_key`] found; says
+/// which encoding the valid signature has.
+pub fn verify_signature_with(
+    key: &PublicKey,
+    token: &str,
+) -> Result<SignatureForm, TokenRejection> {
     let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(TokenRejection::Malformed)?;
     if !signing_input.contains('.') {
         return Err(TokenRejection::Malformed);
@@ -217,7 +250,11 @@ pub fn verify_signature_with(key: &PublicKey, token: &str) -> Result<(), TokenRe
     if !key.verify(signing_input.as_bytes(), &signature) {
         return Err(TokenRejection::BadSignature);
     }
-    Ok(())
+    Ok(if is_low_s(&signature) {
+        SignatureForm::Canonical
+    } else {
+        SignatureForm::HighS
+    })
 }
 
 /// Parses and checks a JWT header, returning the key it names.
@@ -403,7 +440,10 @@ mod tests {
         let known = |h: &str| (h == header).then_some(&f.public);
         let by_kid = |_: &str| None;
         let token = sign(&f.pair, &header, &claims(1000));
-        assert_eq!(verify_signature(&token, known, by_kid), Ok(()));
+        assert_eq!(
+            verify_signature(&token, known, by_kid),
+            Ok(SignatureForm::Canonical)
+        );
 
         // The fast path skips only header parsing: a bad signature under the exact
         // known header is still rejected.
@@ -468,6 +508,32 @@ mod tests {
             check(&f, &sign_claims(&c), 900),
             Err(TokenRejection::OutOfBounds)
         );
+    }
+
+    #[test]
+    fn the_high_s_twin_of_a_token_with_an_audience_is_refused() {
+        use crate::keys::es256::high_s_twin;
+        let f = fixture();
+        let twin_of = |c: &AccessClaims| {
+            let token = sign(&f.pair, &access_token_header("key_t"), c);
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let twin = high_s_twin(&URL_SAFE_NO_PAD.decode(sig).unwrap());
+            (
+                token.clone(),
+                format!("{input}.{}", URL_SAFE_NO_PAD.encode(twin)),
+            )
+        };
+        let (token, twin) = twin_of(&claims(1000));
+        assert!(check(&f, &token, 900).is_ok());
+        assert_eq!(
+            check(&f, &twin, 900),
+            Err(TokenRejection::NonCanonicalSignature)
+        );
+        // Tokens of earlier versions carry no `aud` and may be high-s: still accepted.
+        let mut legacy = claims(1000);
+        legacy.aud = Audience::default();
+        let (_, legacy_twin) = twin_of(&legacy);
+        assert_eq!(check(&f, &legacy_twin, 900), Ok(legacy));
     }
 
     #[test]

@@ -30,6 +30,11 @@ const ORDER: [u8; 32] = [
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
 
+/// Whether a raw `r || s` signature is in low-s form (what this server signs).
+pub fn is_low_s(signature: &[u8]) -> bool {
+    signature.len() == 64 && signature[32..] <= HALF_ORDER[..]
+}
+
 /// Rewrites a raw `r || s` ECDSA P-256 signature into its low-s form: `(r, s)` and
 /// `(r, n - s)` both verify, so without one canonical form the same token has two
 /// encodings (signature malleability). Anything but 64 bytes is left alone.

@@ -286,3 +286,37 @@ async fn the_sqlite_database_and_its_wal_are_readable_by_the_owner_only() {
     cli_json(&cli(&url, &["apps", "list", "--json"]));
     assert_eq!(mode(&db), 0o600);
 }
+
+/// `(r, n - s)`: the other valid ECDSA encoding of a signature, computed here
+/// independently of the server (big-endian subtraction from the P-256 group order).
+fn high_s_twin(token: &str) -> String {
+    const ORDER: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    let mut borrow = 0i32;
+    for k in (0..32).rev() {
+        let d = i32::from(ORDER[k]) - i32::from(sig[32 + k]) - borrow;
+        sig[32 + k] = d.rem_euclid(256) as u8;
+        borrow = i32::from(d < 0);
+    }
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[tokio::test]
+async fn the_second_ecdsa_encoding_of_a_token_is_refused() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a", None).await;
+    for _ in 0..5 {
+        let token = app.token(&client.id, &secret, None).await;
+        let twin = high_s_twin(&token);
+        assert_ne!(twin, token);
+        assert_eq!(app.introspect(&token).await.status(), 200);
+        assert_invalid_token(app.introspect(&twin).await).await;
+        let body = app.rfc_introspect((&client.id, &secret), &twin).await;
+        assert_eq!(body, json!({"active": false}));
+    }
+}
