@@ -48,17 +48,8 @@ async fn verify_with_jsonwebtoken(
     token: &str,
     audience: &str,
 ) -> Result<Value, jsonwebtoken::errors::Error> {
-    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_str(
-        &app.http
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(app.get_json("/.well-known/jwks.json").await).unwrap();
     let kid = decode_header(token).unwrap().kid.unwrap();
     let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
     let mut validation = Validation::new(Algorithm::ES256);
