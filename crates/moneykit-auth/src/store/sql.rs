@@ -99,6 +99,30 @@ where
     row.as_ref().map(decode).transpose()
 }
 
+/// A signing key's insert, without a condition: `insert_key` appends its guard, and
+/// `revoke_key` inserts the replacement as it is. One column list, one binding order.
+const KEY_INSERT: &str = "INSERT INTO signing_keys (kid, public_key, sealed_private_key, \
+     created_at, activates_at) SELECT $1, $2, $3, $4, $5";
+
+/// Binds `key` to [`KEY_INSERT`]'s first five parameters.
+fn bind_key<'q, DB>(
+    query: Query<'q, DB, DB::Arguments<'q>>,
+    key: &'q KeyRecord,
+) -> Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(key.kid.as_str())
+        .bind(key.public_key.as_slice())
+        .bind(key.sealed_private_key.as_slice())
+        .bind(key.created_at.unix_timestamp())
+        .bind(key.activates_at.unix_timestamp())
+}
+
 /// An insert's failure: a missing app (foreign key) is the caller's mistake, named as such.
 fn unknown_app_or_backend(error: sqlx::Error, app_id: &str) -> StoreError {
     match error {
@@ -282,16 +306,8 @@ where
                 "NOT EXISTS (SELECT 1 FROM signing_keys WHERE activates_at > $6 AND revoked_at IS NULL)"
             }
         };
-        let sql = format!(
-            "INSERT INTO signing_keys (kid, public_key, sealed_private_key, created_at, activates_at) \
-             SELECT $1, $2, $3, $4, $5 WHERE {guard}"
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(key.kid.as_str())
-            .bind(key.public_key.as_slice())
-            .bind(key.sealed_private_key.as_slice())
-            .bind(key.created_at.unix_timestamp())
-            .bind(key.activates_at.unix_timestamp());
+        let sql = format!("{KEY_INSERT} WHERE {guard}");
+        let mut query = bind_key(sqlx::query(&sql), key);
         if let InsertKeyIf::NonePendingAt(now) = condition {
             query = query.bind(now.unix_timestamp());
         }
@@ -322,18 +338,10 @@ where
             return Ok(false);
         }
         if let Some(key) = replacement {
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, public_key, sealed_private_key, created_at, \
-                 activates_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(key.kid.as_str())
-            .bind(key.public_key.as_slice())
-            .bind(key.sealed_private_key.as_slice())
-            .bind(key.created_at.unix_timestamp())
-            .bind(key.activates_at.unix_timestamp())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            bind_key(sqlx::query(KEY_INSERT), key)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(true)
