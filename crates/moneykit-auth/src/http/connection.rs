@@ -20,7 +20,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,12 +38,23 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct RequestCount {
     heads: AtomicU64,
     responses: AtomicU64,
+    /// Set by the first HTTP/2 request: a stopping server tells HTTP/2 clients with a
+    /// GOAWAY, and HTTP/1 ones with `Connection: close` on their next response.
+    http2: AtomicBool,
 }
 
 impl RequestCount {
     /// Called when a request head has been parsed (the router is about to see it).
-    pub fn head_received(&self) {
+    pub fn head_received(&self, version: http::Version) {
+        if version == http::Version::HTTP_2 && !self.http2.load(Ordering::Relaxed) {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         self.heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the connection speaks HTTP/2 (known from its first request on).
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
     /// Called when the response to a request is ready to be written.
@@ -56,13 +67,19 @@ impl RequestCount {
     /// [`HeadDeadline`]'s. Checked a few times per timeout instead of on every request,
     /// so the hot path pays nothing for it.
     pub async fn idle(&self, keep_alive: Duration) {
+        self.quiet_for(keep_alive, 1).await;
+    }
+
+    /// Completes once the connection has had no request open for `period` (up to a
+    /// quarter more), counting only after it has served `served` requests.
+    async fn quiet_for(&self, period: Duration, served: u64) {
         const CHECKS: u32 = 4;
-        let tick = (keep_alive / CHECKS).max(Duration::from_millis(10));
+        let tick = (period / CHECKS).max(Duration::from_millis(10));
         let (mut seen, mut was_idle, mut quiet) = (self.heads(), false, 0);
         loop {
             tokio::time::sleep(tick).await;
             let heads = self.heads();
-            let idle = heads > 0 && self.awaiting_head();
+            let idle = heads >= served && self.awaiting_head();
             // Idle at both ends of the tick and no request begun in between: idle through.
             quiet = if was_idle && idle && heads == seen {
                 quiet + 1
@@ -242,9 +259,25 @@ pub async fn drive<C>(
         () = requests.idle(timing.keep_alive) => timing.close_grace,
         () = stopped(&mut stop) => timing.shutdown_grace,
     };
+    let deadline = Instant::now() + grace;
+    if *stop.borrow() && !requests.is_http2() {
+        // HTTP/1 has no GOAWAY: closing a kept-alive connection now would race the
+        // client's next request, which would meet a reset. Instead each response from
+        // here on says `Connection: close` (hyper closes after writing it), and only a
+        // connection that stays quiet is closed, between requests.
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = requests.quiet_for(STOP_LINGER, 0) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
     connection.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(grace, connection).await;
+    let _ = tokio::time::timeout_at(deadline, connection).await;
 }
+
+/// How long a stopping server waits for an idle HTTP/1 connection's next request, to
+/// answer it with `Connection: close` rather than close under it.
+const STOP_LINGER: Duration = Duration::from_millis(400);
 
 #[cfg(test)]
 mod tests {
@@ -271,7 +304,7 @@ mod tests {
         let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(read_some(&mut conn).await.unwrap() > 0);
-        requests.head_received();
+        requests.head_received(http::Version::HTTP_11);
         requests.response_ready();
 
         // Idle for a minute: the read just waits.
@@ -298,7 +331,7 @@ mod tests {
         let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
         client.write_all(b"POST / HTTP/1.1\r\n\r\n").await.unwrap();
         read_some(&mut conn).await.unwrap();
-        requests.head_received(); // the handler now reads the body, slowly
+        requests.head_received(http::Version::HTTP_11); // the handler now reads the body, slowly
         tokio::time::sleep(Duration::from_secs(30)).await;
         client.write_all(b"a=b").await.unwrap();
         assert_eq!(read_some(&mut conn).await.unwrap(), 3);
@@ -322,7 +355,7 @@ mod tests {
         let mut conn = HeadDeadline::new(server, requests.clone(), Duration::from_secs(5));
         client.write_all(H2_PREFACE).await.unwrap();
         read_some(&mut conn).await.unwrap();
-        requests.head_received();
+        requests.head_received(http::Version::HTTP_11);
         requests.response_ready();
         client.write_all(b"ping").await.unwrap();
         read_some(&mut conn).await.unwrap();
@@ -339,7 +372,7 @@ mod tests {
 
         let idle = requests.idle(keep_alive);
         tokio::pin!(idle);
-        requests.head_received();
+        requests.head_received(http::Version::HTTP_11);
         // A request open for longer than the keep-alive timeout is not idling.
         let busy = tokio::time::timeout(keep_alive * 2, idle.as_mut()).await;
         assert!(busy.is_err());
@@ -347,7 +380,7 @@ mod tests {
         // Another request before the timeout starts it again.
         let early = tokio::time::timeout(keep_alive / 2, idle.as_mut()).await;
         assert!(early.is_err());
-        requests.head_received();
+        requests.head_received(http::Version::HTTP_11);
         requests.response_ready();
         let answered = Instant::now();
         idle.await;

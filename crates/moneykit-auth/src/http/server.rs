@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use super::connection::{HeadDeadline, RequestCount, Timing, drive, stopped};
@@ -48,6 +49,34 @@ pub async fn serve(
     };
     let (stop, stop_rx) = watch::channel(false);
     let limits = Arc::new(limits);
+    let accepted = |stream: TcpStream, peer: SocketAddr, slot: OwnedSemaphorePermit| {
+        // Before any TLS work: one source's connections past its cap cost a close only.
+        let proxy = limits.trusted_proxies.iter().any(|p| p.contains(peer.ip()));
+        let held = if proxy {
+            None
+        } else {
+            match per_address.hold(peer.ip()) {
+                Ok(held) => held,
+                Err(Full) => {
+                    warn_once_at_cap(peer.ip(), limits.max_connections_per_address);
+                    return;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            limits: limits.clone(),
+            router: router.clone(),
+            builder: builder.clone(),
+            timing,
+            stop: stop_rx.clone(),
+        };
+        let tls = tls.as_ref().map(|t| t.current());
+        tokio::spawn(async move {
+            connection.serve(stream, peer, tls).await;
+            drop((slot, held));
+        });
+    };
     loop {
         // At the connection cap, stop accepting: new connections wait in the kernel's
         // backlog instead of taking memory and file descriptors here.
@@ -67,32 +96,16 @@ pub async fn serve(
             },
             () = stopped(&mut stopping) => break,
         };
-        // Before any TLS work: one source's connections past its cap cost a close only.
-        let proxy = limits.trusted_proxies.iter().any(|p| p.contains(peer.ip()));
-        let held = if proxy {
-            None
-        } else {
-            match per_address.hold(peer.ip()) {
-                Ok(held) => held,
-                Err(Full) => {
-                    warn_once_at_cap(peer.ip(), limits.max_connections_per_address);
-                    continue;
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            limits: limits.clone(),
-            router: router.clone(),
-            builder: builder.clone(),
-            timing,
-            stop: stop_rx.clone(),
-        };
-        let tls = tls.as_ref().map(|t| t.current());
-        tokio::spawn(async move {
-            connection.serve(stream, peer, tls).await;
-            drop((slot, held));
-        });
+        accepted(stream, peer, slot);
+    }
+    // Connections the kernel completed before the stop have clients already writing
+    // their requests: dropping the listener would reset them. Serve those (their answers
+    // say `Connection: close`), then close the listener: later clients are refused.
+    while let Some(Ok((stream, peer))) = listener.accept().now_or_never() {
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => accepted(stream, peer, slot),
+            Err(_) => break,
+        }
     }
     drop(listener);
     let _ = stop.send(true);
@@ -177,11 +190,12 @@ impl Connection {
     {
         let requests = Arc::new(RequestCount::default());
         let (heads, responses) = (requests.clone(), requests.clone());
+        let stopping = self.stop.clone();
         let limits = self.limits.clone();
         let router = self
             .router
             .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                heads.head_received();
+                heads.head_received(request.version());
                 let source = ClientAddr::resolve(
                     request.headers(),
                     peer.ip(),
@@ -191,8 +205,15 @@ impl Connection {
                 request.extensions_mut().insert(source);
                 request
             })
-            .map_response(move |response| {
+            .map_response(move |mut response: axum::response::Response| {
                 responses.response_ready();
+                // Stopping: an HTTP/1 client learns not to send another request here.
+                if *stopping.borrow() && !responses.is_http2() {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 response
             });
         let io = HeadDeadline::new(io, requests.clone(), self.limits.header_read_timeout);

@@ -34,6 +34,16 @@ pub fn cli(database_url: &str, args: &[&str]) -> Output {
         .expect("the CLI runs")
 }
 
+/// [`cli`] on a blocking thread, so that a test's runtime keeps serving its other tasks
+/// (load generators, servers in the same process) while the CLI runs.
+pub async fn cli_async(database_url: &str, args: &[&str]) -> Output {
+    let command = cli_command(database_url, args);
+    let mut command = command;
+    tokio::task::spawn_blocking(move || command.output().expect("the CLI runs"))
+        .await
+        .expect("the CLI thread")
+}
+
 /// The stdout of a CLI call that must succeed, parsed as JSON.
 pub fn cli_json(output: &Output) -> Value {
     assert!(
