@@ -233,7 +233,9 @@ pub async fn rotate_client_secret(
     Ok((existing_client(store, id).await?, secret))
 }
 
-fn new_key_record(
+/// A new signing key sealed under `master`, created at `now`, signing from
+/// `activates_at`; not yet stored.
+pub fn new_key_record(
     master: &MasterKey,
     now: OffsetDateTime,
     activates_at: OffsetDateTime,

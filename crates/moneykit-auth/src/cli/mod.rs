@@ -27,7 +27,14 @@ use crate::telemetry::{self, LogFormat};
 
 /// moneykit-auth: a MoneyKit-compatible OAuth 2.0 access token service.
 #[derive(Debug, Parser)]
-#[command(name = "moneykit-auth", version, about, max_term_width = 100)]
+#[command(
+    name = "moneykit-auth",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Environment:\n  MONEYKIT_AUTH_SECRET  The master secret (32+ characters) that seals signing keys. \
+                  Required with PostgreSQL; without it a SQLite database gets a key file beside it"
+)]
 pub struct Cli {
     /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. With SQLite, only
     /// `serve` and `apps create` create a missing database.

@@ -257,7 +257,16 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.webhooks.max_pending_per_app = args.webhook_max_pending_per_app;
     settings.webhooks.retention = args.webhook_retention;
 
+    let relaxed = &settings.webhooks.policy;
+    let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);
     let app = Application::build(settings).await?;
+    if allow_http || allow_private {
+        tracing::warn!(
+            allow_http,
+            allow_private_targets = allow_private,
+            "webhook delivery policy relaxed: for development and tests only"
+        );
+    }
     match app.master_key_origin() {
         MasterKeyOrigin::Secret => {}
         MasterKeyOrigin::KeyFile(path, created) => tracing::warn!(

@@ -301,6 +301,26 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
     Ok(())
 }
 
+/// A 201 from a token endpoint carrying a bearer token issued to `client_id`; returns
+/// the token's claims.
+pub async fn assert_issued_to(response: reqwest::Response, client_id: &str) -> Value {
+    assert_eq!(response.status(), 201, "a token was issued");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "bearer", "{body}");
+    let token = body["access_token"].as_str().expect("an access_token");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["sub"], client_id, "{claims}");
+    assert_eq!(claims["client_id"], client_id, "{claims}");
+    claims
+}
+
+/// A 200 from `GET /auth/introspect` naming `client_id`.
+pub async fn assert_introspected_as(response: reqwest::Response, client_id: &str) {
+    assert_eq!(response.status(), 200, "the token is active");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["client_id"], client_id, "{body}");
+}
+
 /// Asserts the MoneyKit + RFC 6749 error body and returns it.
 pub async fn assert_error(
     response: reqwest::Response,
@@ -330,6 +350,23 @@ pub async fn assert_error(
         }
         None => assert!(body.get("error").is_none(), "{body}"),
     }
+    body
+}
+
+/// An error in both shapes whose RFC 6749 `error` is `rfc_error`, whatever its MoneyKit
+/// code; returns the body.
+pub async fn assert_rfc_error(response: reqwest::Response, status: u16, rfc_error: &str) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], rfc_error, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    assert!(
+        body["error_code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("api_error.")),
+        "{body}"
+    );
+    assert!(body["error_message"].is_string(), "{body}");
     body
 }
 

@@ -122,10 +122,12 @@ async fn garbage_requests_never_get_a_5xx() {
             .send()
             .await
             .unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{body:?} → {status}");
+        let error: serde_json::Value = response.json().await.unwrap();
         assert!(
-            response.status().is_client_error(),
-            "{body:?} → {}",
-            response.status()
+            error["error_code"].is_string() && error["error"].is_string(),
+            "{body:?} → {status}: both error shapes: {error}"
         );
     }
     for auth in [
@@ -142,10 +144,18 @@ async fn garbage_requests_never_get_a_5xx() {
             } else {
                 app.http.get(app.url(path))
             };
-            let Ok(response) = request.header("authorization", auth).send().await else {
-                continue; // the client refused to send it
+            let response = match request.header("authorization", auth).send().await {
+                Ok(response) => response,
+                // reqwest would not build a request with this header: nothing was sent.
+                Err(e) if e.is_builder() => continue,
+                Err(e) => panic!("{auth:?} on {path}: no answer from the server: {e}"),
             };
-            assert!(response.status().is_client_error(), "{auth:?} on {path}");
+            println!("{auth:?} on {path}");
+            if path == "/auth/token" {
+                assert_invalid_client(response).await;
+            } else {
+                assert_invalid_token(response).await;
+            }
         }
     }
 }
@@ -187,13 +197,14 @@ async fn time_to_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
     Some(started.elapsed())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_kept_alive_connections_outlive_the_header_timeout_but_slow_heads_do_not() {
     use tokio::io::AsyncWriteExt;
     let header_timeout = Duration::from_millis(500);
+    let keep_alive = Duration::from_secs(4);
     let app = spawn_app_with(|s| {
         s.connection.header_read_timeout = header_timeout;
-        s.connection.keep_alive_timeout = Duration::from_secs(3);
+        s.connection.keep_alive_timeout = keep_alive;
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();
@@ -212,21 +223,23 @@ async fn idle_kept_alive_connections_outlive_the_header_timeout_but_slow_heads_d
         .unwrap();
     let waited = time_to_close(&mut stream, Duration::from_secs(5)).await;
     let waited = waited.expect("a stalled head is cut off");
-    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    // The header timeout, with room for a busy machine; far from the keep-alive timeout.
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
 
     // A connection that never sends a byte is closed at the header timeout too.
     let mut silent = connect().await.unwrap();
     let waited = time_to_close(&mut silent, Duration::from_secs(5)).await;
     let waited = waited.expect("a silent connection is closed");
-    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    assert!(waited < Duration::from_millis(2500), "{waited:?}");
 
     // And an idle kept-alive connection is closed at the keep-alive timeout.
     let mut idle = connect().await.unwrap();
     assert_eq!(get_live(&mut idle).await, ok);
-    let waited = time_to_close(&mut idle, Duration::from_secs(10)).await;
+    let waited = time_to_close(&mut idle, Duration::from_secs(15)).await;
     let waited = waited.expect("an idle connection is closed in the end");
+    // The keep-alive timeout, checked a quarter of it at a time: at most a quarter more.
     assert!(
-        waited > Duration::from_millis(2500) && waited < Duration::from_secs(5),
+        waited > keep_alive - Duration::from_millis(500) && waited < keep_alive * 2,
         "{waited:?}"
     );
 }
@@ -312,5 +325,5 @@ async fn a_declared_body_over_the_cap_gets_413_at_once_without_100_continue() {
         response.contains("api_error.request.body_too_large"),
         "{response}"
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

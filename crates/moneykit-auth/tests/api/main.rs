@@ -20,6 +20,7 @@ mod admin;
 mod audience;
 mod cli;
 mod connections;
+mod contract;
 mod introspect;
 mod jwks;
 mod keys;

@@ -57,7 +57,7 @@ async fn token_with_http_basic_works_with_and_without_form_encoding() {
         let response = app
             .post_token("grant_type=client_credentials", Some(&header))
             .await;
-        assert_eq!(response.status(), 201);
+        assert_issued_to(response, &client.id).await;
     }
     // Empty body, no content type: Basic alone is a complete request.
     let response = app
@@ -67,7 +67,7 @@ async fn token_with_http_basic_works_with_and_without_form_encoding() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 201);
+    assert_issued_to(response, &client.id).await;
 }
 
 fn percent_encode_all(text: &str) -> String {
@@ -83,7 +83,7 @@ async fn percent_encoded_credentials_are_decoded_in_body_and_basic() {
         percent_encode_all(&client.id),
         percent_encode_all(&secret)
     );
-    assert_eq!(app.post_token(&body, None).await.status(), 201);
+    assert_issued_to(app.post_token(&body, None).await, &client.id).await;
     let header = format!(
         "Basic {}",
         base64::Engine::encode(
@@ -95,7 +95,7 @@ async fn percent_encoded_credentials_are_decoded_in_body_and_basic() {
             )
         )
     );
-    assert_eq!(app.post_token("", Some(&header)).await.status(), 201);
+    assert_issued_to(app.post_token("", Some(&header)).await, &client.id).await;
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn matching_basic_and_body_credentials_are_accepted() {
     let response = app
         .post_token(&body, Some(&basic(&client.id, &secret)))
         .await;
-    assert_eq!(response.status(), 201);
+    assert_issued_to(response, &client.id).await;
 }
 
 #[tokio::test]
@@ -307,7 +307,7 @@ async fn disabled_clients_get_no_tokens_until_enabled_again() {
         .await
         .unwrap();
     app.synced().await;
-    assert_eq!(app.post_token(&body, None).await.status(), 201);
+    assert_issued_to(app.post_token(&body, None).await, &client.id).await;
 }
 
 #[tokio::test]
@@ -321,9 +321,9 @@ async fn rotated_secrets_replace_the_old_one_and_keep_issued_tokens_valid() {
             .unwrap();
     app.synced().await;
     let old = form(&[("client_id", &client.id), ("client_secret", &old_secret)]);
-    assert_eq!(app.post_token(&old, None).await.status(), 401);
+    assert_invalid_client(app.post_token(&old, None).await).await;
     app.token(&client.id, new_secret.expose(), None).await;
-    assert_eq!(app.introspect(&token).await.status(), 200);
+    assert_introspected_as(app.introspect(&token).await, &client.id).await;
 }
 
 #[tokio::test]
@@ -339,7 +339,7 @@ async fn moneykit_version_header_is_accepted_or_refused_clearly() {
             .body(body.clone())
             .send()
     };
-    assert_eq!(send("2023-02-18").await.unwrap().status(), 201);
+    assert_issued_to(send("2023-02-18").await.unwrap(), &client.id).await;
     let error = assert_error(
         send("1999-01-01").await.unwrap(),
         400,
