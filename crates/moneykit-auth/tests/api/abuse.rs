@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::helpers::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn brute_force_from_one_address_is_limited_and_others_are_unaffected() {
     let db = TestDb::new().await;
     let (_, id, secret) = cli_app_and_client(&db.url, "B");
@@ -86,11 +86,19 @@ async fn brute_force_from_one_address_is_limited_and_others_are_unaffected() {
         "10000 wrong secrets from one address in {elapsed:?}: {unauthorized} × 401, {limited} × 429; server RSS {rss_before} → {rss_after} KiB",
     );
     assert_eq!(unauthorized + limited, 10_000);
-    // The budget: 50 at once, refilling at 50 a minute while the flood lasts.
-    let budget = 50 + (elapsed.as_secs_f64() * 50.0 / 60.0).ceil() as usize;
+    // The configured budget, 50 failures a minute: within a minute, at most 50 at once
+    // plus a minute's refill can get through, whatever the bucket's exact arithmetic.
     assert!(
-        unauthorized <= budget,
-        "limited after the budget of {budget}: {unauthorized} got through in {elapsed:?}"
+        elapsed < Duration::from_secs(60),
+        "the flood took {elapsed:?}"
+    );
+    assert!(
+        unauthorized <= 100,
+        "limited after the budget of 50 a minute: {unauthorized} got through in {elapsed:?}"
+    );
+    assert!(
+        unauthorized >= 50,
+        "the first 50 are answered 401: {unauthorized}"
     );
     // Memory stays flat: 10 000 attempts, 5 000 distinct client ids.
     assert!(
@@ -226,10 +234,10 @@ async fn token_issuance_is_limited_per_client() {
     app.token(&b.id, &b_secret, None).await; // other clients are unaffected
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_header_senders_do_not_stop_normal_clients() {
     let app = spawn_app_with(|s| {
-        s.connection.header_read_timeout = Duration::from_secs(2);
+        s.connection.header_read_timeout = Duration::from_secs(3);
     })
     .await;
     let (client, secret) = app.create_client("a", None).await;
@@ -266,16 +274,20 @@ async fn slow_header_senders_do_not_stop_normal_clients() {
         "50 tokens beside 300 slow connections in {:?} (slowest {slowest:?})",
         started.elapsed()
     );
-    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    // Served well before the slow ones' header timeout: they do not queue normal clients
+    // behind them.
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
     // The slow connections are cut off at the header-read timeout, not served forever.
     let sent: Vec<usize> = futures_util::future::join_all(slow)
         .await
         .into_iter()
         .map(Result::unwrap)
         .collect();
+    // Cut off at the 3 s header timeout (a byte a second), with a busy machine's margin;
+    // never served to the end of their 40-byte head.
     assert!(
-        sent.iter().all(|&n| n <= 5),
-        "cut off after about 2 s: {sent:?}"
+        sent.iter().all(|&n| n <= 7),
+        "cut off after about 3 s: {sent:?}"
     );
 }
 

@@ -249,35 +249,44 @@ async fn api_with_a_token_source_fetches_tokens_itself() {
     assert_eq!(app.metrics().tokens_issued(), 1);
 }
 
-/// Signs a webhook signature JWT with `pair`.
-fn webhook_signature(pair: &KeyPair, alg: &str, iat: i64, body: &[u8]) -> String {
-    let header =
-        URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": pair.kid(), "typ": "JWT"}).to_string());
+/// A webhook signature JWT made with the jsonwebtoken crate, independently of the
+/// server's signing code (the server's own deliveries are verified in `webhooks.rs`):
+/// ES256 with the PKCS#8 key `pkcs8`, or HS256 keyed with it, under `kid`.
+fn webhook_signature(kid: &str, pkcs8: &[u8], alg: &str, iat: i64, body: &[u8]) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     let hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body));
     let claims = json!({"iat": iat, "request_body_sha256": hash});
-    pair.sign_jwt(&header, claims.to_string().as_bytes())
+    let (algorithm, key) = match alg {
+        "ES256" => (Algorithm::ES256, EncodingKey::from_ec_der(pkcs8)),
+        "HS256" => (Algorithm::HS256, EncodingKey::from_secret(pkcs8)),
+        other => panic!("{other}"),
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    header.typ = Some("JWT".into());
+    encode(&header, &claims, &key).unwrap()
 }
 
-/// The server's newest signing key, opened with the test master secret.
-async fn server_key(app: &TestApp) -> KeyPair {
+/// The server's newest signing key (kid, PKCS#8), opened with the test master secret.
+async fn server_key(app: &TestApp) -> (String, Vec<u8>) {
     let keys = app.store.list_keys().await.unwrap();
     let record = keys.last().unwrap();
     let pkcs8 = MasterKey::from_secret(TEST_SECRET)
         .unwrap()
         .open(&record.kid, &record.sealed_private_key)
         .unwrap();
-    KeyPair::from_pkcs8(&record.kid, &pkcs8).unwrap()
+    (record.kid.clone(), pkcs8)
 }
 
 #[tokio::test]
 async fn webhook_verifier_accepts_genuine_bodies_and_rejects_everything_else() {
     let app = spawn_app().await;
-    let key = server_key(&app).await;
+    let (kid, key) = server_key(&app).await;
     let verifier = Verifier::new(AccessTokenApi::new(config(&app)).unwrap());
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let body = br#"{"webhook_event":"link.state_changed","link_id":"mk_1"}"#;
 
-    let good = webhook_signature(&key, "ES256", now, body);
+    let good = webhook_signature(&kid, &key, "ES256", now, body);
     let claims = verifier.verify(&good, body).await.unwrap();
     assert_eq!(claims.iat, now);
 
@@ -287,13 +296,18 @@ async fn webhook_verifier_accepts_genuine_bodies_and_rejects_everything_else() {
         Err(WebhookError::BodyMismatch)
     ));
 
-    let stranger = KeyPair::from_pkcs8("key_stranger", &KeyPair::generate_pkcs8()).unwrap();
-    let unknown = webhook_signature(&stranger, "ES256", now, body);
+    let unknown = webhook_signature(
+        "key_stranger",
+        &KeyPair::generate_pkcs8(),
+        "ES256",
+        now,
+        body,
+    );
     assert!(
         matches!(verifier.verify(&unknown, body).await, Err(WebhookError::UnknownKey(k)) if k == "key_stranger")
     );
 
-    let hs256 = webhook_signature(&key, "HS256", now, body);
+    let hs256 = webhook_signature(&kid, &key, "HS256", now, body);
     assert!(
         matches!(verifier.verify(&hs256, body).await, Err(WebhookError::UnsupportedAlgorithm(a)) if a == "HS256")
     );
@@ -305,7 +319,7 @@ async fn webhook_verifier_accepts_genuine_bodies_and_rejects_everything_else() {
         (now - 301, false),
         (now + 301, false),
     ] {
-        let signed = webhook_signature(&key, "ES256", iat, body);
+        let signed = webhook_signature(&kid, &key, "ES256", iat, body);
         let result = verifier.verify_at(&signed, body, now).await;
         assert_eq!(result.is_ok(), ok, "iat {iat}: {result:?}");
         if !ok {
@@ -351,12 +365,14 @@ async fn webhook_verifier_refetches_the_jwks_for_a_new_kid_at_most_as_often_as_a
     let patient = Verifier::new(api).min_refetch_interval(Duration::from_secs(3600));
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let body = b"{}";
-    let old = webhook_signature(&server_key(&app).await, "ES256", now, body);
+    let (kid, key) = server_key(&app).await;
+    let old = webhook_signature(&kid, &key, "ES256", now, body);
     eager.verify(&old, body).await.unwrap();
     patient.verify(&old, body).await.unwrap();
 
     assert!(app.cli(&["keys", "rotate"]).status.success());
-    let new = webhook_signature(&server_key(&app).await, "ES256", now, body);
+    let (kid, key) = server_key(&app).await;
+    let new = webhook_signature(&kid, &key, "ES256", now, body);
     app.synced().await;
     eager
         .verify(&new, body)
@@ -419,7 +435,8 @@ async fn signed_by_server(
     header: serde_json::Value,
     claims: &serde_json::Value,
 ) -> String {
-    let pair = server_key(app).await;
+    let (kid, pkcs8) = server_key(app).await;
+    let pair = KeyPair::from_pkcs8(&kid, &pkcs8).unwrap();
     let header = URL_SAFE_NO_PAD.encode(header.to_string());
     pair.sign_jwt(&header, claims.to_string().as_bytes())
 }
