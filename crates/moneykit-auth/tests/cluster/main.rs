@@ -808,3 +808,125 @@ async fn replicas_share_the_webhook_outbox_without_double_attempts() {
         shares.join("; ")
     );
 }
+
+/// A token request for `scope`: its status.
+async fn scoped_token_status(
+    http: &reqwest::Client,
+    r: &Replica,
+    client: (&str, &str),
+    scope: &str,
+) -> u16 {
+    let response = scoped_token_request(http, r, client, scope)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// A token for `scope` from replica `r`.
+async fn scoped_token(
+    http: &reqwest::Client,
+    r: &Replica,
+    client: (&str, &str),
+    scope: &str,
+) -> String {
+    let response = scoped_token_request(http, r, client, scope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{scope} from replica {}", r.name);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], scope);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_api_change_on_one_replica_is_enforced_by_the_other() {
+    let Setup {
+        cluster: _cluster,
+        url: _,
+        a,
+        b,
+        http,
+    } = two_replicas().await;
+    let both = [&a, &b];
+
+    // An app and a client, made through replica A's admin API, get tokens on B.
+    let (status, app) = a
+        .admin(&http, "POST", "/admin/apps", Some(json!({"name": "Admin"})))
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let (status, client) = a
+        .admin(
+            &http,
+            "POST",
+            "/admin/clients",
+            Some(json!({"app_id": app["app_id"], "scope": "accounts:read transactions:read"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{client}");
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+    until_all(
+        "client created through A's admin API",
+        &both,
+        PROPAGATION,
+        |r| {
+            let (http, id, secret) = (&http, &id, &secret);
+            async move { token_status(http, r, id, secret).await == 201 }
+        },
+    )
+    .await;
+    let wide = scoped_token(&http, &b, (&id, &secret), "transactions:read").await;
+    let narrow = scoped_token(&http, &b, (&id, &secret), "accounts:read").await;
+    assert_eq!(introspect_status(&http, &b, &wide).await, 200);
+
+    // Scope narrowed through A: B refuses the scope taken away, and the token it issued
+    // with that scope; what the client keeps still works there.
+    let (status, changed) = a
+        .admin(
+            &http,
+            "PATCH",
+            &format!("/admin/clients/{id}"),
+            Some(json!({"scope": "accounts:read"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    until_all(
+        "scope narrowed through A's admin API",
+        &[&b],
+        PROPAGATION,
+        |r| {
+            let (http, id, secret, wide) = (&http, &id, &secret, &wide);
+            async move {
+                scoped_token_status(http, r, (id, secret), "transactions:read").await == 400
+                    && introspect_status(http, r, wide).await == 401
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        scoped_token_status(&http, &b, (&id, &secret), "accounts:read").await,
+        201
+    );
+
+    // Disabled through A: B refuses it tokens and rejects the ones it has.
+    assert_eq!(introspect_status(&http, &b, &narrow).await, 200);
+    let (status, disabled) = a
+        .admin(&http, "POST", &format!("/admin/clients/{id}/disable"), None)
+        .await;
+    assert_eq!(status, 200, "{disabled}");
+    until_all(
+        "client disabled through A's admin API",
+        &[&b],
+        PROPAGATION,
+        |r| {
+            let (http, id, secret, narrow) = (&http, &id, &secret, &narrow);
+            async move {
+                token_status(http, r, id, secret).await == 401
+                    && introspect_status(http, r, narrow).await == 401
+            }
+        },
+    )
+    .await;
+}
