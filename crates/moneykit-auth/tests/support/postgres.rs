@@ -3,6 +3,10 @@
 //! survive a crash of the machine). `initdb` and `postgres` refuse to run as root, so as
 //! root they run as the `postgres` system user.
 //!
+//! PostgreSQL cannot be told to bind port 0 and report the port, so a free port is picked
+//! first; if something else takes it before the server binds it, the server's "could not
+//! bind" is recognised and the start is retried on another port.
+//!
 //! A watchdog process stops the server and removes its directory when the test process
 //! exits, however it exits: a cluster held in a `static` is never dropped.
 
@@ -55,6 +59,18 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
+/// How many ports [`PgCluster::start`] tries before it gives up.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// Why `pg_ctl start` failed, with what it and the server said.
+enum StartFailure {
+    /// Another process bound the port first.
+    PortTaken(String),
+    Other(String),
+}
+
+/// A port nothing listens on right now. It may be taken again before the server binds
+/// it: [`PgCluster::start`] retries on another one if so.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -74,7 +90,7 @@ impl PgCluster {
         // The postgres user must be able to create its data directory in here.
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .unwrap();
-        let cluster = Self {
+        let mut cluster = Self {
             root,
             port: free_port(),
         };
@@ -88,7 +104,23 @@ impl PgCluster {
             "--no-sync",
         ]);
         run(initdb, "initdb");
-        cluster.start_server();
+        let mut attempt = 1;
+        loop {
+            match cluster.try_start_server() {
+                Ok(()) => break,
+                Err(StartFailure::PortTaken(log)) if attempt < PORT_ATTEMPTS => {
+                    eprintln!(
+                        "port {} was taken before PostgreSQL bound it; trying another:\n{log}",
+                        cluster.port
+                    );
+                    cluster.port = free_port();
+                    attempt += 1;
+                }
+                Err(StartFailure::PortTaken(log) | StartFailure::Other(log)) => {
+                    panic!("pg_ctl start failed: {log}")
+                }
+            }
+        }
         cluster.watch_this_process();
         cluster
     }
@@ -97,9 +129,20 @@ impl PgCluster {
         self.root.join("data")
     }
 
-    /// Starts the server (again, after [`PgCluster::stop`]) and waits until it accepts
-    /// connections.
+    /// Starts the server (again, after [`PgCluster::stop`], on the same port: the
+    /// replicas' database URLs name it) and waits until it accepts connections.
     pub fn start_server(&self) {
+        if let Err(StartFailure::PortTaken(log) | StartFailure::Other(log)) =
+            self.try_start_server()
+        {
+            panic!("pg_ctl start failed: {log}");
+        }
+    }
+
+    /// `pg_ctl start`, telling a port somebody else bound first from other failures.
+    fn try_start_server(&self) -> Result<(), StartFailure> {
+        let server_log = self.root.join("server.log");
+        let log_before = std::fs::metadata(&server_log).map_or(0, |m| m.len());
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=500 \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
@@ -111,9 +154,33 @@ impl PgCluster {
             .arg("-D")
             .arg(self.data())
             .arg("-l")
-            .arg(self.root.join("server.log"))
+            .arg(&server_log)
             .args(["-o", &options, "-w", "-t", "30", "start"]);
-        run(start, "pg_ctl start");
+        let output = start.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+            panic!(
+                "pg_ctl start: cannot run ({e}); are the PostgreSQL server binaries (initdb, pg_ctl) on PATH?"
+            )
+        });
+        if output.status.success() {
+            return Ok(());
+        }
+        // What the server logged during this start only.
+        let log = std::fs::read(&server_log)
+            .map(|bytes| {
+                let from = usize::try_from(log_before).unwrap_or(0).min(bytes.len());
+                String::from_utf8_lossy(&bytes[from..]).into_owned()
+            })
+            .unwrap_or_default();
+        let message = format!(
+            "{}{}{log}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if log.contains("could not bind") || log.contains("Address already in use") {
+            Err(StartFailure::PortTaken(message))
+        } else {
+            Err(StartFailure::Other(message))
+        }
     }
 
     /// Stops the server the way an outage would: connections drop at once.

@@ -1,5 +1,10 @@
 //! A webhook endpoint for tests: records every request on 127.0.0.1 and answers with a
 //! planned status.
+//!
+//! It binds port 0 and keeps that listener, and it runs on a thread and runtime of its
+//! own: a test that blocks its own runtime (a CLI call, a current-thread runtime busy
+//! elsewhere) never holds up a server's deliveries. It stops when the runtime of the test
+//! that started it shuts down, as a task spawned there would.
 
 // Shared by several test binaries, each using part of it.
 #![allow(dead_code)]
@@ -20,6 +25,8 @@ pub struct Delivery {
     pub attempt: u32,
     pub content_type: String,
     pub body: Bytes,
+    /// The status the receiver answered with.
+    pub status: u16,
 }
 
 /// A webhook endpoint on 127.0.0.1 that records what it gets and answers with the next
@@ -34,7 +41,8 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(plan: &[u16]) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/hooks/moneykit", listener.local_addr().unwrap());
         let receiver = Self {
             url,
@@ -53,23 +61,47 @@ impl Receiver {
                         .unwrap_or_default()
                         .to_owned()
                 };
-                state.got.lock().unwrap().push(Delivery {
-                    signature: header("moneykit-signature"),
-                    token: header("moneykit-delivery-token"),
-                    attempt: header("moneykit-delivery-attempt").parse().unwrap_or(0),
-                    content_type: header("content-type"),
-                    body,
-                });
+                // Recorded (under the lock, so in the order answered) before answering.
+                let mut got = state.got.lock().unwrap();
                 let status = if state.failing.load(Ordering::SeqCst) {
                     500
                 } else {
                     state.plan.lock().unwrap().pop_front().unwrap_or(200)
                 };
+                got.push(Delivery {
+                    signature: header("moneykit-signature"),
+                    token: header("moneykit-delivery-token"),
+                    attempt: header("moneykit-delivery-attempt").parse().unwrap_or(0),
+                    content_type: header("content-type"),
+                    body,
+                    status,
+                });
                 StatusCode::from_u16(status).unwrap()
             }
         };
         let router = axum::Router::new().route("/hooks/moneykit", axum::routing::post(handler));
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("webhook-receiver".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    tokio::select! {
+                        _ = axum::serve(listener, router) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .unwrap();
+        // Dropped, and so the receiver stopped, when the caller's runtime shuts down.
+        tokio::spawn(async move {
+            let _stop = stop;
+            std::future::pending::<()>().await
+        });
         receiver
     }
 
