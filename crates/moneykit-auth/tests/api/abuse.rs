@@ -13,6 +13,7 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn brute_force_from_one_address_is_limited_and_others_are_unaffected() {
+    let _load = heavy_load().await;
     let db = TestDb::new().await;
     let (_, id, secret) = cli_app_and_client(&db.url, "B");
     let server = ServerProcess::start(
@@ -232,6 +233,7 @@ async fn token_issuance_is_limited_per_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_header_senders_do_not_stop_normal_clients() {
+    let _load = heavy_load().await;
     let app = spawn_app_with(|s| {
         s.connection.header_read_timeout = Duration::from_secs(3);
     })
@@ -289,6 +291,7 @@ async fn slow_header_senders_do_not_stop_normal_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_drops_nothing_in_flight_and_never_answers_5xx() {
+    let _load = heavy_load().await;
     let db = TestDb::new().await;
     let (app_id, steady, steady_secret) = cli_app_and_client(&db.url, "Load");
     let (doomed, doomed_secret) = cli_client(&db.url, &app_id);

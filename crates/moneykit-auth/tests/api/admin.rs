@@ -232,23 +232,34 @@ async fn metrics_count_requests_tokens_and_key_ages() {
     ]);
     assert_eq!(app.post_token(&body, None).await.status(), 401);
     app.http.get(app.url("/no/such/path")).send().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
 
-    let response = app
-        .http
-        .get(format!("{}/metrics", app.admin_base.as_ref().unwrap()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = response.text().await.unwrap();
+    let scrape = || async {
+        let response = app
+            .http
+            .get(format!("{}/metrics", app.admin_base.as_ref().unwrap()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.unwrap()
+    };
+    // A request's duration is recorded as its response completes, just after the
+    // client has it: wait for the last one to be counted.
+    let last_counted = r#"moneykit_auth_requests_total{route="other",status="404"} 1"#;
+    within(
+        Duration::from_secs(5),
+        "the last request is counted",
+        || async { scrape().await.contains(last_counted) },
+    )
+    .await;
+    let text = scrape().await;
     for expected in [
         r#"moneykit_auth_requests_total{route="/auth/token",status="201"} 3"#,
         r#"moneykit_auth_requests_total{route="/auth/token",status="401"} 1"#,
@@ -376,6 +387,7 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) 
 
 #[tokio::test]
 async fn the_admin_listener_times_out_slow_and_idle_connections_and_caps_them() {
+    let _load = timing_sensitive().await;
     use tokio::io::AsyncWriteExt;
     let header_timeout = Duration::from_millis(1000);
     let app = spawn_app_with(|s| {

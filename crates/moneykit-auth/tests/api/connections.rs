@@ -61,6 +61,7 @@ fn client_from(source: [u8; 4]) -> reqwest::ClientBuilder {
 
 #[tokio::test]
 async fn http2_connections_that_open_no_stream_are_closed_and_cannot_take_every_slot() {
+    let _load = heavy_load().await;
     let header_timeout = Duration::from_secs(1);
     let keep_alive = Duration::from_secs(2);
     let app = spawn_app_with(|s| {
@@ -172,6 +173,7 @@ fn next_frame<'a>(bytes: &'a [u8], at: &mut usize) -> Option<(u8, u8, &'a [u8])>
 
 #[tokio::test]
 async fn http2_over_tls_connections_that_open_no_stream_are_closed() {
+    let _load = heavy_load().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = crate::tls::self_signed(dir.path(), "h2");
     let header_timeout = Duration::from_secs(1);

@@ -99,6 +99,7 @@ impl Drop for Serve {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn default_settings_never_limit_a_client_below_1000_tokens_a_second() {
+    let _load = heavy_load().await;
     let db = TestDb::new().await;
     let (_, id, secret) = cli_app_and_client(&db.url, "Busy");
     // Default settings: no rate flag at all.

@@ -284,8 +284,53 @@ impl TestApp {
     }
 
     /// Runs the real CLI binary against this server's database.
+    /// [`Self::cli`] on a blocking thread: the server, on this test's runtime, keeps
+    /// running meanwhile.
+    pub async fn cli_async(&self, args: &[&str]) -> Output {
+        crate::cli_support::cli_async(&self.database_url, args).await
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.database_url, args)
+    }
+}
+
+/// Tests that load this 2-core machine (floods, SIGTERM under load, rate measurements)
+/// run one at a time, and never beside the tests whose assertions are timings.
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held by a test that puts the machine under load: it runs alone among the load and
+/// timing tests.
+pub async fn heavy_load() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
+/// Held by a test that asserts timings: it never runs beside a load test.
+pub async fn timing_sensitive() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+/// Probes every 20 ms until `probe` says the change is visible; panics, naming `what`,
+/// only when a probe that began after `limit` still did not see it (a probe begun in time
+/// but slowed by a busy machine does not count against the server's promise). Returns how
+/// long it took.
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        let began = tokio::time::Instant::now();
+        if probe().await {
+            return started.elapsed();
+        }
+        assert!(
+            began - started < limit,
+            "{what}: not visible {:?} after the change (promised within {limit:?})",
+            began - started
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -99,6 +99,7 @@ async fn concurrent_rotations_publish_exactly_one_next_key() {
 
 #[tokio::test]
 async fn scheduled_rotation_publishes_then_activates_a_new_key() {
+    let _load = timing_sensitive().await;
     let app = spawn_app_with(|s| {
         s.refresh.key_rotation_interval = time::Duration::seconds(3);
         s.refresh.key_activation_delay = time::Duration::seconds(2);

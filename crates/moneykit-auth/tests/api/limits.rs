@@ -199,6 +199,7 @@ async fn time_to_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_kept_alive_connections_outlive_the_header_timeout_but_slow_heads_do_not() {
+    let _load = timing_sensitive().await;
     use tokio::io::AsyncWriteExt;
     let header_timeout = Duration::from_millis(500);
     let keep_alive = Duration::from_secs(4);
@@ -286,6 +287,7 @@ async fn request_ids_that_are_not_short_visible_text_are_replaced() {
 
 #[tokio::test]
 async fn a_declared_body_over_the_cap_gets_413_at_once_without_100_continue() {
+    let _load = timing_sensitive().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app().await;
     let addr = app.base.trim_start_matches("http://").to_owned();
