@@ -2,7 +2,6 @@
 //! without a restart.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use moneykit_auth::tls::TlsFiles;
@@ -10,34 +9,24 @@ use moneykit_auth::tls::TlsFiles;
 use crate::helpers::*;
 
 /// A self-signed P-256 certificate for 127.0.0.1, written as `name`.crt / `name`.key.
+/// Made in-process with rcgen: no `openssl` binary needed.
 pub fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    )];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let certificate = params.self_signed(&pair).unwrap();
+    std::fs::write(&cert, certificate.pem()).unwrap();
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
     (cert, key)
 }
 
