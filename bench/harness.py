@@ -13,6 +13,12 @@ endpoint): reference run, scenario run, reference run, … so each ratio compare
 seconds apart. Then bench/loadgen sends a fixed 70 % of the measured peak for D seconds and
 the p99 latency of that run is reported (closed-loop wrk latencies at saturation say little
 about latency in service).
+
+A scenario with any error is FAILED: a non-2xx answer or a socket error in any wrk run
+(warm-up, reference runs included) or in the fixed-rate run, or a load generator that did not
+finish. Its numbers would describe something other than the scenario, so a run with a failed
+scenario prints which and why, leaves the document (--write) untouched and exits non-zero;
+the raw results still go to bench/results/latest.json.
 """
 
 import argparse
@@ -135,6 +141,8 @@ class Scenario:
 
 
 WRK_LATENCY = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+# `Socket errors: connect 0, read 3, write 0, timeout 12` (printed only when one is non-zero)
+WRK_SOCKET_ERRORS = re.compile(r"Socket errors:\s*(.*)")
 
 
 def to_ms(value, unit):
@@ -150,14 +158,31 @@ def wrk(url, script, duration, connections, args=()):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = {p: to_ms(v, u) for p, v, u in WRK_LATENCY.findall(out)}
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
+    errors = WRK_SOCKET_ERRORS.search(out)
+    socket_errors = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", errors.group(1))} if errors else {}
     return {
         "rps": rps,
         "p50_ms": latency.get("50"),
         "p99_ms": latency.get("99"),
         "non_2xx": int(bad.group(1)) if bad else 0,
-        "socket_errors": errors.group(1) if errors else None,
+        "socket_errors": socket_errors,
     }
+
+
+def run_errors(label, run):
+    """What went wrong in one wrk run, as text (None when nothing did)."""
+    problems = []
+    if run["non_2xx"]:
+        problems.append(f"{run['non_2xx']} non-2xx answers")
+    bad_sockets = {k: v for k, v in run["socket_errors"].items() if v}
+    if bad_sockets:
+        problems.append("socket errors " + ", ".join(f"{k} {v}" for k, v in bad_sockets.items()))
+    return f"{label}: {'; '.join(problems)}" if problems else None
+
+
+def fail(result, why):
+    """Marks a scenario's result FAILED, keeping every reason."""
+    result["failed"] = [*result.get("failed", []), why]
 
 
 LOADGEN = ROOT / "target/release/bench-loadgen"
@@ -174,8 +199,20 @@ def fixed_rate(url, scenario, rate, duration, connections):
         cmd += ["--body", scenario.body]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        return {"error": out.stderr.strip()[:200]}
-    return json.loads(out.stdout)
+        return {"error": f"bench-loadgen exited {out.returncode}: {out.stderr.strip()[:200]}"}
+    result = json.loads(out.stdout)
+    problems = [f"{result[k]} {label}" for k, label in (("non_2xx", "non-2xx answers"), ("errors", "errors"))
+                if result.get(k)]
+    if problems:
+        result["error"] = "fixed-rate run: " + "; ".join(problems)
+    return result
+
+
+def with_fixed_rate(result, fixed):
+    """Attaches a fixed-rate run to a scenario's result; any error in it fails the scenario."""
+    result["fixed_rate"] = fixed
+    if fixed.get("error"):
+        fail(result, fixed["error"])
 
 
 def measure(base, scenario, opts, workdir, server_pid=None, script_args_per_run=None,
@@ -187,12 +224,13 @@ def measure(base, scenario, opts, workdir, server_pid=None, script_args_per_run=
     script = scenario.script(workdir)
     url = base + scenario.path
     warm_args = script_args_per_run(-1) if script_args_per_run else ()
-    wrk(url, script, opts.warmup, opts.connections, warm_args)
+    problems = [run_errors("warm-up", wrk(url, script, opts.warmup, opts.connections, warm_args))]
     ref_runs, runs = [], []
     if reference:
         ref_base, ref_scenario = reference
         ref_script, ref_url = ref_scenario.script(workdir), ref_base + ref_scenario.path
-        wrk(ref_url, ref_script, opts.warmup, opts.connections)
+        problems.append(run_errors(f"reference {ref_scenario.name} warm-up",
+                                   wrk(ref_url, ref_script, opts.warmup, opts.connections)))
     for i in range(opts.runs):
         if reference:
             ref_runs.append(wrk(ref_url, ref_script, opts.duration, opts.connections))
@@ -207,8 +245,12 @@ def measure(base, scenario, opts, workdir, server_pid=None, script_args_per_run=
         result["reference_runs_rps"] = [round(r["rps"]) for r in ref_runs]
     if server_pid:
         result["rss_kib"], result["peak_rss_kib"] = rss_kib(server_pid)
-    if any(r["non_2xx"] for r in runs):
-        result["warning"] = f"non-2xx responses: {[r['non_2xx'] for r in runs]}"
+    problems += [run_errors(f"run {i + 1}", r) for i, r in enumerate(runs)]
+    if reference:
+        problems += [run_errors(f"reference {ref_scenario.name} run {i + 1}", r)
+                     for i, r in enumerate(ref_runs)]
+    for why in filter(None, problems):
+        fail(result, why)
     return result
 
 
@@ -364,8 +406,8 @@ def run_moneykit(opts, results, floor_base):
     for s, reference in scenarios:
         print(f"  {s.name} …", flush=True)
         results[s.name] = measure(b.base, s, opts, b.work, b.server.pid, reference=reference)
-        results[s.name]["fixed_rate"] = fixed_rate(
-            b.base + s.path, s, 0.7 * results[s.name]["rps"], opts.duration, opts.connections)
+        with_fixed_rate(results[s.name], fixed_rate(
+            b.base + s.path, s, 0.7 * results[s.name]["rps"], opts.duration, opts.connections))
     results["idle_rss_kib"] = rss_kib(b.server.pid)[0]
 
     # Distinct fresh tokens: issued beforehand, then the server restarted so nothing it
@@ -413,8 +455,8 @@ def run_floors(opts, results, base):
         # The floors' own latency at 70 % of their peak: what this machine allows at all.
         fixed = s if not s.lua else Scenario(s.name, s.path, headers={
             "Authorization": "Bearer " + (FLOOR_WORK / "floor-tokens.txt").read_text().split("\n", 1)[0]})
-        results[s.name]["fixed_rate"] = fixed_rate(
-            base + s.path, fixed, 0.7 * results[s.name]["rps"], opts.duration, opts.connections)
+        with_fixed_rate(results[s.name], fixed_rate(
+            base + s.path, fixed, 0.7 * results[s.name]["rps"], opts.duration, opts.connections))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -512,6 +554,11 @@ def counterpart(peer_scenario: str) -> str:
     return "POST /oauth2/token"
 
 
+def failed_scenarios(results) -> dict:
+    """{scenario: [why, …]} for every scenario that had an error."""
+    return {k: v["failed"] for k, v in results.items() if isinstance(v, dict) and v.get("failed")}
+
+
 def report(results, opts) -> str:
     def row(name, label=""):
         r = results.get(name)
@@ -527,6 +574,8 @@ def report(results, opts) -> str:
             ratio_text = f"`{theirs}` is {results[theirs]['rps'] / r['rps']:.1f}× this"
         else:
             ratio_text = label or "—"
+        if r.get("failed"):
+            name = f"**FAILED** {name}"
         return (f"| {name} | {r['rps']:,.0f} | {1e6 / r['rps']:.1f} | {ratio_text} | "
                 f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {p99_fixed} | {rss} |")
 
@@ -573,10 +622,9 @@ def report(results, opts) -> str:
     if "idle_rss_kib" in results:
         lines += ["", f"RSS after the load scenarios with a few clients: "
                   f"{results['idle_rss_kib'] / 1024:.1f} MiB."]
-    warnings = [f"- {k}: {v['warning']}" for k, v in results.items()
-                if isinstance(v, dict) and v.get("warning")]
-    if warnings:
-        lines += ["", "Warnings:", *warnings]
+    failures = [f"- {k}: {why}" for k, whys in failed_scenarios(results).items() for why in whys]
+    if failures:
+        lines += ["", "FAILED (errors during the measurement; these numbers do not count):", *failures]
     lines.append(END)
     return "\n".join(lines)
 
@@ -636,6 +684,15 @@ def write_report(results, opts):
     table = report(results, opts)
     print()
     print(table)
+    failed = failed_scenarios(results)
+    if failed:
+        print(f"\n{len(failed)} scenario(s) FAILED:", file=sys.stderr)
+        for name, whys in failed.items():
+            print(f"  FAILED {name}: {'; '.join(whys)}", file=sys.stderr)
+        if opts.write != "-":
+            print(f"{opts.write} left as it was: a run with a failed scenario is not published",
+                  file=sys.stderr)
+        sys.exit(1)
     if opts.write != "-":
         doc = Path(opts.write)
         text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"

@@ -1,8 +1,10 @@
 """Shared fixtures for the Python interop suites.
 
-`interop/run.sh` starts a moneykit-auth server and exports, for these suites:
+`interop/run.sh` starts a moneykit-auth server of this suite's own (own database, own port)
+and exports, for it:
 
-- ``BASE_URL``: the server's base URL (also its issuer), e.g. ``http://127.0.0.1:40123``
+- ``BASE_URL``: the server's base URL (also its issuer), e.g. ``http://127.0.0.1:40123``: the
+  server bound port 0 and run.sh read the port back from its log
 - ``APP_ID``: the app the clients below belong to
 - ``CLIENT_ID`` / ``CLIENT_SECRET``: a client allowed ``accounts:read transactions:read``
 - ``CLIENT2_ID`` / ``CLIENT2_SECRET``: a second client of the same app, used as the

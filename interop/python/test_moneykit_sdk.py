@@ -19,12 +19,18 @@ Only the SDK's own ``Configuration(host=…)`` points it here. What the installe
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import time
 
+import jwt
 import moneykit
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from moneykit.api.access_token_api import AccessTokenApi
 from moneykit.exceptions import BadRequestException, UnauthorizedException
 
@@ -159,8 +165,78 @@ def test_get_well_known_jwks(base_url, sdk_token, client):
         assert all(k["alg"] == "ES256" and k["kid"] for k in jwks.keys), jwks.keys
 
 
-def test_sdk_token_verifies_against_sdk_jwks(base_url, sdk_token):
-    """The kid in an SDK-issued token is in the JWKS the SDK fetches."""
-    kids = {k["kid"] for k in api(base_url).get_well_known_jwks().keys}
+def sdk_jwks_key(base_url: str, kid: str) -> dict:
+    """The JWK with ``kid`` from the JWKS the SDK fetches (``get_well_known_jwks``)."""
+    jwks = api(base_url).get_well_known_jwks()
+    matches = [k for k in jwks.keys if k["kid"] == kid]
+    assert len(matches) == 1, f"kid {kid} appears {len(matches)} times in the SDK's JWKS"
+    return matches[0]
+
+
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def es256_valid(token: str, jwk: dict) -> bool:
+    """RFC 7515/7518 ES256 verification done by hand with ``cryptography``: the JWK's P-256
+    point, SHA-256 over ``header.payload``, and the 64-byte r‖s signature."""
+    header, payload, signature = token.split(".")
+    assert (jwk["kty"], jwk["crv"]) == ("EC", "P-256"), jwk
+    public = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(b64url_decode(jwk["x"]), "big"),
+        int.from_bytes(b64url_decode(jwk["y"]), "big"),
+        ec.SECP256R1(),
+    ).public_key()
+    raw = b64url_decode(signature)
+    if len(raw) != 64:
+        return False
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    try:
+        public.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def tampered(token: str) -> str:
+    """The token with one claim changed and the original signature kept."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(b64url_decode(payload))
+    claims["scope"] = "accounts:read transactions:read accounts:write"
+    return f"{header}.{b64url_encode(json.dumps(claims).encode())}.{signature}"
+
+
+def test_sdk_token_verifies_against_sdk_jwks(base_url, sdk_token, client):
+    """A token the SDK got from the server verifies, with the public key from the JWKS the
+    SDK fetched, by two verifiers nobody here wrote: PyJWT and ``cryptography`` by hand. The
+    same token with a changed payload verifies with neither."""
     header, _ = jwt_parts(sdk_token)
-    assert header["kid"] in kids
+    assert header["alg"] == "ES256", header
+    jwk = sdk_jwks_key(base_url, header["kid"])
+    key = jwt.PyJWK(jwk, algorithm="ES256").key
+
+    claims = jwt.decode(
+        sdk_token,
+        key,
+        algorithms=["ES256"],
+        issuer=base_url,
+        audience=base_url,
+        options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+    )
+    assert claims["client_id"] == client.client_id
+    assert es256_valid(sdk_token, jwk), "cryptography: the server's signature does not verify"
+
+    forged = tampered(sdk_token)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(forged, key, algorithms=["ES256"], issuer=base_url, audience=base_url)
+    assert not es256_valid(forged, jwk), "cryptography: a changed payload still verifies"
+    # A key of our own under the same kid is no substitute for the published one.
+    foreign = ec.generate_private_key(ec.SECP256R1())
+    resigned = jwt.encode(claims, foreign, algorithm="ES256", headers={"kid": header["kid"], "typ": "at+jwt"})
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(resigned, key, algorithms=["ES256"], issuer=base_url, audience=base_url)
+    assert not es256_valid(resigned, jwk)

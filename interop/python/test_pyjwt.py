@@ -92,6 +92,9 @@ def test_verify_moneykit_token(token_moneykit, jwk_client, base_url, client, app
     claims = verify(token_moneykit, jwk_client, base_url)
     for name in REQUIRED_CLAIMS:
         assert name in claims, name
+    # PRODUCT.md §3: `aud` is always present; without --audience and client audiences it is
+    # the issuer (verify() has already required it and checked it with PyJWT's audience=).
+    assert claims["aud"] == base_url
     assert claims["sub"] == claims["client_id"] == client.client_id
     assert claims["app_id"] == app_id
     assert set(claims["scope"].split()) == set(CLIENT_SCOPES)
@@ -102,6 +105,7 @@ def test_verify_moneykit_token(token_moneykit, jwk_client, base_url, client, app
 def test_verify_oauth2_token(token_oauth2, jwk_client, base_url, client):
     claims = verify(token_oauth2, jwk_client, base_url)
     assert claims["client_id"] == client.client_id
+    assert claims["aud"] == base_url
     assert jwt.get_unverified_header(token_oauth2)["typ"] == "at+jwt"
 
 
@@ -182,6 +186,16 @@ def test_alg_none_is_refused(token_moneykit, jwk_client, base_url):
     unsigned = f"{header}.{b64url(json.dumps(claims).encode())}."
     with pytest.raises(jwt.InvalidTokenError):
         verify(unsigned, jwk_client, base_url)
+
+
+@pytest.mark.parametrize("token_name", ["token_moneykit", "token_oauth2"])
+def test_wrong_audience_fails(token_name, jwk_client, base_url, request):
+    """A resource server that expects another audience refuses the token (RFC 9068 §4)."""
+    token = request.getfixturevalue(token_name)
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(token, jwk_client, base_url, audience="https://another-api.example.test")
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(token, jwk_client, base_url, audience=base_url + "/")
 
 
 def test_wrong_issuer_fails(token_moneykit, jwk_client):

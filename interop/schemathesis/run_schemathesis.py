@@ -2,13 +2,18 @@
 
 It fetches the document, gives schemathesis a credential for each security scheme the document
 declares (HTTP Basic → a client's id and secret; Bearer or OAuth2 → an access token; an
-``X-Client-Id`` API key → the client id), runs ``schemathesis run`` with a bounded budget, then
-turns its JUnit report into one ``ok``/``FAIL`` line per API operation and a closing
-``N passed, N failed`` line.
+``X-Client-Id`` API key → the client id), runs ``schemathesis run`` on the fetched document
+(a file: loaded from the server's URL, schemathesis leaves out ``GET /openapi.json`` itself)
+with a bounded budget, then turns its JUnit report into one ``ok``/``FAIL`` line per API
+operation and a closing ``N passed, N failed`` line.
+
+Every operation the document declares must have run: one that schemathesis skipped (no phase
+generated a request for it), errored on, or left out of its report is a failure, and so is a
+document without operations. A run that tested nothing cannot pass.
 
 Environment: ``BASE_URL``, ``CLIENT2_ID``, ``CLIENT2_SECRET`` (as exported by interop/run.sh);
-optional ``SCHEMATHESIS_CHECKS``, ``SCHEMATHESIS_MAX_EXAMPLES``, ``SCHEMATHESIS_MAX_TIME``,
-``SCHEMATHESIS_WORKERS``, ``SCHEMATHESIS_SEED``.
+optional ``SCHEMATHESIS_CHECKS``, ``SCHEMATHESIS_PHASES``, ``SCHEMATHESIS_MAX_EXAMPLES``,
+``SCHEMATHESIS_MAX_TIME``, ``SCHEMATHESIS_WORKERS``, ``SCHEMATHESIS_SEED``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,54 @@ DEFAULT_CHECKS = ",".join(
 )
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def operations(schema: dict) -> list[str]:
+    """Every operation the document declares, named as schemathesis' report names them
+    (``POST /auth/token``)."""
+    return [
+        f"{method.upper()} {path}"
+        for path, item in (schema.get("paths") or {}).items()
+        for method in item
+        if method in HTTP_METHODS
+    ]
+
+
+def judge(expected: list[str], junit: Path, code: int) -> tuple[int, int]:
+    """One ``ok``/``FAIL`` line per operation from schemathesis' JUnit report; (passed, failed).
+    An operation passes only if it is in the report, ran, and had no failure or error."""
+    passed = failed = 0
+    seen = set()
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "?")
+        seen.add(name)
+        problems = case.findall("failure") + case.findall("error")
+        skipped = case.find("skipped")
+        if problems:
+            failed += 1
+            first = (problems[0].get("message") or problems[0].text or "").strip().splitlines()
+            print(f"FAIL {name}: {first[0] if first else 'failed'}")
+        elif skipped is not None:
+            failed += 1
+            why = (skipped.get("message") or skipped.text or "").strip().splitlines()
+            print(f"FAIL {name}: not tested, schemathesis skipped it ({why[0] if why else 'no reason given'})")
+        else:
+            passed += 1
+            print(f"ok {name}")
+    for name in expected:
+        if name not in seen:
+            failed += 1
+            print(f"FAIL {name}: not tested, absent from schemathesis' report")
+    if not expected:
+        failed += 1
+        print("FAIL the document declares no operation: nothing was tested")
+    if code != 0 and failed == 0:
+        failed += 1
+        print(f"FAIL schemathesis exited {code} without a failing operation in its report")
+    return passed, failed
+
+
 def toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
 
@@ -43,6 +96,7 @@ def main() -> int:
     client_id = os.environ["CLIENT2_ID"]
     client_secret = os.environ["CLIENT2_SECRET"]
     checks = os.environ.get("SCHEMATHESIS_CHECKS", DEFAULT_CHECKS)
+    phases = os.environ.get("SCHEMATHESIS_PHASES", "examples,coverage,fuzzing")
     max_examples = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25")
     max_time = os.environ.get("SCHEMATHESIS_MAX_TIME", "60")
     workers = os.environ.get("SCHEMATHESIS_WORKERS", "2")
@@ -60,7 +114,8 @@ def main() -> int:
         print("0 passed, 1 failed")
         return 1
     schema = resp.json()
-    print(f"ok fetch {schema_url}: OpenAPI {schema.get('openapi')}, {len(schema.get('paths', {}))} paths")
+    expected = operations(schema)
+    print(f"ok fetch {schema_url}: OpenAPI {schema.get('openapi')}, {len(expected)} operations")
 
     token_resp = requests.post(
         f"{base}/oauth2/token",
@@ -93,6 +148,8 @@ def main() -> int:
     try:
         config = work / "schemathesis.toml"
         config.write_text("\n".join(lines) + "\n")
+        document = work / "openapi.json"
+        document.write_bytes(resp.content)
         junit = work / "junit.xml"
         exe = Path(sys.executable).with_name("schemathesis")
         cmd = [
@@ -100,13 +157,13 @@ def main() -> int:
             "--config-file",
             str(config),
             "run",
-            schema_url,
+            str(document),
             "--url",
             base,
             "--checks",
             checks,
             "--phases",
-            "examples,coverage,fuzzing",
+            phases,
             "--max-examples",
             max_examples,
             "--max-time",
@@ -138,23 +195,8 @@ def main() -> int:
             print(f"FAIL schemathesis produced no report (exit {code})")
             print("0 passed, 1 failed")
             return 1
-        passed, failed = 1, 0  # the schema fetch above
-        for case in ET.parse(junit).getroot().iter("testcase"):
-            name = case.get("name", "?")
-            problems = case.findall("failure") + case.findall("error")
-            if case.find("skipped") is not None and not problems:
-                print(f"skip {name}")
-                continue
-            if problems:
-                failed += 1
-                first = (problems[0].get("message") or problems[0].text or "").strip().splitlines()
-                print(f"FAIL {name}: {first[0] if first else 'failed'}")
-            else:
-                passed += 1
-                print(f"ok {name}")
-        if code != 0 and failed == 0:
-            failed += 1
-            print(f"FAIL schemathesis exited {code} without a failing operation in its report")
+        passed, failed = judge(expected, junit, code)
+        passed += 1  # the schema fetch above
         print(f"{passed} passed, {failed} failed")
         return 1 if failed else 0
     finally:
