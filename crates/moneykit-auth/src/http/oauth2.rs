@@ -25,7 +25,7 @@ use crate::state::AppState;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
 #[utoipa::path(
-    post, path = "/oauth2/token", tag = "OAuth 2.0",
+    post, path = "/oauth2/token", tag = "OAuth 2.0", operation_id = "oauth2_token",
     request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded",
         description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both (RFC 6749 §2.3); a Basic header with an empty id and secret (`Basic Og==`) counts as none. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences."),
     responses(
@@ -79,7 +79,7 @@ fn authenticated_caller<'s, 'b>(
 /// `POST /oauth2/introspect`: RFC 7662 introspection. The caller authenticates as any
 /// enabled client (resource servers hold their own) and may introspect any token.
 #[utoipa::path(
-    post, path = "/oauth2/introspect", tag = "OAuth 2.0",
+    post, path = "/oauth2/introspect", tag = "OAuth 2.0", operation_id = "oauth2_introspect",
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise.", body = IntrospectionResponse),

@@ -423,6 +423,17 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
     );
     assert_eq!(doc["servers"][0]["url"], app.issuer.as_str());
 
+    // Operation ids are unique (OpenAPI 3.1 §4.8.10.1): generators name methods by them.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap().values())
+        .filter_map(|op| op.get("operationId").and_then(Value::as_str))
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "duplicate operationId among {ids:?}");
+
     // The document and the router agree: every described operation is routed, and the
     // methods a path answers (its 405's `Allow`) are exactly the described ones. (The
     // document's validity as OpenAPI 3.1 is checked by the interop suite's validator.)
