@@ -223,17 +223,20 @@ async fn an_audience_outside_the_clients_list_is_invalid_target_on_both_surfaces
 async fn clients_update_changes_scope_and_audiences_of_a_running_server_within_a_second() {
     let app = spawn_app().await;
     let app_id = cli_app(&app.database_url, "Updating");
-    let created = cli_json(&app.cli(&[
-        "clients",
-        "create",
-        "--app",
-        &app_id,
-        "--scope",
-        "a b",
-        "--audience",
-        API,
-        "--json",
-    ]));
+    let created = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "create",
+            "--app",
+            &app_id,
+            "--scope",
+            "a b",
+            "--audience",
+            API,
+            "--json",
+        ])
+        .await,
+    );
     assert_eq!(created["audiences"], json!([API]));
     let id = created["client_id"].as_str().unwrap().to_owned();
     let secret = created["client_secret"].as_str().unwrap().to_owned();
@@ -241,20 +244,23 @@ async fn clients_update_changes_scope_and_audiences_of_a_running_server_within_a
     let first = token_on(&app, "/oauth2/token", &id, &secret, &[]).await;
     assert_eq!(aud_of(first).await, API);
 
-    let updated = cli_json(&app.cli(&[
-        "clients",
-        "update",
-        &id,
-        "--scope",
-        "b c",
-        "--audience",
-        LEDGER,
-        "--audience",
-        API,
-        "--name",
-        "renamed",
-        "--json",
-    ]));
+    let updated = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "update",
+            &id,
+            "--scope",
+            "b c",
+            "--audience",
+            LEDGER,
+            "--audience",
+            API,
+            "--name",
+            "renamed",
+            "--json",
+        ])
+        .await,
+    );
     assert_eq!(updated["scope"], "b c");
     assert_eq!(updated["audiences"], json!([LEDGER, API]));
     assert_eq!(updated["name"], "renamed");
@@ -284,32 +290,38 @@ async fn clients_update_changes_scope_and_audiences_of_a_running_server_within_a
     .await;
 
     // Shown by `clients show` and `list`, as text and JSON.
-    let shown = cli_json(&app.cli(&["clients", "show", &id, "--json"]));
+    let shown = cli_json(&app.cli_async(&["clients", "show", &id, "--json"]).await);
     assert_eq!(shown["audiences"], json!([LEDGER, API]));
-    let text = String::from_utf8(app.cli(&["clients", "show", &id]).stdout).unwrap();
+    let text = String::from_utf8(app.cli_async(&["clients", "show", &id]).await.stdout).unwrap();
     assert!(
         text.contains(&format!("audiences:   {LEDGER} {API}")),
         "{text}"
     );
-    let listed = String::from_utf8(app.cli(&["clients", "list"]).stdout).unwrap();
+    let listed = String::from_utf8(app.cli_async(&["clients", "list"]).await.stdout).unwrap();
     assert!(
         listed.contains("AUDIENCES") && listed.contains(LEDGER),
         "{listed}"
     );
 
     // Back to the server default, and a token lifetime back and forth.
-    let cleared = cli_json(&app.cli(&[
-        "clients",
-        "update",
-        &id,
-        "--clear-audiences",
-        "--token-ttl",
-        "60",
-        "--json",
-    ]));
+    let cleared = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "update",
+            &id,
+            "--clear-audiences",
+            "--token-ttl",
+            "60",
+            "--json",
+        ])
+        .await,
+    );
     assert_eq!(cleared["audiences"], json!([]));
     assert_eq!(cleared["token_ttl"], 60);
-    let reset = cli_json(&app.cli(&["clients", "update", &id, "--token-ttl", "default", "--json"]));
+    let reset = cli_json(
+        &app.cli_async(&["clients", "update", &id, "--token-ttl", "default", "--json"])
+            .await,
+    );
     assert_eq!(reset["token_ttl"], Value::Null);
     assert_eq!(reset["scope"], "b c", "untouched fields stay");
 }
@@ -326,34 +338,44 @@ async fn bad_audiences_and_updates_fail_with_one_line_and_change_nothing() {
     };
     for bad in ["api.example.test", "https://a/#f", "https://a b", ""] {
         one_line_error(
-            app.cli(&["clients", "create", "--app", &app_id, "--audience", bad]),
+            app.cli_async(&["clients", "create", "--app", &app_id, "--audience", bad])
+                .await,
             "invalid audience",
         );
     }
-    let listed = cli_json(&app.cli(&["clients", "list", "--json"]));
+    let listed = cli_json(&app.cli_async(&["clients", "list", "--json"]).await);
     assert_eq!(listed, json!([]), "nothing was created");
 
     let (id, _) = cli_client(&app.database_url, &app_id);
-    let before = cli_json(&app.cli(&["clients", "show", &id, "--json"]));
+    let before = cli_json(&app.cli_async(&["clients", "show", &id, "--json"]).await);
     one_line_error(
-        app.cli(&["clients", "update", &id, "--audience", "nope"]),
+        app.cli_async(&["clients", "update", &id, "--audience", "nope"])
+            .await,
         "invalid audience",
     );
     one_line_error(
-        app.cli(&["clients", "update", &id, "--scope", "a\"b"]),
+        app.cli_async(&["clients", "update", &id, "--scope", "a\"b"])
+            .await,
         "invalid scope",
     );
     one_line_error(
-        app.cli(&["clients", "update", &id, "--token-ttl", "0"]),
+        app.cli_async(&["clients", "update", &id, "--token-ttl", "0"])
+            .await,
         "token lifetime",
     );
     one_line_error(
-        app.cli(&["clients", "update", "live_nope", "--name", "x"]),
+        app.cli_async(&["clients", "update", "live_nope", "--name", "x"])
+            .await,
         "unknown client",
     );
     // Nothing to change is a usage error, not a silent success.
-    assert!(!app.cli(&["clients", "update", &id]).status.success());
-    let after = cli_json(&app.cli(&["clients", "show", &id, "--json"]));
+    assert!(
+        !app.cli_async(&["clients", "update", &id])
+            .await
+            .status
+            .success()
+    );
+    let after = cli_json(&app.cli_async(&["clients", "show", &id, "--json"]).await);
     assert_eq!(before, after, "failed updates changed nothing");
 }
 

@@ -27,13 +27,19 @@ fn assert_one_line_error(output: &std::process::Output, needle: &str) {
 #[tokio::test]
 async fn cli_json_output_has_the_documented_fields() {
     let app = spawn_app().await;
-    let created = cli_json(&app.cli(&["apps", "create", "--name", "CLI App", "--json"]));
+    let created = cli_json(
+        &app.cli_async(&["apps", "create", "--name", "CLI App", "--json"])
+            .await,
+    );
     assert_eq!(created["name"], "CLI App");
     let app_id = created["app_id"].as_str().unwrap();
 
-    let client = cli_json(&app.cli(&[
-        "clients", "create", "--app", app_id, "--name", "svc", "--scope", "a b", "--json",
-    ]));
+    let client = cli_json(
+        &app.cli_async(&[
+            "clients", "create", "--app", app_id, "--name", "svc", "--scope", "a b", "--json",
+        ])
+        .await,
+    );
     for field in ["client_id", "client_secret", "app_id", "scope"] {
         assert!(client[field].is_string(), "{field} in {client}");
     }
@@ -42,19 +48,25 @@ async fn cli_json_output_has_the_documented_fields() {
     let id = client["client_id"].as_str().unwrap();
     assert!(id.starts_with("live_"));
 
-    let listed = cli_json(&app.cli(&["clients", "list", "--app", app_id, "--json"]));
+    let listed = cli_json(
+        &app.cli_async(&["clients", "list", "--app", app_id, "--json"])
+            .await,
+    );
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(
         listed[0].get("client_secret").is_none(),
         "lists never show secrets"
     );
-    let shown = cli_json(&app.cli(&["clients", "show", id, "--json"]));
+    let shown = cli_json(&app.cli_async(&["clients", "show", id, "--json"]).await);
     assert_eq!(shown["status"], "enabled");
 
-    let rotated = cli_json(&app.cli(&["clients", "rotate-secret", id, "--json"]));
+    let rotated = cli_json(
+        &app.cli_async(&["clients", "rotate-secret", id, "--json"])
+            .await,
+    );
     assert_ne!(rotated["client_secret"], client["client_secret"]);
 
-    let apps = cli_json(&app.cli(&["apps", "list", "--json"]));
+    let apps = cli_json(&app.cli_async(&["apps", "list", "--json"]).await);
     assert!(
         apps.as_array()
             .unwrap()
@@ -63,7 +75,7 @@ async fn cli_json_output_has_the_documented_fields() {
     );
 
     // Text output works too and shows the secret once on create.
-    let text = app.cli(&["clients", "create", "--app", app_id]);
+    let text = app.cli_async(&["clients", "create", "--app", app_id]).await;
     assert!(text.status.success());
     assert!(String::from_utf8_lossy(&text.stdout).contains("client_secret: mks_"));
 }
@@ -137,17 +149,23 @@ async fn cli_changes_reach_the_running_server_within_a_second() {
 async fn cli_scheduled_disable_is_shown_and_can_be_cancelled() {
     let app = spawn_app().await;
     let (client, _) = app.create_client("a", None).await;
-    let out = cli_json(&app.cli(&[
-        "clients",
-        "disable",
-        &client.id,
-        "--at",
-        "2099-01-01T00:00:00Z",
-        "--json",
-    ]));
+    let out = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "disable",
+            &client.id,
+            "--at",
+            "2099-01-01T00:00:00Z",
+            "--json",
+        ])
+        .await,
+    );
     assert_eq!(out["status"], "disable_scheduled");
     assert_eq!(out["disabled_at"], "2099-01-01T00:00:00Z");
-    let out = cli_json(&app.cli(&["clients", "enable", &client.id, "--json"]));
+    let out = cli_json(
+        &app.cli_async(&["clients", "enable", &client.id, "--json"])
+            .await,
+    );
     assert_eq!(out["status"], "enabled");
     assert_eq!(out["disabled_at"], Value::Null);
 }
@@ -159,41 +177,47 @@ async fn cli_bad_input_fails_with_one_line_and_changes_nothing() {
     let revision = app.store.revision().await.unwrap();
 
     for verb in ["create", "list"] {
-        let output = app.cli(&["clients", verb, "--app", "app_nope"]);
+        let output = app.cli_async(&["clients", verb, "--app", "app_nope"]).await;
         assert_one_line_error(&output, "unknown app app_nope");
     }
     for verb in ["show", "disable", "enable", "rotate-secret"] {
-        let output = app.cli(&["clients", verb, "live_nope"]);
+        let output = app.cli_async(&["clients", verb, "live_nope"]).await;
         assert_one_line_error(&output, "unknown client live_nope");
     }
     assert_one_line_error(
-        &app.cli(&["clients", "disable", &client.id, "--at", "tomorrow"]),
+        &app.cli_async(&["clients", "disable", &client.id, "--at", "tomorrow"])
+            .await,
         "RFC 3339",
     );
     assert_one_line_error(
-        &app.cli(&[
+        &app.cli_async(&[
             "clients",
             "create",
             "--app",
             &client.app_id,
             "--scope",
             "bad\"scope",
-        ]),
+        ])
+        .await,
         "invalid scope",
     );
     assert_one_line_error(
-        &app.cli(&[
+        &app.cli_async(&[
             "clients",
             "create",
             "--app",
             &client.app_id,
             "--token-ttl",
             "0",
-        ]),
+        ])
+        .await,
         "token lifetime",
     );
-    assert_one_line_error(&app.cli(&["apps", "create", "--name", "  "]), "name");
-    assert_one_line_error(&app.cli(&["clients", "create"]), "--app");
+    assert_one_line_error(
+        &app.cli_async(&["apps", "create", "--name", "  "]).await,
+        "name",
+    );
+    assert_one_line_error(&app.cli_async(&["clients", "create"]).await, "--app");
 
     assert_eq!(
         app.store.revision().await.unwrap(),

@@ -18,7 +18,7 @@ async fn rotation_prepublishes_the_next_key_and_rotate_now_activates_it() {
     let old_token = app.token(&client.id, &secret, None).await;
     let old_kid = kid_of(&old_token);
 
-    let rotated = cli_json(&app.cli(&["keys", "rotate", "--json"]));
+    let rotated = cli_json(&app.cli_async(&["keys", "rotate", "--json"]).await);
     assert_eq!(rotated["result"], "published");
     let next_kid = rotated["kid"].as_str().unwrap().to_owned();
     app.synced().await;
@@ -29,12 +29,12 @@ async fn rotation_prepublishes_the_next_key_and_rotate_now_activates_it() {
     assert_eq!(kid_of(&app.token(&client.id, &secret, None).await), old_kid);
 
     // A second rotate leaves the pending key alone.
-    let again = cli_json(&app.cli(&["keys", "rotate", "--json"]));
+    let again = cli_json(&app.cli_async(&["keys", "rotate", "--json"]).await);
     assert_eq!(again["result"], "already_pending");
     assert_eq!(again["kid"], next_kid.as_str());
 
     // --now activates the pending key.
-    let now = cli_json(&app.cli(&["keys", "rotate", "--now", "--json"]));
+    let now = cli_json(&app.cli_async(&["keys", "rotate", "--now", "--json"]).await);
     assert_eq!(now["result"], "activated");
     app.synced().await;
     let new_token = app.token(&client.id, &secret, None).await;
@@ -46,7 +46,7 @@ async fn rotation_prepublishes_the_next_key_and_rotate_now_activates_it() {
     assert_eq!(app.introspect(&old_token).await.status(), 200);
     assert_eq!(app.introspect(&new_token).await.status(), 200);
 
-    let listed = cli_json(&app.cli(&["keys", "list", "--json"]));
+    let listed = cli_json(&app.cli_async(&["keys", "list", "--json"]).await);
     let statuses: Vec<(&str, &str)> = listed
         .as_array()
         .unwrap()
@@ -64,7 +64,7 @@ async fn rotate_now_without_a_pending_key_creates_and_activates_one() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
     let before = kid_of(&app.token(&client.id, &secret, None).await);
-    let out = cli_json(&app.cli(&["keys", "rotate", "--now", "--json"]));
+    let out = cli_json(&app.cli_async(&["keys", "rotate", "--now", "--json"]).await);
     assert_eq!(out["result"], "published");
     app.synced().await;
     let after = kid_of(&app.token(&client.id, &secret, None).await);

@@ -370,7 +370,7 @@ async fn webhook_verifier_refetches_the_jwks_for_a_new_kid_at_most_as_often_as_a
     eager.verify(&old, body).await.unwrap();
     patient.verify(&old, body).await.unwrap();
 
-    assert!(app.cli(&["keys", "rotate"]).status.success());
+    assert!(app.cli_async(&["keys", "rotate"]).await.status.success());
     let (kid, key) = server_key(&app).await;
     let new = webhook_signature(&kid, &key, "ES256", now, body);
     app.synced().await;
@@ -387,45 +387,45 @@ async fn webhook_verifier_refetches_the_jwks_for_a_new_kid_at_most_as_often_as_a
     );
 }
 
-#[test]
-fn token_command_prints_a_token_and_fails_clearly() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (app, client, secret) = runtime.block_on(async {
-        let app = spawn_app().await;
-        let (client, secret) = app.create_client("a b", None).await;
-        (app, client, secret)
-    });
-    let out = app.cli(&[
-        "token",
-        "--url",
-        &app.base,
-        "--client-id",
-        &client.id,
-        "--client-secret",
-        &secret,
-        "--scope",
-        "a",
-        "--json",
-    ]);
+#[tokio::test(flavor = "multi_thread")]
+async fn token_command_prints_a_token_and_fails_clearly() {
+    let app = spawn_app().await;
+    let (client, secret) = app.create_client("a b", None).await;
+    let out = app
+        .cli_async(&[
+            "token",
+            "--url",
+            &app.base,
+            "--client-id",
+            &client.id,
+            "--client-secret",
+            &secret,
+            "--scope",
+            "a",
+            "--json",
+        ])
+        .await;
     let token = cli_json(&out);
     assert_eq!(token["scope"], "a");
     assert_eq!(token["token_type"], "bearer");
     assert!(token["access_token"].as_str().unwrap().starts_with("ey"));
 
-    let out = app.cli(&[
-        "token",
-        "--url",
-        &app.base,
-        "--client-id",
-        &client.id,
-        "--client-secret",
-        "wrong",
-    ]);
+    let out = app
+        .cli_async(&[
+            "token",
+            "--url",
+            &app.base,
+            "--client-id",
+            &client.id,
+            "--client-secret",
+            "wrong",
+        ])
+        .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("api_error.auth.unauthorized"), "{err}");
-    runtime.block_on(app.stop());
+    app.stop().await;
 }
 
 /// Re-signs `claims` with the server's own current key under `header`: a token only a

@@ -48,7 +48,7 @@ async fn a_revoked_key_leaves_the_jwks_and_takes_its_tokens_with_it_at_once() {
     let listening = app.create_app("Listening").await;
     set_webhook(&app.database_url, &listening.id, "http://127.0.0.1:9/mk");
 
-    let revoked = cli_json(&app.cli(&["keys", "revoke", &old_kid, "--json"]));
+    let revoked = cli_json(&app.cli_async(&["keys", "revoke", &old_kid, "--json"]).await);
     assert_eq!(revoked["kid"], old_kid.as_str());
     assert_eq!(revoked["apps_notified"], 1);
     let new_kid = revoked["replaced_by"]
@@ -71,7 +71,7 @@ async fn a_revoked_key_leaves_the_jwks_and_takes_its_tokens_with_it_at_once() {
     assert!(app.jwks().await.find(&new_kid).is_some());
 
     // `keys list` shows it as revoked; the webhook event is queued for the app.
-    let listed = cli_json(&app.cli(&["keys", "list", "--json"]));
+    let listed = cli_json(&app.cli_async(&["keys", "list", "--json"]).await);
     let status_of = |kid: &str| {
         listed
             .as_array()
@@ -82,7 +82,10 @@ async fn a_revoked_key_leaves_the_jwks_and_takes_its_tokens_with_it_at_once() {
     };
     assert_eq!(status_of(&old_kid), Some(json!("revoked")));
     assert_eq!(status_of(&new_kid), Some(json!("active")));
-    let events = cli_json(&app.cli(&["webhooks", "list", "--app", &listening.id, "--json"]));
+    let events = cli_json(
+        &app.cli_async(&["webhooks", "list", "--app", &listening.id, "--json"])
+            .await,
+    );
     assert_eq!(events[0]["event"], "signing_key.revoked", "{events}");
 
     // Bad input: one line, nothing changed.
@@ -107,7 +110,7 @@ async fn the_admin_api_revokes_a_key_that_is_not_signing_without_replacing_it() 
         s.admin_token = Some(ADMIN_TOKEN.into());
     })
     .await;
-    let rotated = cli_json(&app.cli(&["keys", "rotate", "--json"]));
+    let rotated = cli_json(&app.cli_async(&["keys", "rotate", "--json"]).await);
     let pending = rotated["kid"].as_str().unwrap();
     let admin = app.admin_base.clone().unwrap();
     let response = app
@@ -124,7 +127,7 @@ async fn the_admin_api_revokes_a_key_that_is_not_signing_without_replacing_it() 
     app.synced().await;
     assert!(app.jwks().await.find(pending).is_none());
     // A later rotation is not blocked by the withdrawn pending key.
-    let again = cli_json(&app.cli(&["keys", "rotate", "--json"]));
+    let again = cli_json(&app.cli_async(&["keys", "rotate", "--json"]).await);
     assert_eq!(again["result"], "published");
     let unknown = app
         .http
@@ -168,14 +171,17 @@ async fn tokens_with_claims_we_never_issue_are_refused_even_when_properly_signed
         assert_eq!(body, json!({"active": false}));
     }
     // A client narrowed since: its token claiming a scope it lost is refused.
-    cli_json(&app.cli(&[
-        "clients",
-        "update",
-        &client.id,
-        "--scope",
-        "accounts:read",
-        "--json",
-    ]));
+    cli_json(
+        &app.cli_async(&[
+            "clients",
+            "update",
+            &client.id,
+            "--scope",
+            "accounts:read",
+            "--json",
+        ])
+        .await,
+    );
     app.synced().await;
     assert_invalid_token(app.introspect(&genuine).await).await;
     let narrowed = app.token(&client.id, &secret, None).await;

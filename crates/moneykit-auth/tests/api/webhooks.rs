@@ -164,19 +164,22 @@ async fn an_endpoint_down_past_the_retry_window_fails_the_event_until_retried() 
         format!("http://{}/gone", l.local_addr().unwrap())
     };
     let (_, _, app_id) = app_with_webhook(&app, &closed).await;
-    let queued = cli_json(&app.cli(&[
-        "webhooks",
-        "send",
-        "--app",
-        &app_id,
-        "--event",
-        "invoice.paid",
-        "--data",
-        r#"{"invoice_id": "inv_1", "amount": 5}"#,
-        "--retry-window",
-        "1s",
-        "--json",
-    ]));
+    let queued = cli_json(
+        &app.cli_async(&[
+            "webhooks",
+            "send",
+            "--app",
+            &app_id,
+            "--event",
+            "invoice.paid",
+            "--data",
+            r#"{"invoice_id": "inv_1", "amount": 5}"#,
+            "--retry-window",
+            "1s",
+            "--json",
+        ])
+        .await,
+    );
     assert_eq!(queued["status"], "pending");
     let event_id = queued["event_id"].as_str().unwrap().to_owned();
 
@@ -205,7 +208,10 @@ async fn an_endpoint_down_past_the_retry_window_fails_the_event_until_retried() 
     // The operator fixes the endpoint and retries the event.
     let receiver = Receiver::start(&[]).await;
     set_webhook(&app.database_url, &app_id, &receiver.url);
-    let retried = cli_json(&app.cli(&["webhooks", "retry", &event_id, "--json"]));
+    let retried = cli_json(
+        &app.cli_async(&["webhooks", "retry", &event_id, "--json"])
+            .await,
+    );
     assert_eq!(retried["status"], "pending");
     let [delivery] = receiver
         .wait_for(1, Duration::from_secs(5))
@@ -267,17 +273,20 @@ async fn private_targets_need_the_operators_flag() {
     // refuses to deliver there, and says why.
     let receiver = Receiver::start(&[]).await;
     set_webhook(&app.database_url, &client.app_id, &receiver.url);
-    cli_json(&app.cli(&[
-        "webhooks",
-        "send",
-        "--app",
-        &client.app_id,
-        "--event",
-        "x.y",
-        "--retry-window",
-        "1s",
-        "--json",
-    ]));
+    cli_json(
+        &app.cli_async(&[
+            "webhooks",
+            "send",
+            "--app",
+            &client.app_id,
+            "--event",
+            "x.y",
+            "--retry-window",
+            "1s",
+            "--json",
+        ])
+        .await,
+    );
     wait_until(Duration::from_secs(10), || {
         events(&app, &["--status", "failed"]).len() == 1
     })
@@ -392,7 +401,10 @@ async fn key_rotation_mid_stream_keeps_every_delivery_verifiable() {
     send(5).await;
     // The next key is published first and signs only after the activation delay: a
     // receiver whose cached JWKS is younger than that delay already has it.
-    let rotated = cli_json(&app.cli(&["keys", "rotate", "--key-activation-delay", "2s", "--json"]));
+    let rotated = cli_json(
+        &app.cli_async(&["keys", "rotate", "--key-activation-delay", "2s", "--json"])
+            .await,
+    );
     assert_eq!(rotated["result"], "published");
     wait_until(Duration::from_secs(2), || receiver.deliveries().len() >= 5)
         .await
