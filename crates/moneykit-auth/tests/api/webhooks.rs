@@ -742,14 +742,21 @@ async fn a_failing_endpoint_logs_a_bounded_number_of_warnings() {
         "warn,moneykit_auth::webhooks::worker=debug",
     );
     server.wait_for("/healthz/live").await;
-    // Wait (at most 15 s) until every event failed at least three times.
+    // Wait (at most 15 s) until every event failed at least three times, and those
+    // attempts are in the log (an attempt is counted in the store when it starts, and
+    // logged when it has failed).
+    let attempts_logged = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" DEBUG ") && l.contains("webhook attempt failed"))
+            .count()
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let events = store
             .list_webhook_events(Some(&app_id), None, 1000)
             .await
             .unwrap();
-        if events.iter().all(|e| e.attempts >= 3) {
+        if events.iter().all(|e| e.attempts >= 3) && attempts_logged(&server.log()) >= 3 * EVENTS {
             break;
         }
         assert!(
