@@ -415,6 +415,19 @@ pub async fn assert_rfc_error(response: reqwest::Response, status: u16, rfc_erro
     body
 }
 
+/// A 400 `unsupported_version` naming the version this server speaks.
+pub async fn assert_unsupported_version(response: reqwest::Response) {
+    let error = assert_error(
+        response,
+        400,
+        "api_error.request.unsupported_version",
+        Some("invalid_request"),
+    )
+    .await;
+    let message = error["error_message"].as_str().unwrap();
+    assert!(message.contains("2023-02-18"), "{error}");
+}
+
 /// A 401 `invalid_client` from the token endpoint.
 pub async fn assert_invalid_client(response: reqwest::Response) -> Value {
     assert_error(
