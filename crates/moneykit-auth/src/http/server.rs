@@ -208,7 +208,9 @@ impl Connection {
             .map_response(move |mut response: axum::response::Response| {
                 responses.response_ready();
                 // Stopping: an HTTP/1 client learns not to send another request here.
-                if *stopping.borrow() && !responses.is_http2() {
+                // The stop is this channel's only change, so "changed" (one atomic load,
+                // no lock on every response) means stopping; a closed channel too.
+                if stopping.has_changed().unwrap_or(true) && !responses.is_http2() {
                     response.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),
