@@ -4,9 +4,8 @@
 
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
-use moneykit_auth::http::extract::{
-    AuthenticatedForm, TOKEN_FIELDS, basic_credentials, bearer_token,
-};
+use moneykit_auth::http::extract::{AuthenticatedForm, basic_credentials, bearer_token};
+use moneykit_wire::TokenForm;
 
 fuzz_target!(|input: (&[u8], &[u8])| {
     let (authorization, body) = input;
@@ -20,8 +19,8 @@ fuzz_target!(|input: (&[u8], &[u8])| {
     );
     let _ = basic_credentials(&headers);
     let _ = bearer_token(&headers);
-    if let Ok(form) = AuthenticatedForm::parse(&headers, body, TOKEN_FIELDS) {
+    if let Ok(form) = AuthenticatedForm::parse(&headers, body, TokenForm::FIELDS) {
         let _ = form.credentials();
     }
-    let _ = AuthenticatedForm::parse_single_method(&headers, body, TOKEN_FIELDS);
+    let _ = AuthenticatedForm::parse_single_method(&headers, body, TokenForm::FIELDS);
 });

@@ -2,12 +2,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moneykit_auth::http::extract::{TOKEN_FIELDS, parse_form};
+use moneykit_auth::http::extract::parse_form;
+use moneykit_wire::TokenForm;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(form) = parse_form(body, TOKEN_FIELDS) {
+    if let Ok(form) = parse_form(body, TokenForm::FIELDS) {
         // Every field that parsed is one of the known names, and reading it back works.
-        for name in TOKEN_FIELDS {
+        for name in TokenForm::FIELDS {
             let _ = form.get(name);
         }
         // `resource` may repeat, up to its cap.

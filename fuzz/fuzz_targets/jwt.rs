@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use moneykit_auth::domain::tokens::{self, AccessClaims};
-use moneykit_auth::keys::{KeyPair, PublicKey};
+use moneykit_auth::crypto::{KeyPair, PublicKey};
 
 struct Keys {
     pair: KeyPair,

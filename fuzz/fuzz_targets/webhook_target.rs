@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moneykit_auth::webhooks::target::{TargetPolicy, check_url};
+use moneykit_auth::net::guard::{TargetPolicy, check_url};
 
 fuzz_target!(|text: &str| {
     if let Ok(url) = check_url(text, TargetPolicy::default()) {

@@ -8,15 +8,17 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use moneykit_auth::crypto::{KeyPair, MasterKey, PublicKey};
 use moneykit_auth::domain::clients::{App, Client};
 use moneykit_auth::domain::scope::Scopes;
 use moneykit_auth::domain::secrets::ClientSecret;
+use moneykit_auth::domain::signing_keys::KeyRecord;
 use moneykit_auth::domain::tokens::{self, AccessClaims, access_token_header};
-use moneykit_auth::http::extract::{TOKEN_FIELDS, parse_form};
-use moneykit_auth::keys::{KeyPair, KeyRecord, MasterKey, PublicKey};
-use moneykit_auth::snapshot::{Snapshot, TokenSettings};
+use moneykit_auth::engine::snapshot::{Snapshot, TokenSettings};
+use moneykit_auth::engine::verified::{TokenKey, VerifiedTokens};
+use moneykit_auth::http::extract::parse_form;
 use moneykit_auth::store::StoredState;
-use moneykit_auth::verified::{TokenKey, VerifiedTokens};
+use moneykit_wire::TokenForm;
 use time::OffsetDateTime;
 
 /// The secret every client of the benchmark snapshot has.
@@ -97,7 +99,7 @@ fn hot_path(c: &mut Criterion) {
     );
     c.bench_function("token form parse", |b| {
         b.iter(|| {
-            parse_form(black_box(body.as_bytes()), TOKEN_FIELDS)
+            parse_form(black_box(body.as_bytes()), TokenForm::FIELDS)
                 .unwrap()
                 .get("scope")
                 .map(str::len)
@@ -142,18 +144,19 @@ fn hot_path(c: &mut Criterion) {
 
     let snap = snapshot(1);
     let id = format!("live_{:024}", 0);
-    let revoked = moneykit_auth::revocation::RevocationList::default();
+    let revoked = moneykit_auth::engine::revocation::RevocationList::default();
     let verified = VerifiedTokens::new(8192);
     // Limits on, but far above what the loop asks for: their cost is measured.
-    let limits =
-        moneykit_auth::ratelimit::RateLimits::new(moneykit_auth::ratelimit::RateLimitSettings {
-            issuance_per_client: moneykit_auth::ratelimit::Rate {
+    let limits = moneykit_auth::engine::ratelimit::RateLimits::new(
+        moneykit_auth::engine::ratelimit::RateLimitSettings {
+            issuance_per_client: moneykit_auth::engine::ratelimit::Rate {
                 per_second: 1e12,
                 burst: 1e12,
             },
             ..Default::default()
-        });
-    let engine = moneykit_auth::domain::grant::Engine {
+        },
+    );
+    let engine = moneykit_auth::engine::Engine {
         snapshot: &snap,
         revoked: &revoked,
         verified: &verified,
@@ -162,14 +165,14 @@ fn hot_path(c: &mut Criterion) {
     };
     c.bench_function("grant: client_credentials end to end (no HTTP)", |b| {
         b.iter(|| {
-            let request = moneykit_auth::domain::grant::TokenRequest {
+            let request = moneykit_auth::engine::grant::TokenRequest {
                 grant_type: Some("client_credentials"),
                 scope: None,
                 audiences: Vec::new(),
-                credentials: Some(moneykit_auth::domain::grant::Credentials {
-                    client_id: &id,
-                    client_secret: SNAPSHOT_SECRET,
-                }),
+                credentials: Some(moneykit_auth::engine::Credentials::secret(
+                    &id,
+                    SNAPSHOT_SECRET,
+                )),
             };
             engine
                 .client_credentials(&request, OffsetDateTime::now_utc())

@@ -5,15 +5,15 @@
 //! a server from a `ServeSettings` without going through the command line.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
+use crate::crypto::MasterKey;
+use crate::crypto::sealing::SealingError;
+use crate::domain::signing_keys::KeyRecord;
+use crate::engine::ratelimit::RateLimitSettings;
+use crate::engine::refresh::RefreshSettings;
 use crate::http::Limits;
-use crate::keys::sealing::SealingError;
-use crate::keys::{KeyRecord, MasterKey};
-use crate::net::Cidr;
-use crate::ratelimit::RateLimitSettings;
+use crate::http::server::ConnectionLimits;
 use crate::store;
-use crate::sync::RefreshSettings;
 use crate::webhooks::WebhookSettings;
 
 /// The default token lifetime (PRODUCT.md §3).
@@ -62,7 +62,7 @@ pub struct ServeSettings {
     /// `MONEYKIT_AUTH_ADMIN_TOKEN`: what admin API callers present.
     pub admin_token: Option<String>,
     /// Serve HTTPS with this certificate and key (plain HTTP when `None`).
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls: Option<crate::http::tls::TlsFiles>,
 }
 
 impl ServeSettings {
@@ -87,53 +87,6 @@ impl ServeSettings {
             admin_listen: None,
             admin_token: None,
             tls: None,
-        }
-    }
-}
-
-/// Limits applied per connection, before a request reaches the router.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// Longest time a client may take to send a request head: the first within this
-    /// long of connecting, every later one within this long of its first byte (slowloris
-    /// defence).
-    pub header_read_timeout: Duration,
-    /// Longest a kept-alive connection may wait for its next request. Longer than the
-    /// idle timeout of load balancers in front (AWS ALB: 60 s), so they never reuse a
-    /// connection the server is closing. Zero: one request per connection.
-    pub keep_alive_timeout: Duration,
-    /// Hard cap on the request head (request line + headers) a connection buffers; beyond
-    /// it the HTTP layer answers a bare 431. The router's own, lower cap
-    /// ([`Limits::max_header_bytes`]) answers first, with the JSON body.
-    pub max_header_bytes: usize,
-    /// How long shutdown waits for requests in flight.
-    pub shutdown_grace: Duration,
-    /// Behind a proxy: the header whose last value is the client's address (e.g.
-    /// `X-Forwarded-For`). Unset: the TCP peer is the client.
-    pub client_ip_header: Option<axum::http::HeaderName>,
-    /// Most connections served at once; further ones wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Most connections one source (an IPv6 one by its /64) may hold at once, so one
-    /// cannot take every slot; more are closed as they are accepted. Peers in
-    /// `trusted_proxies` are exempt: every client behind them arrives from them. Zero: no
-    /// cap.
-    pub max_connections_per_address: usize,
-    /// The proxies in front. When set, `client_ip_header` is believed only from these
-    /// peers; from any other the TCP peer is the client. Empty: believed from any peer.
-    pub trusted_proxies: Vec<Cidr>,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(5),
-            keep_alive_timeout: Duration::from_secs(75),
-            max_header_bytes: 64 * 1024,
-            shutdown_grace: Duration::from_secs(10),
-            client_ip_header: None,
-            max_connections: 10_000,
-            max_connections_per_address: 512,
-            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -175,7 +128,7 @@ pub fn resolve_master_key(
             (key, MasterKeyOrigin::KeyFile(path, created))
         }
         (None, None) => {
-            let random = hex::encode(crate::domain::ids::random_bytes::<32>());
+            let random = hex::encode(crate::crypto::random_bytes::<32>());
             (MasterKey::from_secret(&random)?, MasterKeyOrigin::Ephemeral)
         }
     };

@@ -7,46 +7,38 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line; `main.rs` only calls [`cli::run`].
-//! - [`config`]: typed server settings and where the master key comes from.
-//! - [`startup`]: [`startup::Application`] — build on a bound listener, run until stopped.
-//! - [`http`]: routes and layers; handlers are thin.
-//! - [`domain`]: plain logic — ids, secrets, scopes, clients, the JWT format, and the
-//!   grant engine every endpoint calls.
-//! - [`keys`]: signing keys — sealing at rest, ES256, lifecycle.
-//! - [`store`]: the storage trait and its SQLite and PostgreSQL backends.
-//! - [`snapshot`]: the in-memory view the hot path reads; [`sync`] keeps it current.
-//! - [`revocation`]: the in-memory list of revoked tokens, caught up incrementally.
-//! - [`verified`]: tokens already signed or verified here, so they are not verified again.
-//! - [`ratelimit`]: bounded in-memory budgets of issuance and failed authentication.
-//! - [`net`]: CIDRs (`--trusted-proxy`) and the /64 key IPv6 sources are counted by.
-//! - [`webhooks`]: signed webhook delivery — the outbox, the SSRF guard, the worker.
-//! - [`admin`]: administrative operations shared by the CLI (and later the admin API).
-//! - [`metrics`]: request, token, rate-limit and webhook counters for Prometheus.
-//! - [`state`], [`telemetry`]: shared handler state; logging.
-//! - [`tls`]: optional TLS with rustls, reloaded on SIGHUP or file change.
+//! Each folder is a layer; a layer imports only the layers listed before it (an
+//! architecture test, `tests/architecture.rs`, keeps it so).
 //!
-//! The hot path (token, introspect, JWKS) reads only the snapshot: no database I/O per
-//! request.
+//! - [`crypto`]: ES256 key pairs, sealing private keys at rest, the random source.
+//! - [`net`]: CIDRs, the key sources are counted by, and the SSRF [`net::guard`].
+//! - [`domain`]: pure types and functions — ids, secrets, scopes, audiences, clients, the
+//!   JWT format, signing-key lifecycle, webhook events, time formats.
+//! - [`metrics`]: request, token, rate-limit and webhook counters for Prometheus.
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL backends.
+//! - [`operations`]: what the CLI, the admin API and the webhook trigger do to apps,
+//!   clients, keys and webhook events, and the JSON views of them.
+//! - [`engine`]: the request-time service — the in-memory snapshot and its refresh,
+//!   revocations, verified-token cache, rate limits, client authentication, the grant.
+//! - [`webhooks`]: signed webhook delivery — the outbox worker and the signature.
+//! - [`http`]: the one route table, thin handlers, layers, the accept loop and TLS.
+//! - [`config`]: typed server settings and where the master key comes from.
+//! - [`startup`]: [`startup::Application`] — wire it all, bind, run until stopped.
+//! - [`cli`]: the command line; `main.rs` only calls [`cli::run`]. `telemetry`: logging.
+//!
+//! The hot path (token, introspect, JWKS) reads only the engine's snapshot: no database
+//! I/O per request.
 
-pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
+pub mod engine;
 pub mod http;
-pub mod json;
-pub mod keys;
 pub mod metrics;
 pub mod net;
-pub mod ratelimit;
-pub mod revocation;
-pub mod snapshot;
+pub mod operations;
 pub mod startup;
-pub mod state;
 pub mod store;
-pub mod sync;
-pub mod telemetry;
-pub mod tls;
-pub mod verified;
-pub mod views;
+mod telemetry;
 pub mod webhooks;

@@ -8,30 +8,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The routes requests are counted by.
-pub const ROUTES: [&str; 12] = [
-    "/auth/token",
-    "/auth/introspect",
-    "/.well-known/jwks.json",
-    "/.well-known/oauth-authorization-server",
-    "/openapi.json",
-    "/oauth2/token",
-    "/oauth2/introspect",
-    "/oauth2/revoke",
-    "/webhooks/test/link/{id}",
-    "/healthz/live",
-    "/healthz/ready",
-    "other",
-];
-
-/// Routes where a client authenticates with its secret.
-const CLIENT_AUTH_ROUTES: [&str; 4] = [
-    "/auth/token",
-    "/oauth2/token",
-    "/oauth2/introspect",
-    "/oauth2/revoke",
-];
-
 /// The statuses counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 15] = [
     200, 201, 400, 401, 404, 405, 408, 413, 415, 422, 429, 431, 500, 503, 504,
@@ -42,32 +18,38 @@ const BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
 ];
 
-/// The route label of a request path: routes with a path parameter, or served under
-/// more than one path, count under their template.
-pub fn route_index(path: &str) -> usize {
-    let route = if path.starts_with("/webhooks/test/link/") {
-        "/webhooks/test/link/{id}"
-    } else if path.starts_with("/.well-known/oauth-authorization-server/") {
-        "/.well-known/oauth-authorization-server"
-    } else {
-        path
-    };
-    ROUTES
-        .iter()
-        .position(|r| *r == route)
-        .unwrap_or(ROUTES.len() - 1)
-}
-
 fn zeros<const N: usize>() -> [AtomicU64; N] {
     std::array::from_fn(|_| AtomicU64::new(0))
 }
 
-/// What the server counts.
+/// A route as requests are counted: the router's path template, the label it is counted
+/// under, and whether clients authenticate there (for `client_auth_failures_total`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLabel {
+    /// The path template the router matched (`/webhooks/test/link/{id}`).
+    pub template: String,
+    /// The `route` label (the template itself, or the documented route it aliases).
+    pub label: String,
+    /// Whether a client authenticates here, so a 401 is a failed client authentication.
+    pub client_auth: bool,
+}
+
+/// The label of requests no route matched.
+const OTHER: &str = "other";
+
+/// What the server counts. Route labels come from the route table ([`RouteLabel`]), so the
+/// label sets are bounded whatever paths clients send (unmatched paths count as `other`).
 #[derive(Debug)]
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES.len() + 1]; ROUTES.len()],
-    latency: [[AtomicU64; BUCKETS_US.len() + 1]; ROUTES.len()],
-    latency_sum_us: [AtomicU64; ROUTES.len()],
+    /// Router template → index into `labels`.
+    templates: Vec<(String, usize)>,
+    /// Distinct labels, `other` last.
+    labels: Vec<String>,
+    /// Per label: whether a 401 there is a failed client authentication.
+    client_auth: Vec<bool>,
+    requests: Box<[[AtomicU64; STATUSES.len() + 1]]>,
+    latency: Box<[[AtomicU64; BUCKETS_US.len() + 1]]>,
+    latency_sum_us: Box<[AtomicU64]>,
     /// Access tokens issued since start.
     pub tokens_issued: AtomicU64,
     /// Access tokens revoked through this server since start.
@@ -81,17 +63,54 @@ pub struct Metrics {
 }
 
 impl Default for Metrics {
+    /// Metrics with no routes: every request counts as `other`.
     fn default() -> Self {
+        Self::new([])
+    }
+}
+
+impl Metrics {
+    /// Counters for requests to `routes` (and `other`).
+    pub fn new(routes: impl IntoIterator<Item = RouteLabel>) -> Self {
+        let mut labels: Vec<String> = Vec::new();
+        let mut client_auth = Vec::new();
+        let mut templates = Vec::new();
+        for route in routes {
+            let index = match labels.iter().position(|l| *l == route.label) {
+                Some(i) => i,
+                None => {
+                    labels.push(route.label);
+                    client_auth.push(route.client_auth);
+                    labels.len() - 1
+                }
+            };
+            client_auth[index] |= route.client_auth;
+            templates.push((route.template, index));
+        }
+        labels.push(OTHER.to_owned());
+        client_auth.push(false);
+        let n = labels.len();
         Self {
-            requests: std::array::from_fn(|_| zeros()),
-            latency: std::array::from_fn(|_| zeros()),
-            latency_sum_us: zeros(),
+            templates,
+            labels,
+            client_auth,
+            requests: (0..n).map(|_| zeros()).collect(),
+            latency: (0..n).map(|_| zeros()).collect(),
+            latency_sum_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             tokens_issued: AtomicU64::new(0),
             tokens_revoked: AtomicU64::new(0),
             webhooks_delivered: AtomicU64::new(0),
             webhooks_retried: AtomicU64::new(0),
             webhooks_failed: AtomicU64::new(0),
         }
+    }
+
+    /// The index requests matched to router template `template` count under (`None`, or
+    /// a template no route has: `other`).
+    pub fn route_index(&self, template: Option<&str>) -> usize {
+        template
+            .and_then(|t| self.templates.iter().find(|(known, _)| known == t))
+            .map_or(self.labels.len() - 1, |(_, index)| *index)
     }
 }
 
@@ -101,7 +120,7 @@ pub struct KeyAge {
     /// Its `kid`.
     pub kid: String,
     /// Next, active or retired.
-    pub state: crate::keys::KeyStatus,
+    pub state: crate::domain::signing_keys::KeyStatus,
     /// Seconds since it started signing (negative while it waits to).
     pub age_secs: i64,
 }
@@ -114,7 +133,7 @@ impl Metrics {
 
     /// Counts one request to `route` answered with `status` after `elapsed`.
     pub fn record(&self, route: usize, status: u16, elapsed: Duration) {
-        let route = route.min(ROUTES.len() - 1);
+        let route = route.min(self.labels.len() - 1);
         let s = STATUSES
             .iter()
             .position(|c| *c == status)
@@ -129,15 +148,17 @@ impl Metrics {
         self.latency_sum_us[route].fetch_add(us, Ordering::Relaxed);
     }
 
-    fn requests_with(&self, routes: &[&str], status: u16) -> u64 {
+    /// Requests answered with `status`, on every route (`client_auth_only`: on routes where
+    /// clients authenticate).
+    fn requests_with(&self, client_auth_only: bool, status: u16) -> u64 {
         let s = STATUSES
             .iter()
             .position(|c| *c == status)
             .unwrap_or(STATUSES.len());
-        ROUTES
+        self.client_auth
             .iter()
             .enumerate()
-            .filter(|(_, r)| routes.is_empty() || routes.contains(r))
+            .filter(|(_, auth)| !client_auth_only || **auth)
             .map(|(i, _)| self.requests[i][s].load(Ordering::Relaxed))
             .sum()
     }
@@ -148,7 +169,7 @@ impl Metrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         out.push_str("# HELP moneykit_auth_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE moneykit_auth_requests_total counter\n");
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in self.labels.iter().enumerate() {
             for (s, count) in self.requests[r].iter().enumerate() {
                 let n = load(count);
                 if n == 0 {
@@ -165,7 +186,7 @@ impl Metrics {
             "# HELP moneykit_auth_request_duration_seconds Time from request head to response.\n",
         );
         out.push_str("# TYPE moneykit_auth_request_duration_seconds histogram\n");
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in self.labels.iter().enumerate() {
             let total: u64 = self.latency[r].iter().map(load).sum();
             if total == 0 {
                 continue;
@@ -201,12 +222,12 @@ impl Metrics {
             (
                 "client_auth_failures_total",
                 "Failed client authentications (401 where a client presents its secret).",
-                self.requests_with(&CLIENT_AUTH_ROUTES, 401),
+                self.requests_with(true, 401),
             ),
             (
                 "rate_limited_total",
                 "Requests refused with 429.",
-                self.requests_with(&[], 429),
+                self.requests_with(false, 429),
             ),
             (
                 "webhook_deliveries_total",
@@ -254,24 +275,42 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_bounded_labels() {
-        let m = Metrics::default();
-        m.record(route_index("/auth/token"), 201, Duration::from_micros(40));
-        m.record(route_index("/auth/token"), 401, Duration::from_micros(900));
+        let route = |template: &str, client_auth| RouteLabel {
+            template: template.into(),
+            label: template.into(),
+            client_auth,
+        };
+        let m = Metrics::new([
+            route("/auth/token", true),
+            route("/oauth2/token", true),
+            route("/webhooks/test/link/{id}", false),
+        ]);
+        let route_index = |template| m.route_index(template);
         m.record(
-            route_index("/webhooks/test/link/abc"),
+            route_index(Some("/auth/token")),
+            201,
+            Duration::from_micros(40),
+        );
+        m.record(
+            route_index(Some("/auth/token")),
+            401,
+            Duration::from_micros(900),
+        );
+        m.record(
+            route_index(Some("/webhooks/test/link/{id}")),
             200,
             Duration::from_millis(3),
         );
+        m.record(route_index(None), 404, Duration::from_micros(5));
         m.record(
-            route_index("/random/../path"),
-            404,
+            route_index(Some("/oauth2/token")),
+            429,
             Duration::from_micros(5),
         );
-        m.record(route_index("/oauth2/token"), 429, Duration::from_micros(5));
         let text = m.render(
             &[KeyAge {
                 kid: "key_1".into(),
-                state: crate::keys::KeyStatus::Active,
+                state: crate::domain::signing_keys::KeyStatus::Active,
                 age_secs: 60,
             }],
             true,

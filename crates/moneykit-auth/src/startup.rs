@@ -14,21 +14,21 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin;
-use crate::config::{
-    ConnectionLimits, MasterKeyOrigin, ServeSettings, check_master_secret, resolve_master_key,
-};
+use crate::config::{MasterKeyOrigin, ServeSettings, check_master_secret, resolve_master_key};
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
-use crate::http::{self, admin as admin_api, server};
+use crate::engine::ratelimit::RateLimits;
+use crate::engine::refresh::Health;
+use crate::engine::refresh::Refresher;
+use crate::engine::snapshot::TokenSettings;
+use crate::engine::verified::VerifiedTokens;
+use crate::http::server::{self, ConnectionLimits};
+use crate::http::state::{AppState, Shared};
+use crate::http::tls::ReloadingConfig;
+use crate::http::{self, admin_api};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimits;
-use crate::snapshot::TokenSettings;
-use crate::state::{AppState, Health, Shared};
+use crate::operations;
 use crate::store::{self, OpenMode, Store};
-use crate::sync::Refresher;
-use crate::tls::ReloadingConfig;
-use crate::verified::VerifiedTokens;
 use crate::webhooks::worker::Worker;
 
 /// Credentials created by `serve --demo`, to print once.
@@ -100,11 +100,11 @@ impl Application {
             settings.master_secret.as_deref(),
             &store.list_keys().await?,
         )?;
-        if let Some(key) = admin::ensure_first_key(store.as_ref(), &master).await? {
+        if let Some(key) = operations::ensure_first_key(store.as_ref(), &master).await? {
             tracing::info!(kid = %key.kid, "created the first signing key");
         }
         let demo = if settings.demo {
-            let (app, client, secret) = admin::ensure_demo_client(store.as_ref()).await?;
+            let (app, client, secret) = operations::ensure_demo_client(store.as_ref()).await?;
             Some(DemoCredentials {
                 app,
                 client,
@@ -134,7 +134,8 @@ impl Application {
             settings.refresh,
         )
         .await?;
-        let metrics = Arc::new(Metrics::default());
+        let (routes, document) = http::routes::table().split_for_parts();
+        let metrics = Arc::new(Metrics::new(http::routes::labels(&document)));
         let webhooks = Arc::new(Worker::new(
             store.clone(),
             refresher.cell(),
@@ -147,7 +148,7 @@ impl Application {
             metrics: metrics.clone(),
             revocations: refresher.revocations(),
             store: store.clone(),
-            openapi_json: http::openapi::document(&issuer),
+            openapi_json: http::openapi_document(document, &issuer),
             verified: Arc::new(VerifiedTokens::new(settings.verified_token_cache)),
             webhook_waker: webhooks.waker(),
             webhook_retry_window: settings.webhooks.retry_window,
@@ -156,7 +157,7 @@ impl Application {
         });
         let admin = match (admin_listener, admin_token) {
             (Some(listener), Some(token_digest)) => {
-                let admin_state = Arc::new(admin_api::AdminState {
+                let admin_state = Arc::new(http::state::AdminState {
                     store: store.clone(),
                     metrics: metrics.clone(),
                     snapshot: refresher.cell(),
@@ -175,7 +176,7 @@ impl Application {
         Ok(Self {
             admin,
             tls,
-            router: http::router(state, settings.limits),
+            router: http::router(routes, state, settings.limits),
             listener,
             local_addr,
             issuer,
@@ -220,7 +221,7 @@ impl Application {
     }
 
     /// The live snapshot cell, so tests can wait until a change has been picked up.
-    pub fn snapshot_cell(&self) -> Arc<crate::snapshot::SnapshotCell> {
+    pub fn snapshot_cell(&self) -> Arc<crate::engine::snapshot::SnapshotCell> {
         self.refresher.cell()
     }
 

@@ -6,10 +6,11 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, header};
+use moneykit_auth::crypto::{KeyPair, PublicKey};
 use moneykit_auth::domain::scope::Scopes;
 use moneykit_auth::domain::tokens::{self, AccessClaims};
-use moneykit_auth::http::extract::{TOKEN_FIELDS, basic_credentials, parse_form};
-use moneykit_auth::keys::{KeyPair, PublicKey};
+use moneykit_auth::http::extract::{basic_credentials, parse_form};
+use moneykit_wire::TokenForm;
 use proptest::prelude::*;
 
 fn encode(text: &str) -> String {
@@ -32,7 +33,7 @@ proptest! {
             "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
             encode(&id), encode(&secret), encode(&scope)
         );
-        let form = parse_form(body.as_bytes(), TOKEN_FIELDS).unwrap();
+        let form = parse_form(body.as_bytes(), TokenForm::FIELDS).unwrap();
         prop_assert_eq!(form.get("client_id"), Some(id.as_str()));
         prop_assert_eq!(form.get("client_secret"), Some(secret.as_str()));
         prop_assert_eq!(form.get("scope"), Some(scope.as_str()));

@@ -31,6 +31,12 @@ pub struct ClientCredentialsForm {
     pub audience: Option<String>,
 }
 
+impl ClientCredentialsForm {
+    /// The form's parameter names: those of MoneyKit's form, since only whether
+    /// `grant_type` is required differs.
+    pub const FIELDS: &'static [&'static str] = crate::TokenForm::FIELDS;
+}
+
 impl std::fmt::Debug for ClientCredentialsForm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentialsForm")
@@ -60,6 +66,12 @@ pub struct TokenHintForm {
     /// The calling client's secret (client_secret_post).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+}
+
+impl TokenHintForm {
+    /// The form's parameter names, as sent.
+    pub const FIELDS: &'static [&'static str] =
+        &["token", "token_type_hint", "client_id", "client_secret"];
 }
 
 impl std::fmt::Debug for TokenHintForm {
@@ -142,4 +154,39 @@ pub struct AuthorizationServerMetadata {
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
     /// Where the API is described.
     pub service_documentation: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::tests::serde_names;
+
+    fn sorted(mut names: Vec<String>) -> Vec<String> {
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn fields_name_every_field_of_each_form() {
+        let full = ClientCredentialsForm {
+            grant_type: "g".into(),
+            scope: Some("s".into()),
+            client_id: Some("i".into()),
+            client_secret: Some("x".into()),
+            resource: vec!["r".into()],
+            audience: Some("a".into()),
+        };
+        let fields = |f: &[&str]| sorted(f.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            sorted(serde_names(&full)),
+            fields(ClientCredentialsForm::FIELDS)
+        );
+        let hint = TokenHintForm {
+            token: "t".into(),
+            token_type_hint: Some("h".into()),
+            client_id: Some("i".into()),
+            client_secret: Some("x".into()),
+        };
+        assert_eq!(sorted(serde_names(&hint)), fields(TokenHintForm::FIELDS));
+    }
 }

@@ -51,6 +51,16 @@ impl std::fmt::Debug for TokenForm {
 }
 
 impl TokenForm {
+    /// The form's parameter names, as sent: what a server parses, in declaration order.
+    pub const FIELDS: &'static [&'static str] = &[
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "resource",
+        "audience",
+    ];
+
     /// The form as name-value pairs in wire order, `resource` once per value: what an
     /// `application/x-www-form-urlencoded` encoder takes (serde's form encoder cannot
     /// repeat a parameter).
@@ -98,5 +108,40 @@ impl std::fmt::Debug for GenerateAccessTokenResponse {
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
             .finish()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The names of a form's fields as serde writes them, for the `FIELDS` checks.
+    pub(crate) fn serde_names(form: impl Serialize) -> Vec<String> {
+        match serde_json::to_value(form).expect("a form serializes") {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn fields_name_every_field_of_the_form() {
+        let full = TokenForm {
+            grant_type: Some("g".into()),
+            scope: Some("s".into()),
+            client_id: Some("i".into()),
+            client_secret: Some("x".into()),
+            resource: vec!["r".into()],
+            audience: Some("a".into()),
+        };
+        let mut names = serde_names(&full);
+        names.sort();
+        let mut fields: Vec<&str> = TokenForm::FIELDS.to_vec();
+        fields.sort();
+        assert_eq!(names, fields);
+        assert!(
+            full.pairs()
+                .iter()
+                .all(|(n, _)| TokenForm::FIELDS.contains(n))
+        );
     }
 }

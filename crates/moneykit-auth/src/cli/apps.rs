@@ -4,10 +4,11 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::output::{Output, table};
-use crate::admin;
+use crate::domain::time::rfc3339;
+use crate::net::guard::TargetPolicy;
+use crate::operations;
+use crate::operations::views::app_json;
 use crate::store::OpenMode;
-use crate::views::{app_json, rfc3339};
-use crate::webhooks::target::TargetPolicy;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AppsCommand {
@@ -46,7 +47,7 @@ pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> an
     match cmd {
         AppsCommand::Create { name } => {
             let store = super::open(database_url, OpenMode::CreateOrMigrate).await?;
-            let app = admin::create_app(store.as_ref(), &name).await?;
+            let app = operations::create_app(store.as_ref(), &name).await?;
             out.emit(&app_json(&app), || {
                 format!("Created app {} ({})", app.id, app.name)
             });
@@ -76,8 +77,8 @@ pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> an
             };
             let store = super::open(database_url, OpenMode::MustExist).await?;
             let url = if clear { None } else { url };
-            let app =
-                admin::set_app_webhook(store.as_ref(), &app_id, url.as_deref(), policy).await?;
+            let app = operations::set_app_webhook(store.as_ref(), &app_id, url.as_deref(), policy)
+                .await?;
             out.emit(&app_json(&app), || match &app.webhook_url {
                 Some(url) => format!("Webhooks of app {} go to {url}", app.id),
                 None => format!("App {} has no webhook URL", app.id),

@@ -5,11 +5,13 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::output::{Output, client_with_secret, table};
-use crate::admin::{self, AdminError, ClientUpdate, NewClient};
+use super::output::{Output, table};
 use crate::domain::clients::Client;
+use crate::domain::secrets::ClientSecret;
+use crate::domain::time::rfc3339;
+use crate::operations::views::{client_json, client_secret_json, client_status};
+use crate::operations::{self, AdminError, ClientUpdate, NewClient};
 use crate::store::OpenMode;
-use crate::views::{client_json, client_status, rfc3339};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ClientsCommand {
@@ -163,7 +165,7 @@ pub(super) async fn run(
                 audiences,
                 token_ttl_secs: token_ttl,
             };
-            let (client, secret) = admin::create_client(store, &new).await?;
+            let (client, secret) = operations::create_client(store, &new).await?;
             client_with_secret(out, "Created", &client, &secret);
         }
         ClientsCommand::Update {
@@ -180,7 +182,7 @@ pub(super) async fn run(
                 audiences: (clear_audiences || !audiences.is_empty()).then_some(audiences),
                 token_ttl_secs: token_ttl.map(|TtlChange(secs)| secs),
             };
-            let client = admin::update_client(store, &client_id, &update).await?;
+            let client = operations::update_client(store, &client_id, &update).await?;
             out.emit(&client_json(&client), || {
                 format!("Updated client {}\n{}", client.id, describe(&client))
             });
@@ -229,7 +231,7 @@ pub(super) async fn run(
             out.emit(&client_json(&client), || describe(&client));
         }
         ClientsCommand::Disable { client_id, at } => {
-            let client = admin::disable_client(store, &client_id, at).await?;
+            let client = operations::disable_client(store, &client_id, at).await?;
             out.emit(&client_json(&client), || {
                 let when = client.disabled_at.map(rfc3339).unwrap_or_default();
                 if client.is_disabled(OffsetDateTime::now_utc()) {
@@ -240,15 +242,30 @@ pub(super) async fn run(
             });
         }
         ClientsCommand::Enable { client_id } => {
-            let client = admin::enable_client(store, &client_id).await?;
+            let client = operations::enable_client(store, &client_id).await?;
             out.emit(&client_json(&client), || {
                 format!("Enabled client {}", client.id)
             });
         }
         ClientsCommand::RotateSecret { client_id } => {
-            let (client, secret) = admin::rotate_client_secret(store, &client_id).await?;
+            let (client, secret) = operations::rotate_client_secret(store, &client_id).await?;
             client_with_secret(out, "Rotated the secret of", &client, &secret);
         }
     }
     Ok(())
+}
+
+/// A client with its new secret, shown once (`clients create`, `clients rotate-secret`).
+pub fn client_with_secret(out: Output, verb: &str, client: &Client, secret: &ClientSecret) {
+    let value = client_secret_json(client, secret);
+    out.emit(&value, || {
+        format!(
+            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  scope:         {scope}\n  audiences:     {audiences}\n\nThe secret is shown only now: store it safely.",
+            id = client.id,
+            app = client.app_id,
+            secret = secret.expose(),
+            scope = client.scopes,
+            audiences = audiences_text(client),
+        )
+    });
 }

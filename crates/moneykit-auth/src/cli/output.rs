@@ -2,10 +2,6 @@
 
 use serde::Serialize;
 
-use crate::domain::clients::Client;
-use crate::domain::secrets::ClientSecret;
-use crate::views::client_secret_json;
-
 /// Where and how results are printed.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -29,21 +25,6 @@ impl Output {
 pub fn print_line(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{text}");
-}
-
-/// A client with its new secret, shown once (`clients create`, `clients rotate-secret`).
-pub fn client_with_secret(out: Output, verb: &str, client: &Client, secret: &ClientSecret) {
-    let value = client_secret_json(client, secret);
-    out.emit(&value, || {
-        format!(
-            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  scope:         {scope}\n  audiences:     {audiences}\n\nThe secret is shown only now: store it safely.",
-            id = client.id,
-            app = client.app_id,
-            secret = secret.expose(),
-            scope = client.scopes,
-            audiences = super::clients::audiences_text(client),
-        )
-    });
 }
 
 /// Renders rows as an aligned table with a header.

@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::output::Output;
-use crate::admin::check_token_ttl;
 use crate::config::{MasterKeyOrigin, ServeSettings};
-use crate::ratelimit::Rate;
+use crate::engine::ratelimit::Rate;
+use crate::operations::check_token_ttl;
 use crate::startup::Application;
 
 #[derive(Debug, Args)]
@@ -246,7 +246,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.tls = args
         .tls_cert
         .zip(args.tls_key)
-        .map(|(cert, key)| crate::tls::TlsFiles { cert, key });
+        .map(|(cert, key)| crate::http::tls::TlsFiles { cert, key });
     settings.admin_token = std::env::var("MONEYKIT_AUTH_ADMIN_TOKEN").ok();
     settings.webhooks.policy.allow_http = args.webhooks_allow_http;
     settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;

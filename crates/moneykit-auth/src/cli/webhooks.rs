@@ -5,10 +5,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::output::{Output, table};
-use crate::admin::{self, AdminError};
+use crate::domain::events::{EventStatus, WebhookEvent};
+use crate::domain::payloads;
+use crate::operations::views::event_json;
+use crate::operations::{self, AdminError};
 use crate::store::OpenMode;
-use crate::views::event_json;
-use crate::webhooks::{EventStatus, WebhookEvent, payload};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WebhooksCommand {
@@ -75,10 +76,10 @@ pub(super) async fn run(
         } => {
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| AdminError::Invalid(format!("--data is not JSON: {e}")))?;
-            let body = payload::operator_payload(&event, &data, OffsetDateTime::now_utc())
+            let body = payloads::operator_payload(&event, &data, OffsetDateTime::now_utc())
                 .map_err(|e| AdminError::Invalid(e.to_string()))?;
             let queued =
-                admin::queue_webhook_event(store.as_ref(), &app, &event, body, retry_window)
+                operations::queue_webhook_event(store.as_ref(), &app, &event, body, retry_window)
                     .await?;
             out.emit(&event_json(&queued), || event_line("Queued", &queued));
         }
@@ -116,7 +117,8 @@ pub(super) async fn run(
             event_id,
             retry_window,
         } => {
-            let event = admin::retry_webhook_event(store.as_ref(), &event_id, retry_window).await?;
+            let event =
+                operations::retry_webhook_event(store.as_ref(), &event_id, retry_window).await?;
             out.emit(&event_json(&event), || event_line("Requeued", &event));
         }
     }

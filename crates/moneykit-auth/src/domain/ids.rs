@@ -5,19 +5,7 @@
 //! identical, which lets clients that do and clients that do not encode HTTP Basic
 //! credentials both work).
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-
-/// Fills a buffer from the operating system's CSPRNG.
-///
-/// A failing system RNG leaves no safe way to continue, so this panics rather than hand
-/// out predictable ids, keys or secrets.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("the system random number generator failed");
-    buf
-}
+use crate::crypto::random_bytes;
 
 fn prefixed_hex<const N: usize>(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random_bytes::<N>()))

@@ -1,21 +1,29 @@
-//! Plain domain logic: no HTTP, no SQL, no global state. Everything that depends on the
-//! time takes `now` as an argument, so tests can pin it.
+//! Pure domain types and functions: no HTTP, no SQL, no metrics, no global state. Imports
+//! only [`crate::crypto`] (an architecture test keeps it so). Everything that depends on
+//! the time takes `now` as an argument, so tests can pin it.
 //!
-//! - [`ids`]: generated identifiers (client, app, key and token ids).
+//! - [`ids`]: generated identifiers (client, app, key, event and token ids).
 //! - [`secrets`]: client secrets, their hashes and the constant-time check.
 //! - [`scope`]: scope lists and down-scoping.
 //! - [`audience`]: audience URIs and RFC 8707 resource indicators.
 //! - [`clients`]: apps and clients as stored, and what "disabled" means.
-//! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation.
-//! - [`grant`]: the client-credentials grant and bearer-token authorization, the engine
-//!   every HTTP surface calls.
+//! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation — and
+//!   revoked tokens as stored.
+//! - [`signing_keys`]: a signing key's life (next → active → retired → expired).
+//! - [`events`], [`payloads`]: webhook events as the outbox keeps them, and their bodies.
+//! - [`time`]: RFC 3339 and Unix-millisecond times.
+//! - [`json`]: writing JSON strings by hand on the hot path.
 
 pub mod audience;
 pub mod clients;
-pub mod grant;
+pub mod events;
 pub mod ids;
+pub mod json;
+pub mod payloads;
 pub mod scope;
 pub mod secrets;
+pub mod signing_keys;
+pub mod time;
 pub mod tokens;
 
 /// The longest lifetime any access token may have. Also bounds how long a retired signing

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
-use super::ids::random_bytes;
+use crate::crypto::random_bytes;
 
 /// A client secret in clear. Exists only between generation and the one time it is shown;
 /// its `Debug` is redacted so it cannot reach a log line by accident.

@@ -10,8 +10,8 @@ use moneykit_wire::Audience;
 use serde::{Deserialize, Serialize};
 
 use super::{EXPIRY_LEEWAY_SECS, MAX_TOKEN_TTL_SECS};
-use crate::keys::es256::is_low_s;
-use crate::keys::{KeyPair, PublicKey};
+use crate::crypto::es256::is_low_s;
+use crate::crypto::{KeyPair, PublicKey};
 
 /// The JWT `typ` of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -60,7 +60,7 @@ impl AccessClaims {
     /// The claims as JSON: the same bytes `serde_json` writes for this struct, written
     /// directly because this runs once per issued token.
     pub fn to_json(&self) -> String {
-        use crate::json::push_str;
+        use crate::domain::json::push_str;
         let audience_len: usize = self.aud.iter().map(|a| a.len() + 3).sum();
         let mut out = String::with_capacity(
             104 + self.iss.len()
@@ -303,6 +303,21 @@ pub fn checked_claims(token: &str, issuer: &str, now: i64) -> Result<AccessClaim
     Ok(claims)
 }
 
+/// A revoked token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedToken {
+    /// Store order; assigned by the store.
+    pub seq: i64,
+    /// The token's `jti`.
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The token's `exp` (Unix seconds): after this the entry can be forgotten.
+    pub expires_at: i64,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,7 +527,7 @@ mod tests {
 
     #[test]
     fn the_high_s_twin_of_a_token_with_an_audience_is_refused() {
-        use crate::keys::es256::high_s_twin;
+        use crate::crypto::es256::high_s_twin;
         let f = fixture();
         let twin_of = |c: &AccessClaims| {
             let token = sign(&f.pair, &access_token_header("key_t"), c);

@@ -1,64 +1,18 @@
 //! The MoneyKit-compatible token surface: `POST /auth/token` and `GET /auth/introspect`
 //! (PRODUCT.md §2). Thin: parse, call the grant engine, shape the response.
 
-use std::sync::atomic::Ordering;
-
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use moneykit_wire::{AppClientResponse, ErrorBody, GenerateAccessTokenResponse, TokenForm};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, Bearer, FormRequest, MoneyKitVersion, TOKEN_FIELDS};
-use super::openapi::MoneyKitVersionHeader;
-use crate::domain::grant::IssuedToken;
-use crate::json::push_str;
-use crate::state::AppState;
-
-/// Headers RFC 6749 §5.1 requires on every response that carries a token.
-pub fn no_store(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-/// Runs the client-credentials grant for a parsed request and counts the token: what
-/// both token endpoints share before shaping their own response.
-pub fn issue_token(
-    state: &AppState,
-    form: &AuthenticatedForm<'_>,
-    source: Option<std::net::IpAddr>,
-) -> Result<IssuedToken, ApiError> {
-    let snapshot = state.snapshot();
-    let issued = state
-        .engine(&snapshot)
-        .from_source(source)
-        .client_credentials(&form.as_grant_request(), OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
-    state.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(client_id = %issued.claims.client_id, "issued token");
-    Ok(issued)
-}
-
-/// The token response body (`GenerateAccessTokenResponse`), written directly: the same
-/// bytes serde writes, without its cost on every issued token.
-pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str) -> Response {
-    let mut body = String::with_capacity(issued.access_token.len() + issued.scope.len() + 80);
-    body.push_str("{\"access_token\":");
-    push_str(&mut body, &issued.access_token);
-    body.push_str(",\"token_type\":");
-    push_str(&mut body, token_type);
-    body.push_str(&format!(",\"expires_in\":{},\"scope\":", issued.expires_in));
-    push_str(&mut body, &issued.scope);
-    body.push('}');
-    let mut response = json_bytes(status, Bytes::from(body), "no-store");
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
+use super::extract::{
+    AuthenticatedForm, Bearer, FormRequest, MoneyKitVersion, MoneyKitVersionHeader,
+};
+use super::response::{json_bytes, token_response};
+use super::state::AppState;
 
 /// `POST /auth/token`: client credentials in, a bearer token out, with **201 Created**
 /// because that is the only status the official MoneyKit SDKs deserialize.
@@ -83,8 +37,8 @@ pub async fn token(
     _version: MoneyKitVersion,
     request: FormRequest,
 ) -> Result<Response, ApiError> {
-    let form = AuthenticatedForm::parse(&request.headers, &request.body, TOKEN_FIELDS)?;
-    let issued = issue_token(&state, &form, request.source)?;
+    let form = AuthenticatedForm::parse(&request.headers, &request.body, TokenForm::FIELDS)?;
+    let issued = state.issue_token(&form, request.source)?;
     Ok(token_response(StatusCode::CREATED, &issued, "bearer"))
 }
 
@@ -114,19 +68,4 @@ pub async fn introspect(
         authorized.client.introspection_json().clone(),
         "no-store",
     ))
-}
-
-/// A response from a body that is already JSON.
-pub fn json_bytes(status: StatusCode, body: Bytes, cache_control: &'static str) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(cache_control),
-    );
-    response
 }

@@ -5,11 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::auth::json_bytes;
 use super::error::ApiError;
-use super::extract::MoneyKitVersion;
-use super::openapi::MoneyKitVersionHeader;
-use crate::state::AppState;
+use super::extract::{MoneyKitVersion, MoneyKitVersionHeader};
+use super::response::json_bytes;
+use super::state::AppState;
 use moneykit_wire::{AuthorizationServerMetadata, ErrorBody, JwkSet};
 
 /// How long receivers may cache the JWKS. A next key is published at least

@@ -10,8 +10,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use moneykit_wire::{ErrorBody, ValidationError};
 
-use crate::admin::AdminError;
-use crate::domain::grant::{BearerError, GrantError};
+use crate::engine::GrantError;
+use crate::engine::grant::BearerError;
+use crate::operations::AdminError;
 use crate::store::StoreError;
 
 /// Where error codes are documented; each code's anchor is appended.

@@ -15,30 +15,18 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
-use crate::domain::grant::{Credentials, TokenRequest};
+use crate::engine::Credentials;
+use crate::engine::grant::TokenRequest;
 use crate::net::Cidr;
-
-/// The fields of a token request (RFC 6749 §4.4.2, plus client_secret_post), with RFC 8707
-/// `resource` (the one field that may repeat) and `audience`.
-pub const TOKEN_FIELDS: &[&str] = &[
-    "grant_type",
-    "scope",
-    "client_id",
-    "client_secret",
-    "resource",
-    "audience",
-];
 
 /// The one parameter that may be sent several times (RFC 8707 §2).
 const REPEATABLE: &str = "resource";
 
 /// Most `resource` parameters one request may carry.
 pub const MAX_RESOURCES: usize = crate::domain::audience::MAX_AUDIENCES;
-
-/// The fields of an introspection (RFC 7662) or revocation (RFC 7009) request.
-pub const TOKEN_HINT_FIELDS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
 
 /// The decoded values of a form's known fields. `Debug` shows which fields are present,
 /// never their values (one of them is usually a secret).
@@ -260,17 +248,7 @@ impl<'a> AuthenticatedForm<'a> {
         body: &'a [u8],
         known: &'static [&'static str],
     ) -> Result<Self, ApiError> {
-        let form = Self::parse_fields(headers, body, known)?;
-        if let Some(basic) = &form.basic {
-            let differs =
-                |name: &str, expected: &str| form.fields.get(name).is_some_and(|v| v != expected);
-            if differs("client_id", &basic.client_id)
-                || differs("client_secret", &basic.client_secret)
-            {
-                return Err(ApiError::InvalidClient { basic: true });
-            }
-        }
-        Ok(form)
+        Self::parse_fields(headers, body, known)?.agreeing()
     }
 
     /// Parses headers and body the RFC 6749 way (§2.3): a client uses one authentication
@@ -289,7 +267,7 @@ impl<'a> AuthenticatedForm<'a> {
                 "value_error.auth_methods",
             ));
         }
-        Self::parse(headers, body, known)
+        form.agreeing()
     }
 
     fn parse_fields(
@@ -303,6 +281,20 @@ impl<'a> AuthenticatedForm<'a> {
             .transpose()?
             .filter(|b| !b.is_empty());
         Ok(Self { fields, basic })
+    }
+
+    /// The form, if its Basic and body credentials (when both are sent) agree.
+    fn agreeing(self) -> Result<Self, ApiError> {
+        if let Some(basic) = &self.basic {
+            let differs =
+                |name: &str, expected: &str| self.fields.get(name).is_some_and(|v| v != expected);
+            if differs("client_id", &basic.client_id)
+                || differs("client_secret", &basic.client_secret)
+            {
+                return Err(ApiError::InvalidClient { basic: true });
+            }
+        }
+        Ok(self)
     }
 
     /// Whether the client authenticated with HTTP Basic.
@@ -319,18 +311,14 @@ impl<'a> AuthenticatedForm<'a> {
     /// without a secret yields an empty secret, which fails authentication.
     pub fn credentials(&self) -> Option<Credentials<'_>> {
         match &self.basic {
-            Some(b) => Some(Credentials {
-                client_id: &b.client_id,
-                client_secret: &b.client_secret,
-            }),
-            None => self.field("client_id").map(|id| Credentials {
-                client_id: id,
-                client_secret: self.field("client_secret").unwrap_or(""),
-            }),
+            Some(b) => Some(Credentials::secret(&b.client_id, &b.client_secret)),
+            None => self
+                .field("client_id")
+                .map(|id| Credentials::secret(id, self.field("client_secret").unwrap_or(""))),
         }
     }
 
-    /// The request as the grant engine takes it (for forms parsed with [`TOKEN_FIELDS`]):
+    /// The request as the grant engine takes it (for forms parsed with `TokenForm::FIELDS`):
     /// the audiences asked for are the `resource` values, then `audience` split on
     /// spaces.
     pub fn as_grant_request(&self) -> TokenRequest<'_> {
@@ -481,10 +469,30 @@ impl<S: Send + Sync> FromRequestParts<S> for MoneyKitVersion {
     }
 }
 
+/// The optional `MoneyKit-Version` header of the MoneyKit paths.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct MoneyKitVersionHeader {
+    /// API version: `2023-02-18` (what the official SDKs send), or absent. Anything else
+    /// is a 400 naming the supported versions.
+    #[serde(rename = "MoneyKit-Version")]
+    #[param(required = false, inline)]
+    pub moneykit_version: ApiVersion,
+}
+
+/// The API versions this server speaks (see `moneykit_wire::headers::SUPPORTED_VERSIONS`).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub enum ApiVersion {
+    /// The version of the official SDKs.
+    #[serde(rename = "2023-02-18")]
+    V2023_02_18,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use moneykit_wire::TokenForm;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -515,7 +523,7 @@ mod tests {
     #[test]
     fn forms_parse_known_fields_and_reject_repeats() {
         let body = b"grant_type=client_credentials&scope=a+b&x=1&&client_id=c";
-        let p = parse_form(body, TOKEN_FIELDS).unwrap();
+        let p = parse_form(body, TokenForm::FIELDS).unwrap();
         assert_eq!(p.get("grant_type"), Some("client_credentials"));
         assert_eq!(p.get("scope"), Some("a b"));
         assert_eq!(p.get("client_id"), Some("c"));
@@ -523,16 +531,16 @@ mod tests {
         assert_eq!(p.get("x"), None);
         let shown = format!(
             "{:?}",
-            parse_form(b"client_secret=hush", TOKEN_FIELDS).unwrap()
+            parse_form(b"client_secret=hush", TokenForm::FIELDS).unwrap()
         );
         assert!(!shown.contains("hush"), "{shown}");
-        let err = parse_form(b"client_id=a&client_id=b", TOKEN_FIELDS).unwrap_err();
+        let err = parse_form(b"client_id=a&client_id=b", TokenForm::FIELDS).unwrap_err();
         match err {
             ApiError::Validation(v) => assert_eq!(v[0].location, ["body", "client_id"]),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            parse_form(b"scope=%FF", TOKEN_FIELDS),
+            parse_form(b"scope=%FF", TokenForm::FIELDS),
             Err(ApiError::Validation(_))
         ));
     }
@@ -573,19 +581,20 @@ mod tests {
             ("content-type", "application/x-www-form-urlencoded"),
         ]);
         assert!(
-            AuthenticatedForm::parse(&h, b"client_id=id1&client_secret=s1", TOKEN_FIELDS).is_ok()
+            AuthenticatedForm::parse(&h, b"client_id=id1&client_secret=s1", TokenForm::FIELDS)
+                .is_ok()
         );
         assert!(matches!(
-            AuthenticatedForm::parse(&h, b"client_id=id2", TOKEN_FIELDS),
+            AuthenticatedForm::parse(&h, b"client_id=id2", TokenForm::FIELDS),
             Err(ApiError::InvalidClient { basic: true })
         ));
         assert!(matches!(
-            AuthenticatedForm::parse(&h, b"client_secret=other", TOKEN_FIELDS),
+            AuthenticatedForm::parse(&h, b"client_secret=other", TokenForm::FIELDS),
             Err(ApiError::InvalidClient { basic: true })
         ));
-        let parsed = AuthenticatedForm::parse(&h, b"", TOKEN_FIELDS).unwrap();
+        let parsed = AuthenticatedForm::parse(&h, b"", TokenForm::FIELDS).unwrap();
         let req = parsed.as_grant_request();
-        assert_eq!(req.credentials.unwrap().client_id, "id1");
+        assert_eq!(req.credentials.unwrap().client_id(), "id1");
     }
 
     #[test]

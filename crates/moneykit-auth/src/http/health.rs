@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::auth::json_bytes;
-use crate::state::AppState;
+use super::response::json_bytes;
+use super::state::AppState;
 
 /// The body of the health checks.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

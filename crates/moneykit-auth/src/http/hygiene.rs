@@ -12,13 +12,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderName, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use crate::metrics::{Metrics, route_index};
+use crate::metrics::Metrics;
 
 use super::Limits;
 use super::error::ApiError;
@@ -112,8 +113,14 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let started = Instant::now();
-        let route = route_index(req.uri().path());
         let metrics = self.settings.metrics.clone();
+        // The template the router matched (this layer runs inside the router), so the
+        // label is bounded whatever path was sent.
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let route = metrics.as_ref().map_or(0, |m| m.route_index(matched));
         let id = match req.headers().get(&REQUEST_ID) {
             Some(given) if acceptable_request_id(given) => given.clone(),
             _ => {
@@ -228,7 +235,7 @@ struct RequestIds {
 impl RequestIds {
     fn new() -> Self {
         Self {
-            prefix: hex::encode(crate::domain::ids::random_bytes::<6>()),
+            prefix: hex::encode(crate::crypto::random_bytes::<6>()),
             counter: AtomicU64::new(0),
         }
     }

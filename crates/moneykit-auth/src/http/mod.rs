@@ -1,43 +1,53 @@
-//! The HTTP surface: routes, and the layers every request passes through.
+//! The HTTP surface: thin handlers, the one route table, the layers every request passes
+//! through, and the server that accepts connections. Handlers parse, call the
+//! [`engine`](crate::engine) or [`operations`](crate::operations), and shape the response;
+//! none touches the store (an architecture test keeps it so).
 //!
-//! - [`auth`]: `POST /auth/token`, `GET /auth/introspect` (MoneyKit-compatible).
-//! - [`oauth2`]: `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` (RFC 6749,
+//! - [`routes`]: the route table — router entries, OpenAPI paths and metrics labels.
+//! - `auth`: `POST /auth/token`, `GET /auth/introspect` (MoneyKit-compatible).
+//! - `oauth2`: `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` (RFC 6749,
 //!   7662, 7009).
-//! - [`discovery`]: `GET /.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
-//!   `/openapi.json`; [`openapi`] generates the document.
-//! - [`webhooks`]: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
-//! - [`health`]: `/healthz/live`, `/healthz/ready`.
-//! - [`admin`]: the admin API and `/metrics`, on a separate listener.
-//! - [`connection`]: the header timeout, apart from the keep-alive timeout.
-//! - [`server`]: the accept loop both listeners run: connection caps, TLS, graceful stop.
+//! - `discovery`: `GET /.well-known/jwks.json`, `/.well-known/oauth-authorization-server`,
+//!   `/openapi.json`; `openapi` describes the API as a whole.
+//! - `webhooks`: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
+//! - `health`: `/healthz/live`, `/healthz/ready`.
+//! - [`admin_api`]: the admin API and `/metrics`, on a separate listener.
+//! - [`server`]: the accept loop both listeners run: connection caps, TLS ([`tls`]),
+//!   graceful stop; `connection`: the header timeout, apart from the keep-alive timeout.
+//! - [`state`]: what handlers reach — the snapshot, the engine, counters.
+//! - `response`: response shapes several handlers share.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
-//! - [`error`]: [`ApiError`], the one mapping from failure to response.
+//! - `error`: [`ApiError`], the one mapping from failure to response.
 //!
-//! Layers: [`hygiene`] (request id, header cap, timeout, JSON bodies for framework-made
+//! Layers: `hygiene` (request id, header cap, timeout, JSON bodies for framework-made
 //! errors, access log) around everything, and the body size cap (enforced where a
 //! handler reads the body, so the 413 it produces still gets the JSON error body).
 
-pub mod admin;
-pub mod auth;
-pub mod connection;
-pub mod discovery;
-pub mod error;
+pub mod admin_api;
+mod auth;
+mod connection;
+mod discovery;
+mod error;
 pub mod extract;
-pub mod health;
-pub mod hygiene;
-pub mod oauth2;
-pub mod openapi;
+mod health;
+mod hygiene;
+mod oauth2;
+mod openapi;
+mod response;
+pub mod routes;
 pub mod server;
-pub mod webhooks;
+pub mod state;
+pub mod tls;
+mod webhooks;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 
-use crate::state::AppState;
+use state::AppState;
 
 /// Request limits (PRODUCT.md §2: over-long bodies get 413, over-long headers 431, slow
 /// requests 408).
@@ -62,28 +72,11 @@ impl Default for Limits {
     }
 }
 
-/// Builds the application router with its layers.
-pub fn router(state: AppState, limits: Limits) -> Router {
+/// The public router: the route table's `routes` (see [`routes::table`]) on `state`, with
+/// the 404 fallback and the layers every request passes.
+pub fn router(routes: Router<AppState>, state: AppState, limits: Limits) -> Router {
     let metrics = state.metrics.clone();
-    Router::new()
-        .route("/auth/token", post(auth::token))
-        .route("/auth/introspect", get(auth::introspect))
-        .route("/.well-known/jwks.json", get(discovery::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/{*issuer_path}",
-            get(discovery::metadata_for_path),
-        )
-        .route("/openapi.json", get(discovery::openapi))
-        .route("/oauth2/token", post(oauth2::token))
-        .route("/oauth2/introspect", post(oauth2::introspect))
-        .route("/oauth2/revoke", post(oauth2::revoke))
-        .route("/webhooks/test/link/{id}", post(webhooks::test_link_event))
-        .route("/healthz/live", get(health::live))
-        .route("/healthz/ready", get(health::ready))
+    routes
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))

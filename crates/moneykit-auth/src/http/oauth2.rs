@@ -15,13 +15,14 @@ use moneykit_wire::{
 };
 use time::OffsetDateTime;
 
-use super::auth::{issue_token, no_store, token_response};
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, FormRequest, TOKEN_FIELDS, TOKEN_HINT_FIELDS};
+use super::extract::{AuthenticatedForm, FormRequest};
 use super::hygiene::request_id;
-use crate::domain::grant::Engine;
-use crate::snapshot::ClientEntry;
-use crate::state::AppState;
+use super::response::{no_store, token_response};
+use super::state::AppState;
+use crate::engine::Engine;
+use crate::engine::revocation;
+use crate::engine::snapshot::ClientEntry;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
 #[utoipa::path(
@@ -45,12 +46,15 @@ pub async fn token(
         source,
     }: FormRequest,
 ) -> Result<Response, ApiError> {
-    let form = AuthenticatedForm::parse_single_method(&headers, &body, TOKEN_FIELDS)
-        .map_err(ApiError::for_oauth2)?;
+    let form =
+        AuthenticatedForm::parse_single_method(&headers, &body, ClientCredentialsForm::FIELDS)
+            .map_err(ApiError::for_oauth2)?;
     if form.field("grant_type").is_none() {
         return Err(ApiError::missing_parameter("grant_type"));
     }
-    let issued = issue_token(&state, &form, source).map_err(ApiError::for_oauth2)?;
+    let issued = state
+        .issue_token(&form, source)
+        .map_err(ApiError::for_oauth2)?;
     Ok(token_response(StatusCode::OK, &issued, "Bearer"))
 }
 
@@ -62,13 +66,10 @@ fn authenticated_caller<'s, 'b>(
     body: &'b [u8],
     now: OffsetDateTime,
 ) -> Result<(&'s ClientEntry, AuthenticatedForm<'b>), ApiError> {
-    let form = AuthenticatedForm::parse_single_method(headers, body, TOKEN_HINT_FIELDS)
+    let form = AuthenticatedForm::parse_single_method(headers, body, TokenHintForm::FIELDS)
         .map_err(ApiError::for_oauth2)?;
-    let credentials = form
-        .credentials()
-        .ok_or(ApiError::InvalidClient { basic: true })?;
     let caller = engine
-        .authenticate(&credentials, now)
+        .authenticate(form.credentials().as_ref(), now)
         .map_err(|e| ApiError::from_grant(e, true))?;
     if form.field("token").is_none() {
         return Err(ApiError::missing_parameter("token"));
@@ -162,9 +163,7 @@ pub async fn revoke(
             .map_err(|e| ApiError::from_grant(e, true))?
     };
     if let Some(revoked) = revocation {
-        state
-            .store
-            .insert_revocation(&revoked)
+        let revoked = revocation::record(state.store.as_ref(), &state.revocations, revoked)
             .await
             .map_err(|error| {
                 // Logged once per outage, like the refresh's own failures: the background
@@ -176,7 +175,6 @@ pub async fn revoke(
                 }
                 ApiError::Unavailable("the revocation could not be recorded")
             })?;
-        state.revocations.apply(std::slice::from_ref(&revoked));
         state.metrics.tokens_revoked.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             request_id = request_id(&headers),

@@ -1,35 +1,16 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers' annotations
 //! and the wire types' schemas — never written by hand, so it cannot drift from the code.
+//! This file holds what the document says about the whole API; its paths come from the
+//! route table ([`super::routes`]).
 
 use bytes::Bytes;
 use utoipa::openapi::security::{
     ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme,
 };
 use utoipa::openapi::{Server, ServerBuilder};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
-use super::{auth, discovery, health, oauth2, webhooks};
-
-/// The optional `MoneyKit-Version` header of the MoneyKit paths.
-#[derive(Debug, serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct MoneyKitVersionHeader {
-    /// API version: `2023-02-18` (what the official SDKs send), or absent. Anything else
-    /// is a 400 naming the supported versions.
-    #[serde(rename = "MoneyKit-Version")]
-    #[param(required = false, inline)]
-    pub moneykit_version: ApiVersion,
-}
-
-/// The API versions this server speaks (see `moneykit_wire::headers::SUPPORTED_VERSIONS`).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-pub enum ApiVersion {
-    /// The version of the official SDKs.
-    #[serde(rename = "2023-02-18")]
-    V2023_02_18,
-}
-
-/// The whole API.
+/// What the document says about the whole API (its paths: [`super::routes::table`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -41,19 +22,6 @@ pub enum ApiVersion {
             `error_message`, `documentation_url`) and, where RFC 6749 defines one, `error` \
             and `error_description`.",
         license(name = "Apache-2.0"),
-    ),
-    paths(
-        auth::token,
-        auth::introspect,
-        discovery::jwks,
-        discovery::metadata,
-        discovery::openapi,
-        oauth2::token,
-        oauth2::introspect,
-        oauth2::revoke,
-        webhooks::test_link_event,
-        health::live,
-        health::ready,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -84,9 +52,9 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The document for a server whose public base URL is `issuer`, serialized once.
-pub fn document(issuer: &str) -> Bytes {
-    let mut doc = ApiDoc::openapi();
+/// `doc` (the route table's document) for a server whose public base URL is `issuer`,
+/// serialized once.
+pub fn document(mut doc: utoipa::openapi::OpenApi, issuer: &str) -> Bytes {
     let server: Server = ServerBuilder::new().url(issuer).build();
     doc.servers = Some(vec![server]);
     Bytes::from(doc.to_json().expect("the OpenAPI document serializes"))

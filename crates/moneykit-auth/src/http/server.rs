@@ -20,9 +20,56 @@ use tower::ServiceExt;
 
 use super::connection::{HeadDeadline, RequestCount, Timing, drive, stopped};
 use super::extract::ClientAddr;
-use crate::config::ConnectionLimits;
+use crate::http::tls::ReloadingConfig;
+use crate::net::Cidr;
 use crate::net::source_key;
-use crate::tls::ReloadingConfig;
+
+/// Limits applied per connection, before a request reaches the router.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Longest time a client may take to send a request head: the first within this
+    /// long of connecting, every later one within this long of its first byte (slowloris
+    /// defence).
+    pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may wait for its next request. Longer than the
+    /// idle timeout of load balancers in front (AWS ALB: 60 s), so they never reuse a
+    /// connection the server is closing. Zero: one request per connection.
+    pub keep_alive_timeout: Duration,
+    /// Hard cap on the request head (request line + headers) a connection buffers; beyond
+    /// it the HTTP layer answers a bare 431. The router's own, lower cap
+    /// ([`Limits::max_header_bytes`]) answers first, with the JSON body.
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+    /// Behind a proxy: the header whose last value is the client's address (e.g.
+    /// `X-Forwarded-For`). Unset: the TCP peer is the client.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// Most connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Most connections one source (an IPv6 one by its /64) may hold at once, so one
+    /// cannot take every slot; more are closed as they are accepted. Peers in
+    /// `trusted_proxies` are exempt: every client behind them arrives from them. Zero: no
+    /// cap.
+    pub max_connections_per_address: usize,
+    /// The proxies in front. When set, `client_ip_header` is believed only from these
+    /// peers; from any other the TCP peer is the client. Empty: believed from any peer.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            client_ip_header: None,
+            max_connections: 10_000,
+            max_connections_per_address: 512,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
 
 /// An HTTP/2 connection that has sent no frame for this long is sent a PING…
 const H2_PING_INTERVAL: Duration = Duration::from_secs(20);

@@ -10,13 +10,12 @@ use moneykit_wire::{ErrorBody, WebhookTestLinkRequest, WebhookTestLinkResponse};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{Bearer, MoneyKitVersion};
+use super::extract::{Bearer, MoneyKitVersion, MoneyKitVersionHeader};
 use super::hygiene::request_id;
-use super::openapi::MoneyKitVersionHeader;
-use crate::admin::{self, AdminError};
+use super::state::AppState;
 use crate::domain::ids::new_token_id;
-use crate::state::AppState;
-use crate::webhooks::payload;
+use crate::domain::payloads;
+use crate::operations::{self, AdminError};
 
 /// Longest link id or idempotency key accepted.
 const MAX_ID_LEN: usize = 200;
@@ -87,13 +86,13 @@ pub async fn test_link_event(
         None => new_token_id(),
     };
     let event_name = request.webhook_event.as_str();
-    let body = payload::test_payload(
+    let body = payloads::test_payload(
         request.webhook_event,
         &link_id,
         &key,
         OffsetDateTime::now_utc(),
     );
-    let event = admin::queue_capped_webhook_event(
+    let event = operations::queue_capped_webhook_event(
         state.store.as_ref(),
         &app_id,
         event_name,

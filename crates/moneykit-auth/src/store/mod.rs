@@ -20,10 +20,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::clients::{App, Client};
+use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
-use crate::keys::KeyRecord;
-use crate::revocation::RevokedToken;
-use crate::webhooks::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
+use crate::domain::signing_keys::KeyRecord;
+use crate::domain::tokens::RevokedToken;
 
 pub use postgres::PgStore;
 pub use sql::SqlStore;

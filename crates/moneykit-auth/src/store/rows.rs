@@ -8,11 +8,11 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::domain::audience::parse_audiences;
 use crate::domain::clients::{App, Client};
+use crate::domain::events::{ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::SecretHash;
-use crate::keys::KeyRecord;
-use crate::revocation::RevokedToken;
-use crate::webhooks::{ClaimedEvent, EventStatus, WebhookEvent};
+use crate::domain::signing_keys::KeyRecord;
+use crate::domain::tokens::RevokedToken;
 
 /// Typed column access for the rows of either backend.
 pub(super) trait Columns {

@@ -13,10 +13,10 @@ use time::OffsetDateTime;
 use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
 use super::{ChangeFeed, InsertKeyIf, Store, StoreError, StoredState};
 use crate::domain::clients::{App, Client};
+use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
-use crate::keys::KeyRecord;
-use crate::revocation::RevokedToken;
-use crate::webhooks::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
+use crate::domain::signing_keys::KeyRecord;
+use crate::domain::tokens::RevokedToken;
 
 /// Writes that must be serialized across every process sharing the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 use aws_lc_rs::digest::{SHA256, digest};
 use moneykit_wire::WebhookSignatureClaims;
 
+use crate::crypto::KeyPair;
 use crate::domain::tokens::jwt_header;
-use crate::keys::KeyPair;
 
 /// The signature of `body` by `key` at `iat` (Unix seconds). The claims are the wire
 /// type the SDK verifier deserializes, so the two cannot disagree on names.
@@ -24,7 +24,7 @@ pub fn sign(key: &KeyPair, body: &[u8], iat: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::PublicKey;
+    use crate::crypto::PublicKey;
 
     #[tokio::test]
     async fn the_sdk_verifier_accepts_it_and_rejects_a_changed_body() {

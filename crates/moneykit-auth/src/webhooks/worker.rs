@@ -20,13 +20,13 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::target::{self, GuardedResolver};
-use super::{
-    AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent, WebhookSettings, millis, now_ms,
-};
-use crate::domain::ids::random_bytes;
+use super::WebhookSettings;
+use crate::crypto::random_bytes;
+use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
+use crate::domain::time::{millis, now_ms};
+use crate::engine::snapshot::SnapshotCell;
 use crate::metrics::Metrics;
-use crate::snapshot::SnapshotCell;
+use crate::net::guard::{self, GuardedResolver};
 use crate::store::Store;
 use moneykit_wire::webhook::{DELIVERY_ATTEMPT_HEADER, DELIVERY_TOKEN_HEADER, SIGNATURE_HEADER};
 
@@ -383,7 +383,7 @@ impl Worker {
     /// POSTs the event's body, signed now with the active key.
     async fn send(&self, event: &WebhookEvent, url: &str) -> Response {
         // Literal addresses never reach the resolver; `check_url` checks them.
-        let target = target::check_url(url, self.settings.policy).map_err(|e| e.to_string())?;
+        let target = guard::check_url(url, self.settings.policy).map_err(|e| e.to_string())?;
         let signature = {
             let snapshot = self.keys.load();
             let now = time::OffsetDateTime::now_utc();
@@ -425,7 +425,7 @@ mod tests {
     use super::*;
 
     fn event(attempts: u32, retry_until_ms: i64) -> WebhookEvent {
-        let mut e = super::super::payload::new_event("app", "x", b"{}".to_vec(), 0, 0);
+        let mut e = crate::domain::payloads::new_event("app", "x", b"{}".to_vec(), 0, 0);
         e.attempts = attempts;
         e.retry_until_ms = retry_until_ms;
         e

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use moneykit_auth::ratelimit::Rate;
+use moneykit_auth::engine::ratelimit::Rate;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::*;

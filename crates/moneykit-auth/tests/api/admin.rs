@@ -497,7 +497,7 @@ async fn the_admin_api_is_served_over_tls_when_the_public_listener_is() {
     let app = spawn_app_with(|s| {
         s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         s.admin_token = Some(ADMIN_TOKEN.into());
-        s.tls = Some(moneykit_auth::tls::TlsFiles {
+        s.tls = Some(moneykit_auth::http::tls::TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
         });
@@ -521,4 +521,82 @@ async fn the_admin_api_is_served_over_tls_when_the_public_listener_is() {
         .send()
         .await;
     assert!(refused.is_err(), "{refused:?}");
+}
+
+/// One route table: every path the OpenAPI document describes is routed (no 404 or 405
+/// for a described method) and counted under its own `route` label in `/metrics`, the
+/// RFC 8414 alias under the path it aliases, anything else under `other` — and no label
+/// names a route the document does not have.
+#[tokio::test]
+async fn every_documented_route_is_routed_and_counted_under_its_own_label() {
+    let app = admin_app().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut expected_counts = std::collections::BTreeMap::new();
+    for (path, operations) in paths {
+        let concrete = path.replace("{id}", "link_route_check");
+        for method in operations.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes());
+            let Ok(method) = method else { continue };
+            let response = app
+                .http
+                .request(method.clone(), app.url(&concrete))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+            *expected_counts.entry(path.clone()).or_insert(0) += 1;
+        }
+    }
+    // The document itself was fetched once more, first.
+    *expected_counts.get_mut("/openapi.json").unwrap() += 1;
+    let alias = "/.well-known/oauth-authorization-server/not/this/issuer";
+    let response = app.http.get(app.url(alias)).send().await.unwrap();
+    assert_eq!(response.status(), 404, "an issuer path that is not ours");
+    *expected_counts
+        .get_mut("/.well-known/oauth-authorization-server")
+        .unwrap() += 1;
+    app.http.get(app.url("/not/a/route")).send().await.unwrap();
+    expected_counts.insert("other".to_owned(), 1);
+
+    let scrape = || async {
+        let (status, body) = call(&app, "GET", "/metrics", None).await;
+        assert_eq!(status, 200);
+        body.as_str().unwrap().to_owned()
+    };
+    let count_line = |route: &str, n: i32| {
+        format!("moneykit_auth_request_duration_seconds_count{{route=\"{route}\"}} {n}")
+    };
+    within(
+        Duration::from_secs(5),
+        "the last request is counted",
+        || async { scrape().await.contains(&count_line("other", 1)) },
+    )
+    .await;
+    let text = scrape().await;
+    for (route, n) in &expected_counts {
+        assert!(
+            text.contains(&count_line(route, *n)),
+            "{route}: expected {n} requests in\n{text}"
+        );
+    }
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("moneykit_auth_request_duration_seconds_count"))
+    {
+        let label = line.split('"').nth(1).unwrap();
+        assert!(
+            expected_counts.contains_key(label),
+            "label {label:?} names no documented route"
+        );
+    }
 }

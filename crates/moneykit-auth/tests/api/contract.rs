@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use moneykit_auth::keys::lifecycle::RETIRED_KEY_PUBLISHED_FOR;
-use moneykit_auth::keys::sealing::MasterKey;
+use moneykit_auth::crypto::sealing::MasterKey;
+use moneykit_auth::domain::signing_keys::RETIRED_KEY_PUBLISHED_FOR;
 use moneykit_auth::store::{InsertKeyIf, OpenMode};
 use serde_json::Value;
 
@@ -300,8 +300,8 @@ async fn a_retired_key_leaves_the_jwks_when_its_tokens_can_no_longer_be_valid() 
     // retired key stays published. It must leave the JWKS in about 4 s.
     let handover = now - RETIRED_KEY_PUBLISHED_FOR + time::Duration::seconds(4);
     let old_since = handover - time::Duration::days(30);
-    let old = moneykit_auth::admin::new_key_record(&master, old_since, old_since);
-    let new = moneykit_auth::admin::new_key_record(&master, handover, handover);
+    let old = moneykit_auth::operations::new_key_record(&master, old_since, old_since);
+    let new = moneykit_auth::operations::new_key_record(&master, handover, handover);
     assert!(store.insert_key(&old, InsertKeyIf::NoKeys).await.unwrap());
     assert!(
         store

@@ -11,11 +11,11 @@ use std::process::Output;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
-use moneykit_auth::admin::{self, NewClient};
 use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
+use moneykit_auth::engine::snapshot::SnapshotCell;
 use moneykit_auth::metrics::Metrics;
-use moneykit_auth::snapshot::SnapshotCell;
+use moneykit_auth::operations::{self, NewClient};
 use moneykit_auth::startup::Application;
 use moneykit_auth::store::Store;
 use moneykit_wire::JwkSet;
@@ -103,7 +103,7 @@ pub fn test_settings(db: &TestDb) -> ServeSettings {
     settings.master_secret = Some(TEST_SECRET.into());
     settings.refresh.poll_interval = Duration::from_millis(50);
     // Tests ask for many tokens quickly; the limits suite sets its own budgets.
-    settings.rate_limits.issuance_per_client = moneykit_auth::ratelimit::Rate::UNLIMITED;
+    settings.rate_limits.issuance_per_client = moneykit_auth::engine::ratelimit::Rate::UNLIMITED;
     settings
 }
 
@@ -177,7 +177,9 @@ impl TestApp {
     }
 
     pub async fn create_app(&self, name: &str) -> App {
-        let app = admin::create_app(self.store.as_ref(), name).await.unwrap();
+        let app = operations::create_app(self.store.as_ref(), name)
+            .await
+            .unwrap();
         self.synced().await;
         app
     }
@@ -185,7 +187,7 @@ impl TestApp {
     /// A client of a new app, with the given scopes (and optional TTL); returns the client
     /// and its secret.
     pub async fn create_client(&self, scope: &str, ttl: Option<u64>) -> (Client, String) {
-        let app = admin::create_app(self.store.as_ref(), "Test App")
+        let app = operations::create_app(self.store.as_ref(), "Test App")
             .await
             .unwrap();
         self.create_client_in(&app.id, scope, ttl).await
@@ -204,7 +206,7 @@ impl TestApp {
             audiences: Vec::new(),
             token_ttl_secs: ttl,
         };
-        let (client, secret) = admin::create_client(self.store.as_ref(), &new)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new)
             .await
             .unwrap();
         self.synced().await;
@@ -217,7 +219,7 @@ impl TestApp {
         scope: &str,
         audiences: &[&str],
     ) -> (Client, String) {
-        let app = admin::create_app(self.store.as_ref(), "Test App")
+        let app = operations::create_app(self.store.as_ref(), "Test App")
             .await
             .unwrap();
         let new = NewClient {
@@ -227,7 +229,7 @@ impl TestApp {
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             token_ttl_secs: None,
         };
-        let (client, secret) = admin::create_client(self.store.as_ref(), &new)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new)
             .await
             .unwrap();
         self.synced().await;

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit_auth::crypto::{KeyPair, MasterKey};
 use moneykit_auth::domain::tokens::{AccessClaims, access_token_header, sign};
-use moneykit_auth::keys::{KeyPair, MasterKey};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -202,12 +202,12 @@ async fn tokens_of_disabled_clients_are_rejected_until_the_client_is_enabled() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
-    moneykit_auth::admin::disable_client(app.store.as_ref(), &client.id, None)
+    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, None)
         .await
         .unwrap();
     app.synced().await;
     assert_invalid_token(app.introspect(&token).await).await;
-    moneykit_auth::admin::enable_client(app.store.as_ref(), &client.id)
+    moneykit_auth::operations::enable_client(app.store.as_ref(), &client.id)
         .await
         .unwrap();
     app.synced().await;
@@ -220,7 +220,7 @@ async fn scheduled_disablement_shows_in_introspection_and_takes_effect_at_its_ti
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::seconds(3);
-    moneykit_auth::admin::disable_client(app.store.as_ref(), &client.id, Some(at))
+    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, Some(at))
         .await
         .unwrap();
     app.synced().await;

@@ -228,7 +228,7 @@ async fn introspection_says_only_inactive_for_anything_invalid() {
     let caller = (client.id.as_str(), secret.as_str());
     let expired = app.token(&short.id, &short_secret, None).await;
     let of_disabled = app.token(&disabled.id, &disabled_secret, None).await;
-    moneykit_auth::admin::disable_client(app.store.as_ref(), &disabled.id, None)
+    moneykit_auth::operations::disable_client(app.store.as_ref(), &disabled.id, None)
         .await
         .unwrap();
     app.synced().await;

@@ -11,7 +11,7 @@ use moneykit::webhooks::{Verifier, WebhookError};
 use moneykit::{
     AccessTokenApi, ApiError, Configuration, ErrorKind, GenerateAccessTokenOpts, TokenSource,
 };
-use moneykit_auth::keys::{KeyPair, MasterKey};
+use moneykit_auth::crypto::{KeyPair, MasterKey};
 use serde_json::json;
 use time::OffsetDateTime;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use moneykit_auth::keys::{KeyPair, MasterKey};
-use moneykit_auth::ratelimit::Rate;
+use moneykit_auth::crypto::{KeyPair, MasterKey};
+use moneykit_auth::engine::ratelimit::Rate;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use moneykit_auth::tls::TlsFiles;
+use moneykit_auth::http::tls::TlsFiles;
 
 use crate::helpers::*;
 

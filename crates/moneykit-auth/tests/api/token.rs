@@ -296,14 +296,14 @@ async fn per_client_token_lifetime_overrides_the_server_default() {
 async fn disabled_clients_get_no_tokens_until_enabled_again() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
-    moneykit_auth::admin::disable_client(app.store.as_ref(), &client.id, None)
+    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, None)
         .await
         .unwrap();
     app.synced().await;
     let body = form(&[("client_id", &client.id), ("client_secret", &secret)]);
     let response = app.post_token(&body, None).await;
     assert_invalid_client(response).await;
-    moneykit_auth::admin::enable_client(app.store.as_ref(), &client.id)
+    moneykit_auth::operations::enable_client(app.store.as_ref(), &client.id)
         .await
         .unwrap();
     app.synced().await;
@@ -316,7 +316,7 @@ async fn rotated_secrets_replace_the_old_one_and_keep_issued_tokens_valid() {
     let (client, old_secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &old_secret, None).await;
     let (_, new_secret) =
-        moneykit_auth::admin::rotate_client_secret(app.store.as_ref(), &client.id)
+        moneykit_auth::operations::rotate_client_secret(app.store.as_ref(), &client.id)
             .await
             .unwrap();
     app.synced().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use moneykit::webhooks::Verifier;
 use moneykit::{AccessTokenApi, Configuration};
-use moneykit_auth::webhooks::EventStatus;
+use moneykit_auth::domain::events::EventStatus;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -554,7 +554,7 @@ async fn fire(app: &TestApp, token: &str, n: usize) -> Vec<(u16, String, Option<
 /// pending events for it than the cap, even under concurrent calls.
 #[tokio::test]
 async fn the_test_trigger_is_rate_limited_and_pending_events_are_capped_per_app() {
-    use moneykit_auth::ratelimit::Rate;
+    use moneykit_auth::engine::ratelimit::Rate;
     const CAP: usize = 40;
     let app = spawn_app_with(|s| {
         s.webhooks.policy.allow_http = true;
@@ -654,7 +654,7 @@ async fn delivered_and_failed_events_are_pruned_after_the_retention() {
     let queue = |app_id: &str, window: Duration| {
         let (store, app_id) = (store.clone(), app_id.to_owned());
         async move {
-            moneykit_auth::admin::queue_webhook_event(
+            moneykit_auth::operations::queue_webhook_event(
                 store.as_ref(),
                 &app_id,
                 "x.y",
@@ -718,7 +718,7 @@ async fn a_failing_endpoint_logs_a_bounded_number_of_warnings() {
         .await
         .unwrap();
     for _ in 0..EVENTS {
-        moneykit_auth::admin::queue_webhook_event(
+        moneykit_auth::operations::queue_webhook_event(
             store.as_ref(),
             &app_id,
             "x.y",

@@ -3,7 +3,7 @@
 //! A [`Snapshot`] is built from the whole stored state: clients with their apps, the
 //! parsed signing keys, the JWKS and every introspection body already serialized. Request
 //! handlers read it through [`SnapshotCell`] (an atomic pointer swap: no lock, no
-//! database), and the background refresh in [`crate::sync`] swaps in a new one when the
+//! database), and the background refresh in [`crate::engine::refresh`] swaps in a new one when the
 //! stored state changes or a key changes state.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -15,11 +15,12 @@ use moneykit_wire::{AppClientResponse, AppResponse, AuthorizationServerMetadata,
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::crypto::sealing::SealingError;
+use crate::crypto::{KeyPair, MasterKey, PublicKey};
 use crate::domain::clients::{App, Client};
+use crate::domain::signing_keys::KeySchedule;
+use crate::domain::signing_keys::KeyStatus;
 use crate::domain::tokens::access_token_header;
-use crate::keys::lifecycle::KeySchedule;
-use crate::keys::sealing::SealingError;
-use crate::keys::{KeyPair, KeyStatus, MasterKey, PublicKey};
 use crate::store::StoredState;
 
 /// Settings that shape tokens, fixed for the life of a server.
@@ -277,7 +278,7 @@ pub enum SnapshotError {
     Sealing(#[from] SealingError),
     /// A stored key is not a valid P-256 key.
     #[error(transparent)]
-    InvalidKey(#[from] crate::keys::es256::InvalidKey),
+    InvalidKey(#[from] crate::crypto::es256::InvalidKey),
     /// A client points at an app that does not exist.
     #[error("client {0} belongs to an app that does not exist")]
     OrphanClient(String),

@@ -3,17 +3,12 @@
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::domain::clients::{App, Client};
+use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::secrets::ClientSecret;
-use crate::keys::lifecycle::ScheduledKey;
-use crate::webhooks::{EventStatus, WebhookEvent};
-
-/// RFC 3339, the one time format of the CLI and the API.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("valid RFC 3339 time")
-}
+use crate::domain::signing_keys::ScheduledKey;
+use crate::domain::time::rfc3339;
 
 /// An app as the CLI shows it.
 pub fn app_json(app: &App) -> Value {
@@ -100,7 +95,7 @@ pub fn event_json(e: &WebhookEvent) -> Value {
 }
 
 /// The outcome of `keys revoke`: `{"kid","revoked_at","replaced_by","apps_notified"}`.
-pub fn revocation_json(done: &crate::admin::KeyRevocation) -> Value {
+pub fn revocation_json(done: &crate::operations::KeyRevocation) -> Value {
     json!({
         "kid": done.revoked.kid,
         "revoked_at": done.revoked.revoked_at.map(rfc3339),
@@ -110,8 +105,8 @@ pub fn revocation_json(done: &crate::admin::KeyRevocation) -> Value {
 }
 
 /// The outcome of a key rotation: `{"result","kid","activates_at"}`.
-pub fn rotation_json(rotation: &crate::admin::Rotation) -> Value {
-    use crate::admin::Rotation;
+pub fn rotation_json(rotation: &crate::operations::Rotation) -> Value {
+    use crate::operations::Rotation;
     let (result, key) = match rotation {
         Rotation::Published(k) => ("published", k),
         Rotation::AlreadyPending(k) => ("already_pending", k),

@@ -15,7 +15,7 @@ use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::domain::ids::random_bytes;
+use crate::crypto::random_bytes;
 
 /// Version byte in front of every sealed blob, so the format can change later.
 const SEALED_V1: u8 = 1;

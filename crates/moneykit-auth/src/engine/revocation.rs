@@ -14,23 +14,10 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::domain::EXPIRY_LEEWAY_SECS;
+use crate::domain::tokens::RevokedToken;
+use crate::store::{Store, StoreError};
 
 const SHARDS: usize = 16;
-
-/// A revoked token as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedToken {
-    /// Store order; assigned by the store.
-    pub seq: i64,
-    /// The token's `jti`.
-    pub jti: String,
-    /// The client it was issued to.
-    pub client_id: String,
-    /// The token's `exp` (Unix seconds): after this the entry can be forgotten.
-    pub expires_at: i64,
-    /// When it was revoked (Unix seconds).
-    pub revoked_at: i64,
-}
 
 /// Revoked token ids with their expiry.
 #[derive(Debug)]
@@ -108,6 +95,19 @@ impl RevocationList {
             self.len.fetch_sub(before - shard.len(), Ordering::AcqRel);
         }
     }
+}
+
+/// Records a revocation: durably first (RFC 7009 revocation is final and survives a
+/// restart), then in this server's list, so it takes effect here at once; other servers
+/// pick it up on their next refresh. Nothing is applied if the store refused it.
+pub async fn record(
+    store: &dyn Store,
+    list: &RevocationList,
+    revoked: RevokedToken,
+) -> Result<RevokedToken, StoreError> {
+    store.insert_revocation(&revoked).await?;
+    list.apply(std::slice::from_ref(&revoked));
+    Ok(revoked)
 }
 
 #[cfg(test)]

@@ -1,20 +1,30 @@
-//! Administrative operations: what the CLI (and later the admin API) does to apps,
-//! clients and keys. Each validates its input fully before writing, so bad input changes
-//! nothing, and each is one store call or a guarded sequence that is safe to retry.
+//! Administrative operations: what the CLI, the admin API and the webhook trigger do to
+//! apps, clients, keys and webhook events — one implementation, so they cannot disagree.
+//! Each validates its input fully before writing, so bad input changes nothing, and each
+//! is one store call or a guarded sequence that is safe to retry. [`views`] are the JSON
+//! shapes both the CLI's `--json` and the admin API print.
+//!
+//! May import `store`, `domain`, `net` and `crypto`; the engine calls in here (scheduled
+//! key rotation), never the reverse.
+
+pub mod views;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::crypto::{KeyPair, MasterKey};
 use crate::domain::MAX_TOKEN_TTL_SECS;
 use crate::domain::audience::parse_audiences;
 use crate::domain::clients::{App, Client};
+use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::ids::{new_app_id, new_client_id, new_key_id};
+use crate::domain::payloads;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::ClientSecret;
-use crate::keys::lifecycle::KeySchedule;
-use crate::keys::{KeyPair, KeyRecord, MasterKey};
+use crate::domain::signing_keys::KeyRecord;
+use crate::domain::signing_keys::KeySchedule;
+use crate::domain::time::{millis, now_ms};
+use crate::net::guard::{self, TargetPolicy};
 use crate::store::{InsertKeyIf, Store, StoreError};
-use crate::webhooks::target::{self, TargetPolicy};
-use crate::webhooks::{EventStatus, WebhookEvent, millis, now_ms, payload};
 
 /// Why an administrative operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -373,10 +383,10 @@ pub async fn revoke_key(
     revoked.revoked_at = Some(now);
     let data = serde_json::json!({
         "kid": kid,
-        "revoked_at": crate::views::rfc3339(now),
+        "revoked_at": crate::domain::time::rfc3339(now),
         "replaced_by": replacement.as_ref().map(|k| k.kid.as_str()),
     });
-    let body = payload::operator_payload(KEY_REVOKED_EVENT, &data, OffsetDateTime::now_utc())
+    let body = payloads::operator_payload(KEY_REVOKED_EVENT, &data, OffsetDateTime::now_utc())
         .map_err(|e| AdminError::Invalid(e.to_string()))?;
     // The revocation is committed: telling receivers is best effort, never a failure.
     let mut apps_notified = 0;
@@ -459,7 +469,7 @@ pub async fn set_app_webhook(
         .ok_or_else(|| AdminError::UnknownApp(app_id.to_owned()))?;
     let url = match url {
         Some(text) => Some(
-            target::check_target(text, policy)
+            guard::check_target(text, policy)
                 .await
                 .map_err(|e| AdminError::Invalid(e.to_string()))?
                 .to_string(),
@@ -503,7 +513,7 @@ pub async fn queue_capped_webhook_event(
     if app.webhook_url.is_none() {
         return Err(AdminError::NoWebhookUrl(app.id));
     }
-    let event = payload::new_event(app_id, event, body, now_ms(), millis(retry_window));
+    let event = payloads::new_event(app_id, event, body, now_ms(), millis(retry_window));
     if !store
         .insert_webhook_event_capped(&event, max_pending)
         .await?

@@ -2,15 +2,24 @@
 //! Passed explicitly through the router, never global, so each test runs its own server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::domain::grant::Engine;
+use std::sync::atomic::Ordering;
+
+use time::OffsetDateTime;
+
+use super::error::ApiError;
+use super::extract::AuthenticatedForm;
+use crate::crypto::MasterKey;
+use crate::engine::Engine;
+use crate::engine::grant::IssuedToken;
+use crate::engine::ratelimit::RateLimits;
+use crate::engine::refresh::Health;
+use crate::engine::revocation::RevocationList;
+use crate::engine::snapshot::{Snapshot, SnapshotCell};
+use crate::engine::verified::VerifiedTokens;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimits;
-use crate::revocation::RevocationList;
-use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::net::guard::TargetPolicy;
 use crate::store::Store;
-use crate::verified::VerifiedTokens;
 
 /// Shared state of one running server: one `Arc`, so the per-request clone axum makes
 /// is a single reference-count increment.
@@ -75,32 +84,47 @@ impl Shared {
             source: None,
         }
     }
-}
 
-/// Readiness as seen by the background refresh: the hot path keeps serving from memory
-/// while the store is down, but a load balancer should know.
-#[derive(Debug)]
-pub struct Health {
-    store_reachable: AtomicBool,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Self {
-            store_reachable: AtomicBool::new(true),
-        }
+    /// Runs the client-credentials grant for a parsed request and counts the token: what
+    /// both token endpoints share before shaping their own response.
+    pub fn issue_token(
+        &self,
+        form: &AuthenticatedForm<'_>,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<IssuedToken, ApiError> {
+        let snapshot = self.snapshot();
+        let issued = self
+            .engine(&snapshot)
+            .from_source(source)
+            .client_credentials(&form.as_grant_request(), OffsetDateTime::now_utc())
+            .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
+        self.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(client_id = %issued.claims.client_id, "issued token");
+        Ok(issued)
     }
 }
 
-impl Health {
-    /// Records whether the last store access worked; returns the previous value, so the
-    /// caller can log a transition once instead of on every attempt.
-    pub fn set_store_reachable(&self, reachable: bool) -> bool {
-        self.store_reachable.swap(reachable, Ordering::Relaxed)
-    }
-
-    /// Whether the store was reachable at the last check.
-    pub fn store_reachable(&self) -> bool {
-        self.store_reachable.load(Ordering::Relaxed)
-    }
+/// What the admin API reaches.
+pub struct AdminState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// For `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// For key ages.
+    pub snapshot: Arc<SnapshotCell>,
+    /// For the readiness gauge.
+    pub health: Arc<Health>,
+    /// Seals keys created by `POST /admin/keys/rotate`.
+    pub master: MasterKey,
+    /// How long a rotated-in key is published before it signs.
+    pub key_activation_delay: time::Duration,
+    /// How long events queued here are retried.
+    pub webhook_retry_window: std::time::Duration,
+    /// Wakes this process's webhook worker.
+    pub webhook_waker: Arc<tokio::sync::Notify>,
+    /// The server's webhook target policy: what `PUT /admin/apps/{id}/webhook` checks a
+    /// URL against (a request may narrow it, never widen it).
+    pub webhook_policy: TargetPolicy,
+    /// SHA-256 of the admin token.
+    pub token_digest: [u8; 32],
 }

@@ -10,18 +10,18 @@
 //! keeps serving its last snapshot and reports not-ready; the outage is logged once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::admin;
+use crate::crypto::MasterKey;
 use crate::domain::EXPIRY_LEEWAY_SECS;
-use crate::keys::MasterKey;
-use crate::keys::lifecycle::KeySchedule;
-use crate::revocation::RevocationList;
-use crate::snapshot::{Snapshot, SnapshotCell, TokenSettings};
-use crate::state::Health;
+use crate::domain::signing_keys::KeySchedule;
+use crate::engine::revocation::RevocationList;
+use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
+use crate::operations;
 use crate::store::{ChangeFeed, Store, StoredState};
 
 /// How often and how the background refresh works.
@@ -167,14 +167,14 @@ impl Refresher {
         if !due {
             return Ok(false);
         }
-        let rotation = admin::rotate_key(
+        let rotation = operations::rotate_key(
             self.store.as_ref(),
             &self.master,
             self.settings.key_activation_delay,
             false,
         )
         .await?;
-        if let admin::Rotation::Published(key) = &rotation {
+        if let operations::Rotation::Published(key) = &rotation {
             tracing::info!(kid = %key.kid, activates_at = %key.activates_at, "scheduled key rotation published a next key");
         }
         Ok(true)
@@ -255,5 +255,32 @@ impl Subscription {
             self.feed = None;
             self.retry_at = Some(tokio::time::Instant::now() + Self::RETRY);
         }
+    }
+}
+/// Readiness as seen by the background refresh: the hot path keeps serving from memory
+/// while the store is down, but a load balancer should know.
+#[derive(Debug)]
+pub struct Health {
+    store_reachable: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            store_reachable: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Health {
+    /// Records whether the last store access worked; returns the previous value, so the
+    /// caller can log a transition once instead of on every attempt.
+    pub fn set_store_reachable(&self, reachable: bool) -> bool {
+        self.store_reachable.swap(reachable, Ordering::Relaxed)
+    }
+
+    /// Whether the store was reachable at the last check.
+    pub fn store_reachable(&self) -> bool {
+        self.store_reachable.load(Ordering::Relaxed)
     }
 }

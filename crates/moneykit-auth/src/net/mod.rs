@@ -1,5 +1,8 @@
-//! Address blocks: the CIDRs of `--trusted-proxy`, and the key by which rate limits and
-//! the per-address connection cap count a source.
+//! Addresses: the CIDRs of `--trusted-proxy`, the key by which rate limits and the
+//! per-address connection cap count a source, and the [`guard`] every fetch of a URL a
+//! user gave passes (the SSRF guard). Imports nothing from the rest of the crate.
+
+pub mod guard;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

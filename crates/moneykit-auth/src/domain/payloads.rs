@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 
 use moneykit_wire::WebhookLinkTestEvent;
 
-use super::{EventStatus, WebhookEvent};
+use super::events::{EventStatus, WebhookEvent};
 use crate::domain::ids::{new_event_id, new_token_id};
-use crate::views::rfc3339;
+use crate::domain::time::rfc3339;
 
 /// The payload schema version this server sends.
 pub const MAJOR_VERSION: u32 = 1;

@@ -1,36 +1,20 @@
-//! The engine behind every token endpoint: the client-credentials grant (RFC 6749 §4.4)
-//! and bearer-token authorization. HTTP surfaces parse their input, call these, and map
-//! the result to their own wire format; none of them re-implements any of it.
-
-use std::net::IpAddr;
+//! The engine behind every token endpoint: the client-credentials grant (RFC 6749 §4.4),
+//! bearer-token authorization and what a revocation means (RFC 7009). HTTP surfaces parse
+//! their input, call these, and map the result to their own wire format; none of them
+//! re-implements any of it. Client authentication, the first step of most of them, is in
+//! [`super::client_auth`].
 
 use time::OffsetDateTime;
 
-use super::audience::{TargetNotAllowed, resolve_audience};
-use super::ids::new_token_id;
-use super::scope::{ScopeNotAllowed, Scopes};
-use super::secrets::SecretHash;
-use super::tokens::{self, AccessClaims, SignatureForm, TokenRejection};
-use crate::ratelimit::RateLimits;
-use crate::revocation::{RevocationList, RevokedToken};
-use crate::snapshot::{ClientEntry, Snapshot};
-use crate::verified::{TokenKey, VerifiedTokens};
-
-/// Client id and secret as presented, from the body or HTTP Basic.
-pub struct Credentials<'a> {
-    /// The claimed client id.
-    pub client_id: &'a str,
-    /// The presented secret.
-    pub client_secret: &'a str,
-}
-
-impl std::fmt::Debug for Credentials<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
+use super::client_auth::Credentials;
+use super::snapshot::ClientEntry;
+use super::verified::TokenKey;
+use super::{Engine, GrantError};
+use crate::domain::audience::{TargetNotAllowed, resolve_audience};
+use crate::domain::ids::new_token_id;
+use crate::domain::scope::{ScopeNotAllowed, Scopes};
+use crate::domain::tokens::RevokedToken;
+use crate::domain::tokens::{self, AccessClaims, SignatureForm, TokenRejection};
 
 /// A token request after transport-level parsing.
 #[derive(Debug)]
@@ -59,83 +43,7 @@ pub struct IssuedToken {
     pub claims: AccessClaims,
 }
 
-/// Why a token was not issued.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GrantError {
-    /// Missing, unknown or disabled client, or wrong secret (deliberately one case).
-    #[error("client authentication failed")]
-    InvalidClient,
-    /// A grant type other than `client_credentials`.
-    #[error("unsupported grant_type {0:?}: only client_credentials is supported")]
-    UnsupportedGrantType(String),
-    /// Malformed scope, or one the client is not allowed.
-    #[error("{0}")]
-    InvalidScope(String),
-    /// An audience the client may not ask for (RFC 8707 `invalid_target`).
-    #[error("{0}")]
-    InvalidTarget(String),
-    /// No signing key is active (only possible if every key is scheduled in the future).
-    #[error("no signing key is active")]
-    NoSigningKey,
-    /// A client asked to revoke a token issued to another client.
-    #[error("the token was not issued to this client")]
-    TokenOfAnotherClient,
-    /// Over a rate limit; try again after this long.
-    #[error("rate limited")]
-    RateLimited(std::time::Duration),
-}
-
-/// What the grant engine reads: the snapshot of clients and keys, and the two sets kept
-/// beside it at run time (revoked tokens, tokens already verified). Cheap to build per
-/// request from borrowed parts.
-#[derive(Debug, Clone, Copy)]
-pub struct Engine<'a> {
-    /// Clients, apps and keys.
-    pub snapshot: &'a Snapshot,
-    /// Revoked token ids.
-    pub revoked: &'a RevocationList,
-    /// Tokens known to be validly signed.
-    pub verified: &'a VerifiedTokens,
-    /// Budgets of issuance and failed authentication.
-    pub limits: &'a RateLimits,
-    /// Where the request came from, for the per-address limit (`None`: unknown).
-    pub source: Option<IpAddr>,
-}
-
 impl<'a> Engine<'a> {
-    /// The same engine, for a request from `source`.
-    pub fn from_source(self, source: Option<IpAddr>) -> Self {
-        Self { source, ..self }
-    }
-
-    /// Authenticates a client: known, enabled at `now`, right secret. Unknown ids cost
-    /// the same hash work as known ones. A source address over its budget of failures is
-    /// refused before the credentials are looked at; a failure that spends a budget is
-    /// reported as [`GrantError::RateLimited`] instead of an invalid client.
-    pub fn authenticate(
-        &self,
-        credentials: &Credentials<'_>,
-        now: OffsetDateTime,
-    ) -> Result<&'a ClientEntry, GrantError> {
-        self.limits
-            .check_source(self.source)
-            .map_err(GrantError::RateLimited)?;
-        match self.snapshot.client(credentials.client_id) {
-            Some(entry)
-                if entry.client.secret_hash.verify(credentials.client_secret)
-                    && !entry.client.is_disabled(now) =>
-            {
-                return Ok(entry);
-            }
-            Some(_) => {}
-            None => SecretHash::verify_against_nothing(credentials.client_secret),
-        }
-        self.limits
-            .record_failure(self.source, credentials.client_id)
-            .map_err(GrantError::RateLimited)?;
-        Err(GrantError::InvalidClient)
-    }
-
     /// Runs the client-credentials grant and signs a token.
     ///
     /// The token is not put in the verified-token cache here: measured, that cost 10-15 %
@@ -151,11 +59,7 @@ impl<'a> Engine<'a> {
         {
             return Err(GrantError::UnsupportedGrantType(grant.to_owned()));
         }
-        let credentials = request
-            .credentials
-            .as_ref()
-            .ok_or(GrantError::InvalidClient)?;
-        let entry = self.authenticate(credentials, now)?;
+        let entry = self.authenticate(request.credentials.as_ref(), now)?;
         let client = &entry.client;
         self.limits
             .take_issuance(&client.id)

@@ -1,8 +1,8 @@
 //! The admin HTTP API and Prometheus metrics, on their own listener (`--admin-listen`,
 //! off by default), behind an admin token (`MONEYKIT_AUTH_ADMIN_TOKEN`, sent as
 //! `Authorization: Bearer …`, compared in constant time). It does what the CLI does, with
-//! the same JSON shapes as the CLI's `--json` ([`crate::views`]) and the same admin
-//! functions ([`crate::admin`]), so the two cannot disagree.
+//! the same JSON shapes as the CLI's `--json` ([`crate::operations::views`]) and the same admin
+//! operations ([`crate::operations`]), so the two cannot disagree.
 //!
 //! | | |
 //! |---|---|
@@ -33,44 +33,16 @@ use super::Limits;
 use super::error::ApiError;
 use super::extract::bearer_token;
 use super::hygiene::HygieneLayer;
-use crate::admin::{self, AdminError, ClientUpdate, NewClient};
-use crate::keys::MasterKey;
-use crate::keys::lifecycle::KeySchedule;
-use crate::metrics::Metrics;
-use crate::snapshot::SnapshotCell;
-use crate::state::Health;
-use crate::store::Store;
-use crate::views;
-use crate::webhooks::target::TargetPolicy;
-use crate::webhooks::{EventStatus, payload};
+use super::state::AdminState;
+use crate::domain::events::EventStatus;
+use crate::domain::payloads;
+use crate::domain::signing_keys::KeySchedule;
+use crate::net::guard::TargetPolicy;
+use crate::operations::views;
+use crate::operations::{self, AdminError, ClientUpdate, NewClient};
 
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
-
-/// What the admin API reaches.
-pub struct AdminState {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// For `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// For key ages.
-    pub snapshot: Arc<SnapshotCell>,
-    /// For the readiness gauge.
-    pub health: Arc<Health>,
-    /// Seals keys created by `POST /admin/keys/rotate`.
-    pub master: MasterKey,
-    /// How long a rotated-in key is published before it signs.
-    pub key_activation_delay: time::Duration,
-    /// How long events queued here are retried.
-    pub webhook_retry_window: std::time::Duration,
-    /// Wakes this process's webhook worker.
-    pub webhook_waker: Arc<tokio::sync::Notify>,
-    /// The server's webhook target policy: what `PUT /admin/apps/{id}/webhook` checks a
-    /// URL against (a request may narrow it, never widen it).
-    pub webhook_policy: TargetPolicy,
-    /// SHA-256 of the admin token.
-    pub token_digest: [u8; 32],
-}
 
 /// Why the admin API cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +148,7 @@ async fn list_apps(State(state): State<Arc<AdminState>>) -> Reply {
 }
 
 async fn create_app(State(state): State<Arc<AdminState>>, Json(new): Json<NewApp>) -> Reply {
-    let app = admin::create_app(state.store.as_ref(), &new.name).await?;
+    let app = operations::create_app(state.store.as_ref(), &new.name).await?;
     ok(StatusCode::CREATED, views::app_json(&app))
 }
 
@@ -199,13 +171,14 @@ async fn set_webhook(
     let policy = state
         .webhook_policy
         .narrowed(target.allow_http, target.allow_private_targets);
-    let app = admin::set_app_webhook(state.store.as_ref(), &id, Some(&target.url), policy).await?;
+    let app =
+        operations::set_app_webhook(state.store.as_ref(), &id, Some(&target.url), policy).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
 async fn clear_webhook(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let app =
-        admin::set_app_webhook(state.store.as_ref(), &id, None, TargetPolicy::default()).await?;
+    let app = operations::set_app_webhook(state.store.as_ref(), &id, None, TargetPolicy::default())
+        .await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
@@ -252,7 +225,7 @@ async fn create_client(
         audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
     };
-    let (client, secret) = admin::create_client(state.store.as_ref(), &new).await?;
+    let (client, secret) = operations::create_client(state.store.as_ref(), &new).await?;
     ok(
         StatusCode::CREATED,
         views::client_secret_json(&client, &secret),
@@ -296,7 +269,7 @@ async fn update_client(
         audiences: change.audiences,
         token_ttl_secs: change.token_ttl,
     };
-    let client = admin::update_client(state.store.as_ref(), &id, &update).await?;
+    let client = operations::update_client(state.store.as_ref(), &id, &update).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
@@ -317,17 +290,17 @@ async fn disable_client(
                 .map_err(|_| invalid("at must be an RFC 3339 time"))
         })
         .transpose()?;
-    let client = admin::disable_client(state.store.as_ref(), &id, at).await?;
+    let client = operations::disable_client(state.store.as_ref(), &id, at).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
 async fn enable_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let client = admin::enable_client(state.store.as_ref(), &id).await?;
+    let client = operations::enable_client(state.store.as_ref(), &id).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
 async fn rotate_secret(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let (client, secret) = admin::rotate_client_secret(state.store.as_ref(), &id).await?;
+    let (client, secret) = operations::rotate_client_secret(state.store.as_ref(), &id).await?;
     ok(StatusCode::OK, views::client_secret_json(&client, &secret))
 }
 
@@ -342,7 +315,7 @@ async fn list_keys(State(state): State<Arc<AdminState>>) -> Reply {
 }
 
 async fn revoke_key(State(state): State<Arc<AdminState>>, Path(kid): Path<String>) -> Reply {
-    let done = admin::revoke_key(
+    let done = operations::revoke_key(
         state.store.as_ref(),
         &state.master,
         &kid,
@@ -361,7 +334,7 @@ struct RotateKey {
 
 async fn rotate_key(State(state): State<Arc<AdminState>>, body: Option<Json<RotateKey>>) -> Reply {
     let now = body.map(|Json(b)| b.now).unwrap_or_default();
-    let rotation = admin::rotate_key(
+    let rotation = operations::rotate_key(
         state.store.as_ref(),
         &state.master,
         state.key_activation_delay,
@@ -413,9 +386,9 @@ fn empty_object() -> Value {
 }
 
 async fn send_event(State(state): State<Arc<AdminState>>, Json(send): Json<SendEvent>) -> Reply {
-    let body = payload::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
+    let body = payloads::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
         .map_err(|e| invalid(&e.to_string()))?;
-    let event = admin::queue_webhook_event(
+    let event = operations::queue_webhook_event(
         state.store.as_ref(),
         &send.app_id,
         &send.event,
@@ -429,7 +402,8 @@ async fn send_event(State(state): State<Arc<AdminState>>, Json(send): Json<SendE
 
 async fn retry_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
     let event =
-        admin::retry_webhook_event(state.store.as_ref(), &id, state.webhook_retry_window).await?;
+        operations::retry_webhook_event(state.store.as_ref(), &id, state.webhook_retry_window)
+            .await?;
     state.webhook_waker.notify_one();
     ok(StatusCode::OK, views::event_json(&event))
 }

@@ -1,0 +1,24 @@
+//! The two time formats: RFC 3339 for people (CLI, admin API, payloads) and Unix
+//! milliseconds for the webhook outbox.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339, the one time format of the CLI and the API.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("valid RFC 3339 time")
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// `d` in whole milliseconds, the unit event times are kept in; saturates at `i64::MAX`
+/// so an absurdly long configured duration means "never" instead of wrapping.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
