@@ -1,17 +1,14 @@
 //! [`AccessTokenApi`]: the three operations of MoneyKit's `AccessTokenApi`, with the
 //! official SDKs' names (including `instrospect_client`, spelled as MoneyKit spells it).
 
-use moneykit_wire::{AppClientResponse, GenerateAccessTokenResponse, JwkSet, TokenForm};
+use moneykit_wire::{AppClientResponse, GenerateAccessTokenResponse, JwkSet};
 use serde::de::DeserializeOwned;
 
 use crate::client::{HttpClient, WithHttpInfo};
 use crate::configuration::Configuration;
 use crate::error::ApiError;
+use crate::token_request::{GenerateAccessTokenOpts, request_token};
 use crate::token_source::TokenSource;
-
-/// The optional parameters of [`AccessTokenApi::generate_access_token`]: `grant_type`,
-/// `scope`, `client_id`, `client_secret`, as in the official SDKs' `opts`.
-pub type GenerateAccessTokenOpts = TokenForm;
 
 /// Client for `/auth/token`, `/auth/introspect` and `/.well-known/jwks.json`.
 ///
@@ -100,8 +97,7 @@ impl AccessTokenApi {
         &self,
         opts: GenerateAccessTokenOpts,
     ) -> Result<WithHttpInfo<GenerateAccessTokenResponse>, ApiError> {
-        // As pairs: `resource` repeats, which the serde form encoder cannot express.
-        self.client.post_form("/auth/token", &opts.pairs()).await
+        request_token(&self.client, &opts).await
     }
 
     /// `GET /.well-known/jwks.json`: the public keys that verify webhook JWTs (and access

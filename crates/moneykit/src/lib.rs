@@ -114,11 +114,12 @@ mod configuration;
 mod error;
 mod jwks_cache;
 mod secret;
+mod token_request;
 mod token_source;
 mod verifier;
 pub mod webhooks;
 
-pub use access_token::{AccessTokenApi, GenerateAccessTokenOpts};
+pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
 pub use configuration::{Configuration, DEFAULT_HOST};
 pub use error::{ApiError, ErrorKind, TransportError};
@@ -127,6 +128,7 @@ pub use moneykit_wire::{
     ValidationError, WebhookSignatureClaims,
 };
 pub use secret::Secret;
+pub use token_request::GenerateAccessTokenOpts;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
 pub use verifier::{
     AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::access_token::GenerateAccessTokenOpts;
 use crate::client::HttpClient;
 use crate::configuration::Configuration;
 use crate::error::ApiError;
 use crate::secret::Secret;
+use crate::token_request::{GenerateAccessTokenOpts, request_token};
 
 /// A token from the cache or a refresh.
 #[derive(Debug, Clone)]
@@ -199,14 +199,7 @@ impl TokenSource {
             scope: self.inner.scope.clone(),
             ..Default::default()
         };
-        let (response, _, _) = self
-            .inner
-            .client
-            .post_form::<_, moneykit_wire::GenerateAccessTokenResponse>(
-                "/auth/token",
-                &opts.pairs(),
-            )
-            .await?;
+        let (response, _, _) = request_token(&self.inner.client, &opts).await?;
         let token = AccessToken {
             token: Secret::new(response.access_token),
             scope: response.scope,

@@ -25,20 +25,7 @@ async fn admin_app_with(adjust: impl FnOnce(&mut moneykit_auth::config::ServeSet
 
 async fn call(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let url = format!("{}{path}", app.admin_base.as_ref().unwrap());
-    let mut req = app
-        .http
-        .request(method.parse().unwrap(), url)
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let response = req.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    admin_call(&app.http, ADMIN_TOKEN, method, &url, body).await
 }
 
 #[tokio::test]

@@ -23,8 +23,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-// The CLI, the master secret and request encodings, shared with the cluster test.
-pub use crate::cli_support::*;
+// The CLI, the master secret, requests and their encodings, shared with the cluster test.
+pub use crate::support::cli::*;
+pub use crate::support::*;
 
 /// Whether this run tests the PostgreSQL backend.
 pub fn on_postgres() -> bool {
@@ -38,7 +39,7 @@ fn postgres_admin_url() -> String {
         .get_or_init(|| match std::env::var("MONEYKIT_TEST_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
-                let cluster = Box::leak(Box::new(crate::postgres::PgCluster::start()));
+                let cluster = Box::leak(Box::new(crate::support::postgres::PgCluster::start()));
                 cluster.url("postgres")
             }
         })
@@ -60,7 +61,7 @@ impl TestDb {
             let admin = tokio::task::spawn_blocking(postgres_admin_url)
                 .await
                 .unwrap();
-            crate::postgres::create_database(&admin).await
+            crate::support::postgres::create_database(&admin).await
         } else {
             format!("sqlite://{}", dir.path().join("test.db").display())
         };
@@ -238,58 +239,27 @@ impl TestApp {
 
     /// `POST /auth/token` with a raw form body and optional Basic header value.
     pub async fn post_token(&self, body: &str, authorization: Option<&str>) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(self.url("/auth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned());
-        if let Some(a) = authorization {
-            req = req.header("authorization", a);
-        }
-        req.send().await.unwrap()
+        self.post_form("/auth/token", body, authorization).await
     }
 
     /// A token for the client via body credentials; panics unless 201.
     pub async fn token(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
-        let mut body = form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-        ]);
-        if let Some(scope) = scope {
-            body.push_str(&format!("&scope={}", encode(scope)));
-        }
-        let response = self.post_token(&body, None).await;
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-        let body: Value = response.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
+        token(&self.http, &self.base, (client_id, secret), scope).await
     }
 
     pub async fn introspect(&self, token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url("/auth/introspect"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        introspect(&self.http, &self.base, token).await
     }
 
     pub async fn jwks(&self) -> JwkSet {
-        let response = self
-            .http
-            .get(self.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+        serde_json::from_value(jwks(&self.http, &self.base).await).unwrap()
     }
 
     /// Runs the real CLI binary against this server's database.
     /// [`Self::cli`] on a blocking thread: the server, on this test's runtime, keeps
     /// running meanwhile.
     pub async fn cli_async(&self, args: &[&str]) -> Output {
-        crate::cli_support::cli_async(&self.database_url, args).await
+        cli_async(&self.database_url, args).await
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -472,26 +442,13 @@ impl TestApp {
         body: &str,
         authorization: Option<&str>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned());
-        if let Some(a) = authorization {
-            request = request.header("authorization", a);
-        }
-        request.send().await.unwrap()
+        post_form(&self.http, &self.url(path), body, authorization).await
     }
 
     /// `POST /oauth2/introspect` as `caller`; returns the JSON body (status must be 200).
     pub async fn rfc_introspect(&self, caller: (&str, &str), token: &str) -> Value {
-        let response = self
-            .post_form(
-                "/oauth2/introspect",
-                &form(&[("token", token)]),
-                Some(&basic(caller.0, caller.1)),
-            )
-            .await;
+        let response =
+            oauth2_token_call(&self.http, &self.url("/oauth2/introspect"), caller, token).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["cache-control"], "no-store");
         response.json().await.unwrap()
@@ -499,25 +456,16 @@ impl TestApp {
 
     /// `POST /oauth2/revoke` as `caller`.
     pub async fn revoke(&self, caller: (&str, &str), token: &str) -> reqwest::Response {
-        self.post_form(
-            "/oauth2/revoke",
-            &form(&[("token", token)]),
-            Some(&basic(caller.0, caller.1)),
-        )
-        .await
+        oauth2_token_call(&self.http, &self.url("/oauth2/revoke"), caller, token).await
     }
-}
 
-/// A JSON document fetched with `GET`, status 200.
-impl TestApp {
+    /// A JSON document fetched with `GET`, status 200.
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.unwrap()
+        get_json(&self.http, &self.url(path)).await
     }
 }
 
-pub use crate::process::ServerProcess;
+pub use crate::support::process::ServerProcess;
 
 impl ServerProcess {
     /// Starts `serve` on `database_url` with the test secret and `args`, logging warnings

@@ -13,7 +13,7 @@ async fn secrets_and_tokens_never_appear_in_server_output_even_at_trace_level() 
     let db = TestDb::new().await;
     let url = db.url.clone();
     let (app_id, id, secret) = cli_app_and_client(&url, "Logs");
-    let receiver = crate::receiver::Receiver::start(&[]).await;
+    let receiver = crate::support::receiver::Receiver::start(&[]).await;
     set_webhook(&url, &app_id, &receiver.url);
     const ADMIN_TOKEN: &str = "admin-token-that-must-never-be-logged-0123";
 

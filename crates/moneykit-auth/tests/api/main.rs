@@ -5,15 +5,9 @@
 
 #![allow(missing_docs)]
 
-#[path = "../support/cli.rs"]
-mod cli_support;
 mod helpers;
-#[path = "../support/postgres.rs"]
-mod postgres;
-#[path = "../support/process.rs"]
-mod process;
-#[path = "../support/receiver.rs"]
-mod receiver;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod abuse;
 mod admin;

@@ -11,7 +11,7 @@ use moneykit_auth::domain::events::EventStatus;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::receiver::Receiver;
+use crate::support::receiver::Receiver;
 
 /// A server that delivers to loopback over http, retrying fast.
 async fn webhook_app() -> TestApp {

@@ -9,24 +9,20 @@
 
 #![allow(missing_docs)]
 
-#[path = "../support/cli.rs"]
-mod cli_support;
-#[path = "../support/postgres.rs"]
-mod postgres;
-#[path = "../support/process.rs"]
-mod process;
-#[path = "../support/receiver.rs"]
-mod receiver;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cli_support::*;
-use postgres::PgCluster;
-use process::ServerProcess;
 use serde_json::{Value, json};
+use support::cli::*;
+use support::postgres::{self, PgCluster};
+use support::process::ServerProcess;
+use support::receiver::Receiver;
+use support::*;
 
 const ISSUER: &str = "https://auth.cluster.test";
 
@@ -36,33 +32,6 @@ const ADMIN_TOKEN: &str = "cluster-admin-token-0123456789abcdef";
 /// How long a change made through the CLI or the admin API may take to reach every
 /// running server (PRODUCT.md §4 and §8: "within 1 second").
 const PROPAGATION: Duration = Duration::from_secs(1);
-
-/// `f` on the blocking pool, its panic (a failed assertion) passed on as is.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => value,
-        Err(error) => match error.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(error) => panic!("blocking task: {error}"),
-        },
-    }
-}
-
-/// The CLI, run on the blocking pool.
-async fn run_cli(database_url: &str, args: &[&str]) -> Output {
-    let url = database_url.to_owned();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&url, &args)
-    })
-    .await
-}
-
-/// The JSON a CLI call that must succeed printed.
-async fn run_cli_json(database_url: &str, args: &[&str]) -> Value {
-    cli_json(&run_cli(database_url, args).await)
-}
 
 /// An app and a client of it made through the CLI: (app id, client id, secret).
 async fn new_client(database_url: &str, name: &str) -> (String, String, String) {
@@ -102,6 +71,11 @@ impl Replica {
         Self { name, server }
     }
 
+    /// `http://<address the replica bound>`.
+    fn base(&self) -> &str {
+        &self.server.base
+    }
+
     fn url(&self, path: &str) -> String {
         self.server.url(path)
     }
@@ -127,19 +101,8 @@ impl Replica {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = http
-            .request(method.parse().unwrap(), self.server.admin_url(path))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let url = self.server.admin_url(path);
+        admin_call(http, ADMIN_TOKEN, method, &url, body).await
     }
 
     /// A counter from this replica's `/metrics` (`moneykit_auth_<name>`).
@@ -155,85 +118,32 @@ impl Replica {
     }
 }
 
-/// A client-credentials request to replica `r`, with HTTP Basic, asking for `scope` when
-/// it is not empty.
-fn scoped_token_request(
+/// The status of a [`request_token`] to replica `r`.
+async fn token_status(
     http: &reqwest::Client,
     r: &Replica,
-    (id, secret): (&str, &str),
-    scope: &str,
-) -> reqwest::RequestBuilder {
-    let mut body = "grant_type=client_credentials".to_owned();
-    if !scope.is_empty() {
-        body.push_str("&scope=");
-        body.push_str(&encode(scope));
-    }
-    http.post(r.url("/auth/token"))
-        .header("authorization", basic(id, secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-}
-
-/// A client-credentials request to replica `r`, with HTTP Basic.
-fn token_request(
-    http: &reqwest::Client,
-    r: &Replica,
-    id: &str,
-    secret: &str,
-) -> reqwest::RequestBuilder {
-    scoped_token_request(http, r, (id, secret), "")
-}
-
-async fn token_status(http: &reqwest::Client, r: &Replica, id: &str, secret: &str) -> u16 {
-    let response = token_request(http, r, id, secret).send().await.unwrap();
-    response.status().as_u16()
-}
-
-async fn token(http: &reqwest::Client, r: &Replica, id: &str, secret: &str) -> String {
-    let response = token_request(http, r, id, secret).send().await.unwrap();
-    assert_eq!(response.status(), 201, "token from replica {}", r.name);
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn introspect_status(http: &reqwest::Client, r: &Replica, token: &str) -> u16 {
-    http.get(r.url("/auth/introspect"))
-        .bearer_auth(token)
-        .send()
+    client: (&str, &str),
+    scope: Option<&str>,
+) -> u16 {
+    request_token(http, r.base(), client, scope)
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
 
-/// RFC 7662 `active`, asked by client (`id`, `secret`).
+/// RFC 7662 `active`, asked by client `caller` (id, secret).
 async fn oauth2_active(
     http: &reqwest::Client,
     r: &Replica,
     token: &str,
-    (id, secret): (&str, &str),
+    caller: (&str, &str),
 ) -> bool {
-    let body: Value = http
-        .post(r.url("/oauth2/introspect"))
-        .header("authorization", basic(id, secret))
-        .form(&[("token", token)])
-        .send()
+    let body: Value = oauth2_token_call(http, &r.url("/oauth2/introspect"), caller, token)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     body["active"].as_bool().unwrap()
-}
-
-async fn jwks(http: &reqwest::Client, r: &Replica) -> Value {
-    http.get(r.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Polls `probe` until it holds on every replica; returns how long that took. Call it
@@ -322,66 +232,60 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     let both = [&a, &b];
 
     // Starting together created exactly one signing key, served by both.
-    let keys = run_cli_json(&url, &["keys", "list", "--json"]).await;
+    let keys = cli_json(&cli_async(&url, &["keys", "list", "--json"]).await);
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
-    assert_eq!(jwks(&http, &a).await, jwks(&http, &b).await);
+    assert_eq!(jwks(&http, a.base()).await, jwks(&http, b.base()).await);
 
     // A client created through the CLI can get tokens from both replicas.
     let (_, id, secret) = new_client(&url, "Cluster").await;
     until_all("client created", &both, PROPAGATION, |r| {
         let (http, id, secret) = (&http, &id, &secret);
-        async move { token_status(http, r, id, secret).await == 201 }
+        async move { token_status(http, r, (id, secret), None).await == 201 }
     })
     .await;
 
     // A token from A introspects on B, on both surfaces.
-    let token_a = token(&http, &a, &id, &secret).await;
-    assert_eq!(introspect_status(&http, &b, &token_a).await, 200);
+    let token_a = token(&http, a.base(), (&id, &secret), None).await;
+    assert_eq!(introspect(&http, b.base(), &token_a).await.status(), 200);
     assert!(oauth2_active(&http, &b, &token_a, (&id, &secret)).await);
-    let token_b = token(&http, &b, &id, &secret).await;
-    assert_eq!(introspect_status(&http, &a, &token_b).await, 200);
+    let token_b = token(&http, b.base(), (&id, &secret), None).await;
+    assert_eq!(introspect(&http, a.base(), &token_b).await.status(), 200);
 
     // Revoked on A → B rejects it.
-    let revoke = http
-        .post(a.url("/oauth2/revoke"))
-        .header("authorization", basic(&id, &secret))
-        .form(&[("token", token_a.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let revoke = oauth2_token_call(&http, &a.url("/oauth2/revoke"), (&id, &secret), &token_a).await;
     assert_eq!(revoke.status(), 200);
     until_all("token revoked on A", &both, PROPAGATION, |r| {
         let (http, token) = (&http, &token_a);
-        async move { introspect_status(http, r, token).await == 401 }
+        async move { introspect(http, r.base(), token).await.status() == 401 }
     })
     .await;
     assert!(!oauth2_active(&http, &b, &token_a, (&id, &secret)).await);
     assert_eq!(
-        introspect_status(&http, &b, &token_b).await,
+        introspect(&http, b.base(), &token_b).await.status(),
         200,
         "only that token"
     );
 
     // Secret rotated through the CLI → the old secret stops working everywhere.
-    let rotated = run_cli_json(&url, &["clients", "rotate-secret", &id, "--json"]).await;
+    let rotated = cli_json(&cli_async(&url, &["clients", "rotate-secret", &id, "--json"]).await);
     let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
     until_all("secret rotated", &both, PROPAGATION, |r| {
         let (http, id, old, new) = (&http, &id, &secret, &new_secret);
         async move {
-            token_status(http, r, id, old).await == 401
-                && token_status(http, r, id, new).await == 201
+            token_status(http, r, (id, old), None).await == 401
+                && token_status(http, r, (id, new), None).await == 201
         }
     })
     .await;
 
     // Disabled through the CLI → both refuse tokens and reject its existing ones.
-    let output = run_cli(&url, &["clients", "disable", &id]).await;
+    let output = cli_async(&url, &["clients", "disable", &id]).await;
     assert!(output.status.success());
     until_all("client disabled", &both, PROPAGATION, |r| {
         let (http, id, secret, token) = (&http, &id, &new_secret, &token_b);
         async move {
-            token_status(http, r, id, secret).await == 401
-                && introspect_status(http, r, token).await == 401
+            token_status(http, r, (id, secret), None).await == 401
+                && introspect(http, r.base(), token).await.status() == 401
         }
     })
     .await;
@@ -414,7 +318,7 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     .await;
     results.sort();
     assert_eq!(results, ["already_pending", "published"]);
-    let keys = run_cli_json(&url, &["keys", "list", "--json"]).await;
+    let keys = cli_json(&cli_async(&url, &["keys", "list", "--json"]).await);
     let statuses: Vec<&str> = keys
         .as_array()
         .unwrap()
@@ -430,17 +334,19 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     let (a_ref, b_ref) = (&a, &b);
     until_all("next key published", &both, PROPAGATION, |r| {
         let http = &http;
-        async move { jwks(http, r).await["keys"].as_array().unwrap().len() == 2 }
+        async move { jwks(http, r.base()).await["keys"].as_array().unwrap().len() == 2 }
     })
     .await;
-    assert_eq!(jwks(&http, a_ref).await, jwks(&http, b_ref).await);
+    assert_eq!(
+        jwks(&http, a_ref.base()).await,
+        jwks(&http, b_ref.base()).await
+    );
 
     // `--now` on one process: every replica signs with the same new key.
     let (_, id2, secret2) = new_client(&url, "Cluster").await;
-    let output = run_cli(&url, &["keys", "rotate", "--now"]).await;
+    let output = cli_async(&url, &["keys", "rotate", "--now"]).await;
     assert!(output.status.success());
-    let active = run_cli_json(&url, &["keys", "list", "--json"])
-        .await
+    let active = cli_json(&cli_async(&url, &["keys", "list", "--json"]).await)
         .as_array()
         .unwrap()
         .iter()
@@ -452,10 +358,10 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     until_all("key rotated now", &both, PROPAGATION, |r| {
         let (http, id, secret, active) = (&http, &id2, &secret2, &active);
         async move {
-            if token_status(http, r, id, secret).await != 201 {
+            if token_status(http, r, (id, secret), None).await != 201 {
                 return false;
             }
-            let token = token(http, r, id, secret).await;
+            let token = token(http, r.base(), (id, secret), None).await;
             jwt_part(&token, 0)["kid"] == active.as_str()
         }
     })
@@ -464,17 +370,22 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     // `keys revoke` of the signing key on one process: within a second every replica
     // drops it from the JWKS, refuses the tokens it signed (even ones it has verified
     // and remembers) and signs with the replacement.
-    let token_of_revoked = token(&http, &a, &id2, &secret2).await;
+    let token_of_revoked = token(&http, a.base(), (&id2, &secret2), None).await;
     for r in both {
-        assert_eq!(introspect_status(&http, r, &token_of_revoked).await, 200);
+        assert_eq!(
+            introspect(&http, r.base(), &token_of_revoked)
+                .await
+                .status(),
+            200
+        );
     }
-    let revoked = run_cli_json(&url, &["keys", "revoke", &active, "--json"]).await;
+    let revoked = cli_json(&cli_async(&url, &["keys", "revoke", &active, "--json"]).await);
     let replacement = revoked["replaced_by"].as_str().unwrap().to_owned();
     until_all("key revoked", &both, PROPAGATION, |r| {
         let (http, old_token, id, secret) = (&http, &token_of_revoked, &id2, &secret2);
         let (revoked, replacement) = (&active, &replacement);
         async move {
-            let keys = jwks(http, r).await;
+            let keys = jwks(http, r.base()).await;
             let published = |kid: &str| {
                 keys["keys"]
                     .as_array()
@@ -482,10 +393,11 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
                     .iter()
                     .any(|k| k["kid"] == kid)
             };
-            introspect_status(http, r, old_token).await == 401
+            introspect(http, r.base(), old_token).await.status() == 401
                 && !published(revoked)
                 && published(replacement)
-                && jwt_part(&token(http, r, id, secret).await, 0)["kid"] == replacement.as_str()
+                && jwt_part(&token(http, r.base(), (id, secret), None).await, 0)["kid"]
+                    == replacement.as_str()
         }
     })
     .await;
@@ -517,10 +429,10 @@ async fn replicas_ride_out_a_database_outage() {
     let (_, id, secret) = new_client(&url, "Cluster").await;
     until_all("client created", &both, PROPAGATION, |r| {
         let (http, id, secret) = (&http, &id, &secret);
-        async move { token_status(http, r, id, secret).await == 201 }
+        async move { token_status(http, r, (id, secret), None).await == 201 }
     })
     .await;
-    let before = token(&http, &a, &id, &secret).await;
+    let before = token(&http, a.base(), (&id, &secret), None).await;
 
     let pg = cluster.clone();
     blocking(move || pg.stop()).await;
@@ -535,9 +447,9 @@ async fn replicas_ride_out_a_database_outage() {
     while both_unready.is_none_or(|since| since.elapsed() < SOAK_WHILE_UNREADY) {
         let round = Instant::now();
         for (i, r) in both.iter().enumerate() {
-            let fresh = token(&http, r, &id, &secret).await;
-            assert_eq!(introspect_status(&http, r, &fresh).await, 200);
-            assert_eq!(introspect_status(&http, r, &before).await, 200);
+            let fresh = token(&http, r.base(), (&id, &secret), None).await;
+            assert_eq!(introspect(&http, r.base(), &fresh).await.status(), 200);
+            assert_eq!(introspect(&http, r.base(), &before).await.status(), 200);
             issued += 1;
             if went_unready[i].is_none() && r.ready_status(&http).await == Some(503) {
                 went_unready[i] = Some(stopped.elapsed());
@@ -566,7 +478,7 @@ async fn replicas_ride_out_a_database_outage() {
             at.unwrap().as_millis()
         );
         assert_eq!(
-            introspect_status(&http, r, &before).await,
+            introspect(&http, r.base(), &before).await.status(),
             200,
             "still serving"
         );
@@ -574,7 +486,7 @@ async fn replicas_ride_out_a_database_outage() {
 
     // Admin writes fail with one clear line, and write nothing.
     let started = Instant::now();
-    let output = run_cli(&url, &["apps", "create", "--name", "During outage"]).await;
+    let output = cli_async(&url, &["apps", "create", "--name", "During outage"]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!(
@@ -584,13 +496,7 @@ async fn replicas_ride_out_a_database_outage() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("database"), "{stderr}");
-    let revoke = http
-        .post(a.url("/oauth2/revoke"))
-        .header("authorization", basic(&id, &secret))
-        .form(&[("token", before.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let revoke = oauth2_token_call(&http, &a.url("/oauth2/revoke"), (&id, &secret), &before).await;
     assert_eq!(revoke.status(), 503, "a revocation that cannot be stored");
 
     let restarted = Instant::now();
@@ -621,7 +527,7 @@ async fn replicas_ride_out_a_database_outage() {
             restarted.elapsed().as_millis()
         );
     }
-    let apps = run_cli_json(&url, &["apps", "list", "--json"]).await;
+    let apps = cli_json(&cli_async(&url, &["apps", "list", "--json"]).await);
     assert_eq!(
         apps.as_array().unwrap().len(),
         1,
@@ -630,14 +536,14 @@ async fn replicas_ride_out_a_database_outage() {
 
     // Changes flow again (pushed or polled), without restarting anything.
     assert!(
-        run_cli(&url, &["clients", "disable", &id])
+        cli_async(&url, &["clients", "disable", &id])
             .await
             .status
             .success()
     );
     until_all("client disabled after recovery", &both, PROPAGATION, |r| {
         let (http, id, secret) = (&http, &id, &secret);
-        async move { token_status(http, r, id, secret).await == 401 }
+        async move { token_status(http, r, (id, secret), None).await == 401 }
     })
     .await;
 
@@ -698,7 +604,7 @@ async fn replicas_share_the_webhook_outbox_without_double_attempts() {
     let plan: Vec<u16> = (0..300)
         .map(|i| if i % 3 == 0 { 500 } else { 200 })
         .collect();
-    let receiver = receiver::Receiver::start(&plan).await;
+    let receiver = Receiver::start(&plan).await;
     let (status, app) = a
         .admin(&http, "POST", "/admin/apps", Some(json!({"name": "Hooks"})))
         .await;
@@ -811,31 +717,14 @@ async fn replicas_share_the_webhook_outbox_without_double_attempts() {
     );
 }
 
-/// A token request for `scope`: its status.
-async fn scoped_token_status(
-    http: &reqwest::Client,
-    r: &Replica,
-    client: (&str, &str),
-    scope: &str,
-) -> u16 {
-    let response = scoped_token_request(http, r, client, scope)
-        .send()
-        .await
-        .unwrap();
-    response.status().as_u16()
-}
-
-/// A token for `scope` from replica `r`.
+/// A token for `scope` from replica `r`, granted that scope.
 async fn scoped_token(
     http: &reqwest::Client,
     r: &Replica,
     client: (&str, &str),
     scope: &str,
 ) -> String {
-    let response = scoped_token_request(http, r, client, scope)
-        .send()
-        .await
-        .unwrap();
+    let response = request_token(http, r.base(), client, Some(scope)).await;
     assert_eq!(response.status(), 201, "{scope} from replica {}", r.name);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["scope"], scope);
@@ -875,13 +764,13 @@ async fn an_admin_api_change_on_one_replica_is_enforced_by_the_other() {
         PROPAGATION,
         |r| {
             let (http, id, secret) = (&http, &id, &secret);
-            async move { token_status(http, r, id, secret).await == 201 }
+            async move { token_status(http, r, (id, secret), None).await == 201 }
         },
     )
     .await;
     let wide = scoped_token(&http, &b, (&id, &secret), "transactions:read").await;
     let narrow = scoped_token(&http, &b, (&id, &secret), "accounts:read").await;
-    assert_eq!(introspect_status(&http, &b, &wide).await, 200);
+    assert_eq!(introspect(&http, b.base(), &wide).await.status(), 200);
 
     // Scope narrowed through A: B refuses the scope taken away, and the token it issued
     // with that scope; what the client keeps still works there.
@@ -901,19 +790,19 @@ async fn an_admin_api_change_on_one_replica_is_enforced_by_the_other() {
         |r| {
             let (http, id, secret, wide) = (&http, &id, &secret, &wide);
             async move {
-                scoped_token_status(http, r, (id, secret), "transactions:read").await == 400
-                    && introspect_status(http, r, wide).await == 401
+                token_status(http, r, (id, secret), Some("transactions:read")).await == 400
+                    && introspect(http, r.base(), wide).await.status() == 401
             }
         },
     )
     .await;
     assert_eq!(
-        scoped_token_status(&http, &b, (&id, &secret), "accounts:read").await,
+        token_status(&http, &b, (&id, &secret), Some("accounts:read")).await,
         201
     );
 
     // Disabled through A: B refuses it tokens and rejects the ones it has.
-    assert_eq!(introspect_status(&http, &b, &narrow).await, 200);
+    assert_eq!(introspect(&http, b.base(), &narrow).await.status(), 200);
     let (status, disabled) = a
         .admin(&http, "POST", &format!("/admin/clients/{id}/disable"), None)
         .await;
@@ -925,8 +814,8 @@ async fn an_admin_api_change_on_one_replica_is_enforced_by_the_other() {
         |r| {
             let (http, id, secret, narrow) = (&http, &id, &secret, &narrow);
             async move {
-                token_status(http, r, id, secret).await == 401
-                    && introspect_status(http, r, narrow).await == 401
+                token_status(http, r, (id, secret), None).await == 401
+                    && introspect(http, r.base(), narrow).await.status() == 401
             }
         },
     )

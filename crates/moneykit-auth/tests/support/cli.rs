@@ -1,14 +1,7 @@
-//! The real `moneykit-auth` CLI, run as a separate process against a test database, and
-//! the small encoding helpers requests to the server need (HTTP Basic, form bodies, JWT
-//! parts).
-
-// Shared by several test binaries, each using part of it.
-#![allow(dead_code)]
+//! The real `moneykit-auth` CLI, run as a separate process against a test database.
 
 use std::process::{Command, Output};
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
 /// The master secret every test server and CLI call uses.
@@ -37,11 +30,8 @@ pub fn cli(database_url: &str, args: &[&str]) -> Output {
 /// [`cli`] on a blocking thread, so that a test's runtime keeps serving its other tasks
 /// (load generators, servers in the same process) while the CLI runs.
 pub async fn cli_async(database_url: &str, args: &[&str]) -> Output {
-    let command = cli_command(database_url, args);
-    let mut command = command;
-    tokio::task::spawn_blocking(move || command.output().expect("the CLI runs"))
-        .await
-        .expect("the CLI thread")
+    let mut command = cli_command(database_url, args);
+    super::blocking(move || command.output().expect("the CLI runs")).await
 }
 
 /// The stdout of a CLI call that must succeed, parsed as JSON.
@@ -100,32 +90,4 @@ pub fn set_webhook(database_url: &str, app_id: &str, url: &str) -> Value {
     ));
     assert_eq!(app["webhook_url"], url);
     app
-}
-
-/// Form-urlencodes one component.
-pub fn encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// Builds a form body.
-pub fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// An HTTP Basic header value, form-urlencoding id and secret first (RFC 6749 §2.3.1).
-pub fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
-    )
-}
-
-/// Decodes the JSON of one JWT part (0 header, 1 claims).
-pub fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }

@@ -10,9 +10,6 @@
 //! A watchdog process stops the server and removes its directory when the test process
 //! exits, however it exits: a cluster held in a `static` is never dropped.
 
-// Shared by several test binaries, each using part of it.
-#![allow(dead_code)]
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -5,9 +5,6 @@
 //! log line: a port picked by the test and released before the server binds it could be
 //! taken by anything else in between.
 
-// Shared by several test binaries, each using part of it.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

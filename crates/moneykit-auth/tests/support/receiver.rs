@@ -6,9 +6,6 @@
 //! elsewhere) never holds up a server's deliveries. It stops when the runtime of the test
 //! that started it shuts down, as a task spawned there would.
 
-// Shared by several test binaries, each using part of it.
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
