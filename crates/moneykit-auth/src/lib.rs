@@ -20,7 +20,7 @@
 //!   clients, keys and webhook events, and the JSON views of them.
 //! - [`engine`]: the request-time service — the in-memory snapshot and its refresh,
 //!   revocations, verified-token cache, rate limits, client authentication, the grant.
-//! - [`webhooks`]: signed webhook delivery — the outbox worker and the signature.
+//! - `webhooks`: signed webhook delivery — the outbox worker and the signature.
 //! - [`http`]: the one route table, thin handlers, layers, the accept loop and TLS.
 //! - [`config`]: typed server settings and where the master key comes from.
 //! - [`startup`]: [`startup::Application`] — wire it all, bind, run until stopped.
@@ -41,4 +41,4 @@ pub mod operations;
 pub mod startup;
 pub mod store;
 mod telemetry;
-pub mod webhooks;
+mod webhooks;

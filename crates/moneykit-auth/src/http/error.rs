@@ -67,7 +67,7 @@ pub enum ApiError {
     /// The app has no webhook URL, so there is nowhere to send an event (400).
     WebhookNotConfigured,
     /// The app has as many pending webhook events as it may have (429, with
-    /// [`WEBHOOK_BACKLOG_RETRY_AFTER`]).
+    /// `Retry-After` of a minute).
     TooManyPendingWebhooks,
     /// Over a rate limit (429), with when to try again.
     RateLimited(std::time::Duration),

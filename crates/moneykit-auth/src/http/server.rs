@@ -1,6 +1,6 @@
 //! Serving one listener, the public one and the admin one alike: the accept loop with its
 //! connection caps (in all, and per source address), TLS, the per-connection timing of
-//! [`connection`](super::connection), and a graceful stop. One function for both, so the
+//! the `connection` module, and a graceful stop. One function for both, so the
 //! admin listener cannot fall behind the public one's protections again.
 
 use std::collections::HashMap;
@@ -37,7 +37,7 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// Hard cap on the request head (request line + headers) a connection buffers; beyond
     /// it the HTTP layer answers a bare 431. The router's own, lower cap
-    /// ([`Limits::max_header_bytes`]) answers first, with the JSON body.
+    /// ([`Limits::max_header_bytes`](super::Limits::max_header_bytes)) answers first, with the JSON body.
     pub max_header_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
