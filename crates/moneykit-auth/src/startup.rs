@@ -237,7 +237,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
     /// finish (up to the shutdown grace period) and stops the background refresh. The
-    /// admin listener, when enabled, is served the same way ([`server::serve`]).
+    /// admin listener, when enabled, is served the same way (`http::server::serve`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,

@@ -316,9 +316,16 @@ fn no_file_imports_a_file_that_imports_it_back() {
 #[test]
 fn the_sdk_has_no_import_cycle_either() {
     let sdk = sources_in(&sdk_src());
-    assert!(sdk.contains_key("token_source.rs"), "the SDK's sources are read");
+    assert!(
+        sdk.contains_key("token_source.rs"),
+        "the SDK's sources are read"
+    );
     let found = cycles(&sdk);
-    assert!(found.is_empty(), "import cycles in the SDK:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "import cycles in the SDK:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

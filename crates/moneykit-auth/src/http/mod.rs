@@ -3,7 +3,7 @@
 //! [`engine`](crate::engine) or [`operations`](crate::operations), and shape the response;
 //! none touches the store (an architecture test keeps it so).
 //!
-//! - [`routes`]: the route table — router entries, OpenAPI paths and metrics labels.
+//! - `routes`: the route table — router entries, OpenAPI paths and metrics labels.
 //! - `auth`: `POST /auth/token`, `GET /auth/introspect` (MoneyKit-compatible).
 //! - `oauth2`: `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` (RFC 6749,
 //!   7662, 7009).
@@ -11,10 +11,10 @@
 //!   `/openapi.json`; `openapi` describes the API as a whole.
 //! - `webhooks`: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
 //! - `health`: `/healthz/live`, `/healthz/ready`.
-//! - [`admin_api`]: the admin API and `/metrics`, on a separate listener.
-//! - [`server`]: the accept loop both listeners run: connection caps, TLS ([`tls`]),
+//! - `admin_api`: the admin API and `/metrics`, on a separate listener.
+//! - `server`: the accept loop both listeners run: connection caps, TLS ([`tls`]),
 //!   graceful stop; `connection`: the header timeout, apart from the keep-alive timeout.
-//! - [`state`]: what handlers reach — the snapshot, the engine, counters.
+//! - `state`: what handlers reach — the snapshot, the engine, counters.
 //! - `response`: response shapes several handlers share.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
 //! - `error`: [`ApiError`], the one mapping from failure to response.
@@ -23,7 +23,7 @@
 //! errors, access log) around everything, and the body size cap (enforced where a
 //! handler reads the body, so the 413 it produces still gets the JSON error body).
 
-pub mod admin_api;
+pub(crate) mod admin_api;
 mod auth;
 mod connection;
 mod discovery;
@@ -34,9 +34,9 @@ mod hygiene;
 mod oauth2;
 mod openapi;
 mod response;
-pub mod routes;
-pub mod server;
-pub mod state;
+pub(crate) mod routes;
+pub(crate) mod server;
+pub(crate) mod state;
 pub mod tls;
 mod webhooks;
 
@@ -45,7 +45,7 @@ use std::time::Duration;
 use axum::Router;
 
 pub use error::ApiError;
-pub use openapi::document as openapi_document;
+pub(crate) use openapi::document as openapi_document;
 
 use state::AppState;
 
@@ -74,7 +74,7 @@ impl Default for Limits {
 
 /// The public router: the route table's `routes` (see [`routes::table`]) on `state`, with
 /// the 404 fallback and the layers every request passes.
-pub fn router(routes: Router<AppState>, state: AppState, limits: Limits) -> Router {
+pub(crate) fn router(routes: Router<AppState>, state: AppState, limits: Limits) -> Router {
     let metrics = state.metrics.clone();
     routes
         .fallback(|| async { ApiError::NotFound })
