@@ -2,7 +2,10 @@
 //! held in memory so the hot path does no database I/O, and kept current in the
 //! background.
 //!
-//! //!   client-credentials grant, bearer-token authorization, revocation.
+//! - [`Engine`] (here): what one request reads, borrowed per request; [`grant`]: the
+//!   client-credentials grant, bearer-token authorization, what a revocation means.
+//! - [`client_auth`]: client authentication as one step, whatever [`Credentials`] a
+//!   request presents.
 //! - [`snapshot`]: the immutable in-memory view of clients, apps and keys the hot path
 //!   reads; [`refresh`] rebuilds it when the store changes, rotates keys when due, and
 //!   reports the store's [`Health`].

@@ -1,8 +1,8 @@
-//! What every request handler can reach: the current snapshot and the service's health.
-//! Passed explicitly through the router, never global, so each test runs its own server.
+//! What handlers reach: [`AppState`] for the public routes (the snapshot, the engine, the
+//! counters), [`AdminState`] for the admin API. Passed explicitly through the routers,
+//! never global, so each test runs its own server.
 
 use std::sync::Arc;
-
 use std::sync::atomic::Ordering;
 
 use time::OffsetDateTime;
