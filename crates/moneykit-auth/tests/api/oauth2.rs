@@ -437,6 +437,9 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
     // The document and the router agree: every described operation is routed, and the
     // methods a path answers (its 405's `Allow`) are exactly the described ones. (The
     // document's validity as OpenAPI 3.1 is checked by the interop suite's validator.)
+    // And the metrics agree: each request below is counted under its path's own label
+    // (the document itself was fetched once, first).
+    let mut counted = std::collections::BTreeMap::from([("/openapi.json".to_owned(), 1)]);
     for (path, operations) in paths {
         let concrete = path.replace("{id}", "link_doc_check");
         let mut described: Vec<String> = operations
@@ -464,6 +467,7 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
                 "{method} {path} is described but not routed: {}",
                 response.status()
             );
+            *counted.entry(path.clone()).or_insert(0) += 1;
         }
         let response = app
             .http
@@ -472,6 +476,7 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
             .await
             .unwrap();
         assert_eq!(response.status(), 405, "{path}");
+        *counted.entry(path.clone()).or_insert(0) += 1;
         let mut allowed: Vec<String> = response.headers()["allow"]
             .to_str()
             .unwrap()
@@ -484,6 +489,41 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
         assert_eq!(
             allowed, described,
             "{path}: routed methods vs described ones"
+        );
+    }
+
+    // The RFC 8414 alias counts under the path it aliases; an unrouted path as `other`;
+    // and no label names a route the document does not have.
+    let alias = "/.well-known/oauth-authorization-server/not/this/issuer";
+    let response = app.http.get(app.url(alias)).send().await.unwrap();
+    assert_eq!(response.status(), 404, "an issuer path that is not ours");
+    *counted
+        .get_mut("/.well-known/oauth-authorization-server")
+        .unwrap() += 1;
+    app.http.get(app.url("/not/a/route")).send().await.unwrap();
+    counted.insert("other".to_owned(), 1);
+    let count_line = |route: &str, n: i32| {
+        format!("moneykit_auth_request_duration_seconds_count{{route=\"{route}\"}} {n}")
+    };
+    let render = || app.metrics().render(&[], true);
+    within(
+        Duration::from_secs(5),
+        "every request is counted under its route",
+        || async {
+            counted
+                .iter()
+                .all(|(r, n)| render().contains(&count_line(r, *n)))
+        },
+    )
+    .await;
+    for line in render()
+        .lines()
+        .filter(|l| l.starts_with("moneykit_auth_request_duration_seconds_count"))
+    {
+        let label = line.split('"').nth(1).unwrap();
+        assert!(
+            counted.contains_key(label),
+            "label {label:?} names no documented route"
         );
     }
 }
