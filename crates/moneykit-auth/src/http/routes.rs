@@ -1,7 +1,7 @@
 //! The route table: every public route is written here once, and that one entry gives it
 //! its router entry, its OpenAPI path (from the handler's `#[utoipa::path]` annotation)
 //! and its metrics label. Two tests check the three agree: this file's (labels and the
-//! document) and `tests/api/admin.rs`, which sends every documented operation to a real
+//! document) and `tests/api/oauth2.rs`, which sends every documented operation to a real
 //! server and finds it routed and counted under its own label.
 
 use utoipa::OpenApi;
