@@ -277,7 +277,7 @@ class Bench:
         # The per-client token limit stays on, far above what one client asks for here, so
         # its cost is measured without it refusing anything.
         self.server = Process([BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
-                               "--database-url", self.db,
+                               "--database-url", self.db, "--shutdown-delay", "0",
                                "--token-rate-per-client", "1e12", "--token-burst-per-client", "1e12"],
                               self.env, self.work / "server.log")
         return wait_live(self.base + "/healthz/live", self.server.proc)

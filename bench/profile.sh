@@ -20,7 +20,7 @@ app=$($bin apps create --name Profile --database-url "$db" --json | python3 -c '
 read -r cid secret < <($bin clients create --app "$app" --name p --database-url "$db" --json |
   python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["client_id"], c["client_secret"])')
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-taskset -c 0 $bin serve --listen 127.0.0.1:$port --database-url "$db" \
+taskset -c 0 $bin serve --listen 127.0.0.1:$port --database-url "$db" --shutdown-delay 0 \
   --token-rate-per-client 1e12 --token-burst-per-client 1e12 &
 server=$!
 for _ in $(seq 1 100); do  # up to 10 s

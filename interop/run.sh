@@ -145,7 +145,7 @@ start_server() {
   export MONEYKIT_AUTH_DATABASE_URL="$DATABASE_URL_RESULT"
   # Webhooks go to a receiver the webhooks suite starts on loopback, over plain HTTP.
   # Rate limits stay at their defaults: the suites are well-behaved clients.
-  "$BIN" --log-format text serve --listen 127.0.0.1:0 --webhooks-allow-http \
+  "$BIN" --log-format text serve --listen 127.0.0.1:0 --shutdown-delay 0 --webhooks-allow-http \
     --webhooks-allow-private-targets --webhook-retry-base 200ms >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   local addr=""

@@ -16,10 +16,11 @@ use crate::http::server::ConnectionLimits;
 use crate::store;
 use crate::webhooks::WebhookSettings;
 
-/// The default token lifetime (PRODUCT.md §3).
+/// The default token lifetime: an hour, as MoneyKit's.
 pub const DEFAULT_TOKEN_TTL_SECS: u32 = 3600;
 
-/// The default database (PRODUCT.md §5).
+/// The database used when none is named: a SQLite file in the current directory, used
+/// only if it exists (or by `serve --demo`, which creates it).
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://moneykit-auth.db";
 
 /// Everything `serve` needs.
@@ -38,6 +39,17 @@ pub struct ServeSettings {
     pub publish_scopes: bool,
     /// Where the state lives.
     pub database_url: String,
+    /// Create the database if it is missing (SQLite).
+    pub create_database: bool,
+    /// Apply pending migrations at start. Without it, only an empty database is
+    /// initialized; one that lacks migrations is refused (upgrading is a deliberate step).
+    pub migrate: bool,
+    /// Keep waiting for an unreachable database (not ready, retrying with backoff) rather
+    /// than fail: a server started before its database must not crash-loop.
+    pub wait_for_database: bool,
+    /// After a stop signal: how long to keep serving while readiness says 503, so load
+    /// balancers move traffic away before the listener closes.
+    pub shutdown_delay: std::time::Duration,
     /// `MONEYKIT_AUTH_SECRET`, when set.
     pub master_secret: Option<String>,
     /// Create and print a demo app and client.
@@ -75,6 +87,10 @@ impl ServeSettings {
             publish_scopes: false,
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             database_url: database_url.into(),
+            create_database: false,
+            migrate: false,
+            wait_for_database: true,
+            shutdown_delay: std::time::Duration::from_secs(5),
             master_secret: None,
             demo: false,
             refresh: RefreshSettings::default(),

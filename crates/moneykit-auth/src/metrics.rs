@@ -4,9 +4,52 @@
 //! recording a request costs a few nanoseconds and no allocation, and the label sets are
 //! bounded whatever paths clients send (unknown paths count as `other`).
 
+mod process;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+pub use process::ProcessStats;
+
+/// The git commit this binary was built from (`build.rs`), `unknown` outside a checkout.
+pub const GIT_COMMIT: &str = env!("MONEYKIT_AUTH_GIT_COMMIT");
+
+/// What an operator watches besides requests, gathered at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorState {
+    /// Whether `/healthz/ready` answers 200.
+    pub ready: bool,
+    /// When the last successful refresh from the database ended (Unix seconds).
+    pub last_refresh_unix: f64,
+    /// Failed refreshes since start.
+    pub refresh_failures: u64,
+    /// The database connection pool.
+    pub pool: PoolGauges,
+    /// Webhook events waiting for delivery; `None` when the database did not say.
+    pub outbox_pending: Option<u64>,
+    /// This process, where the platform tells.
+    pub process: Option<ProcessStats>,
+    /// Now (Unix seconds), for the refresh lag.
+    pub now_unix: f64,
+}
+
+/// The connection pool, as the store reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolGauges {
+    /// Connections open.
+    pub size: u32,
+    /// Connections open and idle.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
+    /// Operations waiting for a connection.
+    pub waiting: u64,
+    /// Connections handed out since start.
+    pub acquired: u64,
+    /// Seconds spent waiting for them, in all.
+    pub acquire_seconds: f64,
+}
 
 /// The statuses counted individually; anything else is counted as `other`.
 const STATUSES: [u16; 15] = [
@@ -164,7 +207,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, keys: &[KeyAge], ready: bool) -> String {
+    pub fn render(&self, keys: &[KeyAge], state: &OperatorState) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         out.push_str("# HELP moneykit_auth_requests_total HTTP requests by route and status.\n");
@@ -260,12 +303,102 @@ impl Metrics {
                 key.kid, key.state, key.age_secs
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP moneykit_auth_ready Whether the last refresh reached the database.\n# TYPE moneykit_auth_ready gauge\nmoneykit_auth_ready {}",
-            u8::from(ready)
-        );
+        render_operator_state(&mut out, state);
         out
+    }
+}
+
+/// Build, readiness, refresh, pool, outbox and process families.
+fn render_operator_state(out: &mut String, state: &OperatorState) {
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let build = format!(
+        "{{version=\"{}\",commit=\"{GIT_COMMIT}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        "moneykit_auth_build_info",
+        "gauge",
+        "The running build: always 1, with its version and git commit as labels.",
+        &[(&build, "1".into())],
+    );
+    family(
+        "moneykit_auth_ready",
+        "gauge",
+        "Whether /healthz/ready answers 200: state loaded, database answering, not shutting down.",
+        &[("", u8::from(state.ready).to_string())],
+    );
+    family(
+        "moneykit_auth_refresh_last_success_timestamp_seconds",
+        "gauge",
+        "When the last refresh from the database succeeded (Unix seconds).",
+        &[("", state.last_refresh_unix.to_string())],
+    );
+    family(
+        "moneykit_auth_refresh_lag_seconds",
+        "gauge",
+        "Seconds since the last successful refresh: how stale this replica's view may be.",
+        &[(
+            "",
+            (state.now_unix - state.last_refresh_unix)
+                .max(0.0)
+                .to_string(),
+        )],
+    );
+    family(
+        "moneykit_auth_refresh_failures_total",
+        "counter",
+        "Refreshes that failed (database unreachable or erroring).",
+        &[("", state.refresh_failures.to_string())],
+    );
+    let pool = state.pool;
+    family(
+        "moneykit_auth_db_pool_connections",
+        "gauge",
+        "Open database connections, idle or in use.",
+        &[
+            ("{state=\"idle\"}", pool.idle.to_string()),
+            (
+                "{state=\"in_use\"}",
+                pool.size.saturating_sub(pool.idle).to_string(),
+            ),
+        ],
+    );
+    family(
+        "moneykit_auth_db_pool_max_connections",
+        "gauge",
+        "Most database connections this process opens.",
+        &[("", pool.max.to_string())],
+    );
+    family(
+        "moneykit_auth_db_pool_waiters",
+        "gauge",
+        "Database operations waiting for a connection now.",
+        &[("", pool.waiting.to_string())],
+    );
+    family(
+        "moneykit_auth_db_pool_acquire_seconds",
+        "summary",
+        "Time database operations waited for a pooled connection.",
+        &[
+            ("_sum", pool.acquire_seconds.to_string()),
+            ("_count", pool.acquired.to_string()),
+        ],
+    );
+    if let Some(pending) = state.outbox_pending {
+        family(
+            "moneykit_auth_webhook_outbox_events",
+            "gauge",
+            "Webhook events in the outbox by status (pending: waiting for delivery).",
+            &[("{status=\"pending\"}", pending.to_string())],
+        );
+    }
+    if let Some(process) = &state.process {
+        process.render(out);
     }
 }
 
@@ -313,8 +446,39 @@ mod tests {
                 state: crate::domain::signing_keys::KeyStatus::Active,
                 age_secs: 60,
             }],
-            true,
+            &OperatorState {
+                ready: true,
+                last_refresh_unix: 1_000.0,
+                now_unix: 1_002.5,
+                pool: PoolGauges {
+                    size: 3,
+                    idle: 2,
+                    max: 5,
+                    waiting: 1,
+                    acquired: 10,
+                    acquire_seconds: 0.5,
+                },
+                outbox_pending: Some(7),
+                ..OperatorState::default()
+            },
         );
+        for line in [
+            "moneykit_auth_ready 1",
+            "moneykit_auth_refresh_lag_seconds 2.5",
+            r#"moneykit_auth_db_pool_connections{state="in_use"} 1"#,
+            "moneykit_auth_db_pool_waiters 1",
+            "moneykit_auth_db_pool_acquire_seconds_count 10",
+            r#"moneykit_auth_webhook_outbox_events{status="pending"} 7"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(text.contains(&format!(
+            "moneykit_auth_build_info{{version=\"{}\",commit=\"{GIT_COMMIT}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
         assert!(
             text.contains(r#"moneykit_auth_requests_total{route="/auth/token",status="201"} 1"#)
         );

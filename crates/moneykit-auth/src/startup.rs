@@ -6,11 +6,12 @@
 //! read the real port from [`Application::port`] — this is how the integration tests run
 //! a real server per test.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -22,13 +23,13 @@ use crate::engine::refresh::Health;
 use crate::engine::refresh::Refresher;
 use crate::engine::snapshot::TokenSettings;
 use crate::engine::verified::VerifiedTokens;
-use crate::http::server::{self, ConnectionLimits};
+use crate::http::server::{self, ConnectionLimits, Phase};
 use crate::http::state::{AppState, Shared};
 use crate::http::tls::ReloadingConfig;
 use crate::http::{self, admin_api};
 use crate::metrics::Metrics;
 use crate::operations;
-use crate::store::{self, OpenMode, Store};
+use crate::store::{self, Migrations, OpenMode, Store, StoreError};
 use crate::webhooks::worker::Worker;
 
 /// Credentials created by `serve --demo`, to print once.
@@ -55,6 +56,8 @@ pub struct Application {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     connection: ConnectionLimits,
+    health: Arc<Health>,
+    shutdown_delay: Duration,
     master_key_origin: MasterKeyOrigin,
     demo: Option<DemoCredentials>,
 }
@@ -89,12 +92,7 @@ impl Application {
             .transpose()?
             .map(Arc::new);
 
-        let store = store::connect_with(
-            &settings.database_url,
-            OpenMode::CreateOrMigrate,
-            &settings.pool,
-        )
-        .await?;
+        let store = open_store(&settings, &listener, tls.clone()).await?;
         let (master, master_key_origin) = resolve_master_key(
             &settings.database_url,
             settings.master_secret.as_deref(),
@@ -124,6 +122,7 @@ impl Application {
             publish_scopes: settings.publish_scopes,
         });
         let health = Arc::new(Health::default());
+        let shutdown_delay = settings.shutdown_delay;
         let admin_master = master.clone();
         let key_activation_delay = settings.refresh.key_activation_delay;
         let refresher = Refresher::start(
@@ -176,6 +175,7 @@ impl Application {
         Ok(Self {
             admin,
             tls,
+            health: state.health.clone(),
             router: http::router(routes, state, settings.limits),
             listener,
             local_addr,
@@ -185,6 +185,7 @@ impl Application {
             store,
             metrics,
             connection: settings.connection,
+            shutdown_delay,
             master_key_origin,
             demo,
         })
@@ -235,12 +236,15 @@ impl Application {
         self.demo.as_ref()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
-    /// finish (up to the shutdown grace period) and stops the background refresh. The
-    /// admin listener, when enabled, is served the same way (`http::server::serve`).
+    /// Serves until the first item of `signals`, then drains: readiness turns 503 at once
+    /// and every HTTP/1 response says `Connection: close`, while the listeners keep
+    /// accepting for the shutdown delay (a second signal cuts it short), so a load
+    /// balancer moves traffic away before they close. Then it stops accepting, lets the
+    /// requests in flight finish (up to the shutdown grace period) and stops the
+    /// background tasks.
     pub async fn run_until_stopped(
         self,
-        shutdown: impl Future<Output = ()> + Send,
+        signals: impl Stream<Item = ()> + Send,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
@@ -256,32 +260,44 @@ impl Application {
                 .run(stop_rx, self.connection.shutdown_grace),
         );
 
-        let (stopping_tx, stopping) = watch::channel(false);
+        let (phase_tx, phase) = watch::channel(Phase::Serving);
         let admin = self.admin.map(|(listener, router)| {
-            tracing::info!(address = ?listener.local_addr().ok(), "admin API listening");
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "admin API listening");
+            }
             tokio::spawn(server::serve(
                 listener,
                 router,
                 self.connection.clone(),
                 self.tls.clone(),
-                stopping.clone(),
+                phase.clone(),
             ))
         });
         tracing::info!(address = %self.local_addr, issuer = %self.issuer, "listening");
-        let public = server::serve(
-            self.listener,
-            self.router,
-            self.connection,
-            self.tls,
-            stopping,
-        );
+        let public = server::serve(self.listener, self.router, self.connection, self.tls, phase);
         tokio::pin!(public);
+        let signals = signals.fuse();
+        tokio::pin!(signals);
         tokio::select! {
-            () = shutdown => {}
+            _ = signals.next() => {}
             () = &mut public => {}
         }
-        tracing::info!("shutting down: finishing requests in flight");
-        let _ = stopping_tx.send(true);
+        self.health.start_draining();
+        let _ = phase_tx.send(Phase::Draining);
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(
+                delay_ms = u64::try_from(self.shutdown_delay.as_millis()).unwrap_or(u64::MAX),
+                "stop requested: readiness is 503; still serving until the shutdown delay ends \
+                 (signal again to skip it)"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.shutdown_delay) => {}
+                _ = signals.next() => {}
+                () = &mut public => {}
+            }
+        }
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = phase_tx.send(Phase::Stopping);
         public.await;
         if let Some(admin) = admin {
             let _ = admin.await;
@@ -289,6 +305,98 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = refresh.await;
         let _ = webhooks.await;
+        tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the database as the settings allow. An unreachable one is waited for: the
+/// listener answers liveness (200) and everything else 503 meanwhile, and each attempt is
+/// logged with its cause, so a server started before its database neither exits (a crash
+/// loop under an orchestrator) nor takes traffic.
+async fn open_store(
+    settings: &ServeSettings,
+    listener: &TcpListener,
+    tls: Option<Arc<ReloadingConfig>>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    const FIRST_RETRY: Duration = Duration::from_millis(500);
+    const LONGEST_RETRY: Duration = Duration::from_secs(10);
+    let url = settings.database_url.as_str();
+    let mode = if settings.create_database {
+        OpenMode::CreateIfMissing
+    } else {
+        OpenMode::MustExist
+    };
+    let migrations = if settings.migrate {
+        Migrations::Apply
+    } else {
+        Migrations::ApplyIfEmpty
+    };
+    let mut retry_in = FIRST_RETRY;
+    let mut waiting: Option<(watch::Sender<Phase>, tokio::task::JoinHandle<()>)> = None;
+    let store = loop {
+        match store::open(url, mode, migrations, &settings.pool).await {
+            Ok(store) => break store,
+            Err(StoreError::Unreachable(cause)) if settings.wait_for_database => {
+                tracing::warn!(
+                    database = %store::describe(url),
+                    error = %cause,
+                    retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                    "database unreachable; not ready, retrying"
+                );
+                if waiting.is_none() {
+                    waiting = Some(serve_while_waiting(listener, settings, tls.clone())?);
+                    tracing::info!(
+                        address = %listener.local_addr()?,
+                        "listening for health checks only, until the database answers"
+                    );
+                }
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(LONGEST_RETRY);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Some((phase, task)) = waiting {
+        let _ = phase.send(Phase::Stopping);
+        let _ = task.await;
+        tracing::info!(database = %store::describe(url), "database reachable; starting");
+    }
+    tracing::info!(database = %store::describe(url), "opened the database");
+    Ok(store)
+}
+
+/// Serves [`http::health::starting_router`] on a second handle to `listener` until told
+/// to stop; the listener itself stays open for the real server.
+fn serve_while_waiting(
+    listener: &TcpListener,
+    settings: &ServeSettings,
+    tls: Option<Arc<ReloadingConfig>>,
+) -> anyhow::Result<(watch::Sender<Phase>, tokio::task::JoinHandle<()>)> {
+    let handle = second_handle(listener)?;
+    let (phase_tx, phase) = watch::channel(Phase::Serving);
+    let mut connection = settings.connection.clone();
+    connection.shutdown_grace = Duration::from_secs(1);
+    let task = tokio::spawn(server::serve(
+        handle,
+        http::starting_router(),
+        connection,
+        tls,
+        phase,
+    ));
+    Ok((phase_tx, task))
+}
+
+/// Another handle to the same listening socket.
+#[cfg(unix)]
+fn second_handle(listener: &TcpListener) -> std::io::Result<TcpListener> {
+    use std::os::fd::AsFd;
+    let fd = listener.as_fd().try_clone_to_owned()?;
+    // The duplicate shares the socket and its non-blocking mode.
+    TcpListener::from_std(std::net::TcpListener::from(fd))
+}
+
+#[cfg(not(unix))]
+fn second_handle(_: &TcpListener) -> std::io::Result<TcpListener> {
+    Err(std::io::Error::other("not supported on this platform"))
 }

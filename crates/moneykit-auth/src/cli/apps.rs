@@ -8,7 +8,6 @@ use crate::domain::time::rfc3339;
 use crate::net::guard::TargetPolicy;
 use crate::operations;
 use crate::operations::views::app_json;
-use crate::store::OpenMode;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AppsCommand {
@@ -43,17 +42,17 @@ pub(super) enum AppsCommand {
     },
 }
 
-pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: AppsCommand, db: &super::Database, out: Output) -> anyhow::Result<()> {
     match cmd {
         AppsCommand::Create { name } => {
-            let store = super::open(database_url, OpenMode::CreateOrMigrate).await?;
+            let store = db.open_or_create().await?;
             let app = operations::create_app(store.as_ref(), &name).await?;
             out.emit(&app_json(&app), || {
                 format!("Created app {} ({})", app.id, app.name)
             });
         }
         AppsCommand::List => {
-            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let store = db.open().await?;
             let apps = store.list_apps().await?;
             let json: Vec<Value> = apps.iter().map(app_json).collect();
             out.emit(&json, || {
@@ -75,7 +74,7 @@ pub(super) async fn run(cmd: AppsCommand, database_url: &str, out: Output) -> an
                 allow_http,
                 allow_private_targets,
             };
-            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let store = db.open().await?;
             let url = if clear { None } else { url };
             let app = operations::set_app_webhook(store.as_ref(), &app_id, url.as_deref(), policy)
                 .await?;

@@ -11,7 +11,6 @@ use crate::domain::secrets::ClientSecret;
 use crate::domain::time::rfc3339;
 use crate::operations::views::{client_json, client_secret_json, client_status};
 use crate::operations::{self, AdminError, ClientUpdate, NewClient};
-use crate::store::OpenMode;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ClientsCommand {
@@ -144,11 +143,11 @@ fn describe(client: &Client) -> String {
 
 pub(super) async fn run(
     cmd: ClientsCommand,
-    database_url: &str,
+    db: &super::Database,
     out: Output,
 ) -> anyhow::Result<()> {
     // Every clients command needs an existing app, hence an existing database.
-    let store = super::open(database_url, OpenMode::MustExist).await?;
+    let store = db.open().await?;
     let store = store.as_ref();
     match cmd {
         ClientsCommand::Create {

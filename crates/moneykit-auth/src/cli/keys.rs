@@ -10,7 +10,6 @@ use crate::domain::signing_keys::KeySchedule;
 use crate::domain::time::rfc3339;
 use crate::operations::views::{key_json, revocation_json, rotation_json};
 use crate::operations::{self, Rotation};
-use crate::store::OpenMode;
 use crate::webhooks::WebhookSettings;
 
 #[derive(Debug, Subcommand)]
@@ -36,10 +35,10 @@ pub(super) enum KeysCommand {
     },
 }
 
-pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: KeysCommand, db: &super::Database, out: Output) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List => {
-            let store = super::open(database_url, OpenMode::MustExist).await?;
+            let store = db.open().await?;
             let keys = store.list_keys().await?;
             let now = OffsetDateTime::now_utc();
             let schedule = KeySchedule::new(&keys);
@@ -65,10 +64,10 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
         } => {
             let delay = time::Duration::try_from(key_activation_delay)?;
             let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
-            check_master_secret(database_url, secret.as_deref())?;
-            let store = super::open(database_url, OpenMode::MustExist).await?;
+            check_master_secret(db.url(), secret.as_deref())?;
+            let store = db.open().await?;
             let (master, _) =
-                resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
+                resolve_master_key(db.url(), secret.as_deref(), &store.list_keys().await?)?;
             let rotation = operations::rotate_key(store.as_ref(), &master, delay, now).await?;
             let (key, text) = match &rotation {
                 Rotation::Published(k) => (k, "Published next key"),
@@ -88,10 +87,10 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
         }
         KeysCommand::Revoke { kid } => {
             let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
-            check_master_secret(database_url, secret.as_deref())?;
-            let store = super::open(database_url, OpenMode::MustExist).await?;
+            check_master_secret(db.url(), secret.as_deref())?;
+            let store = db.open().await?;
             let (master, _) =
-                resolve_master_key(database_url, secret.as_deref(), &store.list_keys().await?)?;
+                resolve_master_key(db.url(), secret.as_deref(), &store.list_keys().await?)?;
             let retry_window = WebhookSettings::default().retry_window;
             let done = operations::revoke_key(store.as_ref(), &master, &kid, retry_window).await?;
             out.emit(&revocation_json(&done), || {

@@ -1,5 +1,5 @@
-//! The command line (PRODUCT.md §5): `serve`, `apps`, `clients`, `keys`, `token`,
-//! `webhooks`.
+//! The command line: `serve`, `apps`, `clients`, `keys`, `token`, `webhooks`, and the
+//! database's own `init`, `migrate`, `backup`.
 //!
 //! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>`, except
 //! the arguments that name or describe the object an admin command acts on (`--app`,
@@ -10,6 +10,7 @@
 
 mod apps;
 mod clients;
+mod database;
 mod keys;
 mod output;
 mod serve;
@@ -21,9 +22,8 @@ use std::process::ExitCode;
 use clap::builder::FalseyValueParser;
 use clap::{Parser, Subcommand};
 
-use crate::config::DEFAULT_DATABASE_URL;
-use crate::store::{self, OpenMode, Store};
 use crate::telemetry::{self, LogFormat};
+pub use database::Database;
 
 /// moneykit-auth: a MoneyKit-compatible OAuth 2.0 access token service.
 #[derive(Debug, Parser)]
@@ -36,10 +36,11 @@ use crate::telemetry::{self, LogFormat};
                   Required with PostgreSQL; without it a SQLite database gets a key file beside it"
 )]
 pub struct Cli {
-    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. With SQLite, only
-    /// `serve` and `apps create` create a missing database.
-    #[arg(long, global = true, env = "MONEYKIT_AUTH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
+    /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. Unset: ./moneykit-auth.db
+    /// if it exists. Only `init`, `serve` and `apps create` create a database, and only one
+    /// named here (or `serve --demo`).
+    #[arg(long, global = true, env = "MONEYKIT_AUTH_DATABASE_URL")]
+    database_url: Option<String>,
 
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true, env = "MONEYKIT_AUTH_JSON", value_parser = FalseyValueParser::new())]
@@ -77,6 +78,12 @@ enum Command {
     /// Queue, list and retry webhook events.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Create the database if needed, apply every migration, create the first signing key.
+    Init,
+    /// Apply pending schema migrations (`serve` applies them only with --migrate).
+    Migrate(database::MigrateArgs),
+    /// Write a consistent copy of a SQLite database while the server runs.
+    Backup(database::BackupArgs),
 }
 
 /// Parses the command line, runs the command, and turns any failure into one line on
@@ -99,10 +106,24 @@ pub fn run() -> ExitCode {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let db = Database::new(cli.database_url.clone());
+    let outcome = runtime.block_on(dispatch(cli, &db));
+    // Every command that used a database names it (on stderr: stdout is the result), so
+    // an operator sees at once when a command acted on the wrong one.
+    let acted_on = db.acted_on();
+    match outcome {
+        Ok(()) => {
+            if let Some(database) = acted_on {
+                eprintln!("database: {database}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            let mut line = format!("error: {}", one_line(&format!("{e:#}")));
+            if let Some(database) = acted_on {
+                line.push_str(&format!(" (database: {database})"));
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
@@ -120,21 +141,19 @@ fn one_line(message: &str) -> String {
         .join(" ")
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+async fn dispatch(cli: Cli, db: &Database) -> anyhow::Result<()> {
     let out = output::Output { json: cli.json };
     match cli.command {
-        Command::Serve(args) => serve::run(*args, &cli.database_url, out).await,
-        Command::Apps(cmd) => apps::run(cmd, &cli.database_url, out).await,
-        Command::Clients(cmd) => clients::run(cmd, &cli.database_url, out).await,
-        Command::Keys(cmd) => keys::run(cmd, &cli.database_url, out).await,
+        Command::Serve(args) => serve::run(*args, db, out).await,
+        Command::Apps(cmd) => apps::run(cmd, db, out).await,
+        Command::Clients(cmd) => clients::run(cmd, db, out).await,
+        Command::Keys(cmd) => keys::run(cmd, db, out).await,
         Command::Token(args) => token::run(args, out).await,
-        Command::Webhooks(cmd) => webhooks::run(cmd, &cli.database_url, out).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd, db, out).await,
+        Command::Init => database::init(db, out).await,
+        Command::Migrate(args) => database::migrate(args, db, out).await,
+        Command::Backup(args) => database::backup(args, db, out).await,
     }
-}
-
-/// Opens the store for an admin command; read-only commands do not create a database.
-async fn open(database_url: &str, mode: OpenMode) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    Ok(store::connect(database_url, mode).await?)
 }
 
 /// Parses a duration given as seconds (`600`) or with units (`10m`, `30d`, `1h 30m`).

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::Database;
 use super::output::Output;
 use crate::config::{MasterKeyOrigin, ServeSettings};
 use crate::engine::ratelimit::Rate;
 use crate::operations::check_token_ttl;
 use crate::startup::Application;
+use crate::store::StoreError;
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -186,6 +188,15 @@ pub(super) struct ServeArgs {
     /// How long a database operation waits for a connection before it fails (PostgreSQL).
     #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
     db_acquire_timeout: Duration,
+    /// Apply pending schema migrations at start. Without it a database that lacks
+    /// migrations is refused (run `moneykit-auth migrate`); an empty one is initialized.
+    #[arg(long, env = "MONEYKIT_AUTH_MIGRATE", value_parser = clap::builder::FalseyValueParser::new())]
+    migrate: bool,
+    /// On SIGTERM or Ctrl-C: how long to keep serving with readiness at 503 before the
+    /// listener closes, so a load balancer moves traffic away first (a second signal ends
+    /// it early).
+    #[arg(long, env = "MONEYKIT_AUTH_SHUTDOWN_DELAY", default_value = "5s", value_parser = super::parse_duration)]
+    shutdown_delay: Duration,
 }
 
 fn parse_issuer(text: &str) -> Result<String, String> {
@@ -205,8 +216,11 @@ fn parse_audience(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> anyhow::Result<()> {
-    let mut settings = ServeSettings::new(database_url);
+pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::Result<()> {
+    let mut settings = ServeSettings::new(db.url());
+    settings.create_database = db.named() || args.demo;
+    settings.migrate = args.migrate || args.demo;
+    settings.shutdown_delay = args.shutdown_delay;
     settings.listen = args.listen;
     settings.issuer = args.issuer;
     settings.audience = args.audience;
@@ -259,7 +273,12 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
 
     let relaxed = &settings.webhooks.policy;
     let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);
-    let app = Application::build(settings).await?;
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| match e.downcast::<StoreError>() {
+            Ok(e) => db.explain(e),
+            Err(e) => e,
+        })?;
     if allow_http || allow_private {
         tracing::warn!(
             allow_http,
@@ -299,27 +318,32 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
             )
         });
     }
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(stop_signals()).await
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// One item per SIGINT (Ctrl-C) or SIGTERM: the first starts the shutdown, a second cuts
+/// its delay short.
+fn stop_signals() -> impl futures_util::Stream<Item = ()> + Send {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    let terminate: Option<()> = None;
+    futures_util::stream::unfold(terminate, |mut terminate| async move {
+        #[cfg(unix)]
+        let term = async {
+            match terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = term => {},
+        }
+        Some(((), terminate))
+    })
 }

@@ -9,7 +9,6 @@ use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::payloads;
 use crate::operations::views::event_json;
 use crate::operations::{self, AdminError};
-use crate::store::OpenMode;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WebhooksCommand {
@@ -63,10 +62,10 @@ fn event_line(verb: &str, e: &WebhookEvent) -> String {
 
 pub(super) async fn run(
     cmd: WebhooksCommand,
-    database_url: &str,
+    db: &super::Database,
     out: Output,
 ) -> anyhow::Result<()> {
-    let store = super::open(database_url, OpenMode::MustExist).await?;
+    let store = db.open().await?;
     match cmd {
         WebhooksCommand::Send {
             app,

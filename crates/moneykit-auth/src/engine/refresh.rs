@@ -10,7 +10,7 @@
 //! keeps serving its last snapshot and reports not-ready; the outage is logged once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::crypto::MasterKey;
 use crate::domain::EXPIRY_LEEWAY_SECS;
 use crate::domain::signing_keys::KeySchedule;
+use crate::domain::time::now_ms;
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::operations;
@@ -35,6 +36,9 @@ pub struct RefreshSettings {
     pub key_rotation_interval: time::Duration,
     /// How long a newly published key waits before it signs.
     pub key_activation_delay: time::Duration,
+    /// How long the database may take to answer the check on each tick before the
+    /// server reports not-ready: readiness follows an outage within about this long.
+    pub ping_timeout: Duration,
 }
 
 impl Default for RefreshSettings {
@@ -44,6 +48,7 @@ impl Default for RefreshSettings {
             full_refresh_interval: Duration::from_secs(30),
             key_rotation_interval: time::Duration::days(30),
             key_activation_delay: time::Duration::minutes(10),
+            ping_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -196,16 +201,24 @@ impl Refresher {
                 _ = shutdown.changed() => return,
             }
             let force = last_full.elapsed() >= self.settings.full_refresh_interval;
-            match self.refresh_once(force).await {
+            // A short, bounded check first: the pool would wait its whole acquire timeout
+            // for a database that is down, and report only that it timed out.
+            let outcome = match self.store.ping(self.settings.ping_timeout).await {
+                Ok(()) => self.refresh_once(force).await,
+                Err(e) => Err(e.into()),
+            };
+            match outcome {
                 Ok(_) => {
                     if force {
                         last_full = tokio::time::Instant::now();
                     }
+                    self.health.refreshed();
                     if !self.health.set_store_reachable(true) {
                         tracing::info!("database reachable again; changes are arriving");
                     }
                 }
                 Err(error) => {
+                    self.health.refresh_failed();
                     if self.health.set_store_reachable(false) {
                         tracing::error!(error = %format!("{error:#}"), "refresh failed; serving the last known state until it recovers");
                     }
@@ -257,17 +270,25 @@ impl Subscription {
         }
     }
 }
-/// Readiness as seen by the background refresh: the hot path keeps serving from memory
-/// while the store is down, but a load balancer should know.
+/// Readiness: whether the background refresh reaches the database, and whether the
+/// server is shutting down. The hot path keeps serving from memory while the store is
+/// down, but a load balancer should know.
 #[derive(Debug)]
 pub struct Health {
     store_reachable: AtomicBool,
+    draining: AtomicBool,
+    /// When the last refresh succeeded (Unix milliseconds; 0: not since start).
+    last_success_ms: AtomicI64,
+    failures: AtomicU64,
 }
 
 impl Default for Health {
     fn default() -> Self {
         Self {
             store_reachable: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            last_success_ms: AtomicI64::new(now_ms()),
+            failures: AtomicU64::new(0),
         }
     }
 }
@@ -282,5 +303,41 @@ impl Health {
     /// Whether the store was reachable at the last check.
     pub fn store_reachable(&self) -> bool {
         self.store_reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records a successful refresh.
+    pub fn refreshed(&self) {
+        self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Records a failed refresh.
+    pub fn refresh_failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// When the last refresh succeeded (Unix milliseconds).
+    pub fn last_success_ms(&self) -> i64 {
+        self.last_success_ms.load(Ordering::Relaxed)
+    }
+
+    /// Failed refreshes since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The server is shutting down: not ready from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Ready, or why not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Err("shutting down")
+        } else if !self.store_reachable() {
+            Err("database unreachable; serving the last known state")
+        } else {
+            Ok(())
+        }
     }
 }

@@ -37,6 +37,7 @@ use super::state::AdminState;
 use crate::domain::events::EventStatus;
 use crate::domain::payloads;
 use crate::domain::signing_keys::KeySchedule;
+use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
 use crate::operations::views;
 use crate::operations::{self, AdminError, ClientUpdate, NewClient};
@@ -124,8 +125,29 @@ fn ok(status: StatusCode, value: Value) -> Reply {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    let keys = state.snapshot.load().key_ages(OffsetDateTime::now_utc());
-    let body = state.metrics.render(&keys, state.health.store_reachable());
+    /// A scrape must not hang on a database that does not answer.
+    const OUTBOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+    let now = OffsetDateTime::now_utc();
+    let keys = state.snapshot.load().key_ages(now);
+    let pool = state.store.pool_stats();
+    let outbox = tokio::time::timeout(OUTBOX_TIMEOUT, state.store.count_pending_webhook_events());
+    let operator = OperatorState {
+        ready: state.health.readiness().is_ok(),
+        last_refresh_unix: state.health.last_success_ms() as f64 / 1000.0,
+        refresh_failures: state.health.failures(),
+        pool: PoolGauges {
+            size: pool.size,
+            idle: pool.idle,
+            max: pool.max,
+            waiting: pool.waiting,
+            acquired: pool.acquired,
+            acquire_seconds: pool.waited.as_secs_f64(),
+        },
+        outbox_pending: outbox.await.ok().and_then(Result::ok),
+        process: ProcessStats::read(),
+        now_unix: now.unix_timestamp_nanos() as f64 / 1e9,
+    };
+    let body = state.metrics.render(&keys, &operator);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::response::json_bytes;
@@ -30,25 +30,49 @@ pub async fn live() -> Response {
     )
 }
 
-/// `GET /healthz/ready`: the last background refresh worked. The hot path keeps working
-/// without it; this tells a load balancer that changes are not arriving.
+/// `GET /healthz/ready`: the server has its state, its last check of the database worked,
+/// and it is not shutting down. Tokens keep being issued from memory while the database
+/// is down; this tells a load balancer that changes are not arriving, or to move traffic
+/// away before the process stops.
 #[utoipa::path(get, path = "/healthz/ready", tag = "Health",
     responses(
-        (status = 200, description = "Ready: the last background refresh worked.", body = HealthStatus),
-        (status = 503, description = "Not ready: serving the last known state.", body = HealthStatus),
+        (status = 200, description = "Ready.", body = HealthStatus),
+        (status = 503, description = "Not ready: shutting down, or the database is unreachable (serving the last known state).", body = HealthStatus),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    if state.health.store_reachable() {
-        json_bytes(
+    match state.health.readiness() {
+        Ok(()) => json_bytes(
             StatusCode::OK,
             Bytes::from_static(br#"{"status":"ready"}"#),
             "no-store",
-        )
-    } else {
-        json_bytes(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Bytes::from_static(br#"{"status":"unavailable","reason":"state refresh failing; serving the last known state"}"#),
-            "no-store",
-        )
+        ),
+        Err(reason) => unavailable(reason),
     }
+}
+
+/// The 503 readiness answer.
+fn unavailable(reason: &str) -> Response {
+    let body = serde_json::to_vec(&HealthStatus {
+        status: "unavailable".into(),
+        reason: Some(reason.into()),
+    })
+    .expect("serializable");
+    json_bytes(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Bytes::from(body),
+        "no-store",
+    )
+}
+
+/// What a server still waiting for its database at start answers: alive, not ready, and
+/// 503 for everything else, so an orchestrator neither kills it nor sends it traffic.
+pub fn starting_router() -> axum::Router {
+    const REASON: &str = "starting: waiting for the database";
+    axum::Router::new()
+        .route("/healthz/live", axum::routing::get(live))
+        .route(
+            "/healthz/ready",
+            axum::routing::get(|| async { unavailable(REASON) }),
+        )
+        .fallback(|| async { super::error::ApiError::Unavailable(REASON).into_response() })
 }

@@ -45,6 +45,7 @@ use std::time::Duration;
 use axum::Router;
 
 pub use error::ApiError;
+pub(crate) use health::starting_router;
 pub(crate) use openapi::document as openapi_document;
 
 use state::AppState;

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use super::connection::{HeadDeadline, RequestCount, Timing, drive, stopped};
+use super::connection::{HeadDeadline, RequestCount, Timing, drive};
 use super::extract::ClientAddr;
 use crate::http::tls::ReloadingConfig;
 use crate::net::Cidr;
@@ -77,15 +77,30 @@ const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// stream was open does not hold its connection until TCP gives up.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Serves `router` on `listener` until `stopping` turns true, then stops accepting and
-/// gives the connections open up to the shutdown grace period to finish.
+/// Where a listener is in its life. It only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepting and keeping connections alive.
+    Serving,
+    /// Shutting down soon: still accepting, but every HTTP/1 response says
+    /// `Connection: close`, so clients reconnect (through a load balancer, elsewhere).
+    Draining,
+    /// Not accepting: finishing the requests in flight.
+    Stopping,
+}
+
+/// Serves `router` on `listener` until `phase` reaches [`Phase::Stopping`], then stops
+/// accepting and gives the connections open up to the shutdown grace period to finish.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     tls: Option<Arc<ReloadingConfig>>,
-    mut stopping: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
+    // Never marked seen: in each connection's clone, "changed" then means "no longer
+    // serving" (one atomic load per response, no lock).
+    let leaving = phase.clone();
     let builder = http_builder(&limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::new(limits.max_connections_per_address));
@@ -117,6 +132,7 @@ pub async fn serve(
             builder: builder.clone(),
             timing,
             stop: stop_rx.clone(),
+            leaving: leaving.clone(),
         };
         let tls = tls.as_ref().map(|t| t.current());
         tokio::spawn(async move {
@@ -129,7 +145,7 @@ pub async fn serve(
         // backlog instead of taking memory and file descriptors here.
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("never closed"),
-            () = stopped(&mut stopping) => break,
+            () = until_stopping(&mut phase) => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -141,7 +157,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = stopped(&mut stopping) => break,
+            () = until_stopping(&mut phase) => break,
         };
         accepted(stream, peer, slot);
     }
@@ -163,6 +179,11 @@ pub async fn serve(
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+}
+
+/// Completes when the phase reaches [`Phase::Stopping`] (or its sender is gone).
+async fn until_stopping(phase: &mut watch::Receiver<Phase>) {
+    let _ = phase.wait_for(|p| *p == Phase::Stopping).await;
 }
 
 /// A proxy in front that is not in `--trusted-proxy` reaches the per-address cap under
@@ -209,6 +230,7 @@ struct Connection {
     builder: auto::Builder<TokioExecutor>,
     timing: Timing,
     stop: watch::Receiver<bool>,
+    leaving: watch::Receiver<Phase>,
 }
 
 impl Connection {
@@ -237,7 +259,7 @@ impl Connection {
     {
         let requests = Arc::new(RequestCount::default());
         let (heads, responses) = (requests.clone(), requests.clone());
-        let stopping = self.stop.clone();
+        let leaving = self.leaving.clone();
         let limits = self.limits.clone();
         let router = self
             .router
@@ -254,10 +276,10 @@ impl Connection {
             })
             .map_response(move |mut response: axum::response::Response| {
                 responses.response_ready();
-                // Stopping: an HTTP/1 client learns not to send another request here.
-                // The stop is this channel's only change, so "changed" (one atomic load,
-                // no lock on every response) means stopping; a closed channel too.
-                if stopping.has_changed().unwrap_or(true) && !responses.is_http2() {
+                // Draining or stopping: an HTTP/1 client learns not to send another
+                // request here. The phase only moves away from serving, so "changed" means
+                // leaving; a closed channel too.
+                if leaving.has_changed().unwrap_or(true) && !responses.is_http2() {
                     response.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),

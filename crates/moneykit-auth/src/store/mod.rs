@@ -61,10 +61,50 @@ pub enum StoreError {
     /// The database URL names a backend this build does not support.
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
-    /// A read-only command was pointed at a database file that does not exist.
-    #[error("database {0} does not exist (`serve` and `apps create` create it)")]
+    /// The database file does not exist, and this command may not create it.
+    #[error(
+        "database {0} does not exist; create it with `moneykit-auth init --database-url …` \
+         (`serve --demo` creates one for trying things out)"
+    )]
     Missing(String),
-    /// The backend failed: unreachable, locked, corrupt, full.
+    /// The database exists but no migration has run on it.
+    #[error("database {0} has no moneykit-auth schema yet: run `moneykit-auth init`")]
+    Uninitialized(String),
+    /// The database lacks migrations this build needs.
+    #[error(
+        "database {database} is at schema version {version} and this moneykit-auth {} \
+         needs {needed} ({pending}): run `moneykit-auth migrate`, or start `serve` with \
+         --migrate", env!("CARGO_PKG_VERSION")
+    )]
+    SchemaBehind {
+        /// Which database ([`describe`]).
+        database: String,
+        /// Its newest applied migration.
+        version: i64,
+        /// The newest this build knows.
+        needed: i64,
+        /// The migrations it lacks.
+        pending: String,
+    },
+    /// A newer release migrated the database.
+    #[error(
+        "database {database} has schema version {version}, newer than this moneykit-auth {} \
+         knows (up to {known}): use the release that migrated it, or a newer one",
+        env!("CARGO_PKG_VERSION")
+    )]
+    SchemaAhead {
+        /// Which database ([`describe`]).
+        database: String,
+        /// Its newest applied migration.
+        version: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// The database server cannot be reached (refused, authentication failed, no answer);
+    /// `serve` waits for it rather than exit.
+    #[error("cannot connect to {0}")]
+    Unreachable(String),
+    /// The backend failed: locked, corrupt, full, or lost mid-operation.
     #[error("database error: {0}")]
     Backend(String),
     /// A row holds a value this version cannot interpret.
@@ -184,9 +224,137 @@ pub trait Store: Send + Sync + 'static {
         retry_until_ms: i64,
     ) -> Result<bool, StoreError>;
 
+    /// How many webhook events wait for delivery (the outbox depth, for metrics).
+    async fn count_pending_webhook_events(&self) -> Result<u64, StoreError>;
+
     /// A feed that wakes when another process changes something, for backends that can
     /// push; `None` means polling [`Store::revision`] is the only way.
     async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError>;
+
+    /// Checks within `timeout` that the database answers; the error names the root cause
+    /// (refused, authentication failed, no answer), not only that the pool timed out.
+    async fn ping(&self, timeout: Duration) -> Result<(), StoreError>;
+    /// The connection pool's state, for metrics.
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Which of this build's migrations the database has, lacks, or has beyond them.
+    async fn schema(&self) -> Result<SchemaStatus, StoreError>;
+    /// Applies the pending migrations (under the backend's migration lock, so replicas
+    /// starting together migrate once); returns the ones applied.
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError>;
+    /// Writes a consistent copy of the database to `path` (which must not exist) while the
+    /// server keeps running. SQLite only: PostgreSQL has `pg_dump`.
+    async fn backup(&self, path: &std::path::Path) -> Result<(), StoreError>;
+}
+
+/// A connection pool's state at one moment, with totals since it opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, idle or in use.
+    pub size: u32,
+    /// Connections open and idle.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
+    /// Operations waiting for a connection now.
+    pub waiting: u64,
+    /// Connections handed out since the pool opened.
+    pub acquired: u64,
+    /// Total time operations waited for them.
+    pub waited: Duration,
+}
+
+/// One schema migration of this build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// Its number: migrations apply in this order.
+    pub version: i64,
+    /// What it does, from its file name.
+    pub description: String,
+}
+
+impl std::fmt::Display for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.version, self.description)
+    }
+}
+
+/// A database's schema compared with this build's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Versions applied, in order.
+    pub applied: Vec<i64>,
+    /// This build's migrations the database lacks, in order.
+    pub pending: Vec<Migration>,
+    /// Versions applied that this build does not know: a newer release migrated it.
+    pub unknown: Vec<i64>,
+    /// The newest version this build knows.
+    pub latest_known: i64,
+}
+
+impl SchemaStatus {
+    fn compare(applied: Vec<i64>, migrator: &sqlx::migrate::Migrator) -> Self {
+        let known: Vec<Migration> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| Migration {
+                version: m.version,
+                description: m.description.to_string(),
+            })
+            .collect();
+        Self {
+            pending: known
+                .iter()
+                .filter(|m| !applied.contains(&m.version))
+                .cloned()
+                .collect(),
+            unknown: applied
+                .iter()
+                .copied()
+                .filter(|v| !known.iter().any(|m| m.version == *v))
+                .collect(),
+            latest_known: known.iter().map(|m| m.version).max().unwrap_or(0),
+            applied,
+        }
+    }
+
+    /// No migration has ever run: a new, empty database.
+    pub fn is_empty(&self) -> bool {
+        self.applied.is_empty()
+    }
+
+    /// The newest version applied (0 when none).
+    pub fn version(&self) -> i64 {
+        self.applied.iter().copied().max().unwrap_or(0)
+    }
+
+    /// The one-line refusal when the schema is not exactly this build's, if it is not.
+    pub fn check(&self, database: &str) -> Result<(), StoreError> {
+        if !self.unknown.is_empty() {
+            return Err(StoreError::SchemaAhead {
+                database: database.to_owned(),
+                version: self.version(),
+                known: self.latest_known,
+            });
+        }
+        if self.is_empty() {
+            return Err(StoreError::Uninitialized(database.to_owned()));
+        }
+        if !self.pending.is_empty() {
+            return Err(StoreError::SchemaBehind {
+                database: database.to_owned(),
+                version: self.version(),
+                needed: self.latest_known,
+                pending: self
+                    .pending
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Pushed change notifications (PostgreSQL `LISTEN`).
@@ -218,16 +386,29 @@ impl Default for PoolSettings {
     }
 }
 
-/// Whether a command may create the database, or needs it to exist already.
+/// Whether a command may create a missing database (a SQLite file; a PostgreSQL
+/// database must be created with `createdb`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Create the database if missing, and migrate it.
-    CreateOrMigrate,
-    /// Fail if the database does not exist (read-only commands).
+    /// Create the database if missing.
+    CreateIfMissing,
+    /// Fail if the database does not exist.
     MustExist,
 }
 
-/// Opens the store a database URL names, migrating the schema.
+/// What opening a database does about migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply any pending migration (`init`, `migrate`, `serve --migrate`).
+    Apply,
+    /// Migrate a database that has no schema yet; refuse one that lacks migrations
+    /// (`serve`: upgrading a shared database is an explicit step).
+    ApplyIfEmpty,
+    /// Only use a database whose schema is exactly this build's (admin commands).
+    Refuse,
+}
+
+/// Opens the store a database URL names, without touching its schema.
 pub async fn connect(url: &str, mode: OpenMode) -> Result<Arc<dyn Store>, StoreError> {
     connect_with(url, mode, &PoolSettings::default()).await
 }
@@ -245,6 +426,55 @@ pub async fn connect_with(
     } else {
         Err(StoreError::UnsupportedUrl(postgres::redact(url)))
     }
+}
+
+/// Opens the store and brings its schema to this build's as `migrations` allows, or
+/// refuses with one line; logs the migrations it applies.
+pub async fn open(
+    url: &str,
+    mode: OpenMode,
+    migrations: Migrations,
+    pool: &PoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let store = connect_with(url, mode, pool).await?;
+    let schema = store.schema().await?;
+    let apply = match migrations {
+        Migrations::Apply => schema.unknown.is_empty(),
+        Migrations::ApplyIfEmpty => schema.is_empty(),
+        Migrations::Refuse => false,
+    };
+    if apply && !schema.pending.is_empty() {
+        let applied = store.migrate().await?;
+        if schema.is_empty() {
+            let version = schema.latest_known;
+            tracing::info!(database = %describe(url), schema_version = version, "created the schema");
+        } else {
+            for migration in applied {
+                tracing::info!(database = %describe(url), %migration, "applied migration");
+            }
+        }
+    } else {
+        schema.check(&describe(url))?;
+    }
+    Ok(store)
+}
+
+/// Names a database for messages, never with a password: `sqlite /abs/path/x.db`,
+/// `sqlite (in memory)`, `postgres user@host:port/db`.
+pub fn describe(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return match sqlite::database_file(url) {
+            Some(file) => {
+                let file = std::path::absolute(&file).unwrap_or(file);
+                format!("sqlite {}", file.display())
+            }
+            None => "sqlite (in memory)".to_owned(),
+        };
+    }
+    if is_postgres(url) {
+        return postgres::describe(url);
+    }
+    postgres::redact(url)
 }
 
 /// Whether `url` names a PostgreSQL database.

@@ -25,8 +25,7 @@ const CHANNEL: &str = "moneykit_auth_changes";
 pub type PgStore = SqlStore<Postgres>;
 
 impl SqlStore<Postgres> {
-    /// Connects to the database at `url` and migrates it (under sqlx's migration lock, so
-    /// replicas starting together migrate once). The database itself must exist.
+    /// Connects to the database at `url`, which must exist (`createdb`).
     pub async fn connect(url: &str, pool: &PoolSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::UnsupportedUrl(format!("{} ({e})", redact(url))))?
@@ -44,14 +43,11 @@ impl SqlStore<Postgres> {
                 let _ = conn.close().await;
             }
             Ok(Err(e)) => {
-                return Err(StoreError::Backend(format!(
-                    "cannot connect to {}: {e}",
-                    redact(url)
-                )));
+                return Err(StoreError::Unreachable(format!("{}: {e}", redact(url))));
             }
             Err(_) => {
-                return Err(StoreError::Backend(format!(
-                    "cannot connect to {}: no answer within {:?}",
+                return Err(StoreError::Unreachable(format!(
+                    "{}: no answer within {:?}",
                     redact(url),
                     pool.acquire_timeout
                 )));
@@ -64,12 +60,8 @@ impl SqlStore<Postgres> {
             .idle_timeout(Some(Duration::from_secs(60)))
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to {}: {e}", redact(url))))?;
-        MIGRATOR
-            .run(&pool_handle)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", redact(url))))?;
-        Ok(Self { pool: pool_handle })
+            .map_err(|e| StoreError::Unreachable(format!("{}: {e}", redact(url))))?;
+        Ok(Self::new(pool_handle))
     }
 }
 
@@ -109,6 +101,33 @@ impl Dialect for Postgres {
     }
 
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    const HAS_MIGRATIONS_TABLE: &'static str = "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()";
+
+    async fn backup(_: &mut PgConnection, _: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "`backup` copies SQLite databases; back up PostgreSQL with `pg_dump -Fc`".into(),
+        ))
+    }
+}
+
+/// `postgres user@host:port/db`, from the URL's parsed options: never the password.
+pub(super) fn describe(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "postgres {}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or(o.get_username())
+        ),
+        Err(_) => redact(url),
+    }
 }
 
 /// The URL without its password, for messages: `postgres://user:secret@host/db` →

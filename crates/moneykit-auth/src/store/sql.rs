@@ -4,14 +4,25 @@
 //! other processes, how a read transaction sees one snapshot, and whether changes can be
 //! pushed.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::{
+    ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, Type,
+};
 use time::OffsetDateTime;
 
 use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
-use super::{ChangeFeed, InsertKeyIf, Store, StoreError, StoredState};
+use super::{
+    ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, Store, StoreError, StoredState,
+};
 use crate::domain::clients::{App, Client};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
@@ -50,12 +61,68 @@ pub(super) trait Dialect: Database {
     /// What the outbox claim's row selection appends so that concurrent workers pass
     /// over each other's rows instead of waiting for them.
     const SKIP_LOCKED: &'static str;
+    /// This build's migrations for the backend.
+    fn migrator() -> &'static Migrator;
+    /// A query counting the tables named `_sqlx_migrations` the connection sees: zero on a
+    /// database no version of this service has touched.
+    const HAS_MIGRATIONS_TABLE: &'static str;
+    /// Writes a consistent copy of the database to `path` while others keep writing.
+    async fn backup(conn: &mut Self::Connection, path: &Path) -> Result<(), StoreError>;
 }
 
 /// A [`Store`] on a sqlx pool of either backend.
 #[derive(Debug, Clone)]
 pub struct SqlStore<DB: Database> {
-    pub(super) pool: Pool<DB>,
+    pool: Pool<DB>,
+    acquires: Arc<AcquireCounters>,
+}
+
+/// How store operations wait for pooled connections, for the pool metrics.
+#[derive(Debug, Default)]
+struct AcquireCounters {
+    waiting: AtomicU64,
+    acquired: AtomicU64,
+    waited_micros: AtomicU64,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    pub(super) fn new(pool: Pool<DB>) -> Self {
+        Self {
+            pool,
+            acquires: Arc::default(),
+        }
+    }
+
+    /// A pooled connection, counted: how many operations wait and for how long is what
+    /// tells an operator the pool is too small or the database too slow.
+    async fn conn(&self) -> Result<PoolConnection<DB>, StoreError> {
+        let counters = &self.acquires;
+        let started = Instant::now();
+        counters.waiting.fetch_add(1, Ordering::Relaxed);
+        let conn = self.pool.acquire().await;
+        counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        counters.acquired.fetch_add(1, Ordering::Relaxed);
+        counters.waited_micros.fetch_add(waited, Ordering::Relaxed);
+        conn.map_err(backend)
+    }
+
+    /// Why the database cannot be reached, from a direct connection attempt: the pool
+    /// retries failed connections until its timeout and then reports only the timeout.
+    async fn root_cause(&self, timeout: Duration) -> StoreError {
+        let options = self.pool.connect_options();
+        let connect = <DB::Connection as Connection>::connect_with(&options);
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                StoreError::Unreachable("the database: the pool has no free connection".into())
+            }
+            Ok(Err(e)) => StoreError::Unreachable(format!("the database: {e}")),
+            Err(_) => {
+                StoreError::Unreachable(format!("the database: no answer within {timeout:?}"))
+            }
+        }
+    }
 }
 
 pub(super) fn backend(e: sqlx::Error) -> StoreError {
@@ -153,6 +220,7 @@ const REVISION: &str = "SELECT value FROM revision WHERE id = 1";
 impl<DB> Store for SqlStore<DB>
 where
     DB: Dialect,
+    DB::Connection: sqlx::migrate::Migrate,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
@@ -168,13 +236,14 @@ where
 {
     async fn revision(&self) -> Result<i64, StoreError> {
         sqlx::query_scalar(REVISION)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await
             .map_err(backend)
     }
 
     async fn load(&self) -> Result<StoredState, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         DB::read_one_snapshot(&mut tx).await?;
         let revision = sqlx::query_scalar(REVISION)
             .fetch_one(&mut *tx)
@@ -197,19 +266,29 @@ where
             .bind(app.id.as_str())
             .bind(app.name.as_str())
             .bind(app.created_at.unix_timestamp())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(())
     }
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
-        fetch_all(&self.pool, sqlx::query(&all_apps_sql()), rows::app).await
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&all_apps_sql()),
+            rows::app,
+        )
+        .await
     }
 
     async fn get_app(&self, id: &str) -> Result<Option<App>, StoreError> {
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1");
-        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::app).await
+        fetch_optional(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(id),
+            rows::app,
+        )
+        .await
     }
 
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
@@ -227,7 +306,7 @@ where
         .bind(c.secret_hash.as_bytes().as_slice())
         .bind(c.created_at.unix_timestamp())
         .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(|e| unknown_app_or_backend(e, &c.app_id))?;
         Ok(())
@@ -236,12 +315,22 @@ where
     async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError> {
         // A NULL app matches every client.
         let sql = clients_sql("WHERE ($1 IS NULL OR app_id = $1)");
-        fetch_all(&self.pool, sqlx::query(&sql).bind(app_id), rows::client).await
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(app_id),
+            rows::client,
+        )
+        .await
     }
 
     async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
         let sql = clients_sql("WHERE id = $1");
-        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::client).await
+        fetch_optional(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(id),
+            rows::client,
+        )
+        .await
     }
 
     async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
@@ -255,7 +344,7 @@ where
         .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
         .bind(c.id.as_str())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
@@ -269,7 +358,7 @@ where
         let done = sqlx::query("UPDATE clients SET disabled_at = $1 WHERE id = $2")
             .bind(at.map(OffsetDateTime::unix_timestamp))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
@@ -283,14 +372,19 @@ where
         let done = sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
             .bind(hash.as_bytes().as_slice())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        fetch_all(&self.pool, sqlx::query(&all_keys_sql()), rows::key).await
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&all_keys_sql()),
+            rows::key,
+        )
+        .await
     }
 
     async fn insert_key(
@@ -311,7 +405,8 @@ where
         if let InsertKeyIf::NonePendingAt(now) = condition {
             query = query.bind(now.unix_timestamp());
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         DB::exclude_others(&mut tx, Exclusive::Keys).await?;
         let done = query.execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)?;
@@ -324,7 +419,8 @@ where
         at: OffsetDateTime,
         replacement: Option<&KeyRecord>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         DB::exclude_others(&mut tx, Exclusive::Keys).await?;
         let done = sqlx::query(
             "UPDATE signing_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
@@ -348,7 +444,8 @@ where
     }
 
     async fn activate_key_now(&self, kid: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         DB::exclude_others(&mut tx, Exclusive::Keys).await?;
         let done = sqlx::query(
             "UPDATE signing_keys SET activates_at = $1 WHERE kid = $2 AND activates_at > $1",
@@ -363,7 +460,8 @@ where
     }
 
     async fn insert_revocation(&self, r: &RevokedToken) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         DB::exclude_others(&mut tx, Exclusive::Revocations).await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at) \
@@ -382,13 +480,18 @@ where
     async fn revocations_since(&self, after: i64) -> Result<Vec<RevokedToken>, StoreError> {
         let sql =
             format!("SELECT {REVOKED_COLUMNS} FROM revoked_tokens WHERE seq > $1 ORDER BY seq");
-        fetch_all(&self.pool, sqlx::query(&sql).bind(after), rows::revoked).await
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(after),
+            rows::revoked,
+        )
+        .await
     }
 
     async fn prune_revocations(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done))
@@ -398,7 +501,7 @@ where
         let done = sqlx::query("UPDATE apps SET webhook_url = $1 WHERE id = $2")
             .bind(url)
             .bind(app_id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
@@ -429,7 +532,8 @@ where
         .bind(e.retry_until_ms)
         .bind(e.created_ms)
         .bind((max_pending > 0).then_some(i64::from(max_pending)));
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         if max_pending > 0 {
             DB::exclude_others(&mut tx, Exclusive::Outbox).await?;
         }
@@ -450,7 +554,7 @@ where
             )
             .bind(before_ms)
             .bind(PRUNE_BATCH)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
             let deleted = DB::rows_affected(&done);
@@ -480,11 +584,12 @@ where
                  (SELECT webhook_url FROM apps WHERE apps.id = webhook_events.app_id) AS webhook_url",
             DB::SKIP_LOCKED
         );
+        let mut conn = self.conn().await?;
         let query = sqlx::query(&sql)
             .bind(now_ms)
             .bind(lease_until_ms)
             .bind(i64::from(limit));
-        fetch_all(&self.pool, query, rows::claimed_event).await
+        fetch_all(&mut *conn, query, rows::claimed_event).await
     }
 
     async fn finish_webhook_attempt(
@@ -507,7 +612,7 @@ where
         .bind(outcome.error.as_deref())
         .bind(outcome.next_attempt_ms)
         .bind(finished)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
@@ -525,16 +630,22 @@ where
              WHERE ($1 IS NULL OR app_id = $1) AND ($2 IS NULL OR status = $2) \
              ORDER BY seq DESC LIMIT $3"
         );
+        let mut conn = self.conn().await?;
         let query = sqlx::query(&sql)
             .bind(app_id)
             .bind(status.map(EventStatus::as_str))
             .bind(i64::from(limit));
-        fetch_all(&self.pool, query, rows::webhook_event).await
+        fetch_all(&mut *conn, query, rows::webhook_event).await
     }
 
     async fn get_webhook_event(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM webhook_events WHERE id = $1");
-        fetch_optional(&self.pool, sqlx::query(&sql).bind(id), rows::webhook_event).await
+        fetch_optional(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(id),
+            rows::webhook_event,
+        )
+        .await
     }
 
     async fn retry_webhook_event(
@@ -551,7 +662,7 @@ where
         .bind(id)
         .bind(now_ms)
         .bind(retry_until_ms)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await
         .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
@@ -559,5 +670,69 @@ where
 
     async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
         DB::subscribe(&self.pool).await
+    }
+
+    async fn count_pending_webhook_events(&self) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'pending'")
+                .fetch_one(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+        let ping = async {
+            let mut conn = self.conn().await?;
+            conn.ping().await.map_err(backend)
+        };
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(self.root_cause(timeout).await),
+        }
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let counters = &self.acquires;
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+            waiting: counters.waiting.load(Ordering::Relaxed),
+            acquired: counters.acquired.load(Ordering::Relaxed),
+            waited: Duration::from_micros(counters.waited_micros.load(Ordering::Relaxed)),
+        }
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus, StoreError> {
+        let mut conn = self.conn().await?;
+        let tables: i64 = sqlx::query_scalar(DB::HAS_MIGRATIONS_TABLE)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(backend)?;
+        let applied: Vec<i64> = if tables == 0 {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?
+        };
+        Ok(SchemaStatus::compare(applied, DB::migrator()))
+    }
+
+    async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        let pending = self.schema().await?.pending;
+        DB::migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
+        Ok(pending)
+    }
+
+    async fn backup(&self, path: &Path) -> Result<(), StoreError> {
+        DB::backup(&mut *self.conn().await?, path).await
     }
 }

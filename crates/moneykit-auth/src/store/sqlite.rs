@@ -21,11 +21,11 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub type SqliteStore = SqlStore<Sqlite>;
 
 impl SqlStore<Sqlite> {
-    /// Opens (and with [`OpenMode::CreateOrMigrate`], creates) the database at `url`.
+    /// Opens (and with [`OpenMode::CreateIfMissing`], creates) the database at `url`.
     pub async fn connect(url: &str, mode: OpenMode) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::UnsupportedUrl(format!("{url} ({e})")))?
-            .create_if_missing(mode == OpenMode::CreateOrMigrate)
+            .create_if_missing(mode == OpenMode::CreateIfMissing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
@@ -36,7 +36,7 @@ impl SqlStore<Sqlite> {
         let filename = options.get_filename().to_owned();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if mode == OpenMode::MustExist && !in_memory && !filename.exists() {
-            return Err(StoreError::Missing(filename.display().to_string()));
+            return Err(StoreError::Missing(super::describe(url)));
         }
         if !in_memory {
             owner_only(&filename).map_err(|e| {
@@ -60,11 +60,7 @@ impl SqlStore<Sqlite> {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", filename.display())))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating {}: {e}", filename.display())))?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 }
 
@@ -92,6 +88,44 @@ impl Dialect for Sqlite {
 
     /// The claim is one statement under SQLite's single writer: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    const HAS_MIGRATIONS_TABLE: &'static str =
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+    /// `VACUUM INTO`: one read transaction copies every page, so the copy is consistent
+    /// while the server keeps writing. The target is created empty and owner-only first
+    /// (SQLite accepts an empty file), so the copy is never readable by others.
+    async fn backup(conn: &mut SqliteConnection, path: &std::path::Path) -> Result<(), StoreError> {
+        let target = path.to_str().ok_or_else(|| {
+            StoreError::Backend(format!("{} is not a UTF-8 path", path.display()))
+        })?;
+        create_owner_only(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
+        let copied = sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(conn)
+            .await;
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(path);
+            return Err(StoreError::Backend(format!(
+                "backup to {target} failed: {e}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Creates `path` empty with mode 0600; fails if it exists.
+fn create_owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }
 
 /// Makes the database file readable by its owner only (0600), creating it empty if

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use moneykit_auth::crypto::sealing::MasterKey;
 use moneykit_auth::domain::signing_keys::RETIRED_KEY_PUBLISHED_FOR;
-use moneykit_auth::store::{InsertKeyIf, OpenMode};
+use moneykit_auth::store::{InsertKeyIf, Migrations, OpenMode, PoolSettings};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -291,9 +291,14 @@ async fn without_a_secret_the_key_file_is_owner_only_and_a_warning_says_so() {
 #[tokio::test]
 async fn a_retired_key_leaves_the_jwks_when_its_tokens_can_no_longer_be_valid() {
     let db = TestDb::new().await;
-    let store = moneykit_auth::store::connect(&db.url, OpenMode::CreateOrMigrate)
-        .await
-        .unwrap();
+    let store = moneykit_auth::store::open(
+        &db.url,
+        OpenMode::CreateIfMissing,
+        Migrations::Apply,
+        &PoolSettings::default(),
+    )
+    .await
+    .unwrap();
     let master = MasterKey::from_secret(TEST_SECRET).unwrap();
     let now = time::OffsetDateTime::now_utc();
     // The old key signed until its successor took over; that was almost as long ago as a

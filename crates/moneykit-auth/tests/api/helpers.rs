@@ -102,6 +102,8 @@ pub fn test_settings(db: &TestDb) -> ServeSettings {
     let mut settings = ServeSettings::new(db.url.clone());
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.master_secret = Some(TEST_SECRET.into());
+    settings.create_database = true;
+    settings.shutdown_delay = Duration::ZERO;
     settings.refresh.poll_interval = Duration::from_millis(50);
     // Tests ask for many tokens quickly; the limits suite sets its own budgets.
     settings.rate_limits.issuance_per_client = moneykit_auth::engine::ratelimit::Rate::UNLIMITED;
@@ -133,9 +135,10 @@ pub async fn spawn_on(db: Arc<TestDb>, settings: ServeSettings) -> TestApp {
     let cell = app.snapshot_cell();
     let metrics = app.metrics();
     let (stop, stopped) = oneshot::channel();
-    let server = tokio::spawn(app.run_until_stopped(async {
+    let stop_signal = futures_util::stream::once(async {
         let _ = stopped.await;
-    }));
+    });
+    let server = tokio::spawn(app.run_until_stopped(stop_signal));
     TestApp {
         base,
         admin_base,

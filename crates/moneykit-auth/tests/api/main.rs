@@ -15,6 +15,7 @@ mod audience;
 mod cli;
 mod connections;
 mod contract;
+mod database;
 mod introspect;
 mod jwks;
 mod keys;

@@ -505,7 +505,7 @@ async fn openapi_document_is_generated_and_describes_every_endpoint() {
     let count_line = |route: &str, n: i32| {
         format!("moneykit_auth_request_duration_seconds_count{{route=\"{route}\"}} {n}")
     };
-    let render = || app.metrics().render(&[], true);
+    let render = || app.metrics().render(&[], &Default::default());
     within(
         Duration::from_secs(5),
         "every request is counted under its route",

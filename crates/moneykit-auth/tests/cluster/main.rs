@@ -1,4 +1,4 @@
-//! Several replicas as one service (PRODUCT.md §8), with real processes: a private
+//! Several replicas as one service, with real processes: a private
 //! PostgreSQL cluster, two `moneykit-auth serve` processes on one database, and the real
 //! CLI and admin API making changes from outside. Run with `--nocapture` to see the
 //! timings.
@@ -30,7 +30,7 @@ const ISSUER: &str = "https://auth.cluster.test";
 const ADMIN_TOKEN: &str = "cluster-admin-token-0123456789abcdef";
 
 /// How long a change made through the CLI or the admin API may take to reach every
-/// running server (PRODUCT.md §4 and §8: "within 1 second").
+/// running server: within a second, the documented promise.
 const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// An app and a client of it made through the CLI: (app id, client id, secret).
@@ -52,8 +52,6 @@ impl Replica {
         let args = [
             "--issuer",
             ISSUER,
-            "--db-acquire-timeout",
-            "1s",
             "--webhooks-allow-http",
             "--webhooks-allow-private-targets",
             "--webhook-retry-base",
@@ -403,17 +401,17 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     .await;
 }
 
-/// How long a replica may take to report not-ready once the database is gone: a refresh
-/// every 200 ms (`--refresh-interval`) that fails within `--db-acquire-timeout` (1 s here),
-/// with room to spare.
-const UNREADY_LIMIT: Duration = Duration::from_secs(5);
+/// How long a replica may take to report not-ready once the database is gone: a check
+/// every 200 ms (`--refresh-interval`) that gives up after 1 s, whatever the pool's own
+/// acquire timeout (5 s by default, left so here), with a busy machine's margin.
+const UNREADY_LIMIT: Duration = Duration::from_secs(2);
 
-/// How long a replica may take to be ready again once the database is back.
-const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
+/// How long a replica may take to be ready again once the database is back: the next
+/// check, with the same margin.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long the hot path is exercised once both replicas are not ready: several failed
-/// refreshes (each fails within `--db-acquire-timeout`, 1 s here), not a wait for
-/// anything.
+/// checks, not a wait for anything.
 const SOAK_WHILE_UNREADY: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread")]
@@ -567,6 +565,76 @@ async fn replicas_ride_out_a_database_outage() {
         assert_eq!(log.matches("database reachable again").count(), 1, "{log}");
         assert!(!log.contains(TEST_SECRET));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_started_before_its_database_waits_and_becomes_ready_once_it_answers() {
+    let cluster = Arc::new(blocking(PgCluster::start).await);
+    let url = postgres::create_database(&cluster.url("postgres")).await;
+    let pg = cluster.clone();
+    blocking(move || pg.stop()).await;
+    let replica = {
+        let url = url.clone();
+        blocking(move || Replica::start("early", &url)).await
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Alive, not ready, and no traffic taken, for as long as the database is down.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let live = http.get(replica.url("/healthz/live")).send().await.unwrap();
+        assert_eq!(live.status(), 200);
+        assert_eq!(replica.ready_status(&http).await, Some(503));
+        let token = http
+            .post(replica.url("/auth/token"))
+            .basic_auth("live_nobody", Some("nothing"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(token.status(), 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = replica.log_text();
+    assert!(
+        log.matches("database unreachable; not ready, retrying")
+            .count()
+            >= 2,
+        "each try is logged: {log}"
+    );
+    assert!(
+        log.contains("Connection refused"),
+        "the root cause reaches the log: {log}"
+    );
+
+    let pg = cluster.clone();
+    blocking(move || pg.start_server()).await;
+    let restarted = Instant::now();
+    // The next try (backoff up to 10 s) connects, initializes the empty database and
+    // starts serving.
+    loop {
+        if replica.ready_status(&http).await == Some(200) {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "not ready 15 s after the database started:\n{}",
+            replica.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "ready {} ms after the database started",
+        restarted.elapsed().as_millis()
+    );
+    let (_, id, secret) = new_client(&url, "Early").await;
+    until_all("client created", &[&replica], PROPAGATION, |r| {
+        let (http, id, secret) = (&http, &id, &secret);
+        async move { token_status(http, r, (id, secret), None).await == 201 }
+    })
+    .await;
 }
 
 /// Fetches the outbox through replica `r`'s admin API: (delivered events, all events).
