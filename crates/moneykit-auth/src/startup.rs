@@ -258,7 +258,10 @@ impl Application {
 
         let (stopping_tx, stopping) = watch::channel(false);
         let admin = self.admin.map(|(listener, router)| {
-            tracing::info!(address = ?listener.local_addr().ok(), "admin API listening");
+            tracing::info!(
+                address = listener.local_addr().ok().map(tracing::field::display),
+                "admin API listening"
+            );
             tokio::spawn(server::serve(
                 listener,
                 router,
