@@ -176,7 +176,7 @@ impl Application {
         Ok(Self {
             admin,
             tls,
-            router: http::router(routes, state, settings.limits),
+            router: http::router(routes, state, settings.limits, settings.access_log),
             listener,
             local_addr,
             issuer,
