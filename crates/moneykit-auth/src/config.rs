@@ -75,6 +75,8 @@ pub struct ServeSettings {
     pub admin_token: Option<String>,
     /// Serve HTTPS with this certificate and key (plain HTTP when `None`).
     pub tls: Option<crate::http::tls::TlsFiles>,
+    /// Log every public request at info (target `access`).
+    pub access_log: bool,
 }
 
 impl ServeSettings {
@@ -103,6 +105,7 @@ impl ServeSettings {
             admin_listen: None,
             admin_token: None,
             tls: None,
+            access_log: false,
         }
     }
 }

@@ -176,7 +176,7 @@ impl Application {
             admin,
             tls,
             health: state.health.clone(),
-            router: http::router(routes, state, settings.limits),
+            router: http::router(routes, state, settings.limits, settings.access_log),
             listener,
             local_addr,
             issuer,

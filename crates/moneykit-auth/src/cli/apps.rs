@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::output::{Output, table};
 use crate::domain::time::rfc3339;
 use crate::net::guard::TargetPolicy;
-use crate::operations;
 use crate::operations::views::app_json;
+use crate::operations::{self, Via};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AppsCommand {
@@ -46,7 +46,7 @@ pub(super) async fn run(cmd: AppsCommand, db: &super::Database, out: Output) -> 
     match cmd {
         AppsCommand::Create { name } => {
             let store = db.open_or_create().await?;
-            let app = operations::create_app(store.as_ref(), &name).await?;
+            let app = operations::create_app(store.as_ref(), &name, Via::Cli).await?;
             out.emit(&app_json(&app), || {
                 format!("Created app {} ({})", app.id, app.name)
             });
@@ -76,8 +76,14 @@ pub(super) async fn run(cmd: AppsCommand, db: &super::Database, out: Output) -> 
             };
             let store = db.open().await?;
             let url = if clear { None } else { url };
-            let app = operations::set_app_webhook(store.as_ref(), &app_id, url.as_deref(), policy)
-                .await?;
+            let app = operations::set_app_webhook(
+                store.as_ref(),
+                &app_id,
+                url.as_deref(),
+                policy,
+                Via::Cli,
+            )
+            .await?;
             out.emit(&app_json(&app), || match &app.webhook_url {
                 Some(url) => format!("Webhooks of app {} go to {url}", app.id),
                 None => format!("App {} has no webhook URL", app.id),

@@ -10,7 +10,7 @@ use crate::domain::clients::Client;
 use crate::domain::secrets::ClientSecret;
 use crate::domain::time::rfc3339;
 use crate::operations::views::{client_json, client_secret_json, client_status};
-use crate::operations::{self, AdminError, ClientUpdate, NewClient};
+use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ClientsCommand {
@@ -164,7 +164,7 @@ pub(super) async fn run(
                 audiences,
                 token_ttl_secs: token_ttl,
             };
-            let (client, secret) = operations::create_client(store, &new).await?;
+            let (client, secret) = operations::create_client(store, &new, Via::Cli).await?;
             client_with_secret(out, "Created", &client, &secret);
         }
         ClientsCommand::Update {
@@ -181,7 +181,7 @@ pub(super) async fn run(
                 audiences: (clear_audiences || !audiences.is_empty()).then_some(audiences),
                 token_ttl_secs: token_ttl.map(|TtlChange(secs)| secs),
             };
-            let client = operations::update_client(store, &client_id, &update).await?;
+            let client = operations::update_client(store, &client_id, &update, Via::Cli).await?;
             out.emit(&client_json(&client), || {
                 format!("Updated client {}\n{}", client.id, describe(&client))
             });
@@ -230,7 +230,7 @@ pub(super) async fn run(
             out.emit(&client_json(&client), || describe(&client));
         }
         ClientsCommand::Disable { client_id, at } => {
-            let client = operations::disable_client(store, &client_id, at).await?;
+            let client = operations::disable_client(store, &client_id, at, Via::Cli).await?;
             out.emit(&client_json(&client), || {
                 let when = client.disabled_at.map(rfc3339).unwrap_or_default();
                 if client.is_disabled(OffsetDateTime::now_utc()) {
@@ -241,13 +241,14 @@ pub(super) async fn run(
             });
         }
         ClientsCommand::Enable { client_id } => {
-            let client = operations::enable_client(store, &client_id).await?;
+            let client = operations::enable_client(store, &client_id, Via::Cli).await?;
             out.emit(&client_json(&client), || {
                 format!("Enabled client {}", client.id)
             });
         }
         ClientsCommand::RotateSecret { client_id } => {
-            let (client, secret) = operations::rotate_client_secret(store, &client_id).await?;
+            let (client, secret) =
+                operations::rotate_client_secret(store, &client_id, Via::Cli).await?;
             client_with_secret(out, "Rotated the secret of", &client, &secret);
         }
     }

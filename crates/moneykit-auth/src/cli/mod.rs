@@ -56,6 +56,11 @@ pub struct Cli {
     )]
     log_format: LogFormat,
 
+    /// This process's name on every log line (`instance=`), e.g. the host or pod name: 1-64
+    /// letters, digits, '.', '_', '-' or ':' [default: 12 random hex characters].
+    #[arg(long, global = true, env = "MONEYKIT_AUTH_INSTANCE_ID", value_parser = telemetry::parse_instance_id)]
+    instance_id: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -101,7 +106,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(cli.log_format);
+    telemetry::init(cli.log_format, cli.instance_id.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -197,6 +197,11 @@ pub(super) struct ServeArgs {
     /// it early).
     #[arg(long, env = "MONEYKIT_AUTH_SHUTDOWN_DELAY", default_value = "5s", value_parser = super::parse_duration)]
     shutdown_delay: Duration,
+    /// Log every request at info (target `access`): method, path without the query,
+    /// status, duration_ms, client address, request id. Off by default (a proxy in front
+    /// usually logs requests already).
+    #[arg(long, env = "MONEYKIT_AUTH_ACCESS_LOG", value_parser = clap::builder::FalseyValueParser::new())]
+    access_log: bool,
 }
 
 fn parse_issuer(text: &str) -> Result<String, String> {
@@ -262,6 +267,7 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
         .zip(args.tls_key)
         .map(|(cert, key)| crate::http::tls::TlsFiles { cert, key });
     settings.admin_token = std::env::var("MONEYKIT_AUTH_ADMIN_TOKEN").ok();
+    settings.access_log = args.access_log;
     settings.webhooks.policy.allow_http = args.webhooks_allow_http;
     settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;
     settings.webhooks.request_timeout = args.webhook_timeout;

@@ -31,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::Limits;
 use super::error::ApiError;
-use super::extract::bearer_token;
+use super::extract::{ClientAddr, bearer_token};
 use super::hygiene::HygieneLayer;
 use super::state::AdminState;
 use crate::domain::events::EventStatus;
@@ -40,7 +40,7 @@ use crate::domain::signing_keys::KeySchedule;
 use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
 use crate::operations::views;
-use crate::operations::{self, AdminError, ClientUpdate, NewClient};
+use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
 
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
@@ -102,11 +102,25 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
 }
 
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let presented = bearer_token(req.headers())
-        .map(|t| digest(&SHA256, t.as_bytes()))
-        .ok();
-    let ok = presented.is_some_and(|d| bool::from(d.as_ref().ct_eq(&state.token_digest)));
+    let presented = bearer_token(req.headers());
+    let ok = presented.as_ref().is_ok_and(|t| {
+        let d = digest(&SHA256, t.as_bytes());
+        bool::from(d.as_ref().ct_eq(&state.token_digest))
+    });
     if !ok {
+        // Never the token: only why it was refused.
+        let reason = match presented {
+            Ok(_) => "wrong_token",
+            Err(ApiError::MissingToken) => "missing_token",
+            Err(_) => "malformed",
+        };
+        let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
+        tracing::info!(
+            reason = %reason,
+            client = source.map(tracing::field::display),
+            path = %req.uri().path(),
+            "admin API authentication failed"
+        );
         return ApiError::InvalidToken.into_response();
     }
     next.run(req).await
@@ -170,7 +184,7 @@ async fn list_apps(State(state): State<Arc<AdminState>>) -> Reply {
 }
 
 async fn create_app(State(state): State<Arc<AdminState>>, Json(new): Json<NewApp>) -> Reply {
-    let app = operations::create_app(state.store.as_ref(), &new.name).await?;
+    let app = operations::create_app(state.store.as_ref(), &new.name, Via::AdminApi).await?;
     ok(StatusCode::CREATED, views::app_json(&app))
 }
 
@@ -193,14 +207,16 @@ async fn set_webhook(
     let policy = state
         .webhook_policy
         .narrowed(target.allow_http, target.allow_private_targets);
+    let url = Some(target.url.as_str());
     let app =
-        operations::set_app_webhook(state.store.as_ref(), &id, Some(&target.url), policy).await?;
+        operations::set_app_webhook(state.store.as_ref(), &id, url, policy, Via::AdminApi).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
 async fn clear_webhook(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let app = operations::set_app_webhook(state.store.as_ref(), &id, None, TargetPolicy::default())
-        .await?;
+    let policy = TargetPolicy::default();
+    let app =
+        operations::set_app_webhook(state.store.as_ref(), &id, None, policy, Via::AdminApi).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
@@ -247,7 +263,8 @@ async fn create_client(
         audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
     };
-    let (client, secret) = operations::create_client(state.store.as_ref(), &new).await?;
+    let (client, secret) =
+        operations::create_client(state.store.as_ref(), &new, Via::AdminApi).await?;
     ok(
         StatusCode::CREATED,
         views::client_secret_json(&client, &secret),
@@ -291,7 +308,8 @@ async fn update_client(
         audiences: change.audiences,
         token_ttl_secs: change.token_ttl,
     };
-    let client = operations::update_client(state.store.as_ref(), &id, &update).await?;
+    let client =
+        operations::update_client(state.store.as_ref(), &id, &update, Via::AdminApi).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
@@ -312,17 +330,18 @@ async fn disable_client(
                 .map_err(|_| invalid("at must be an RFC 3339 time"))
         })
         .transpose()?;
-    let client = operations::disable_client(state.store.as_ref(), &id, at).await?;
+    let client = operations::disable_client(state.store.as_ref(), &id, at, Via::AdminApi).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
 async fn enable_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let client = operations::enable_client(state.store.as_ref(), &id).await?;
+    let client = operations::enable_client(state.store.as_ref(), &id, Via::AdminApi).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
 async fn rotate_secret(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let (client, secret) = operations::rotate_client_secret(state.store.as_ref(), &id).await?;
+    let (client, secret) =
+        operations::rotate_client_secret(state.store.as_ref(), &id, Via::AdminApi).await?;
     ok(StatusCode::OK, views::client_secret_json(&client, &secret))
 }
 
@@ -342,6 +361,7 @@ async fn revoke_key(State(state): State<Arc<AdminState>>, Path(kid): Path<String
         &state.master,
         &kid,
         state.webhook_retry_window,
+        Via::AdminApi,
     )
     .await?;
     state.webhook_waker.notify_one();
@@ -356,11 +376,12 @@ struct RotateKey {
 
 async fn rotate_key(State(state): State<Arc<AdminState>>, body: Option<Json<RotateKey>>) -> Reply {
     let now = body.map(|Json(b)| b.now).unwrap_or_default();
-    let rotation = operations::rotate_key(
+    let rotation = operations::rotate_key_by(
         state.store.as_ref(),
         &state.master,
         state.key_activation_delay,
         now,
+        Via::AdminApi,
     )
     .await?;
     ok(StatusCode::OK, views::rotation_json(&rotation))

@@ -9,10 +9,12 @@ use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::extract::{
-    AuthenticatedForm, Bearer, FormRequest, MoneyKitVersion, MoneyKitVersionHeader,
+    AuthenticatedForm, Bearer, FormRequest, MoneyKitVersion, MoneyKitVersionHeader, Source,
 };
 use super::response::{json_bytes, token_response};
 use super::state::AppState;
+use crate::engine::client_auth::{self, Failure};
+use crate::engine::grant::BearerError;
 
 /// `POST /auth/token`: client credentials in, a bearer token out, with **201 Created**
 /// because that is the only status the official MoneyKit SDKs deserialize.
@@ -37,7 +39,13 @@ pub async fn token(
     _version: MoneyKitVersion,
     request: FormRequest,
 ) -> Result<Response, ApiError> {
-    let form = AuthenticatedForm::parse(&request.headers, &request.body, TokenForm::FIELDS)?;
+    let form = AuthenticatedForm::parse_from(
+        &request.headers,
+        &request.body,
+        TokenForm::FIELDS,
+        false,
+        request.source,
+    )?;
     let issued = state.issue_token(&form, request.source)?;
     Ok(token_response(StatusCode::CREATED, &issued, "bearer"))
 }
@@ -57,12 +65,30 @@ pub async fn token(
 pub async fn introspect(
     State(state): State<AppState>,
     _version: MoneyKitVersion,
-    Bearer(token): Bearer,
+    Source(source): Source,
+    bearer: Result<Bearer, ApiError>,
 ) -> Result<Response, ApiError> {
+    let refused = |failure| client_auth::log_failure(None, failure, source, false);
+    let token = match bearer {
+        Ok(Bearer(token)) => token,
+        Err(error) => {
+            refused(match error {
+                ApiError::MissingToken => Failure::MissingToken,
+                _ => Failure::Malformed,
+            });
+            return Err(error);
+        }
+    };
     let snapshot = state.snapshot();
     let authorized = state
         .engine(&snapshot)
-        .authorize_bearer(&token, OffsetDateTime::now_utc())?;
+        .authorize_bearer(&token, OffsetDateTime::now_utc())
+        .inspect_err(|error| {
+            refused(match error {
+                BearerError::Expired => Failure::ExpiredToken,
+                BearerError::Invalid => Failure::InvalidToken,
+            })
+        })?;
     Ok(json_bytes(
         StatusCode::OK,
         authorized.client.introspection_json().clone(),

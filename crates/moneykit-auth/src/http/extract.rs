@@ -19,6 +19,7 @@ use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::engine::Credentials;
+use crate::engine::client_auth;
 use crate::engine::grant::TokenRequest;
 use crate::net::Cidr;
 
@@ -297,6 +298,27 @@ impl<'a> AuthenticatedForm<'a> {
         Ok(self)
     }
 
+    /// [`Self::parse`] or [`Self::parse_single_method`] (`single_method`) for a request
+    /// from `source`, logging credentials that cannot be read as a failed authentication
+    /// (the engine logs every other one).
+    pub fn parse_from(
+        headers: &HeaderMap,
+        body: &'a [u8],
+        known: &'static [&'static str],
+        single_method: bool,
+        source: Option<IpAddr>,
+    ) -> Result<Self, ApiError> {
+        let parsed = if single_method {
+            Self::parse_single_method(headers, body, known)
+        } else {
+            Self::parse(headers, body, known)
+        };
+        if let Err(ApiError::InvalidClient { .. }) = &parsed {
+            client_auth::log_failure(None, client_auth::Failure::Malformed, source, false);
+        }
+        parsed
+    }
+
     /// Whether the client authenticated with HTTP Basic.
     pub fn used_basic(&self) -> bool {
         self.basic.is_some()
@@ -432,6 +454,20 @@ impl<S: Send + Sync> FromRequest<S> for FormRequest {
             body,
             source,
         })
+    }
+}
+
+/// Where a request came from ([`ClientAddr`]), as an extractor; `None` when unknown
+/// (a router called without the server's accept loop).
+pub struct Source(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Source(
+            parts.extensions.get::<ClientAddr>().and_then(|c| c.0),
+        ))
     }
 }
 

@@ -158,7 +158,7 @@ where
                 "request",
                 method = %req.method(),
                 path = %req.uri().path(),
-                request_id = ?id,
+                request_id = %id.to_str().unwrap_or("-"),
             )
         } else {
             tracing::Span::none()

@@ -20,9 +20,12 @@
 //! - `error`: [`ApiError`], the one mapping from failure to response.
 //!
 //! Layers: `hygiene` (request id, header cap, timeout, JSON bodies for framework-made
-//! errors, access log) around everything, and the body size cap (enforced where a
-//! handler reads the body, so the 413 it produces still gets the JSON error body).
+//! errors, debug-level request log) around everything, and the body size cap (enforced
+//! where a handler reads the body, so the 413 it produces still gets the JSON error
+//! body); with `serve --access-log`, `access` around those, so its line shows the final
+//! status and request id.
 
+mod access;
 pub(crate) mod admin_api;
 mod auth;
 mod connection;
@@ -74,12 +77,23 @@ impl Default for Limits {
 }
 
 /// The public router: the route table's `routes` (see [`routes::table`]) on `state`, with
-/// the 404 fallback and the layers every request passes.
-pub(crate) fn router(routes: Router<AppState>, state: AppState, limits: Limits) -> Router {
+/// the 404 fallback and the layers every request passes; with `access_log`, an info line
+/// per request (without it, the layer is not there at all).
+pub(crate) fn router(
+    routes: Router<AppState>,
+    state: AppState,
+    limits: Limits,
+    access_log: bool,
+) -> Router {
     let metrics = state.metrics.clone();
-    routes
+    let router = routes
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(hygiene::HygieneLayer::new(limits, Some(metrics)))
+        .layer(hygiene::HygieneLayer::new(limits, Some(metrics)));
+    if access_log {
+        router.layer(axum::middleware::from_fn(access::log))
+    } else {
+        router
+    }
 }

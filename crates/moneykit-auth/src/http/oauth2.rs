@@ -47,7 +47,7 @@ pub async fn token(
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let form =
-        AuthenticatedForm::parse_single_method(&headers, &body, ClientCredentialsForm::FIELDS)
+        AuthenticatedForm::parse_from(&headers, &body, ClientCredentialsForm::FIELDS, true, source)
             .map_err(ApiError::for_oauth2)?;
     if form.field("grant_type").is_none() {
         return Err(ApiError::missing_parameter("grant_type"));
@@ -66,8 +66,9 @@ fn authenticated_caller<'s, 'b>(
     body: &'b [u8],
     now: OffsetDateTime,
 ) -> Result<(&'s ClientEntry, AuthenticatedForm<'b>), ApiError> {
-    let form = AuthenticatedForm::parse_single_method(headers, body, TokenHintForm::FIELDS)
-        .map_err(ApiError::for_oauth2)?;
+    let form =
+        AuthenticatedForm::parse_from(headers, body, TokenHintForm::FIELDS, true, engine.source)
+            .map_err(ApiError::for_oauth2)?;
     let caller = engine
         .authenticate(form.credentials().as_ref(), now)
         .map_err(|e| ApiError::from_grant(e, true))?;
@@ -169,7 +170,7 @@ pub async fn revoke(
                 // Logged once per outage, like the refresh's own failures: the background
                 // refresh logs (and marks ready again) when the database is back.
                 if state.health.set_store_reachable(false) {
-                    tracing::error!(%error, request_id = request_id(&headers), "cannot record a revocation; database unreachable");
+                    tracing::error!(%error, request_id = %request_id(&headers), "cannot record a revocation; database unreachable");
                 } else {
                     tracing::debug!(%error, "cannot record a revocation");
                 }
@@ -177,7 +178,7 @@ pub async fn revoke(
             })?;
         state.metrics.tokens_revoked.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
-            request_id = request_id(&headers),
+            request_id = %request_id(&headers),
             client_id = %revoked.client_id,
             jti = %revoked.jti,
             "token revoked"

@@ -105,14 +105,14 @@ pub async fn test_link_event(
         // Unlike the admin API, the caller named no app: its token's app gone missing is
         // the server's problem (503), not a 404, and is logged with the request id.
         error @ (AdminError::UnknownApp(_) | AdminError::Store(_)) => {
-            tracing::error!(%error, request_id = request_id(&headers), "cannot queue a test webhook");
+            tracing::error!(%error, request_id = %request_id(&headers), "cannot queue a test webhook");
             ApiError::Unavailable("the event could not be queued")
         }
         other => ApiError::from(other),
     })?;
     state.webhook_waker.notify_one();
     tracing::info!(
-        request_id = request_id(&headers),
+        request_id = %request_id(&headers),
         app_id = %event.app_id,
         event_id = %event.id,
         event = event_name,

@@ -4,6 +4,9 @@
 //! is one store call or a guarded sequence that is safe to retry. [`views`] are the JSON
 //! shapes both the CLI's `--json` and the admin API print.
 //!
+//! Every change is logged here at info, once, with what changed, which object and who
+//! asked ([`Via`]); never a secret, nor a webhook URL (it may carry credentials).
+//!
 //! May import `store`, `domain`, `net` and `crypto`; the engine calls in here (scheduled
 //! key rotation), never the reverse.
 
@@ -22,7 +25,7 @@ use crate::domain::scope::Scopes;
 use crate::domain::secrets::ClientSecret;
 use crate::domain::signing_keys::KeyRecord;
 use crate::domain::signing_keys::KeySchedule;
-use crate::domain::time::{millis, now_ms};
+use crate::domain::time::{millis, now_ms, rfc3339};
 use crate::net::guard::{self, TargetPolicy};
 use crate::store::{InsertKeyIf, Store, StoreError};
 
@@ -69,6 +72,27 @@ impl From<StoreError> for AdminError {
     }
 }
 
+/// Who asked for an administrative change: the `via` of its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An admin command (`moneykit-auth apps …`, `clients …`, `keys …`).
+    Cli,
+    /// The admin API.
+    AdminApi,
+    /// `serve --demo` setting up its demo app and client.
+    Demo,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Via::Cli => "cli",
+            Via::AdminApi => "admin_api",
+            Via::Demo => "demo",
+        })
+    }
+}
+
 /// The current time in whole seconds: what the store keeps, so what a command prints
 /// right after a write matches what it reads back later.
 fn now() -> OffsetDateTime {
@@ -100,7 +124,7 @@ pub fn check_token_ttl(secs: u64) -> Result<u32, AdminError> {
 }
 
 /// Creates an app.
-pub async fn create_app(store: &dyn Store, name: &str) -> Result<App, AdminError> {
+pub async fn create_app(store: &dyn Store, name: &str, via: Via) -> Result<App, AdminError> {
     let app = App {
         id: new_app_id(),
         name: check_name("app", name)?,
@@ -108,6 +132,7 @@ pub async fn create_app(store: &dyn Store, name: &str) -> Result<App, AdminError
         webhook_url: None,
     };
     store.insert_app(&app).await?;
+    tracing::info!(app_id = %app.id, name = app.name.as_str(), %via, "app created");
     Ok(app)
 }
 
@@ -138,6 +163,7 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
 pub async fn create_client(
     store: &dyn Store,
     new: &NewClient,
+    via: Via,
 ) -> Result<(Client, ClientSecret), AdminError> {
     let scopes = check_scope(&new.scope)?;
     let audiences = check_audiences(&new.audiences)?;
@@ -159,6 +185,13 @@ pub async fn create_client(
         disabled_at: None,
     };
     store.insert_client(&client).await?;
+    tracing::info!(
+        client_id = %client.id,
+        app_id = %client.app_id,
+        scope = client.scopes.as_str(),
+        %via,
+        "client created"
+    );
     Ok((client, secret))
 }
 
@@ -182,6 +215,20 @@ pub struct ClientUpdate {
     pub token_ttl_secs: Option<Option<u64>>,
 }
 
+impl ClientUpdate {
+    /// The fields this update sets, comma-separated, for its log line.
+    fn changed(&self) -> String {
+        let fields = [
+            ("name", self.name.is_some()),
+            ("scope", self.scope.is_some()),
+            ("audiences", self.audiences.is_some()),
+            ("token_ttl", self.token_ttl_secs.is_some()),
+        ];
+        let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+        set.join(",")
+    }
+}
+
 /// Changes a client's name, scopes, audiences or token lifetime. Running servers pick the
 /// change up like any other; a token already issued that claims a scope or audience the
 /// client no longer has is refused from then on (see `Engine::authorize_bearer`).
@@ -189,6 +236,7 @@ pub async fn update_client(
     store: &dyn Store,
     id: &str,
     update: &ClientUpdate,
+    via: Via,
 ) -> Result<Client, AdminError> {
     let mut client = existing_client(store, id).await?;
     if let Some(name) = &update.name {
@@ -206,6 +254,12 @@ pub async fn update_client(
     if !store.update_client(&client).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
     }
+    tracing::info!(
+        client_id = %client.id,
+        changed = %update.changed(),
+        %via,
+        "client updated"
+    );
     Ok(client)
 }
 
@@ -214,19 +268,22 @@ pub async fn disable_client(
     store: &dyn Store,
     id: &str,
     at: Option<OffsetDateTime>,
+    via: Via,
 ) -> Result<Client, AdminError> {
     let at = at.unwrap_or_else(OffsetDateTime::now_utc);
     if !store.set_client_disabled_at(id, Some(at)).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
     }
+    tracing::info!(client_id = %id, at = %rfc3339(at), %via, "client disabled");
     existing_client(store, id).await
 }
 
 /// Enables a client again, cancelling any scheduled disablement.
-pub async fn enable_client(store: &dyn Store, id: &str) -> Result<Client, AdminError> {
+pub async fn enable_client(store: &dyn Store, id: &str, via: Via) -> Result<Client, AdminError> {
     if !store.set_client_disabled_at(id, None).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
     }
+    tracing::info!(client_id = %id, %via, "client enabled");
     existing_client(store, id).await
 }
 
@@ -235,11 +292,13 @@ pub async fn enable_client(store: &dyn Store, id: &str) -> Result<Client, AdminE
 pub async fn rotate_client_secret(
     store: &dyn Store,
     id: &str,
+    via: Via,
 ) -> Result<(Client, ClientSecret), AdminError> {
     let secret = ClientSecret::generate();
     if !store.set_client_secret_hash(id, &secret.hash()).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
     }
+    tracing::info!(client_id = %id, %via, "client secret rotated");
     Ok((existing_client(store, id).await?, secret))
 }
 
@@ -289,9 +348,38 @@ pub enum Rotation {
     ActivatedPending(KeyRecord),
 }
 
+/// [`rotate_key`] asked for by an operator, logged. (Scheduled rotation calls
+/// [`rotate_key`] and logs its own line.)
+pub async fn rotate_key_by(
+    store: &dyn Store,
+    master: &MasterKey,
+    activation_delay: Duration,
+    immediately: bool,
+    via: Via,
+) -> Result<Rotation, AdminError> {
+    let rotation = rotate_key(store, master, activation_delay, immediately).await?;
+    match &rotation {
+        Rotation::Published(key) => tracing::info!(
+            kid = %key.kid,
+            activates_at = %rfc3339(key.activates_at),
+            %via,
+            "signing key rotation published a next key"
+        ),
+        Rotation::ActivatedPending(key) => tracing::info!(
+            kid = %key.kid,
+            %via,
+            "signing key rotation activated the pending key now"
+        ),
+        // Nothing changed.
+        Rotation::AlreadyPending(_) => {}
+    }
+    Ok(rotation)
+}
+
 /// Rotates the signing key. Normally publishes a next key that activates after
 /// `activation_delay` (so receivers caching the JWKS see it first); with `now`, the next
-/// key (pending or new) activates immediately, for a compromised key.
+/// key (pending or new) activates immediately, for a compromised key. Logs nothing: see
+/// [`rotate_key_by`].
 pub async fn rotate_key(
     store: &dyn Store,
     master: &MasterKey,
@@ -358,6 +446,7 @@ pub async fn revoke_key(
     master: &MasterKey,
     kid: &str,
     retry_window: std::time::Duration,
+    via: Via,
 ) -> Result<KeyRevocation, AdminError> {
     let now = now();
     let keys = store.list_keys().await?;
@@ -381,6 +470,12 @@ pub async fn revoke_key(
         )));
     }
     revoked.revoked_at = Some(now);
+    tracing::info!(
+        kid = %kid,
+        replaced_by = replacement.as_ref().map(|k| tracing::field::display(&k.kid)),
+        %via,
+        "signing key revoked"
+    );
     let data = serde_json::json!({
         "kid": kid,
         "revoked_at": crate::domain::time::rfc3339(now),
@@ -429,7 +524,7 @@ pub async fn ensure_demo_client(
         .find(|a| a.name == APP_NAME)
     {
         Some(app) => app,
-        None => create_app(store, APP_NAME).await?,
+        None => create_app(store, APP_NAME, Via::Demo).await?,
     };
     let existing = store
         .list_clients(Some(&app.id))
@@ -437,7 +532,7 @@ pub async fn ensure_demo_client(
         .into_iter()
         .find(|c| c.name == CLIENT_NAME);
     let (client, secret) = match existing {
-        Some(client) => rotate_client_secret(store, &client.id).await?,
+        Some(client) => rotate_client_secret(store, &client.id, Via::Demo).await?,
         None => {
             create_client(
                 store,
@@ -448,6 +543,7 @@ pub async fn ensure_demo_client(
                     audiences: Vec::new(),
                     token_ttl_secs: None,
                 },
+                Via::Demo,
             )
             .await?
         }
@@ -462,22 +558,33 @@ pub async fn set_app_webhook(
     app_id: &str,
     url: Option<&str>,
     policy: TargetPolicy,
+    via: Via,
 ) -> Result<App, AdminError> {
     let mut app = store
         .get_app(app_id)
         .await?
         .ok_or_else(|| AdminError::UnknownApp(app_id.to_owned()))?;
-    let url = match url {
+    let target = match url {
         Some(text) => Some(
             guard::check_target(text, policy)
                 .await
-                .map_err(|e| AdminError::Invalid(e.to_string()))?
-                .to_string(),
+                .map_err(|e| AdminError::Invalid(e.to_string()))?,
         ),
         None => None,
     };
+    let url = target.as_ref().map(ToString::to_string);
     if !store.set_app_webhook(app_id, url.as_deref()).await? {
         return Err(AdminError::UnknownApp(app_id.to_owned()));
+    }
+    // The host only: a URL's path or query may hold a credential.
+    match target.as_ref() {
+        Some(target) => tracing::info!(
+            app_id = %app_id,
+            host = %target.host_str().unwrap_or_default(),
+            %via,
+            "app webhook URL set"
+        ),
+        None => tracing::info!(app_id = %app_id, %via, "app webhook URL cleared"),
     }
     app.webhook_url = url;
     Ok(app)

@@ -245,7 +245,7 @@ impl Worker {
                 if deleted > 0 {
                     tracing::info!(
                         deleted,
-                        retention = ?self.settings.retention,
+                        retention = %humantime::format_duration(self.settings.retention),
                         "deleted finished webhook events past the retention"
                     );
                 }
@@ -309,7 +309,7 @@ impl Worker {
                 }
                 tracing::info!(
                     event_id = %event.id, app_id = %event.app_id, attempt = event.attempts,
-                    status = ?outcome.http_status, "webhook delivered"
+                    status = outcome.http_status, "webhook delivered"
                 );
             }
             status => {
@@ -322,7 +322,7 @@ impl Worker {
                     tracing::warn!(
                         app_id = %event.app_id, failures, event_id = %event.id,
                         attempt = event.attempts, error, next = %status,
-                        quiet_for = ?self.settings.failure_log_interval,
+                        quiet_for = %humantime::format_duration(self.settings.failure_log_interval),
                         "webhook deliveries failing (failures: since the last such warning \
                          for this app; every attempt is logged at debug level)"
                     );

@@ -420,6 +420,8 @@ enum Check {
     Logs(&'static str),
     /// `serve` starts, and `GET path` answers with a body containing this.
     Serves(&'static str, &'static str),
+    /// `serve` starts, and after `GET path` its log comes to contain this.
+    LogsServing(&'static str, &'static str),
 }
 
 /// One row: the command (without `--database-url`), the variable's value, other
@@ -529,6 +531,18 @@ async fn every_documented_environment_variable_takes_effect() {
             case(SERVE, "json", Logs("\"level\":\"INFO\"")),
         ),
         (
+            "MONEYKIT_AUTH_INSTANCE_ID",
+            case(SERVE, "replica-9", Logs("instance=replica-9")),
+        ),
+        (
+            "MONEYKIT_AUTH_ACCESS_LOG",
+            case(
+                SERVE,
+                "true",
+                LogsServing("/healthz/live", "access method=GET path=/healthz/live"),
+            ),
+        ),
+        (
             "MONEYKIT_AUTH_WEBHOOKS_ALLOW_HTTP",
             case(SERVE, "true", Logs("allow_http=true")),
         ),
@@ -613,9 +627,12 @@ async fn every_documented_environment_variable_takes_effect() {
                     "{shown}: expected {expected:?} in:\n{stderr}"
                 );
             }
-            Logs(expected) | Serves(_, expected) => {
+            Logs(expected) | Serves(_, expected) | LogsServing(_, expected) => {
                 let mut serve = Serve::from_command(command);
                 let base = serve.base().await;
+                if let LogsServing(path, _) = case.check {
+                    reqwest::get(format!("{base}{path}")).await.unwrap();
+                }
                 if let Serves(path, _) = case.check {
                     let body = reqwest::get(format!("{base}{path}"))
                         .await

@@ -15,7 +15,7 @@ use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
 use moneykit_auth::engine::snapshot::SnapshotCell;
 use moneykit_auth::metrics::Metrics;
-use moneykit_auth::operations::{self, NewClient};
+use moneykit_auth::operations::{self, NewClient, Via};
 use moneykit_auth::startup::Application;
 use moneykit_auth::store::Store;
 use moneykit_wire::JwkSet;
@@ -181,7 +181,7 @@ impl TestApp {
     }
 
     pub async fn create_app(&self, name: &str) -> App {
-        let app = operations::create_app(self.store.as_ref(), name)
+        let app = operations::create_app(self.store.as_ref(), name, Via::Cli)
             .await
             .unwrap();
         self.synced().await;
@@ -191,7 +191,7 @@ impl TestApp {
     /// A client of a new app, with the given scopes (and optional TTL); returns the client
     /// and its secret.
     pub async fn create_client(&self, scope: &str, ttl: Option<u64>) -> (Client, String) {
-        let app = operations::create_app(self.store.as_ref(), "Test App")
+        let app = operations::create_app(self.store.as_ref(), "Test App", Via::Cli)
             .await
             .unwrap();
         self.create_client_in(&app.id, scope, ttl).await
@@ -210,7 +210,7 @@ impl TestApp {
             audiences: Vec::new(),
             token_ttl_secs: ttl,
         };
-        let (client, secret) = operations::create_client(self.store.as_ref(), &new)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
             .await
             .unwrap();
         self.synced().await;
@@ -223,7 +223,7 @@ impl TestApp {
         scope: &str,
         audiences: &[&str],
     ) -> (Client, String) {
-        let app = operations::create_app(self.store.as_ref(), "Test App")
+        let app = operations::create_app(self.store.as_ref(), "Test App", Via::Cli)
             .await
             .unwrap();
         let new = NewClient {
@@ -233,7 +233,7 @@ impl TestApp {
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             token_ttl_secs: None,
         };
-        let (client, secret) = operations::create_client(self.store.as_ref(), &new)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
             .await
             .unwrap();
         self.synced().await;

@@ -202,14 +202,23 @@ async fn tokens_of_disabled_clients_are_rejected_until_the_client_is_enabled() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
-    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, None)
-        .await
-        .unwrap();
+    moneykit_auth::operations::disable_client(
+        app.store.as_ref(),
+        &client.id,
+        None,
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     assert_invalid_token(app.introspect(&token).await).await;
-    moneykit_auth::operations::enable_client(app.store.as_ref(), &client.id)
-        .await
-        .unwrap();
+    moneykit_auth::operations::enable_client(
+        app.store.as_ref(),
+        &client.id,
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     assert_eq!(app.introspect(&token).await.status(), 200);
 }
@@ -220,9 +229,14 @@ async fn scheduled_disablement_shows_in_introspection_and_takes_effect_at_its_ti
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::seconds(3);
-    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, Some(at))
-        .await
-        .unwrap();
+    moneykit_auth::operations::disable_client(
+        app.store.as_ref(),
+        &client.id,
+        Some(at),
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
 
     let body: Value = app.introspect(&token).await.json().await.unwrap();

@@ -296,16 +296,25 @@ async fn per_client_token_lifetime_overrides_the_server_default() {
 async fn disabled_clients_get_no_tokens_until_enabled_again() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
-    moneykit_auth::operations::disable_client(app.store.as_ref(), &client.id, None)
-        .await
-        .unwrap();
+    moneykit_auth::operations::disable_client(
+        app.store.as_ref(),
+        &client.id,
+        None,
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     let body = form(&[("client_id", &client.id), ("client_secret", &secret)]);
     let response = app.post_token(&body, None).await;
     assert_invalid_client(response).await;
-    moneykit_auth::operations::enable_client(app.store.as_ref(), &client.id)
-        .await
-        .unwrap();
+    moneykit_auth::operations::enable_client(
+        app.store.as_ref(),
+        &client.id,
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     assert_issued_to(app.post_token(&body, None).await, &client.id).await;
 }
@@ -315,10 +324,13 @@ async fn rotated_secrets_replace_the_old_one_and_keep_issued_tokens_valid() {
     let app = spawn_app().await;
     let (client, old_secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &old_secret, None).await;
-    let (_, new_secret) =
-        moneykit_auth::operations::rotate_client_secret(app.store.as_ref(), &client.id)
-            .await
-            .unwrap();
+    let (_, new_secret) = moneykit_auth::operations::rotate_client_secret(
+        app.store.as_ref(),
+        &client.id,
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     let old = form(&[("client_id", &client.id), ("client_secret", &old_secret)]);
     assert_invalid_client(app.post_token(&old, None).await).await;

@@ -197,7 +197,7 @@ fn without_stalling<T>(f: impl FnOnce() -> T) -> T {
 
 /// The public and admin addresses from a server log, once the public "listening" line is
 /// there. Understands the text format (`address=127.0.0.1:8080`) and the JSON one
-/// (`"address":"127.0.0.1:8080"`); the admin address is logged as `Some(…)`.
+/// (`"address":"127.0.0.1:8080"`), and lines ending with ` version=… instance=…`.
 fn parse_addresses(log: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let mut admin = None;
     for line in log.lines() {
@@ -223,10 +223,6 @@ fn address_field(line: &str) -> Option<SocketAddr> {
         let (_, rest) = line.split_once("address=")?;
         rest.split_whitespace().next()?
     };
-    let value = value
-        .strip_prefix("Some(")
-        .and_then(|v| v.strip_suffix(')'))
-        .unwrap_or(value);
     value.parse().ok()
 }
 
@@ -237,8 +233,8 @@ mod tests {
     #[test]
     fn addresses_are_read_from_text_and_json_lines() {
         let text = "2025-01-01T00:00:00.000000Z  INFO created the first signing key kid=k1\n\
-            2025-01-01T00:00:00.000000Z  INFO admin API listening address=Some(127.0.0.1:4001)\n\
-            2025-01-01T00:00:00.000000Z  INFO listening address=127.0.0.1:4000 issuer=http://x\n";
+            2025-01-01T00:00:00.000000Z  INFO admin API listening address=127.0.0.1:4001 version=0.1.0 instance=a1\n\
+            2025-01-01T00:00:00.000000Z  INFO listening address=127.0.0.1:4000 issuer=http://x version=0.1.0 instance=a1\n";
         assert_eq!(
             parse_addresses(text),
             Some((
