@@ -64,7 +64,7 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             key_activation_delay,
         } => {
             let delay = time::Duration::try_from(key_activation_delay)?;
-            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            let secret = super::config_file::master_secret();
             check_master_secret(database_url, secret.as_deref())?;
             let store = super::open(database_url, OpenMode::MustExist).await?;
             let (master, _) =
@@ -87,7 +87,7 @@ pub(super) async fn run(cmd: KeysCommand, database_url: &str, out: Output) -> an
             });
         }
         KeysCommand::Revoke { kid } => {
-            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            let secret = super::config_file::master_secret();
             check_master_secret(database_url, secret.as_deref())?;
             let store = super::open(database_url, OpenMode::MustExist).await?;
             let (master, _) =

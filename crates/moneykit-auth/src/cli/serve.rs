@@ -186,6 +186,10 @@ pub(super) struct ServeArgs {
     /// How long a database operation waits for a connection before it fails (PostgreSQL).
     #[arg(long, env = "MONEYKIT_AUTH_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
     db_acquire_timeout: Duration,
+    /// Print the effective settings as TOML, each with where it came from (flag, env, file,
+    /// default), secrets masked; then exit without opening the database.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn parse_issuer(text: &str) -> Result<String, String> {
@@ -213,7 +217,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
     settings.publish_scopes = args.publish_scopes;
     settings.token_ttl_secs = check_token_ttl(args.token_ttl)?;
     settings.demo = args.demo;
-    settings.master_secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+    settings.master_secret = super::config_file::master_secret();
     settings.refresh.key_activation_delay = time::Duration::try_from(args.key_activation_delay)?;
     settings.refresh.key_rotation_interval = time::Duration::try_from(args.key_rotation_interval)?;
     settings.limits.request_timeout = args.request_timeout;
@@ -247,7 +251,7 @@ pub(super) async fn run(args: ServeArgs, database_url: &str, out: Output) -> any
         .tls_cert
         .zip(args.tls_key)
         .map(|(cert, key)| crate::http::tls::TlsFiles { cert, key });
-    settings.admin_token = std::env::var("MONEYKIT_AUTH_ADMIN_TOKEN").ok();
+    settings.admin_token = super::config_file::admin_token();
     settings.webhooks.policy.allow_http = args.webhooks_allow_http;
     settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;
     settings.webhooks.request_timeout = args.webhook_timeout;
