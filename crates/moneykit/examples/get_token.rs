@@ -14,10 +14,10 @@ fn env(name: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), moneykit::ApiError> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host = std::env::var("MONEYKIT_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
     let (client_id, client_secret) = (env("MONEYKIT_CLIENT_ID"), env("MONEYKIT_CLIENT_SECRET"));
-    let config = Configuration::new().host(&host);
+    let config = Configuration::self_hosted(&host)?;
 
     // The seed's three operations, one by one.
     let api = AccessTokenApi::new(
@@ -46,16 +46,12 @@ async fn main() -> Result<(), moneykit::ApiError> {
 
     // The same with a token source: no token handling at all.
     let tokens = TokenSource::new(config.clone(), &client_id, client_secret.as_str())?;
-    let api = AccessTokenApi::new(config)?.with_token_source(tokens);
+    let api = AccessTokenApi::new(config.clone())?.with_token_source(tokens);
     let me = api.introspect_client().await?;
     println!("with a TokenSource: introspect_client → {}", me.client_id);
 
     // And an error, as the SDK reports it.
-    let wrong = AccessTokenApi::new(
-        Configuration::new()
-            .host(&host)
-            .basic_auth(&client_id, "wrong"),
-    )?;
+    let wrong = AccessTokenApi::new(config.clone().basic_auth(&client_id, "wrong"))?;
     if let Err(e) = wrong.generate_access_token(Default::default()).await {
         println!("wrong secret: {e}");
     }

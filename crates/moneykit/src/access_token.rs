@@ -48,10 +48,9 @@ impl AccessTokenApi {
     /// ```no_run
     /// use moneykit::{AccessTokenApi, Configuration, GenerateAccessTokenOpts};
     ///
-    /// # async fn example() -> Result<(), moneykit::ApiError> {
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
     /// // Setup authorization: HTTP Basic with your client id and secret.
-    /// let config = Configuration::new()
-    ///     .host("http://127.0.0.1:8080")
+    /// let config = Configuration::self_hosted("http://127.0.0.1:8080")?
     ///     .basic_auth("YOUR USERNAME", "YOUR PASSWORD");
     /// let api_instance = AccessTokenApi::new(config)?;
     /// let opts = GenerateAccessTokenOpts {
@@ -108,7 +107,7 @@ impl AccessTokenApi {
     ///
     /// # async fn example() -> Result<(), moneykit::ApiError> {
     /// // Setup authorization: a bearer token (optional for this endpoint).
-    /// let config = Configuration::new().access_token("YOUR ACCESS TOKEN");
+    /// let config = Configuration::moneykit().access_token("YOUR ACCESS TOKEN");
     /// let api_instance = AccessTokenApi::new(config)?;
     ///
     /// match api_instance.get_well_known_jwks().await {
@@ -157,7 +156,7 @@ impl AccessTokenApi {
     ///
     /// # async fn example() -> Result<(), moneykit::ApiError> {
     /// // Setup authorization: the access token from generate_access_token.
-    /// let config = Configuration::new().access_token("YOUR ACCESS TOKEN");
+    /// let config = Configuration::moneykit().access_token("YOUR ACCESS TOKEN");
     /// let api_instance = AccessTokenApi::new(config)?;
     ///
     /// match api_instance.instrospect_client().await {

@@ -1,15 +1,18 @@
 //! [`Configuration`]: where the API is and how to authenticate, as in the official SDKs
 //! (`host`, HTTP Basic `username`/`password`, `access_token`, user agent, timeout).
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::secret::Secret;
 
-/// The MoneyKit production API.
+/// The MoneyKit production API: where [`Configuration::moneykit`] sends requests.
 pub const DEFAULT_HOST: &str = "https://api.moneykit.com";
 
-/// Settings for an [`crate::AccessTokenApi`]. Build with [`Configuration::new`] and the
-/// chained setters; every field is also public.
+/// Settings for an [`crate::AccessTokenApi`]. Start from [`Configuration::moneykit`] or
+/// [`Configuration::self_hosted`] (there is no `Default`: the server your client secret is
+/// sent to should be a choice, not a fallback), then chain the setters; every field is
+/// also public.
 #[derive(Debug, Clone)]
 pub struct Configuration {
     /// Base URL of the API, without a trailing slash.
@@ -28,8 +31,25 @@ pub struct Configuration {
     pub api_version: String,
 }
 
-impl Default for Configuration {
-    fn default() -> Self {
+/// Why [`Configuration::self_hosted`] refused a base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidBaseUrl {
+    url: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for InvalidBaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid base URL {:?}: {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidBaseUrl {}
+
+impl Configuration {
+    /// MoneyKit's production API ([`DEFAULT_HOST`]), no credentials, 30 s timeout: for
+    /// calling MoneyKit itself.
+    pub fn moneykit() -> Self {
         Self {
             host: DEFAULT_HOST.into(),
             username: None,
@@ -40,15 +60,57 @@ impl Default for Configuration {
             api_version: moneykit_wire::headers::SUPPORTED_VERSION.into(),
         }
     }
-}
 
-impl Configuration {
-    /// The defaults: MoneyKit's production host, no credentials, 30 s timeout.
-    pub fn new() -> Self {
-        Self::default()
+    /// Your own moneykit-auth at `base_url` (e.g. `https://auth.example.com`, or
+    /// `http://127.0.0.1:8080` in development), otherwise as [`Configuration::moneykit`].
+    ///
+    /// The URL must be `http://` or `https://` with a host, and without credentials, query
+    /// or fragment; a path (a server behind a prefix) is kept, a trailing `/` dropped.
+    pub fn self_hosted(base_url: impl AsRef<str>) -> Result<Self, InvalidBaseUrl> {
+        let text = base_url.as_ref();
+        let invalid = |reason| InvalidBaseUrl {
+            url: text.to_owned(),
+            reason,
+        };
+        let url = reqwest::Url::parse(text)
+            .map_err(|_| invalid("not a URL (expected e.g. https://auth.example.com)"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("expected an http:// or https:// URL"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // The error shows the URL: not with its password.
+            let mut shown = url.clone();
+            let _ = shown.set_password(url.password().map(|_| "****"));
+            return Err(InvalidBaseUrl {
+                url: shown.into(),
+                reason: "credentials do not belong in the URL (set them with basic_auth)",
+            });
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("a base URL has no query or fragment"));
+        }
+        Ok(Self::moneykit().host(url.as_str()))
     }
 
-    /// Sets the base URL (e.g. `http://127.0.0.1:8080` for a local moneykit-auth).
+    /// The same as [`Configuration::moneykit`]: MoneyKit's production host.
+    #[deprecated(
+        note = "new() sends requests, client secret included, to MoneyKit's production host \
+                unless .host() is set: use Configuration::moneykit() or \
+                Configuration::self_hosted(url)"
+    )]
+    #[expect(
+        clippy::new_without_default,
+        reason = "no Default on purpose: the host must be chosen"
+    )]
+    pub fn new() -> Self {
+        Self::moneykit()
+    }
+
+    /// Sets the base URL as is, unchecked (the official SDKs' `host`); prefer
+    /// [`Configuration::self_hosted`], which checks it.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = host.into().trim_end_matches('/').to_owned();
         self
@@ -81,5 +143,53 @@ impl Configuration {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moneykit_is_the_production_host() {
+        assert_eq!(Configuration::moneykit().host, "https://api.moneykit.com");
+        #[expect(deprecated, reason = "new() must stay what it was")]
+        let old = Configuration::new();
+        assert_eq!(old.host, DEFAULT_HOST);
+    }
+
+    #[test]
+    fn self_hosted_keeps_a_usable_base_url() {
+        for (given, host) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://Auth.Example.com/", "https://auth.example.com"),
+            ("https://example.com/auth/", "https://example.com/auth"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+        ] {
+            let config = Configuration::self_hosted(given).unwrap();
+            assert_eq!(config.host, host, "{given}");
+            assert_eq!(config.url("/auth/token"), format!("{host}/auth/token"));
+        }
+    }
+
+    #[test]
+    fn self_hosted_refuses_what_is_not_a_base_url() {
+        for (given, reason) in [
+            ("", "not a URL"),
+            ("auth.example.com", "not a URL"),
+            ("127.0.0.1:8080", "not a URL"),
+            ("localhost:8080", "http:// or https://"),
+            ("ftp://example.com", "http:// or https://"),
+            (
+                "https://id:secret@example.com",
+                "https://id:****@example.com/\": credentials",
+            ),
+            ("https://id@example.com", "basic_auth"),
+            ("https://example.com/?x=1", "query"),
+            ("https://example.com/#top", "fragment"),
+        ] {
+            let e = Configuration::self_hosted(given).unwrap_err();
+            assert!(e.to_string().contains(reason), "{given}: {e}");
+        }
     }
 }

@@ -9,6 +9,8 @@
 //! ## Layout
 //!
 //! - [`Configuration`]: host, HTTP Basic credentials, access token, user agent, timeout.
+//!   Start from [`Configuration::moneykit`] (MoneyKit's API) or
+//!   [`Configuration::self_hosted`] (your moneykit-auth): the host is always a choice.
 //! - [`AccessTokenApi`]: `generate_access_token`, `get_well_known_jwks`,
 //!   `instrospect_client` (and `introspect_client`), each with a `_with_http_info` variant
 //!   returning `(data, status, headers)`.
@@ -30,10 +32,9 @@
 //! ```no_run
 //! use moneykit::{AccessTokenApi, Configuration, GenerateAccessTokenOpts};
 //!
-//! # async fn example() -> Result<(), moneykit::ApiError> {
-//! let config = Configuration::new()
-//!     .host("http://127.0.0.1:8080")
-//!     .basic_auth("live_…", "mks_…");
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // Your own moneykit-auth; for MoneyKit itself, Configuration::moneykit().
+//! let config = Configuration::self_hosted("http://127.0.0.1:8080")?.basic_auth("live_…", "mks_…");
 //! let api = AccessTokenApi::new(config)?;
 //! let token = api
 //!     .generate_access_token(GenerateAccessTokenOpts::default())
@@ -48,8 +49,8 @@
 //! ```no_run
 //! use moneykit::{AccessTokenApi, Configuration, TokenSource};
 //!
-//! # async fn example() -> Result<(), moneykit::ApiError> {
-//! let config = Configuration::new().host("http://127.0.0.1:8080");
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Configuration::self_hosted("http://127.0.0.1:8080")?;
 //! let tokens = TokenSource::new(config.clone(), "live_…", "mks_…")?;
 //! let api = AccessTokenApi::new(config)?.with_token_source(tokens);
 //! let me = api.introspect_client().await?; // token fetched, cached, refreshed as needed
@@ -119,9 +120,14 @@ mod token_source;
 mod verifier;
 pub mod webhooks;
 
+/// README.md's Rust examples, compiled and checked as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
-pub use configuration::{Configuration, DEFAULT_HOST};
+pub use configuration::{Configuration, DEFAULT_HOST, InvalidBaseUrl};
 pub use error::{ApiError, ErrorKind, TransportError};
 pub use moneykit_wire::{
     AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,

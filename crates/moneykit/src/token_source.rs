@@ -47,8 +47,8 @@ impl AccessToken {
 /// ```no_run
 /// use moneykit::{AccessTokenApi, Configuration, TokenSource};
 ///
-/// # async fn example() -> Result<(), moneykit::ApiError> {
-/// let config = Configuration::new().host("http://127.0.0.1:8080");
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Configuration::self_hosted("http://127.0.0.1:8080")?;
 /// let tokens = TokenSource::builder(config.clone(), "live_…", "mks_…")
 ///     .scope("accounts:read")
 ///     .build()?;

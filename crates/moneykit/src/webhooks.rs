@@ -13,7 +13,7 @@
 //! use moneykit::{AccessTokenApi, Configuration};
 //!
 //! # async fn handle(signature_header: &str, raw_body: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-//! let api = AccessTokenApi::new(Configuration::new().host("http://127.0.0.1:8080"))?;
+//! let api = AccessTokenApi::new(Configuration::self_hosted("http://127.0.0.1:8080")?)?;
 //! let verifier = Verifier::new(api); // keep one per process: it caches the JWKS
 //! match verifier.verify(signature_header, raw_body).await {
 //!     Ok(claims) => println!("genuine, signed at {}", claims.iat),

@@ -127,7 +127,7 @@ pub(super) struct BackupArgs {
 /// Creates the database if needed, applies every migration and creates the first
 /// signing key. Running it again on an initialized database changes nothing.
 pub(super) async fn init(db: &Database, out: Output) -> anyhow::Result<()> {
-    let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+    let secret = super::config_file::master_secret();
     check_master_secret(db.url(), secret.as_deref())?;
     let store = store::open(
         db.url(),

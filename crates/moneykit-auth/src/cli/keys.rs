@@ -63,7 +63,7 @@ pub(super) async fn run(cmd: KeysCommand, db: &super::Database, out: Output) -> 
             key_activation_delay,
         } => {
             let delay = time::Duration::try_from(key_activation_delay)?;
-            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            let secret = super::config_file::master_secret();
             check_master_secret(db.url(), secret.as_deref())?;
             let store = db.open().await?;
             let (master, _) =
@@ -87,7 +87,7 @@ pub(super) async fn run(cmd: KeysCommand, db: &super::Database, out: Output) -> 
             });
         }
         KeysCommand::Revoke { kid } => {
-            let secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+            let secret = super::config_file::master_secret();
             check_master_secret(db.url(), secret.as_deref())?;
             let store = db.open().await?;
             let (master, _) =

@@ -1,7 +1,8 @@
 //! The command line: `serve`, `apps`, `clients`, `keys`, `token`, `webhooks`, and the
 //! database's own `init`, `migrate`, `backup`.
 //!
-//! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>`, except
+//! Every flag can also be set by an environment variable `MONEYKIT_AUTH_<FLAG>` (or a key of
+//! the `--config` file, see `config_file`), except
 //! the arguments that name or describe the object an admin command acts on (`--app`,
 //! `--name`, `--scope`, `--at`, a client's `--token-ttl`) or ask for a one-off action
 //! (`keys rotate --now`), which would be dangerous to pick up from the environment by
@@ -10,6 +11,7 @@
 
 mod apps;
 mod clients;
+mod config_file;
 mod database;
 mod keys;
 mod output;
@@ -36,6 +38,12 @@ pub use database::Database;
                   Required with PostgreSQL; without it a SQLite database gets a key file beside it"
 )]
 pub struct Cli {
+    /// Read settings from this TOML file (keys: the long flag names, e.g. `listen`,
+    /// `token-ttl`, `database-url`; `secret` and `admin-token` stand in for their
+    /// variables); flags and environment variables win over it.
+    #[arg(long, global = true, env = "MONEYKIT_AUTH_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
     /// Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB. Unset: ./moneykit-auth.db
     /// if it exists. Only `init`, `serve` and `apps create` create a database, and only one
     /// named here (or `serve --demo`).
@@ -94,8 +102,15 @@ enum Command {
 /// Parses the command line, runs the command, and turns any failure into one line on
 /// stderr and a non-zero exit.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let cli = match config_file::parse::<Cli>() {
+        Ok(config_file::Parsed {
+            print_config: Some(text),
+            ..
+        }) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(parsed) => parsed.cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();

@@ -202,6 +202,10 @@ pub(super) struct ServeArgs {
     /// usually logs requests already).
     #[arg(long, env = "MONEYKIT_AUTH_ACCESS_LOG", value_parser = clap::builder::FalseyValueParser::new())]
     access_log: bool,
+    /// Print the effective settings as TOML, each with where it came from (flag, env, file,
+    /// default), secrets masked; then exit without opening the database.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn parse_issuer(text: &str) -> Result<String, String> {
@@ -232,7 +236,7 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     settings.publish_scopes = args.publish_scopes;
     settings.token_ttl_secs = check_token_ttl(args.token_ttl)?;
     settings.demo = args.demo;
-    settings.master_secret = std::env::var("MONEYKIT_AUTH_SECRET").ok();
+    settings.master_secret = super::config_file::master_secret();
     settings.refresh.key_activation_delay = time::Duration::try_from(args.key_activation_delay)?;
     settings.refresh.key_rotation_interval = time::Duration::try_from(args.key_rotation_interval)?;
     settings.limits.request_timeout = args.request_timeout;
@@ -266,7 +270,7 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
         .tls_cert
         .zip(args.tls_key)
         .map(|(cert, key)| crate::http::tls::TlsFiles { cert, key });
-    settings.admin_token = std::env::var("MONEYKIT_AUTH_ADMIN_TOKEN").ok();
+    settings.admin_token = super::config_file::admin_token();
     settings.access_log = args.access_log;
     settings.webhooks.policy.allow_http = args.webhooks_allow_http;
     settings.webhooks.policy.allow_private_targets = args.webhooks_allow_private_targets;

@@ -23,14 +23,8 @@ pub(super) struct TokenArgs {
 }
 
 pub(super) async fn run(args: TokenArgs, out: Output) -> anyhow::Result<()> {
-    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
-        anyhow::bail!(
-            "--url must be an http:// or https:// URL, got {:?}",
-            args.url
-        );
-    }
-    let config = Configuration::new()
-        .host(&args.url)
+    let config = Configuration::self_hosted(&args.url)
+        .map_err(|e| anyhow::anyhow!("--url: {e}"))?
         .basic_auth(&args.client_id, args.client_secret.as_str());
     let api = AccessTokenApi::new(config)?;
     let opts = GenerateAccessTokenOpts {

@@ -26,6 +26,8 @@ use crate::domain::signing_keys::KeyRecord;
 use crate::domain::tokens::RevokedToken;
 
 pub use postgres::PgStore;
+/// A database URL with its password replaced by `****`, for messages and `--print-config`.
+pub(crate) use postgres::redact;
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 

@@ -356,3 +356,251 @@ fn an_unreachable_postgres_is_one_line_without_the_password() {
         assert_one_line_error(&output, "MONEYKIT_AUTH_SECRET is required");
     }
 }
+
+/// The binary with `args`, none of the `MONEYKIT_AUTH_*` variables a setting could come
+/// from, and `env` set.
+fn bare_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_moneykit-auth"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MONEYKIT_AUTH_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Writes `text` to `name` in `dir` with file mode `mode`; returns its path.
+fn config_file(dir: &tempfile::TempDir, name: &str, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The stdout of `serve --print-config` (which must succeed) as text and as TOML.
+fn printed_config(output: &std::process::Output) -> (String, toml::Table) {
+    assert!(output.status.success(), "{}", stderr(output));
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    let table = text.parse().unwrap_or_else(|e| panic!("{e}: {text}"));
+    (text, table)
+}
+
+/// The line `serve --print-config` printed for `key`.
+fn config_line<'t>(text: &'t str, key: &str) -> &'t str {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
+#[test]
+fn print_config_shows_file_settings_and_that_flags_and_env_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(
+        &dir,
+        "config.toml",
+        "listen = \"0.0.0.0:18080\"\ntoken-ttl = 900\nissuer = \"https://file.example\"\n\
+         trusted_proxy = [\"10.0.0.0/8\"]\n",
+        0o644,
+    );
+    let (text, table) = printed_config(&bare_cli(
+        &["--config", &file, "serve", "--print-config"],
+        &[],
+    ));
+    assert_eq!(
+        config_line(&text, "listen"),
+        "listen = \"0.0.0.0:18080\"  # file"
+    );
+    assert_eq!(config_line(&text, "token-ttl"), "token-ttl = 900  # file");
+    assert_eq!(table["trusted-proxy"][0].as_str(), Some("10.0.0.0/8"));
+    assert!(config_line(&text, "request-timeout").ends_with("# default"));
+    assert!(text.contains(&format!("# config file: {file}")), "{text}");
+
+    // A flag and an environment variable each win over the file; MONEYKIT_AUTH_CONFIG
+    // names the file as --config does.
+    let (text, _) = printed_config(&bare_cli(
+        &["serve", "--print-config", "--token-ttl=60"],
+        &[
+            ("MONEYKIT_AUTH_CONFIG", &file),
+            ("MONEYKIT_AUTH_LISTEN", "127.0.0.1:18081"),
+        ],
+    ));
+    assert_eq!(config_line(&text, "token-ttl"), "token-ttl = 60  # flag");
+    assert_eq!(
+        config_line(&text, "listen"),
+        "listen = \"127.0.0.1:18081\"  # env MONEYKIT_AUTH_LISTEN"
+    );
+    assert!(config_line(&text, "issuer").ends_with("# file"));
+}
+
+#[test]
+fn config_file_errors_are_one_line_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |file: &str| bare_cli(&["serve", "--print-config", "--config", file], &[]);
+
+    let output = run(&config_file(
+        &dir,
+        "a.toml",
+        "lissten = \"0.0.0.0:1\"\n",
+        0o600,
+    ));
+    assert_one_line_error(&output, "unknown key `lissten`");
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = run(&config_file(&dir, "b.toml", "token-ttl = [1]\n", 0o600));
+    assert_one_line_error(&output, "`token-ttl` must be a string or a number");
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = run(&config_file(&dir, "c.toml", "listen = \"x\n", 0o600));
+    assert_one_line_error(&output, "line 1");
+    assert_eq!(output.status.code(), Some(2));
+
+    // clap still checks every value the file gives.
+    let output = run(&config_file(
+        &dir,
+        "d.toml",
+        "listen = \"nowhere\"\n",
+        0o600,
+    ));
+    assert_one_line_error(&output, "--listen");
+    assert_eq!(output.status.code(), Some(2));
+
+    let missing = dir.path().join("missing.toml");
+    let output = run(missing.to_str().unwrap());
+    assert_one_line_error(&output, "cannot read config file");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_config_file_with_secrets_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("secret.toml", format!("secret = \"{TEST_SECRET}\"\n")),
+        (
+            "token.toml",
+            "admin-token = \"0123456789abcdef0123456789abcdef\"\n".into(),
+        ),
+        (
+            "db.toml",
+            "database-url = \"postgres://app:hunter2@db/auth\"\n".into(),
+        ),
+    ] {
+        let file = config_file(&dir, name, &text, 0o644);
+        let output = bare_cli(&["serve", "--print-config", "--config", &file], &[]);
+        assert_one_line_error(&output, "chmod 600");
+        assert!(!stderr(&output).contains("hunter2"));
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        printed_config(&bare_cli(
+            &["serve", "--print-config", "--config", &file],
+            &[],
+        ));
+    }
+}
+
+#[test]
+fn print_config_never_prints_a_secret_or_a_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_token = "admin-token-in-the-file-0123456789abcdef";
+    let file = config_file(
+        &dir,
+        "config.toml",
+        &format!(
+            "secret = \"{TEST_SECRET}\"\nadmin-token = \"{admin_token}\"\n\
+             database-url = \"postgres://app:hunter2@db.internal:5432/auth?sslmode=require\"\n"
+        ),
+        0o600,
+    );
+    let output = bare_cli(&["--config", &file, "serve", "--print-config"], &[]);
+    let (text, _) = printed_config(&output);
+    for secret in [TEST_SECRET, admin_token, "hunter2"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(config_line(&text, "secret"), "secret = \"****\"  # file");
+    assert_eq!(
+        config_line(&text, "admin-token"),
+        "admin-token = \"****\"  # file"
+    );
+    assert_eq!(
+        config_line(&text, "database-url"),
+        "database-url = \"postgres://app:****@db.internal:5432/auth?sslmode=require\"  # file"
+    );
+
+    // From the environment and the command line too.
+    let output = bare_cli(
+        &[
+            "serve",
+            "--print-config",
+            "--database-url",
+            "postgres://app:sekrit-flag@db/auth",
+        ],
+        &[(
+            "MONEYKIT_AUTH_SECRET",
+            "env-secret-0123456789abcdef0123456789",
+        )],
+    );
+    let (text, _) = printed_config(&output);
+    assert!(
+        !text.contains("sekrit-flag") && !text.contains("env-secret"),
+        "{text}"
+    );
+    assert_eq!(
+        config_line(&text, "secret"),
+        "secret = \"****\"  # env MONEYKIT_AUTH_SECRET"
+    );
+    assert!(text.contains("# admin-token: not set"), "{text}");
+    assert!(config_line(&text, "database-url").ends_with("# flag"));
+}
+
+#[tokio::test]
+async fn admin_commands_take_the_master_secret_from_the_config_file() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(
+        &dir,
+        "config.toml",
+        &format!(
+            "secret = \"{TEST_SECRET}\"\ndatabase-url = \"{}\"\n",
+            app.database_url
+        ),
+        0o600,
+    );
+    let rotate =
+        |env: &[(&str, &str)]| bare_cli(&["--config", &file, "keys", "rotate", "--json"], env);
+    let rotated = rotate(&[]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    // The environment wins over the file.
+    assert_one_line_error(
+        &rotate(&[(
+            "MONEYKIT_AUTH_SECRET",
+            "a-different-secret-that-is-long-enough-to-use",
+        )]),
+        "cannot be decrypted",
+    );
+}
+
+#[test]
+fn the_packaged_config_example_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/config.example.toml"
+    );
+    let (text, _) = printed_config(&bare_cli(
+        &["serve", "--print-config", "--config", example],
+        &[],
+    ));
+    for key in [
+        "listen",
+        "issuer",
+        "database-url",
+        "admin-listen",
+        "log-format",
+    ] {
+        assert!(config_line(&text, key).ends_with("# file"), "{key}: {text}");
+    }
+}

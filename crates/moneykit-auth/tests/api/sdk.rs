@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use crate::helpers::*;
 
 fn config(app: &TestApp) -> Configuration {
-    Configuration::new().host(&app.base)
+    Configuration::self_hosted(&app.base).unwrap()
 }
 
 fn api_with_basic(app: &TestApp, id: &str, secret: &str) -> AccessTokenApi {
@@ -130,7 +130,10 @@ async fn error_responses_surface_as_api_errors_with_the_parsed_code() {
 
     // A 2xx whose body is not the documented type.
     let odd = AccessTokenApi::new(
-        Configuration::new().host(format!("{}/.well-known/jwks.json?path=", app.base)),
+        // host() is unchecked, so it can point anywhere, even at a URL with a query.
+        Configuration::self_hosted(&app.base)
+            .unwrap()
+            .host(format!("{}/.well-known/jwks.json?path=", app.base)),
     )
     .unwrap();
     let e = odd.instrospect_client().await.unwrap_err();
@@ -141,8 +144,10 @@ async fn error_responses_surface_as_api_errors_with_the_parsed_code() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let nowhere =
-        AccessTokenApi::new(Configuration::new().host(format!("http://127.0.0.1:{port}"))).unwrap();
+    let nowhere = AccessTokenApi::new(
+        Configuration::self_hosted(format!("http://127.0.0.1:{port}")).unwrap(),
+    )
+    .unwrap();
     let e = nowhere.get_well_known_jwks().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Transport);
     assert!(e.transport().unwrap().is_connect(), "{e:?}");

@@ -43,7 +43,7 @@ async fn trigger(app: &TestApp, token: &str, link: &str, body: &Value) -> reqwes
 }
 
 fn verifier(app: &TestApp) -> Verifier {
-    Verifier::new(AccessTokenApi::new(Configuration::new().host(&app.base)).unwrap())
+    Verifier::new(AccessTokenApi::new(Configuration::self_hosted(&app.base).unwrap()).unwrap())
 }
 
 fn events(app: &TestApp, args: &[&str]) -> Vec<Value> {

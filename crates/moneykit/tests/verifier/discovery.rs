@@ -176,7 +176,7 @@ async fn discovery_failures_are_typed() {
 async fn webhook_signatures_still_verify_and_refetch_on_new_kids() {
     let signer = Signer::new("key_1");
     let server = KeyServer::start(signer.jwks()).await;
-    let api = AccessTokenApi::new(Configuration::new().host(&server.base)).unwrap();
+    let api = AccessTokenApi::new(Configuration::self_hosted(&server.base).unwrap()).unwrap();
     let verifier = Verifier::new(api).min_refetch_interval(INTERVAL);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
