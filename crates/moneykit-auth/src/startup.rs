@@ -363,6 +363,10 @@ async fn open_store(
         tracing::info!(database = %store::describe(url), "database reachable; starting");
     }
     tracing::info!(database = %store::describe(url), "opened the database");
+    if settings.migrate {
+        let schema_version = store.schema().await?.version();
+        tracing::info!(schema_version, "--migrate: the schema is this build's");
+    }
     Ok(store)
 }
 

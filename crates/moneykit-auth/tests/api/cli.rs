@@ -600,6 +600,7 @@ fn the_packaged_config_example_is_valid() {
         "database-url",
         "admin-listen",
         "log-format",
+        "shutdown-delay",
     ] {
         assert!(config_line(&text, key).ends_with("# file"), "{key}: {text}");
     }

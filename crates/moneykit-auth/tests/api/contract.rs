@@ -531,6 +531,18 @@ async fn every_documented_environment_variable_takes_effect() {
             case(SERVE, "json", Logs("\"level\":\"INFO\"")),
         ),
         (
+            "MONEYKIT_AUTH_CONFIG",
+            case(
+                &["apps", "list"],
+                "/nonexistent/moneykit-auth.toml",
+                Fails("cannot read config file"),
+            ),
+        ),
+        (
+            "MONEYKIT_AUTH_MIGRATE",
+            case(SERVE, "true", Logs("--migrate: the schema is this build's")),
+        ),
+        (
             "MONEYKIT_AUTH_INSTANCE_ID",
             case(SERVE, "replica-9", Logs("instance=replica-9")),
         ),

@@ -63,20 +63,21 @@ fn without_a_database_url_the_cli_creates_nothing_and_says_so() {
     }
     // Named, a new database is created by the command that starts something, and every
     // command says which database it acted on.
-    let file = dir.path().join("named.db");
-    let url = format!("sqlite://{}", file.display());
-    let created = cli(&url, &["apps", "create", "--name", "Named"]);
+    let created = unnamed(
+        dir.path(),
+        &["apps", "create", "--name", "Named", "--database-url", "sqlite://moneykit-auth.db"],
+    );
     assert!(created.status.success(), "{}", stderr(&created));
+    let file = dir.path().join("moneykit-auth.db");
     assert_eq!(
         stderr(&created).trim().lines().last().unwrap(),
         format!("database: sqlite {}", file.display())
     );
     // Found by default once it exists.
-    std::fs::rename(&file, dir.path().join("moneykit-auth.db")).unwrap();
     let listed = unnamed(dir.path(), &["apps", "list"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Named"));
-    assert!(stderr(&listed).contains("moneykit-auth.db"));
+    assert!(stderr(&listed).contains(&file.display().to_string()));
 }
 
 #[test]
