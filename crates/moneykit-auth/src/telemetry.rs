@@ -63,7 +63,10 @@ pub fn init(format: LogFormat, instance: Option<String>) {
         let _ = INSTANCE_ID.set(id);
     }
     let instance = instance_id();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // sqlx narrates its pool at info ("ping on idle connection returned error" for each
+    // connection a restarted database dropped); the server logs the outage itself, once.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

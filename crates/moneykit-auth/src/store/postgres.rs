@@ -57,6 +57,9 @@ impl SqlStore<Postgres> {
             .max_connections(pool.max_connections)
             .min_connections(0)
             .acquire_timeout(pool.acquire_timeout)
+            // sqlx warns of every acquire slower than 2 s; in an outage that is each
+            // waiting operation, and the acquire time is a metric already.
+            .acquire_slow_threshold(pool.acquire_timeout)
             .idle_timeout(Some(Duration::from_secs(60)))
             .connect_with(options)
             .await

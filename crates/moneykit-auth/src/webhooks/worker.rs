@@ -216,6 +216,11 @@ impl Worker {
                 Ok(()) => {}
                 Err(error) if !failing => {
                     failing = true;
+                    // The pool reports only that it timed out; a direct check says why.
+                    let error = match self.store.ping(Duration::from_secs(1)).await {
+                        Err(cause) => cause.to_string(),
+                        Ok(()) => error.to_string(),
+                    };
                     tracing::error!(%error, "cannot read the webhook outbox; retrying");
                 }
                 Err(_) => {}

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 use support::cli::*;
 use support::postgres::{self, PgCluster};
 use support::process::ServerProcess;
@@ -635,6 +636,80 @@ async fn a_replica_started_before_its_database_waits_and_becomes_ready_once_it_a
         async move { token_status(http, r, (id, secret), None).await == 201 }
     })
     .await;
+}
+
+/// A CA and a certificate it signed for 127.0.0.1: (CA PEM, certificate PEM, key PEM).
+fn certificate_authority_and_server_certificate(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, name);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut server = CertificateParams::new(Vec::<String>::new()).unwrap();
+    server.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_over_verified_tls() {
+    let cluster = blocking(PgCluster::start).await;
+    let (ca, cert, key) = certificate_authority_and_server_certificate("moneykit test CA");
+    let (other_ca, _, _) = certificate_authority_and_server_certificate("another CA");
+    let cluster = blocking(move || {
+        cluster.enable_tls(&cert, &key);
+        cluster
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, other_ca_file) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&other_ca_file, other_ca).unwrap();
+    let plain = postgres::create_database(&cluster.url("postgres")).await;
+    let verified = |root: &std::path::Path| {
+        format!("{plain}?sslmode=verify-full&sslrootcert={}", root.display())
+    };
+
+    // A server certificate from a CA the URL does not trust: refused, one line.
+    let refused = cli_async(&verified(&other_ca_file), &["init"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    println!("untrusted CA: {}", stderr.trim());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+
+    // The right CA: initialized, served, and every connection of the server encrypted.
+    let url = verified(&ca_file);
+    let init = cli_async(&url, &["init"]).await;
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let replica = {
+        let url = url.clone();
+        blocking(move || Replica::start("tls", &url)).await
+    };
+    replica.wait_ready().await;
+    let (_, id, secret) = new_client(&url, "Over TLS").await;
+    let http = reqwest::Client::new();
+    until_all("client created", &[&replica], PROPAGATION, |r| {
+        let (http, id, secret) = (&http, &id, &secret);
+        async move { token_status(http, r, (id, secret), None).await == 201 }
+    })
+    .await;
+    let mut admin = sqlx::PgConnection::connect(&plain).await.unwrap();
+    let seen: Vec<(bool,)> = sqlx::query_as(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'moneykit-auth'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!seen.is_empty(), "the replica holds connections");
+    assert!(seen.iter().all(|(ssl,)| *ssl), "all encrypted: {seen:?}");
 }
 
 /// Fetches the outbox through replica `r`'s admin API: (delivered events, all events).

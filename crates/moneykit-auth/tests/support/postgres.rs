@@ -180,6 +180,29 @@ impl PgCluster {
         }
     }
 
+    /// Serves TLS with this certificate chain and key (PEM) from now on: writes them into
+    /// the data directory (owned by the server's user, key 0600, as PostgreSQL demands),
+    /// turns `ssl` on and restarts the server.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let mut chown = Command::new("chown");
+                chown.arg("postgres:postgres").arg(&path);
+                run(chown, "chown");
+            }
+        }
+        let conf = self.data().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        self.stop();
+        self.start_server();
+    }
+
     /// Stops the server the way an outage would: connections drop at once.
     pub fn stop(&self) {
         let mut stop = pg_command("pg_ctl");
