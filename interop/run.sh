@@ -251,7 +251,7 @@ PYEOF
 }
 
 # The suite's server, after the suite: still running, no panic in its log, and no client
-# secret, master secret or full token in it (PRODUCT.md §9). Counted as suite `server`.
+# secret, master secret or full token in it. Counted as suite `server`.
 SERVER_PASSED=0
 SERVER_FAILED=0
 SERVER_SECONDS=0

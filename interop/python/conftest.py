@@ -85,7 +85,7 @@ def cli(*args: str) -> dict | list:
 def wait_until(predicate, timeout: float = 3.0, interval: float = 0.1):
     """Polls ``predicate`` until it returns a truthy value (returned) or ``timeout`` passes.
 
-    CLI changes reach a running server within 1 s (PRODUCT.md §4); 3 s leaves room on a busy
+    CLI changes reach a running server within 1 s; 3 s leaves room on a busy
     2-core machine.
     """
     deadline = time.monotonic() + timeout

@@ -228,7 +228,7 @@ def test_introspect_expired_token_is_inactive(metadata, make_client, client2):
     short = make_client("accounts:read", "--token-ttl", "1")
     token = fetch(short, metadata)["access_token"]
     assert introspect(metadata, client2, token).json()["active"] is True
-    # exp is 1 s away; validation allows at most 5 s of leeway (PRODUCT.md §3).
+    # exp is 1 s away; validation allows at most 5 s of leeway.
     time.sleep(7.5)
     assert introspect(metadata, client2, token).json() == {"active": False}
 
@@ -249,7 +249,7 @@ def test_disabled_client_tokens_are_inactive_and_enable_restores(metadata, make_
 
     cli("clients", "enable", c.client_id)
     active = wait_until(lambda: introspect(metadata, client2, token).json().get("active") is True)
-    assert active, "enabling the client again did not restore its unexpired token (PRODUCT.md §4)"
+    assert active, "enabling the client again did not restore its unexpired token"
 
 
 # --- RFC 7009 revocation -------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Suite 4: the official MoneyKit Python SDK (PyPI ``moneykit``), unchanged, against the
-MoneyKit-compatible surface (PRODUCT.md §2).
+MoneyKit-compatible surface.
 
 Only the SDK's own ``Configuration(host=…)`` points it here. What the installed version offers
 (0.2.3, API version 2023-02-18), read from its source:
@@ -70,7 +70,7 @@ def test_create_access_token_http_basic(basic_api, client):
 
 
 def test_create_access_token_without_grant_type(basic_api):
-    """grant_type is optional in the SDK's signature and in PRODUCT.md §2."""
+    """grant_type is optional in the SDK's signature and in the API."""
     assert basic_api.create_access_token().token_type == "bearer"
 
 
@@ -146,7 +146,7 @@ def test_instrospect_client_expired_token_is_401_expired(base_url, make_client):
     assert token.expires_in == 1
     introspector = api(base_url, access_token=token.access_token)
     assert introspector.instrospect_client().client_id == c.client_id
-    time.sleep(7.5)  # exp is 1 s away; validation allows at most 5 s of leeway (PRODUCT.md §3)
+    time.sleep(7.5)  # exp is 1 s away; validation allows at most 5 s of leeway
     with pytest.raises(UnauthorizedException) as err:
         introspector.instrospect_client()
     body = json.loads(err.value.body)

@@ -1,6 +1,6 @@
 """Suite: the served ``/openapi.json`` is a valid OpenAPI 3.1 document.
 
-PRODUCT.md §6: ``GET /openapi.json`` describes every public endpoint. Client generators and
+``GET /openapi.json`` describes every public endpoint. Client generators and
 the schemathesis suite read that document; here a validator nobody on this project wrote
 (`openapi-spec-validator`, pinned in interop/requirements.txt) checks it against the
 OpenAPI 3.1 specification's own schema, with every ``$ref`` resolved.
@@ -16,7 +16,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from conftest import TIMEOUT
 
-# Every public endpoint of PRODUCT.md §2 and §6, as (method, path).
+# Every public endpoint, MoneyKit's and the OAuth 2.0 ones, as (method, path).
 PUBLIC_OPERATIONS = {
     ("post", "/auth/token"),
     ("get", "/auth/introspect"),

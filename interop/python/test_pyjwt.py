@@ -1,6 +1,6 @@
 """Suite 3: PyJWT with ``PyJWKClient`` verifies access tokens offline, from the JWKS URL alone.
 
-This is what a resource server does with moneykit-auth's tokens (PRODUCT.md §3, RFC 9068):
+This is what a resource server does with moneykit-auth's tokens (RFC 9068):
 fetch the JWKS, pick the key by ``kid``, pin ES256, check ``iss``, ``aud`` and ``exp``.
 """
 
@@ -34,7 +34,7 @@ def jwk_client(jwks_url) -> PyJWKClient:
 def verify(token: str, jwk_client: PyJWKClient, issuer: str, audience: str | None = None, **kw) -> dict:
     """Verification as a resource server would do it (RFC 9068 §4): key by kid from the JWKS,
     ES256 pinned, issuer checked, ``aud`` required and checked (by default the issuer: the
-    server's default audience, PRODUCT.md §3), exp/iat required."""
+    server's default audience), exp/iat required."""
     key = jwk_client.get_signing_key_from_jwt(token)
     return jwt.decode(
         token,
@@ -92,7 +92,7 @@ def test_verify_moneykit_token(token_moneykit, jwk_client, base_url, client, app
     claims = verify(token_moneykit, jwk_client, base_url)
     for name in REQUIRED_CLAIMS:
         assert name in claims, name
-    # PRODUCT.md §3: `aud` is always present; without --audience and client audiences it is
+    # `aud` is always present; without --audience and client audiences it is
     # the issuer (verify() has already required it and checked it with PyJWT's audience=).
     assert claims["aud"] == base_url
     assert claims["sub"] == claims["client_id"] == client.client_id
@@ -205,7 +205,7 @@ def test_wrong_issuer_fails(token_moneykit, jwk_client):
 
 def test_key_rotation_now_new_kid_verifies_and_old_token_still_verifies(base_url, client, token_moneykit):
     """`keys rotate --now`: new tokens carry a new kid that PyJWKClient finds by refetching
-    the JWKS; tokens signed by the retired key keep verifying (PRODUCT.md §4)."""
+    the JWKS; tokens signed by the retired key keep verifying."""
     old_kid = jwt.get_unverified_header(token_moneykit)["kid"]
     # A receiver that cached the JWKS before the rotation. PyJWKClient refetches on an unknown
     # kid, but by default at most once per 30 s (cooldown_duration); an emergency rotation is

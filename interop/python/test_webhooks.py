@@ -1,6 +1,6 @@
 """Suite: signed webhooks verified with PyJWT, following MoneyKit's published receiver recipe.
 
-moneykit-auth delivers webhooks (PRODUCT.md §7) to a receiver started here on 127.0.0.1; the
+moneykit-auth delivers webhooks to a receiver started here on 127.0.0.1; the
 receiver verifies each one exactly as MoneyKit's own examples do:
 
 1. take the JWT from the ``MoneyKit-Signature`` header;

@@ -1,5 +1,5 @@
 //! Signed webhooks: header names and the claims of the `MoneyKit-Signature` JWT
-//! (PRODUCT.md §7).
+//!.
 
 use serde::{Deserialize, Serialize};
 

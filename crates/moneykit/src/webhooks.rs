@@ -1,4 +1,4 @@
-//! Verifying signed webhooks, the way MoneyKit's own receivers do (PRODUCT.md §7).
+//! Verifying signed webhooks, the way MoneyKit's own receivers do.
 //!
 //! Every delivery carries a `MoneyKit-Signature` header: an ES256 JWT whose header names
 //! the signing key (`kid`) and whose claims hold the signing time (`iat`) and the hex

@@ -30,5 +30,5 @@ pub mod tokens;
 /// key stays published: after this long, nothing it signed can still be valid.
 pub const MAX_TOKEN_TTL_SECS: u32 = 24 * 60 * 60;
 
-/// Clock leeway allowed when checking a token's `exp` (PRODUCT.md §3: at most 5 s).
+/// Clock leeway allowed when checking a token's `exp` (at most 5 s).
 pub const EXPIRY_LEEWAY_SECS: i64 = 5;

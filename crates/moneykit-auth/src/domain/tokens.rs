@@ -19,7 +19,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Longest token string the validator will look at; real tokens are about 500 bytes.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// The claims of an access token (PRODUCT.md §3).
+/// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The issuer URL the server is configured with.

@@ -80,7 +80,7 @@ pub struct RateLimitSettings {
 impl Default for RateLimitSettings {
     fn default() -> Self {
         Self {
-            // PRODUCT.md §2: defaults never touch a well-behaved client (≥ 1000 tokens/s).
+            // Defaults never touch a well-behaved client (≥ 1000 tokens/s).
             issuance_per_client: Rate {
                 per_second: 1000.0,
                 burst: 2000.0,

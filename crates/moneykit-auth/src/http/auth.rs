@@ -1,5 +1,5 @@
-//! The MoneyKit-compatible token surface: `POST /auth/token` and `GET /auth/introspect`
-//! (PRODUCT.md §2). Thin: parse, call the grant engine, shape the response.
+//! The MoneyKit-compatible token surface: `POST /auth/token` and `GET /auth/introspect`.
+//! Thin: parse, call the grant engine, shape the response.
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -4,7 +4,7 @@
 //! Every error body carries the MoneyKit fields (`error_code`, `error_message`,
 //! `documentation_url`) and, where RFC 6749 / RFC 6750 define one, the standard `error` /
 //! `error_description`, so both the official SDKs and generic OAuth 2.0 clients can read
-//! it (PRODUCT.md §2).
+//! it.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

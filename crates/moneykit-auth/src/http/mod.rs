@@ -53,7 +53,7 @@ pub(crate) use openapi::document as openapi_document;
 
 use state::AppState;
 
-/// Request limits (PRODUCT.md §2: over-long bodies get 413, over-long headers 431, slow
+/// Request limits (over-long bodies get 413, over-long headers 431, slow
 /// requests 408).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

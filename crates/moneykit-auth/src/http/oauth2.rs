@@ -1,4 +1,4 @@
-//! The standard OAuth 2.0 surface (PRODUCT.md §6), on the same engine as the MoneyKit
+//! The standard OAuth 2.0 surface, on the same engine as the MoneyKit
 //! paths: `POST /oauth2/token` (RFC 6749 §4.4), `POST /oauth2/introspect` (RFC 7662),
 //! `POST /oauth2/revoke` (RFC 7009). Errors follow RFC 6749 §5.2: malformed requests are
 //! 400 `invalid_request`, failed client authentication 401 `invalid_client` with a

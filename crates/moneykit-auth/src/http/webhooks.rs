@@ -1,6 +1,6 @@
 //! `POST /webhooks/test/link/{id}`: MoneyKit's test trigger. An app's own access token
 //! asks for a test event of link `{id}`; the event is queued in the outbox and delivered,
-//! signed, to the app's webhook URL like any other (PRODUCT.md §7).
+//! signed, to the app's webhook URL like any other.
 
 use axum::Json;
 use axum::body::Bytes;

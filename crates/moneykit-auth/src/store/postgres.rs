@@ -1,4 +1,4 @@
-//! PostgreSQL, for running several replicas as one service (PRODUCT.md §8).
+//! PostgreSQL, for running several replicas as one service.
 //!
 //! Same tables, columns and queries as SQLite ([`super::sql`]). What differs: writes that
 //! must not race between replicas (creating or activating signing keys, recording

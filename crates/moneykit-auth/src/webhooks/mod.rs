@@ -1,4 +1,4 @@
-//! Signed webhook delivery (PRODUCT.md §7): what the JWKS is for.
+//! Signed webhook delivery: what the JWKS is for.
 //!
 //! An app may register a webhook URL. Events for it go into a durable outbox in the same
 //! database (`webhook_events`); a background [`worker`] in every `serve` process claims due

@@ -264,6 +264,46 @@ async fn metrics_count_requests_tokens_and_key_ages() {
         "{text}"
     );
     assert!(!text.contains(&secret), "no secrets in metrics");
+
+    // What an operator watches besides requests: every family present, with a value.
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(text.contains(&format!(
+        "moneykit_auth_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(value("moneykit_auth_refresh_last_success_timestamp_seconds ") > 1.7e9);
+    assert!(
+        value("moneykit_auth_refresh_lag_seconds ") < 5.0,
+        "refreshing"
+    );
+    assert_eq!(value("moneykit_auth_refresh_failures_total "), 0.0);
+    assert!(value("moneykit_auth_db_pool_max_connections ") >= 1.0);
+    assert!(value("moneykit_auth_db_pool_connections{state=\"idle\"} ") >= 0.0);
+    assert_eq!(value("moneykit_auth_db_pool_waiters "), 0.0);
+    assert!(value("moneykit_auth_db_pool_acquire_seconds_count ") > 0.0);
+    assert_eq!(
+        value("moneykit_auth_webhook_outbox_events{status=\"pending\"} "),
+        0.0
+    );
+    // The test server runs in this test's process: its figures are this process's.
+    assert!(value("process_resident_memory_bytes ") > 1e6);
+    assert!(value("process_open_fds ") > 3.0);
+    assert!(value("process_max_fds ") >= value("process_open_fds "));
+    assert!(value("process_cpu_seconds_total ") > 0.0);
+    assert!(value("process_start_time_seconds ") > 1.7e9);
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP"
+        );
+    }
 }
 
 /// `PUT /admin/apps/{id}/webhook` checks the URL against the server's own target policy

@@ -1,4 +1,4 @@
-//! Clauses of the contract (PRODUCT.md) that only an end-to-end run shows: the default
+//! Clauses of the documented contract that only an end-to-end run shows: the default
 //! token rate, `MoneyKit-Version` on every MoneyKit endpoint, `serve --demo`'s printed
 //! credentials, the key file, a retired key leaving the JWKS, and every environment
 //! variable `--help` documents.

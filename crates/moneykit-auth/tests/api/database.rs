@@ -65,7 +65,14 @@ fn without_a_database_url_the_cli_creates_nothing_and_says_so() {
     // command says which database it acted on.
     let created = unnamed(
         dir.path(),
-        &["apps", "create", "--name", "Named", "--database-url", "sqlite://moneykit-auth.db"],
+        &[
+            "apps",
+            "create",
+            "--name",
+            "Named",
+            "--database-url",
+            "sqlite://moneykit-auth.db",
+        ],
     );
     assert!(created.status.success(), "{}", stderr(&created));
     let file = dir.path().join("moneykit-auth.db");

@@ -1,4 +1,4 @@
-//! `POST /auth/token`: every success and error row of PRODUCT.md §2.
+//! `POST /auth/token`: every documented success and error.
 
 use serde_json::{Value, json};
 

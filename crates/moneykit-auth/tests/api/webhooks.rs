@@ -1,4 +1,4 @@
-//! Signed webhook delivery (PRODUCT.md §7), end to end: a real server delivers to a local
+//! Signed webhook delivery, end to end: a real server delivers to a local
 //! receiver, which verifies every delivery the way MoneyKit's receivers do — with the
 //! `moneykit` SDK's `webhooks::Verifier` against the server's JWKS.
 

@@ -687,7 +687,11 @@ async fn postgres_over_verified_tls() {
     // The right CA: initialized, served, and every connection of the server encrypted.
     let url = verified(&ca_file);
     let init = cli_async(&url, &["init"]).await;
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let replica = {
         let url = url.clone();
         blocking(move || Replica::start("tls", &url)).await
