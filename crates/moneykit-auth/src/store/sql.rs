@@ -706,6 +706,15 @@ where
 
     async fn schema(&self) -> Result<SchemaStatus, StoreError> {
         let mut conn = self.conn().await?;
+        // Wait out a migration in progress (replicas starting together on a new
+        // database): read half-way through, its schema would look like an older release's.
+        // The migration lock is the one sqlx's migrator takes.
+        sqlx::migrate::Migrate::lock(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Backend(format!("waiting for migrations: {e}")))?;
+        sqlx::migrate::Migrate::unlock(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Backend(format!("waiting for migrations: {e}")))?;
         let tables: i64 = sqlx::query_scalar(DB::HAS_MIGRATIONS_TABLE)
             .fetch_one(&mut *conn)
             .await
