@@ -365,12 +365,12 @@ async fn open_store(
     tracing::info!(database = %store::describe(url), "opened the database");
     if settings.migrate {
         let schema_version = store.schema().await?.version();
-        tracing::info!(schema_version, "--migrate: the schema is this build's");
+        tracing::info!(schema_version, "--migrate: the schema is up to date");
     }
     Ok(store)
 }
 
-/// Serves [`http::health::starting_router`] on a second handle to `listener` until told
+/// Serves [`http::starting_router`] on a second handle to `listener` until told
 /// to stop; the listener itself stays open for the real server.
 fn serve_while_waiting(
     listener: &TcpListener,
@@ -379,6 +379,9 @@ fn serve_while_waiting(
 ) -> anyhow::Result<(watch::Sender<Phase>, tokio::task::JoinHandle<()>)> {
     let handle = second_handle(listener)?;
     let (phase_tx, phase) = watch::channel(Phase::Serving);
+    // Every answer says `Connection: close`: clients reconnect, and so reach the real
+    // server once it takes over, instead of holding a connection that is about to end.
+    let _ = phase_tx.send(Phase::Draining);
     let mut connection = settings.connection.clone();
     connection.shutdown_grace = Duration::from_secs(1);
     let task = tokio::spawn(server::serve(
