@@ -1,4 +1,5 @@
-//! Logging. Lines go to stderr, as text or JSON, filtered by `RUST_LOG` (default `info`).
+//! Logging. Lines go to stderr, as text or JSON, filtered by `RUST_LOG` (default `info`,
+//! with sqlx at `warn`).
 //! Nothing logs secrets or tokens: handlers log client ids, never credentials, and the
 //! types that hold secrets redact themselves in `Debug`.
 //!
