@@ -289,10 +289,8 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP moneykit_auth_{name} {help}\n# TYPE moneykit_auth_{name} counter\nmoneykit_auth_{name} {value}"
-            );
+            let name = format!("moneykit_auth_{name}");
+            write_family(&mut out, &name, "counter", help, &[("", value.to_string())]);
         }
         out.push_str("# HELP moneykit_auth_signing_key_age_seconds Seconds since each published key started signing (negative: not yet).\n");
         out.push_str("# TYPE moneykit_auth_signing_key_age_seconds gauge\n");
@@ -308,13 +306,19 @@ impl Metrics {
     }
 }
 
+/// Appends one metric family: its HELP and TYPE lines, then one sample per (labels,
+/// value); `labels` is `{…}`, empty, or a suffix such as a summary's `_sum`.
+fn write_family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
 /// Build, readiness, refresh, pool, outbox and process families.
 fn render_operator_state(out: &mut String, state: &OperatorState) {
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
+        write_family(out, name, kind, help, samples);
     };
     let build = format!(
         "{{version=\"{}\",commit=\"{GIT_COMMIT}\"}}",

@@ -363,10 +363,6 @@ async fn open_store(
         tracing::info!(database = %store::describe(url), "database reachable; starting");
     }
     tracing::info!(database = %store::describe(url), "opened the database");
-    if settings.migrate {
-        let schema_version = store.schema().await?.version();
-        tracing::info!(schema_version, "--migrate: the schema is up to date");
-    }
     Ok(store)
 }
 

@@ -83,6 +83,15 @@ impl Database {
         Ok(store)
     }
 
+    /// Connects to an existing database whatever its schema (`migrate`, `backup`).
+    async fn connect_as_is(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let store = store::connect(&self.url, OpenMode::MustExist)
+            .await
+            .map_err(|e| self.explain(e))?;
+        self.mark_used();
+        Ok(store)
+    }
+
     /// Records that the command acts on this database: its outcome names it.
     pub fn mark_used(&self) {
         self.used.store(true, Ordering::Relaxed);
@@ -129,14 +138,9 @@ pub(super) struct BackupArgs {
 pub(super) async fn init(db: &Database, out: Output) -> anyhow::Result<()> {
     let secret = super::config_file::master_secret();
     check_master_secret(db.url(), secret.as_deref())?;
-    let store = store::open(
-        db.url(),
-        OpenMode::CreateIfMissing,
-        Migrations::Apply,
-        &PoolSettings::default(),
-    )
-    .await?;
-    db.mark_used();
+    let store = db
+        .open_with(OpenMode::CreateIfMissing, Migrations::Apply)
+        .await?;
     let (master, _) = resolve_master_key(db.url(), secret.as_deref(), &store.list_keys().await?)?;
     let created = operations::ensure_first_key(store.as_ref(), &master).await?;
     let version = store.schema().await?.version();
@@ -157,10 +161,7 @@ pub(super) async fn init(db: &Database, out: Output) -> anyhow::Result<()> {
 
 /// Lists and applies pending migrations.
 pub(super) async fn migrate(args: MigrateArgs, db: &Database, out: Output) -> anyhow::Result<()> {
-    let store = store::connect(db.url(), OpenMode::MustExist)
-        .await
-        .map_err(|e| db.explain(e))?;
-    db.mark_used();
+    let store = db.connect_as_is().await?;
     let schema = store.schema().await?;
     if !schema.unknown.is_empty() {
         schema.check(&store::describe(db.url()))?;
@@ -175,8 +176,13 @@ pub(super) async fn migrate(args: MigrateArgs, db: &Database, out: Output) -> an
     } else {
         store.migrate().await?
     };
+    let version = if applied.is_empty() {
+        schema.version()
+    } else {
+        schema.latest_known
+    };
     let value = json!({
-        "schema_version": if args.dry_run { schema.version() } else { store.schema().await?.version() },
+        "schema_version": version,
         "pending": pending,
         "applied": applied.iter().map(|m| m.version).collect::<Vec<_>>(),
         "dry_run": args.dry_run,
@@ -200,11 +206,7 @@ pub(super) async fn migrate(args: MigrateArgs, db: &Database, out: Output) -> an
                 list("pending")
             )
         } else {
-            format!(
-                "{}\nNow at schema version {}",
-                list("applied"),
-                schema.latest_known
-            )
+            format!("{}\nNow at schema version {version}", list("applied"))
         }
     });
     Ok(())
@@ -212,10 +214,7 @@ pub(super) async fn migrate(args: MigrateArgs, db: &Database, out: Output) -> an
 
 /// Writes a consistent copy of a SQLite database while the server runs.
 pub(super) async fn backup(args: BackupArgs, db: &Database, out: Output) -> anyhow::Result<()> {
-    let store = store::connect(db.url(), OpenMode::MustExist)
-        .await
-        .map_err(|e| db.explain(e))?;
-    db.mark_used();
+    let store = db.connect_as_is().await?;
     store.backup(&args.file).await?;
     let file = args.file.display().to_string();
     out.emit(&json!({ "backup": file }), || {

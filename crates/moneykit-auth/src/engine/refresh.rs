@@ -212,14 +212,12 @@ impl Refresher {
                     if force {
                         last_full = tokio::time::Instant::now();
                     }
-                    self.health.refreshed();
-                    if !self.health.set_store_reachable(true) {
+                    if self.health.refreshed() {
                         tracing::info!("database reachable again; changes are arriving");
                     }
                 }
                 Err(error) => {
-                    self.health.refresh_failed();
-                    if self.health.set_store_reachable(false) {
+                    if self.health.refresh_failed() {
                         tracing::error!(error = %format!("{error:#}"), "refresh failed; serving the last known state until it recovers");
                     }
                 }
@@ -305,14 +303,16 @@ impl Health {
         self.store_reachable.load(Ordering::Relaxed)
     }
 
-    /// Records a successful refresh.
-    pub fn refreshed(&self) {
+    /// Records a successful refresh; true if the store was unreachable until now.
+    pub fn refreshed(&self) -> bool {
         self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+        !self.set_store_reachable(true)
     }
 
-    /// Records a failed refresh.
-    pub fn refresh_failed(&self) {
+    /// Records a failed refresh; true if the store was reachable until now.
+    pub fn refresh_failed(&self) -> bool {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.set_store_reachable(false)
     }
 
     /// When the last refresh succeeded (Unix milliseconds).

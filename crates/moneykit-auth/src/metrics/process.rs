@@ -1,8 +1,6 @@
 //! The standard `process_*` metrics, read from `/proc/self` (Linux; elsewhere none are
 //! reported). Read at scrape time only, so serving requests costs nothing.
 
-use std::fmt::Write;
-
 /// Linux reports CPU times in `/proc` in USER_HZ, which is 100 on every architecture.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -39,49 +37,48 @@ impl ProcessStats {
 
     /// Appends the `process_*` families in the text exposition format.
     pub fn render(&self, out: &mut String) {
-        let mut family = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        family(
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time spent, in seconds.",
-            self.cpu_seconds.to_string(),
-        );
-        family(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            self.resident_bytes.to_string(),
-        );
-        family(
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size in bytes.",
-            self.virtual_bytes.to_string(),
-        );
-        family(
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since the Unix epoch, in seconds.",
-            self.start_time_seconds.to_string(),
-        );
-        family(
-            "process_open_fds",
-            "gauge",
-            "Open file descriptors.",
-            self.open_fds.to_string(),
-        );
+        let mut families = vec![
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent, in seconds.",
+                self.cpu_seconds.to_string(),
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                self.resident_bytes.to_string(),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                self.virtual_bytes.to_string(),
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since the Unix epoch, in seconds.",
+                self.start_time_seconds.to_string(),
+            ),
+            (
+                "process_open_fds",
+                "gauge",
+                "Open file descriptors.",
+                self.open_fds.to_string(),
+            ),
+        ];
         if let Some(max) = self.max_fds {
-            family(
+            families.push((
                 "process_max_fds",
                 "gauge",
                 "Most open file descriptors allowed (soft limit).",
                 max.to_string(),
-            );
+            ));
+        }
+        for (name, kind, help, value) in families {
+            super::write_family(out, name, kind, help, &[("", value)]);
         }
     }
 }

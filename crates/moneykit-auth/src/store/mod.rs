@@ -457,6 +457,10 @@ pub async fn open(
         }
     } else {
         schema.check(&describe(url))?;
+        if migrations == Migrations::Apply {
+            let schema_version = schema.version();
+            tracing::info!(database = %describe(url), schema_version, "schema up to date; no migration to apply");
+        }
     }
     Ok(store)
 }

@@ -443,32 +443,25 @@ fn config_file_errors_are_one_line_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = |file: &str| bare_cli(&["serve", "--print-config", "--config", file], &[]);
 
-    let output = run(&config_file(
-        &dir,
-        "a.toml",
-        "lissten = \"0.0.0.0:1\"\n",
-        0o600,
-    ));
-    assert_one_line_error(&output, "unknown key `lissten`");
-    assert_eq!(output.status.code(), Some(2));
-
-    let output = run(&config_file(&dir, "b.toml", "token-ttl = [1]\n", 0o600));
-    assert_one_line_error(&output, "`token-ttl` must be a string or a number");
-    assert_eq!(output.status.code(), Some(2));
-
-    let output = run(&config_file(&dir, "c.toml", "listen = \"x\n", 0o600));
-    assert_one_line_error(&output, "line 1");
-    assert_eq!(output.status.code(), Some(2));
-
-    // clap still checks every value the file gives.
-    let output = run(&config_file(
-        &dir,
-        "d.toml",
-        "listen = \"nowhere\"\n",
-        0o600,
-    ));
-    assert_one_line_error(&output, "--listen");
-    assert_eq!(output.status.code(), Some(2));
+    for (name, text, expected) in [
+        (
+            "a.toml",
+            "lissten = \"0.0.0.0:1\"\n",
+            "unknown key `lissten`",
+        ),
+        (
+            "b.toml",
+            "token-ttl = [1]\n",
+            "`token-ttl` must be a string or a number",
+        ),
+        ("c.toml", "listen = \"x\n", "line 1"),
+        // clap still checks every value the file gives.
+        ("d.toml", "listen = \"nowhere\"\n", "--listen"),
+    ] {
+        let output = run(&config_file(&dir, name, text, 0o600));
+        assert_one_line_error(&output, expected);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+    }
 
     let missing = dir.path().join("missing.toml");
     let output = run(missing.to_str().unwrap());

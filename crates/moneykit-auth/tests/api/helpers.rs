@@ -10,6 +10,7 @@
 use std::process::Output;
 use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
@@ -178,6 +179,23 @@ impl TestApp {
         })
         .await
         .expect("the server picked up the change");
+    }
+
+    /// Disables `client_id` (from `at`, or now) as the CLI does, and waits until the
+    /// server has picked the change up.
+    pub async fn disable_client(&self, client_id: &str, at: Option<OffsetDateTime>) {
+        operations::disable_client(self.store.as_ref(), client_id, at, Via::Cli)
+            .await
+            .unwrap();
+        self.synced().await;
+    }
+
+    /// Enables `client_id` again, and waits until the server has picked the change up.
+    pub async fn enable_client(&self, client_id: &str) {
+        operations::enable_client(self.store.as_ref(), client_id, Via::Cli)
+            .await
+            .unwrap();
+        self.synced().await;
     }
 
     pub async fn create_app(&self, name: &str) -> App {

@@ -202,24 +202,9 @@ async fn tokens_of_disabled_clients_are_rejected_until_the_client_is_enabled() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
-    moneykit_auth::operations::disable_client(
-        app.store.as_ref(),
-        &client.id,
-        None,
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.disable_client(&client.id, None).await;
     assert_invalid_token(app.introspect(&token).await).await;
-    moneykit_auth::operations::enable_client(
-        app.store.as_ref(),
-        &client.id,
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.enable_client(&client.id).await;
     assert_eq!(app.introspect(&token).await.status(), 200);
 }
 
@@ -229,15 +214,7 @@ async fn scheduled_disablement_shows_in_introspection_and_takes_effect_at_its_ti
     let (client, secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &secret, None).await;
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::seconds(3);
-    moneykit_auth::operations::disable_client(
-        app.store.as_ref(),
-        &client.id,
-        Some(at),
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.disable_client(&client.id, Some(at)).await;
 
     let body: Value = app.introspect(&token).await.json().await.unwrap();
     let shown = body["disabled_at"].as_str().expect("disabled_at is set");

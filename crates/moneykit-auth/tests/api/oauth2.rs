@@ -228,15 +228,7 @@ async fn introspection_says_only_inactive_for_anything_invalid() {
     let caller = (client.id.as_str(), secret.as_str());
     let expired = app.token(&short.id, &short_secret, None).await;
     let of_disabled = app.token(&disabled.id, &disabled_secret, None).await;
-    moneykit_auth::operations::disable_client(
-        app.store.as_ref(),
-        &disabled.id,
-        None,
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.disable_client(&disabled.id, None).await;
     // Expired once its second and the 5 s leeway have passed.
     within(Duration::from_secs(15), "the 1 s token expires", || async {
         app.introspect(&expired).await.status() == 401

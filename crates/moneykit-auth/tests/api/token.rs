@@ -296,26 +296,11 @@ async fn per_client_token_lifetime_overrides_the_server_default() {
 async fn disabled_clients_get_no_tokens_until_enabled_again() {
     let app = spawn_app().await;
     let (client, secret) = app.create_client("a", None).await;
-    moneykit_auth::operations::disable_client(
-        app.store.as_ref(),
-        &client.id,
-        None,
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.disable_client(&client.id, None).await;
     let body = form(&[("client_id", &client.id), ("client_secret", &secret)]);
     let response = app.post_token(&body, None).await;
     assert_invalid_client(response).await;
-    moneykit_auth::operations::enable_client(
-        app.store.as_ref(),
-        &client.id,
-        moneykit_auth::operations::Via::Cli,
-    )
-    .await
-    .unwrap();
-    app.synced().await;
+    app.enable_client(&client.id).await;
     assert_issued_to(app.post_token(&body, None).await, &client.id).await;
 }
 
