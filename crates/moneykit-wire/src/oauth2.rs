@@ -4,12 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The form of `POST /oauth2/token` (RFC 6749 §4.4.2): as MoneyKit's
-/// [`crate::TokenForm`], except that `grant_type` is required.
+/// The form of `POST /oauth2/token`: as MoneyKit's [`crate::TokenForm`], except that
+/// `grant_type` is required. `client_credentials` (RFC 6749 §4.4.2),
+/// `urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1) or
+/// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientCredentialsForm {
-    /// `client_credentials`.
+    /// `client_credentials`, `urn:ietf:params:oauth:grant-type:jwt-bearer` or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
     pub grant_type: String,
     /// Space-separated scopes to narrow the token to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,6 +32,27 @@ pub struct ClientCredentialsForm {
     /// send it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_type: Option<String>,
+    /// The client's signed JWT (`private_key_jwt`, RFC 7523 §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<String>,
+    /// The JWT of the jwt-bearer grant (RFC 7523 §2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<String>,
+    /// The token to exchange (RFC 8693 §2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token: Option<String>,
+    /// `urn:ietf:params:oauth:token-type:jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+    /// Absent or `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_token_type: Option<String>,
+    /// RFC 8693 delegation: not supported, refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_token: Option<String>,
 }
 
 impl ClientCredentialsForm {
@@ -45,13 +69,15 @@ impl std::fmt::Debug for ClientCredentialsForm {
             .field("client_id", &self.client_id)
             .field("resource", &self.resource)
             .field("audience", &self.audience)
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field("subject_token_type", &self.subject_token_type)
             .finish_non_exhaustive()
     }
 }
 
 /// The form of `POST /oauth2/introspect` (RFC 7662 §2.1) and `POST /oauth2/revoke`
-/// (RFC 7009 §2.1). The caller authenticates as a client, with HTTP Basic or with
-/// `client_id`/`client_secret` in this form.
+/// (RFC 7009 §2.1). The caller authenticates as a client: with HTTP Basic, with
+/// `client_id`/`client_secret` in this form, or with a `client_assertion`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenHintForm {
@@ -66,12 +92,24 @@ pub struct TokenHintForm {
     /// The calling client's secret (client_secret_post).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_type: Option<String>,
+    /// The calling client's signed JWT (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<String>,
 }
 
 impl TokenHintForm {
     /// The form's parameter names, as sent.
-    pub const FIELDS: &'static [&'static str] =
-        &["token", "token_type_hint", "client_id", "client_secret"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "token",
+        "token_type_hint",
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+    ];
 }
 
 impl std::fmt::Debug for TokenHintForm {
@@ -138,7 +176,8 @@ pub struct AuthorizationServerMetadata {
     pub introspection_endpoint: String,
     /// RFC 7009 revocation.
     pub revocation_endpoint: String,
-    /// `["client_credentials"]`.
+    /// `client_credentials`, and the jwt-bearer and token-exchange grants of federated
+    /// workloads.
     pub grant_types_supported: Vec<String>,
     /// Empty: there is no authorization endpoint (client credentials only).
     pub response_types_supported: Vec<String>,
@@ -146,12 +185,27 @@ pub struct AuthorizationServerMetadata {
     /// (the names are every tenant's business).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
-    /// `client_secret_basic`, `client_secret_post`.
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// The algorithms a `private_key_jwt` assertion may be signed with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// Same as the token endpoint's.
     pub introspection_endpoint_auth_methods_supported: Vec<String>,
     /// Same as the token endpoint's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub introspection_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// Same as the token endpoint's.
     pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Same as the token endpoint's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// An extension member: the `aud` values a `private_key_jwt` assertion may carry.
+    /// The issuer alone when the server runs with `--strict-assertion-audience`
+    /// (draft-ietf-oauth-rfc7523bis: a single string, nothing else); otherwise also the
+    /// exact URLs of the token endpoints, for clients that still send those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_assertion_audiences_accepted: Vec<String>,
     /// Where the API is described.
     pub service_documentation: String,
 }
@@ -175,6 +229,13 @@ mod tests {
             client_secret: Some("x".into()),
             resource: vec!["r".into()],
             audience: Some("a".into()),
+            client_assertion_type: Some("t".into()),
+            client_assertion: Some("j".into()),
+            assertion: Some("j".into()),
+            subject_token: Some("j".into()),
+            subject_token_type: Some("t".into()),
+            requested_token_type: Some("t".into()),
+            actor_token: Some("j".into()),
         };
         let fields = |f: &[&str]| sorted(f.iter().map(|s| s.to_string()).collect());
         assert_eq!(
@@ -186,6 +247,8 @@ mod tests {
             token_type_hint: Some("h".into()),
             client_id: Some("i".into()),
             client_secret: Some("x".into()),
+            client_assertion_type: Some("t".into()),
+            client_assertion: Some("j".into()),
         };
         assert_eq!(sorted(serde_names(&hint)), fields(TokenHintForm::FIELDS));
     }

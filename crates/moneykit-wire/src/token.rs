@@ -31,6 +31,31 @@ pub struct TokenForm {
     /// send it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` when the client
+    /// authenticates with a signed JWT instead of a secret (`private_key_jwt`, RFC 7523
+    /// §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_type: Option<String>,
+    /// The client's signed JWT (`private_key_jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<String>,
+    /// The JWT of the `urn:ietf:params:oauth:grant-type:jwt-bearer` grant (RFC 7523 §2.1):
+    /// a workload's platform token, matched against its client's trust rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<String>,
+    /// The token of an RFC 8693 token exchange (`grant_type`
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`): a workload's platform JWT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token: Option<String>,
+    /// `urn:ietf:params:oauth:token-type:jwt` (RFC 8693 §3), the only type accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+    /// RFC 8693: absent or `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_token_type: Option<String>,
+    /// RFC 8693 delegation; not supported, so a request carrying it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_token: Option<String>,
 }
 
 impl std::fmt::Debug for TokenForm {
@@ -46,7 +71,10 @@ impl std::fmt::Debug for TokenForm {
             )
             .field("resource", &self.resource)
             .field("audience", &self.audience)
-            .finish()
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field("subject_token_type", &self.subject_token_type)
+            .field("requested_token_type", &self.requested_token_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,6 +87,13 @@ impl TokenForm {
         "client_secret",
         "resource",
         "audience",
+        "client_assertion_type",
+        "client_assertion",
+        "assertion",
+        "subject_token",
+        "subject_token_type",
+        "requested_token_type",
+        "actor_token",
     ];
 
     /// The form as name-value pairs in wire order, `resource` once per value: what an
@@ -70,6 +105,13 @@ impl TokenForm {
             ("scope", &self.scope),
             ("client_id", &self.client_id),
             ("client_secret", &self.client_secret),
+            ("client_assertion_type", &self.client_assertion_type),
+            ("client_assertion", &self.client_assertion),
+            ("assertion", &self.assertion),
+            ("subject_token", &self.subject_token),
+            ("subject_token_type", &self.subject_token_type),
+            ("requested_token_type", &self.requested_token_type),
+            ("actor_token", &self.actor_token),
         ];
         let mut pairs: Vec<(&'static str, &str)> = singles
             .into_iter()
@@ -97,6 +139,9 @@ pub struct GenerateAccessTokenResponse {
     /// The scopes granted, space-separated.
     #[serde(default)]
     pub scope: String,
+    /// RFC 8693 token exchange only: `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 impl std::fmt::Debug for GenerateAccessTokenResponse {
@@ -107,6 +152,7 @@ impl std::fmt::Debug for GenerateAccessTokenResponse {
             .field("token_type", &self.token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
+            .field("issued_token_type", &self.issued_token_type)
             .finish()
     }
 }
@@ -132,6 +178,13 @@ pub(crate) mod tests {
             client_secret: Some("x".into()),
             resource: vec!["r".into()],
             audience: Some("a".into()),
+            client_assertion_type: Some("t".into()),
+            client_assertion: Some("j".into()),
+            assertion: Some("j".into()),
+            subject_token: Some("j".into()),
+            subject_token_type: Some("t".into()),
+            requested_token_type: Some("t".into()),
+            actor_token: Some("j".into()),
         };
         let mut names = serde_names(&full);
         names.sort();

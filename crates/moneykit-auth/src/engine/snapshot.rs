@@ -251,8 +251,12 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
         response_types_supported: vec![],
         scopes_supported: scopes.into_iter().map(str::to_owned).collect(),
         token_endpoint_auth_methods_supported: auth_methods(),
+        token_endpoint_auth_signing_alg_values_supported: Vec::new(),
         introspection_endpoint_auth_methods_supported: auth_methods(),
+        introspection_endpoint_auth_signing_alg_values_supported: Vec::new(),
         revocation_endpoint_auth_methods_supported: auth_methods(),
+        revocation_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        client_assertion_audiences_accepted: Vec::new(),
         service_documentation: format!("{issuer}/openapi.json"),
     }
 }
