@@ -58,7 +58,9 @@ fn snapshot(n: usize) -> Snapshot {
             scopes: Scopes::parse("accounts:read transactions:read").unwrap(),
             audiences: Vec::new(),
             token_ttl_secs: None,
-            secret_hash: moneykit_auth::domain::secrets::SecretHash::of(SNAPSHOT_SECRET),
+            auth: moneykit_auth::domain::clients::ClientAuth::Secret(
+                moneykit_auth::domain::secrets::SecretHash::of(SNAPSHOT_SECRET),
+            ),
             created_at: now,
             disabled_at: None,
         })
@@ -76,12 +78,17 @@ fn snapshot(n: usize) -> Snapshot {
             activates_at: now,
             revoked_at: None,
         }],
+        trust_rules: Vec::new(),
     };
     let settings = Arc::new(TokenSettings {
         issuer: "http://127.0.0.1:8080".into(),
         audience: "http://127.0.0.1:8080".into(),
         default_ttl_secs: 3600,
         publish_scopes: false,
+        assertions: moneykit_auth::engine::snapshot::AssertionSettings::for_issuer(
+            "http://127.0.0.1:8080",
+            false,
+        ),
     });
     Snapshot::build(state, &master, settings, now).unwrap()
 }
@@ -156,27 +163,31 @@ fn hot_path(c: &mut Criterion) {
             ..Default::default()
         },
     );
+    let assertions = moneykit_auth::engine::Assertions {
+        remote_keys: std::sync::Arc::new(moneykit_auth::engine::remote_keys::RemoteKeys::new(
+            Default::default(),
+        )),
+        replay: moneykit_auth::engine::replay::ReplayCache::new(1024),
+    };
     let engine = moneykit_auth::engine::Engine {
         snapshot: &snap,
         revoked: &revoked,
         verified: &verified,
         limits: &limits,
+        assertions: &assertions,
         source: Some(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     c.bench_function("grant: client_credentials end to end (no HTTP)", |b| {
         b.iter(|| {
             let request = moneykit_auth::engine::grant::TokenRequest {
                 grant_type: Some("client_credentials"),
-                scope: None,
-                audiences: Vec::new(),
                 credentials: Some(moneykit_auth::engine::Credentials::secret(
                     &id,
                     SNAPSHOT_SECRET,
                 )),
+                ..Default::default()
             };
-            engine
-                .client_credentials(&request, OffsetDateTime::now_utc())
-                .unwrap()
+            engine.token(&request, OffsetDateTime::now_utc()).unwrap()
         })
     });
 

@@ -77,6 +77,36 @@ pub struct ServeSettings {
     pub tls: Option<crate::http::tls::TlsFiles>,
     /// Log every public request at info (target `access`).
     pub access_log: bool,
+    /// Client assertions and federated workloads.
+    pub secretless: SecretlessSettings,
+}
+
+/// How `private_key_jwt` clients and federated workloads are served.
+#[derive(Debug, Clone)]
+pub struct SecretlessSettings {
+    /// Accept only the issuer identifier, as a single string, as a client assertion's
+    /// `aud` (draft-ietf-oauth-rfc7523bis); otherwise token endpoint URLs too.
+    pub strict_assertion_audience: bool,
+    /// Longest a client assertion may still be valid for.
+    pub assertion_max_lifetime: std::time::Duration,
+    /// Longest lifetime of a platform token a federated workload presents.
+    pub federation_max_token_lifetime: std::time::Duration,
+    /// How client JWKS URIs and trusted issuers' keys are fetched.
+    pub key_fetch: crate::engine::remote_keys::FetchSettings,
+    /// Most unexpired client assertions remembered (the replay set).
+    pub replay_capacity: usize,
+}
+
+impl Default for SecretlessSettings {
+    fn default() -> Self {
+        Self {
+            strict_assertion_audience: false,
+            assertion_max_lifetime: std::time::Duration::from_secs(300),
+            federation_max_token_lifetime: std::time::Duration::from_secs(24 * 3600),
+            key_fetch: Default::default(),
+            replay_capacity: 1_000_000,
+        }
+    }
 }
 
 impl ServeSettings {
@@ -106,6 +136,7 @@ impl ServeSettings {
             admin_token: None,
             tls: None,
             access_log: false,
+            secretless: SecretlessSettings::default(),
         }
     }
 }

@@ -18,10 +18,13 @@ use tokio::sync::watch;
 use crate::config::{MasterKeyOrigin, ServeSettings, check_master_secret, resolve_master_key};
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
+use crate::engine::Assertions;
 use crate::engine::ratelimit::RateLimits;
 use crate::engine::refresh::Health;
 use crate::engine::refresh::Refresher;
-use crate::engine::snapshot::TokenSettings;
+use crate::engine::remote_keys::{KeyFetcher, RemoteKeys};
+use crate::engine::replay::ReplayCache;
+use crate::engine::snapshot::{AssertionSettings, TokenSettings};
 use crate::engine::verified::VerifiedTokens;
 use crate::http::server::{self, ConnectionLimits, Phase};
 use crate::http::state::{AppState, Shared};
@@ -50,6 +53,7 @@ pub struct Application {
     issuer: String,
     router: axum::Router,
     refresher: Refresher,
+    key_fetcher: KeyFetcher,
     webhooks: Arc<Worker>,
     admin: Option<(TcpListener, axum::Router)>,
     tls: Option<Arc<ReloadingConfig>>,
@@ -115,11 +119,18 @@ impl Application {
             let scheme = if tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{local_addr}")
         });
+        let secretless = &settings.secretless;
+        let mut assertions =
+            AssertionSettings::for_issuer(&issuer, secretless.strict_assertion_audience);
+        assertions.max_lifetime_secs = whole_secs(secretless.assertion_max_lifetime);
+        assertions.federation_max_lifetime_secs =
+            whole_secs(secretless.federation_max_token_lifetime);
         let tokens = Arc::new(TokenSettings {
             audience: settings.audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
             default_ttl_secs: settings.token_ttl_secs,
             publish_scopes: settings.publish_scopes,
+            assertions,
         });
         let health = Arc::new(Health::default());
         let shutdown_delay = settings.shutdown_delay;
@@ -133,6 +144,8 @@ impl Application {
             settings.refresh,
         )
         .await?;
+        let remote_keys = Arc::new(RemoteKeys::new(secretless.key_fetch));
+        let key_fetcher = KeyFetcher::new(remote_keys.clone(), refresher.cell())?;
         let (routes, document) = http::routes::table().split_for_parts();
         let metrics = Arc::new(Metrics::new(http::routes::labels(&document)));
         let webhooks = Arc::new(Worker::new(
@@ -153,6 +166,10 @@ impl Application {
             webhook_retry_window: settings.webhooks.retry_window,
             webhook_max_pending: settings.webhooks.max_pending_per_app,
             limits: Arc::new(RateLimits::new(settings.rate_limits)),
+            assertions: Arc::new(Assertions {
+                remote_keys: remote_keys.clone(),
+                replay: ReplayCache::new(secretless.replay_capacity),
+            }),
         });
         let admin = match (admin_listener, admin_token) {
             (Some(listener), Some(token_digest)) => {
@@ -166,6 +183,7 @@ impl Application {
                     webhook_retry_window: settings.webhooks.retry_window,
                     webhook_waker: webhooks.waker(),
                     webhook_policy: settings.webhooks.policy,
+                    key_fetch_policy: secretless.key_fetch.policy,
                     token_digest,
                 });
                 Some((listener, admin_api::router(admin_state, settings.limits)))
@@ -181,6 +199,7 @@ impl Application {
             local_addr,
             issuer,
             refresher,
+            key_fetcher,
             webhooks,
             store,
             metrics,
@@ -248,6 +267,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
+        let key_fetcher = tokio::spawn(self.key_fetcher.run(stop_rx.clone()));
         if let Some(tls) = &self.tls {
             tokio::spawn(
                 tls.clone()
@@ -304,10 +324,16 @@ impl Application {
         }
         let _ = stop_tx.send(true);
         let _ = refresh.await;
+        let _ = key_fetcher.await;
         let _ = webhooks.await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Whole seconds of a duration, for the settings kept as Unix-time offsets.
+fn whole_secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Opens the database as the settings allow. An unreachable one is waited for: the

@@ -202,6 +202,29 @@ pub(super) struct ServeArgs {
     /// usually logs requests already).
     #[arg(long, env = "MONEYKIT_AUTH_ACCESS_LOG", value_parser = clap::builder::FalseyValueParser::new())]
     access_log: bool,
+    /// Accept a private_key_jwt client assertion only if its `aud` is this server's issuer
+    /// identifier, as a single string (draft-ietf-oauth-rfc7523bis, FAPI 2.0). Without it,
+    /// the exact URL of a token endpoint, and an array holding one of these, are accepted
+    /// too, for clients that still send them; metadata lists what is accepted.
+    #[arg(long, env = "MONEYKIT_AUTH_STRICT_ASSERTION_AUDIENCE", value_parser = clap::builder::FalseyValueParser::new())]
+    strict_assertion_audience: bool,
+    /// Longest a client assertion may still be valid for (its `exp` ahead of now).
+    #[arg(long, env = "MONEYKIT_AUTH_ASSERTION_MAX_LIFETIME", default_value = "5m", value_parser = super::parse_duration)]
+    assertion_max_lifetime: Duration,
+    /// Longest lifetime (`exp` - `iat`) of a platform token a federated workload presents.
+    #[arg(long, env = "MONEYKIT_AUTH_FEDERATION_MAX_TOKEN_LIFETIME", default_value = "24h", value_parser = super::parse_duration)]
+    federation_max_token_lifetime: Duration,
+    /// Fetch client JWKS URIs and trusted issuers' keys over http:// too (default: https).
+    #[arg(long, env = "MONEYKIT_AUTH_JWKS_ALLOW_HTTP", value_parser = clap::builder::FalseyValueParser::new())]
+    jwks_allow_http: bool,
+    /// Fetch keys from hosts that resolve to loopback, private or link-local addresses
+    /// (default: refused, like webhook targets).
+    #[arg(long, env = "MONEYKIT_AUTH_JWKS_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::FalseyValueParser::new())]
+    jwks_allow_private_targets: bool,
+    /// Least time between two fetches of one JWKS: how often an assertion with an
+    /// unknown `kid` can make the server look for a new key.
+    #[arg(long, env = "MONEYKIT_AUTH_JWKS_REFETCH_INTERVAL", default_value = "30s", value_parser = super::parse_duration)]
+    jwks_refetch_interval: Duration,
     /// Print the effective settings as TOML, each with where it came from (flag, env, file,
     /// default), secrets masked; then exit without opening the database.
     #[arg(long)]
@@ -280,9 +303,17 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     settings.webhooks.per_endpoint_concurrency = usize::from(args.webhook_concurrency);
     settings.webhooks.max_pending_per_app = args.webhook_max_pending_per_app;
     settings.webhooks.retention = args.webhook_retention;
+    let secretless = &mut settings.secretless;
+    secretless.strict_assertion_audience = args.strict_assertion_audience;
+    secretless.assertion_max_lifetime = args.assertion_max_lifetime;
+    secretless.federation_max_token_lifetime = args.federation_max_token_lifetime;
+    secretless.key_fetch.policy.allow_http = args.jwks_allow_http;
+    secretless.key_fetch.policy.allow_private_targets = args.jwks_allow_private_targets;
+    secretless.key_fetch.min_refetch_interval = args.jwks_refetch_interval;
 
     let relaxed = &settings.webhooks.policy;
     let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);
+    let key_fetch = settings.secretless.key_fetch.policy;
     let app = Application::build(settings)
         .await
         .map_err(|e| match e.downcast::<StoreError>() {
@@ -294,6 +325,13 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
             allow_http,
             allow_private_targets = allow_private,
             "webhook delivery policy relaxed: for development and tests only"
+        );
+    }
+    if key_fetch.allow_http || key_fetch.allow_private_targets {
+        tracing::warn!(
+            allow_http = key_fetch.allow_http,
+            allow_private_targets = key_fetch.allow_private_targets,
+            "key fetch policy relaxed: for development and tests only"
         );
     }
     match app.master_key_origin() {

@@ -3,9 +3,12 @@
 //! the crate.
 //!
 //! - [`es256`]: a parsed ES256 key pair that signs JWTs, and its public half.
+//! - [`jose`]: public JWKs of others and the JWS signatures they verify (client
+//!   assertions, workload tokens), algorithms pinned to an allow-list.
 //! - [`sealing`]: the master key and AES-256-GCM sealing of private keys at rest.
 
 pub mod es256;
+pub mod jose;
 pub mod sealing;
 
 pub use es256::{KeyPair, PublicKey};

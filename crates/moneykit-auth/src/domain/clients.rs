@@ -34,12 +34,42 @@ pub struct Client {
     pub audiences: Vec<String>,
     /// Lifetime of its tokens in seconds, overriding the server default when set.
     pub token_ttl_secs: Option<u32>,
-    /// Hash of its current secret.
-    pub secret_hash: SecretHash,
+    /// How it proves who it is.
+    pub auth: ClientAuth,
     /// When it was created.
     pub created_at: OffsetDateTime,
     /// When it is (or will be) disabled; `None` while enabled.
     pub disabled_at: Option<OffsetDateTime>,
+}
+
+/// How a client authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// With a secret (`client_secret_basic` or `client_secret_post`); the hash of its
+    /// current secret.
+    Secret(SecretHash),
+    /// With a JWT signed by one of its keys (`private_key_jwt`); it has no secret.
+    PrivateKeyJwt(ClientKeys),
+}
+
+/// Where a `private_key_jwt` client's public keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeys {
+    /// A registered JWKS document.
+    Jwks(String),
+    /// A JWKS URL the client publishes, fetched and cached in the background.
+    Uri(String),
+}
+
+impl ClientAuth {
+    /// The RFC 7591 name of the method: `client_secret_basic` stands for both secret
+    /// methods (a secret client may use either).
+    pub fn method(&self) -> &'static str {
+        match self {
+            ClientAuth::Secret(_) => "client_secret_basic",
+            ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
 }
 
 impl Client {
@@ -78,7 +108,7 @@ mod tests {
             scopes: Scopes::default(),
             audiences: Vec::new(),
             token_ttl_secs: None,
-            secret_hash: SecretHash::of("x"),
+            auth: ClientAuth::Secret(SecretHash::of("x")),
             created_at: OffsetDateTime::UNIX_EPOCH,
             disabled_at,
         }

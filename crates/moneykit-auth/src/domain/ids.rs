@@ -32,6 +32,11 @@ pub fn new_event_id() -> String {
     prefixed_hex::<12>("evt_")
 }
 
+/// A new trust rule id, e.g. `trust_7d0e…` (96 random bits).
+pub fn new_trust_rule_id() -> String {
+    prefixed_hex::<12>("trust_")
+}
+
 /// A new token id (`jti`): 128 random bits, so revocation lists never see a collision.
 /// Also the opaque webhook delivery tokens and idempotency keys, which need the same.
 pub fn new_token_id() -> String {
@@ -53,6 +58,7 @@ mod tests {
         assert_ne!(a, new_client_id());
         assert!(new_app_id().starts_with("app_"));
         assert!(new_key_id().starts_with("key_"));
+        assert!(new_trust_rule_id().starts_with("trust_"));
         assert!(new_event_id().starts_with("evt_") && new_event_id().len() == 4 + 24);
         assert_eq!(new_token_id().len(), 32);
     }

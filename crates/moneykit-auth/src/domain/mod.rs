@@ -6,7 +6,10 @@
 //! - [`secrets`]: client secrets, their hashes and the constant-time check.
 //! - [`scope`]: scope lists and down-scoping.
 //! - [`audience`]: audience URIs and RFC 8707 resource indicators.
-//! - [`clients`]: apps and clients as stored, and what "disabled" means.
+//! - [`clients`]: apps and clients as stored, how each authenticates, and what
+//!   "disabled" means.
+//! - [`assertions`]: the claims of JWTs others sign (client assertions, workload platform
+//!   tokens), trust rules, and what makes them acceptable.
 //! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation — and
 //!   revoked tokens as stored.
 //! - [`signing_keys`]: a signing key's life (next → active → retired → expired).
@@ -14,6 +17,7 @@
 //! - [`time`]: RFC 3339 and Unix-millisecond times.
 //! - [`json`]: writing JSON strings by hand on the hot path.
 
+pub mod assertions;
 pub mod audience;
 pub mod clients;
 pub mod events;

@@ -4,10 +4,16 @@
 //! calls [`Engine::authenticate`], so a new method is added here once and reaches all of
 //! them, with the same rate limits and the same failure answer.
 
+use std::time::Duration;
+
 use time::OffsetDateTime;
 
-use super::snapshot::ClientEntry;
+use super::replay::{AssertionId, ReplayError};
+use super::snapshot::{ClientEntry, KeySet};
 use super::{Engine, GrantError};
+use crate::crypto::jose::{Jws, JwsError};
+use crate::domain::assertions::{JwtClaims, MAX_ASSERTION_LEN, check_client_assertion};
+use crate::domain::clients::ClientAuth;
 use crate::domain::secrets::SecretHash;
 
 /// The credentials a request presents, however it presents them.
@@ -20,6 +26,14 @@ pub enum Credentials<'a> {
         /// The presented secret.
         client_secret: &'a str,
     },
+    /// A JWT signed with one of the client's keys (`private_key_jwt`, RFC 7523 §2.2),
+    /// with the `client_id` parameter if the request sent one.
+    Assertion {
+        /// The `client_id` parameter, which must then be the assertion's subject.
+        client_id: Option<&'a str>,
+        /// The compact JWT.
+        assertion: &'a str,
+    },
 }
 
 impl<'a> Credentials<'a> {
@@ -31,13 +45,38 @@ impl<'a> Credentials<'a> {
         }
     }
 
-    /// The client id the credentials claim.
-    pub fn client_id(&self) -> &'a str {
+    /// The client id the credentials claim, if they name one before being read (an
+    /// assertion names its client inside).
+    pub fn client_id(&self) -> Option<&'a str> {
         match self {
-            Self::Secret { client_id, .. } => client_id,
+            Self::Secret { client_id, .. } => Some(client_id),
+            Self::Assertion { client_id, .. } => *client_id,
         }
     }
 }
+
+/// An authenticated client, and the assertion it used, if any: on a store shared by
+/// replicas that use must be recorded there too before the request goes on
+/// ([`crate::store::Store::record_assertion`]).
+#[derive(Debug)]
+pub struct Authenticated<'a> {
+    /// The client.
+    pub entry: &'a ClientEntry,
+    /// The assertion used.
+    pub assertion: Option<UsedAssertion>,
+}
+
+/// A client assertion accepted here: what the store records so no replica takes it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsedAssertion {
+    /// Digest of its client and `jti`.
+    pub id: AssertionId,
+    /// Its `exp` (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// How long a client is told to wait when the replay set is full.
+const REPLAY_FULL_RETRY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Credentials<'_> {
     // The secret must never reach a log line, even through `{:?}`.
@@ -45,6 +84,10 @@ impl std::fmt::Debug for Credentials<'_> {
         match self {
             Self::Secret { client_id, .. } => f
                 .debug_struct("Credentials::Secret")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            Self::Assertion { client_id, .. } => f
+                .debug_struct("Credentials::Assertion")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
         }
@@ -61,7 +104,7 @@ impl<'a> Engine<'a> {
         &self,
         presented: Option<&Credentials<'_>>,
         now: OffsetDateTime,
-    ) -> Result<&'a ClientEntry, GrantError> {
+    ) -> Result<Authenticated<'a>, GrantError> {
         let Some(credentials) = presented else {
             log_failure(None, Failure::MissingCredentials, self.source, false);
             return Err(GrantError::InvalidClient);
@@ -75,28 +118,185 @@ impl<'a> Engine<'a> {
             );
             GrantError::RateLimited(wait)
         })?;
-        let failure = match credentials {
+        let (client_id, failure) = match credentials {
             Credentials::Secret {
                 client_id,
                 client_secret,
-            } => match self.snapshot.client(client_id) {
-                Some(entry) if !entry.client.secret_hash.verify(client_secret) => {
-                    Failure::WrongSecret
+            } => {
+                let entry = self.snapshot.client(client_id);
+                let failure = match entry.map(|e| (e, &e.client.auth)) {
+                    Some((_, ClientAuth::Secret(hash))) if !hash.verify(client_secret) => {
+                        Failure::WrongSecret
+                    }
+                    Some((entry, ClientAuth::Secret(_))) if entry.client.is_disabled(now) => {
+                        Failure::Disabled
+                    }
+                    Some((entry, ClientAuth::Secret(_))) => {
+                        return Ok(Authenticated {
+                            entry,
+                            assertion: None,
+                        });
+                    }
+                    Some((_, ClientAuth::PrivateKeyJwt(_))) => {
+                        SecretHash::verify_against_nothing(client_secret);
+                        Failure::SecretForKeyClient
+                    }
+                    None => {
+                        SecretHash::verify_against_nothing(client_secret);
+                        Failure::UnknownClient
+                    }
+                };
+                (Some(*client_id), failure)
+            }
+            Credentials::Assertion {
+                client_id,
+                assertion,
+            } => match self.check_assertion(*client_id, assertion, now) {
+                Ok(authenticated) => return Ok(authenticated),
+                Err(AssertionFailure::Full) => {
+                    return Err(GrantError::RateLimited(REPLAY_FULL_RETRY));
                 }
-                Some(entry) if entry.client.is_disabled(now) => Failure::Disabled,
-                Some(entry) => return Ok(entry),
-                None => {
-                    SecretHash::verify_against_nothing(client_secret);
-                    Failure::UnknownClient
+                Err(AssertionFailure::Refused { client_id, why }) => {
+                    let limited = self
+                        .limits
+                        .record_failure(self.source, client_id.as_deref());
+                    log_assertion_failure(
+                        client_id.as_deref(),
+                        &why,
+                        self.source,
+                        limited.is_err(),
+                    );
+                    limited.map_err(GrantError::RateLimited)?;
+                    return Err(GrantError::InvalidClientAssertion(why));
                 }
             },
         };
-        let client_id = credentials.client_id();
         let limited = self.limits.record_failure(self.source, client_id);
-        log_failure(Some(client_id), failure, self.source, limited.is_err());
+        log_failure(client_id, failure, self.source, limited.is_err());
         limited.map_err(GrantError::RateLimited)?;
         Err(GrantError::InvalidClient)
     }
+
+    /// Checks a `private_key_jwt` assertion, in an order that tells a caller without the
+    /// client's key nothing about the claims: the form and algorithm, the client it
+    /// names, the signature under that client's keys, then the claims, then replay.
+    fn check_assertion(
+        &self,
+        claimed: Option<&str>,
+        assertion: &str,
+        now: OffsetDateTime,
+    ) -> Result<Authenticated<'a>, AssertionFailure> {
+        let refuse = |client_id: Option<&str>, why: String| AssertionFailure::Refused {
+            client_id: client_id.map(str::to_owned),
+            why,
+        };
+        let jws = Jws::parse(assertion, MAX_ASSERTION_LEN)
+            .map_err(|e| refuse(claimed, format!("client_assertion: {e}")))?;
+        if let Some(typ) = &jws.typ
+            && !is_client_assertion_type(typ)
+        {
+            return Err(refuse(
+                claimed,
+                "client_assertion: typ must be JWT or client-authentication+jwt".into(),
+            ));
+        }
+        let claims = JwtClaims::parse(jws.payload()).ok_or_else(|| {
+            refuse(
+                claimed,
+                "client_assertion: the claims are not valid JSON claims".into(),
+            )
+        })?;
+        let Some(subject) = claims.sub.as_deref() else {
+            return Err(refuse(
+                claimed,
+                "client_assertion: the sub claim is required".into(),
+            ));
+        };
+        if claimed.is_some_and(|c| c != subject) {
+            return Err(refuse(
+                claimed,
+                "client_id does not match the client_assertion's sub".into(),
+            ));
+        }
+        let entry = self
+            .snapshot
+            .client(subject)
+            .filter(|e| matches!(e.client.auth, ClientAuth::PrivateKeyJwt(_)))
+            .ok_or_else(|| {
+                refuse(
+                    Some(subject),
+                    "client_assertion: unknown client, or a client that does not authenticate with private_key_jwt".into(),
+                )
+            })?;
+        let remote;
+        let keys: &[_] = match &entry.keys {
+            KeySet::Registered(keys) => keys,
+            KeySet::Remote(location) => {
+                remote = self.assertions.remote_keys.keys(location).ok_or_else(|| {
+                    self.assertions.remote_keys.request_refetch(location);
+                    refuse(
+                        Some(subject),
+                        "client_assertion: the client's keys could not be fetched from its JWKS URI yet".into(),
+                    )
+                })?;
+                &remote
+            }
+            KeySet::None => &[],
+        };
+        jws.verify(keys).map_err(|e| {
+            if let (JwsError::UnknownKid(_), Some(location)) = (&e, entry.keys.location()) {
+                self.assertions.remote_keys.request_refetch(location);
+            }
+            refuse(Some(subject), format!("client_assertion: {e}"))
+        })?;
+        let settings = &self.snapshot.settings.assertions;
+        let accepted = check_client_assertion(
+            &claims,
+            subject,
+            &settings.audience,
+            settings.max_lifetime_secs,
+            now.unix_timestamp(),
+        )
+        .map_err(|e| refuse(Some(subject), format!("client_assertion: {e}")))?;
+        if entry.client.is_disabled(now) {
+            return Err(refuse(Some(subject), "the client is disabled".into()));
+        }
+        let id = AssertionId::of(subject, &accepted.jti);
+        self.assertions
+            .replay
+            .take(id, accepted.expires_at, now.unix_timestamp())
+            .map_err(|e| match e {
+                ReplayError::Replayed => refuse(Some(subject), format!("client_assertion: {e}")),
+                ReplayError::Full => AssertionFailure::Full,
+            })?;
+        Ok(Authenticated {
+            entry,
+            assertion: Some(UsedAssertion {
+                id,
+                expires_at: accepted.expires_at,
+            }),
+        })
+    }
+}
+
+/// Whether a JWT `typ` fits a client assertion: `JWT`, or the explicit type of
+/// draft-ietf-oauth-rfc7523bis; with or without the `application/` prefix (RFC 7515
+/// §4.1.9). Other types (an access token's `at+jwt`, a DPoP proof) are other JWTs.
+fn is_client_assertion_type(typ: &str) -> bool {
+    let typ = typ.strip_prefix("application/").unwrap_or(typ);
+    typ.eq_ignore_ascii_case("JWT") || typ.eq_ignore_ascii_case("client-authentication+jwt")
+}
+
+/// Why a client assertion was not accepted.
+enum AssertionFailure {
+    /// Refused, with the check that failed (sent to the client) and the client id it
+    /// named, if any.
+    Refused {
+        client_id: Option<String>,
+        why: String,
+    },
+    /// The replay set is full: try again shortly.
+    Full,
 }
 
 /// Why client authentication failed, for the log only: the answer is the same for all
@@ -114,6 +314,8 @@ pub enum Failure {
     WrongSecret,
     /// The client is disabled.
     Disabled,
+    /// A secret was presented for a client that authenticates with its keys.
+    SecretForKeyClient,
     /// No bearer token (`GET /auth/introspect`).
     MissingToken,
     /// A bearer token that has expired.
@@ -132,6 +334,7 @@ impl std::fmt::Display for Failure {
             Self::UnknownClient => "unknown_client",
             Self::WrongSecret => "wrong_secret",
             Self::Disabled => "disabled",
+            Self::SecretForKeyClient => "secret_for_private_key_jwt_client",
             Self::MissingToken => "missing_token",
             Self::ExpiredToken => "expired_token",
             Self::InvalidToken => "invalid_token",
@@ -142,6 +345,33 @@ impl std::fmt::Display for Failure {
 /// Longest part of a presented client id that is logged: ids are attacker-chosen.
 const MAX_LOGGED_CLIENT_ID: usize = 64;
 
+/// The first [`MAX_LOGGED_CLIENT_ID`] characters of a presented client id.
+fn loggable(id: &str) -> &str {
+    let end = id
+        .char_indices()
+        .nth(MAX_LOGGED_CLIENT_ID)
+        .map_or(id.len(), |(i, _)| i);
+    &id[..end]
+}
+
+/// Logs a refused client assertion at info, with the check that failed (the text the
+/// client was sent: it names a check, never key material or the assertion).
+fn log_assertion_failure(
+    client_id: Option<&str>,
+    why: &str,
+    source: Option<std::net::IpAddr>,
+    rate_limited: bool,
+) {
+    tracing::info!(
+        client_id = client_id.map(loggable),
+        reason = "invalid_assertion",
+        check = why,
+        client = source.map(tracing::field::display),
+        rate_limited = rate_limited.then_some(true),
+        "client authentication failed"
+    );
+}
+
 /// Logs a failed client authentication at info: the client id presented (cut short, and
 /// escaped by the formatter: it is the caller's text), why, and where from; never the
 /// secret. `rate_limited` when this failure spent a budget (the answer is 429).
@@ -151,15 +381,8 @@ pub fn log_failure(
     source: Option<std::net::IpAddr>,
     rate_limited: bool,
 ) {
-    let client_id = client_id.map(|id| {
-        let end = id
-            .char_indices()
-            .nth(MAX_LOGGED_CLIENT_ID)
-            .map_or(id.len(), |(i, _)| i);
-        &id[..end]
-    });
     tracing::info!(
-        client_id,
+        client_id = client_id.map(loggable),
         reason = %failure,
         client = source.map(tracing::field::display),
         rate_limited = rate_limited.then_some(true),

@@ -12,13 +12,20 @@
 //! - [`revocation`]: the revoked-token list, caught up incrementally.
 //! - [`verified`]: tokens already signed or verified here, so they are not verified again.
 //! - [`ratelimit`]: bounded budgets of issuance and failed authentication.
+//! - [`federation`]: tokens for workloads that present their platform's token (RFC 7523
+//!   §2.1 jwt-bearer, RFC 8693 token exchange), matched against trust rules.
+//! - [`remote_keys`]: keys that live elsewhere (client JWKS URIs, trusted issuers),
+//!   fetched in the background; [`replay`]: client assertions already used.
 //!
 //! May import `domain`, `crypto`, `net`, `store`, `operations` and `metrics`; never `http`.
 
 pub mod client_auth;
+pub mod federation;
 pub mod grant;
 pub mod ratelimit;
 pub mod refresh;
+pub mod remote_keys;
+pub mod replay;
 pub mod revocation;
 pub mod snapshot;
 pub mod verified;
@@ -39,8 +46,20 @@ pub enum GrantError {
     /// Missing, unknown or disabled client, or wrong secret (deliberately one case).
     #[error("client authentication failed")]
     InvalidClient,
-    /// A grant type other than `client_credentials`.
-    #[error("unsupported grant_type {0:?}: only client_credentials is supported")]
+    /// A client assertion that was refused, with the check that failed. Unlike a wrong
+    /// secret, naming the check helps the client's developer and tells an attacker
+    /// nothing: the claims are judged only after the signature verified.
+    #[error("client authentication failed: {0}")]
+    InvalidClientAssertion(String),
+    /// A federated grant whose platform token no trust rule accepts (RFC 6749
+    /// `invalid_grant`), with why.
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// A malformed federated grant request (`invalid_request`), with what is wrong.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A grant type this server does not support.
+    #[error("unsupported grant_type {0:?}")]
     UnsupportedGrantType(String),
     /// Malformed scope, or one the client is not allowed.
     #[error("{0}")]
@@ -72,8 +91,19 @@ pub struct Engine<'a> {
     pub verified: &'a VerifiedTokens,
     /// Budgets of issuance and failed authentication.
     pub limits: &'a RateLimits,
+    /// Keys fetched from elsewhere, and client assertions already used.
+    pub assertions: &'a Assertions,
     /// Where the request came from, for the per-address limit (`None`: unknown).
     pub source: Option<IpAddr>,
+}
+
+/// What checking JWTs signed by others needs beside the snapshot: one per server.
+#[derive(Debug)]
+pub struct Assertions {
+    /// Keys fetched from client JWKS URIs and trusted issuers.
+    pub remote_keys: std::sync::Arc<remote_keys::RemoteKeys>,
+    /// Client assertions used and not yet expired.
+    pub replay: replay::ReplayCache,
 }
 
 impl Engine<'_> {

@@ -252,19 +252,26 @@ impl RateLimits {
         }
     }
 
-    /// After a failed authentication: counts it against the address and the client id;
-    /// `Err(wait)` if either budget is now spent (the caller answers 429 instead of 401).
-    pub fn record_failure(&self, source: Option<IpAddr>, client_id: &str) -> Result<(), Duration> {
+    /// After a failed authentication: counts it against the address and the client id
+    /// (when the request named one); `Err(wait)` if either budget is now spent (the
+    /// caller answers 429 instead of 401).
+    pub fn record_failure(
+        &self,
+        source: Option<IpAddr>,
+        client_id: Option<&str>,
+    ) -> Result<(), Duration> {
         let now = Instant::now();
         let by_address = source.map_or(Ok(()), |ip| {
             self.failures_by_address.take(&source_key(ip), now)
         });
         // Client ids are attacker-chosen: bound what is kept of them.
-        let end = client_id
-            .char_indices()
-            .nth(64)
-            .map_or(client_id.len(), |(i, _)| i);
-        let by_client = self.failures_by_client.take(&client_id[..end], now);
+        let by_client = client_id.map_or(Ok(()), |client_id| {
+            let end = client_id
+                .char_indices()
+                .nth(64)
+                .map_or(client_id.len(), |(i, _)| i);
+            self.failures_by_client.take(&client_id[..end], now)
+        });
         match (by_address, by_client) {
             (Ok(()), Ok(())) => Ok(()),
             (Err(a), Err(b)) => Err(a.max(b)),
@@ -364,20 +371,20 @@ mod tests {
         let attacker = Some("203.0.113.7".parse().unwrap());
         let elsewhere = Some("198.51.100.1".parse().unwrap());
         for _ in 0..2 {
-            assert!(limits.record_failure(attacker, "live_x").is_ok());
+            assert!(limits.record_failure(attacker, Some("live_x")).is_ok());
         }
         assert!(
-            limits.record_failure(attacker, "live_x").is_ok(),
+            limits.record_failure(attacker, Some("live_x")).is_ok(),
             "third is the last"
         );
-        assert!(limits.record_failure(attacker, "live_x").is_err());
+        assert!(limits.record_failure(attacker, Some("live_x")).is_err());
         assert!(
             limits.check_source(attacker).is_err(),
             "refused outright now"
         );
         assert!(limits.check_source(elsewhere).is_ok(), "others are not");
         assert!(
-            limits.record_failure(elsewhere, "live_x").is_err(),
+            limits.record_failure(elsewhere, Some("live_x")).is_err(),
             "id budget spent"
         );
         assert!(
@@ -394,10 +401,14 @@ mod tests {
             ..RateLimitSettings::default()
         });
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert!(limits.record_failure(ip("2001:db8:1:2::1"), "a").is_ok());
         assert!(
             limits
-                .record_failure(ip("2001:db8:1:2:ffff::9"), "a")
+                .record_failure(ip("2001:db8:1:2::1"), Some("a"))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .record_failure(ip("2001:db8:1:2:ffff::9"), Some("a"))
                 .is_ok()
         );
         assert!(
@@ -409,8 +420,12 @@ mod tests {
             "the next /64 is not"
         );
 
-        assert!(limits.record_failure(ip("::ffff:203.0.113.7"), "a").is_ok());
-        assert!(limits.record_failure(ip("203.0.113.7"), "a").is_ok());
+        assert!(
+            limits
+                .record_failure(ip("::ffff:203.0.113.7"), Some("a"))
+                .is_ok()
+        );
+        assert!(limits.record_failure(ip("203.0.113.7"), Some("a")).is_ok());
         assert!(limits.check_source(ip("203.0.113.7")).is_err());
         assert!(
             limits.check_source(ip("203.0.113.8")).is_ok(),

@@ -134,6 +134,7 @@ impl Refresher {
         if force {
             let horizon = now.unix_timestamp() - EXPIRY_LEEWAY_SECS;
             self.store.prune_revocations(horizon).await?;
+            self.store.prune_assertions(now.unix_timestamp()).await?;
             self.revocations.prune(now.unix_timestamp());
         }
         let current = self.cell.load();

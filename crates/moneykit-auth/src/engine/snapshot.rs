@@ -15,9 +15,14 @@ use moneykit_wire::{AppClientResponse, AppResponse, AuthorizationServerMetadata,
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::remote_keys::KeyLocation;
+use crate::crypto::jose::{Algorithm, Strictness, VerifyingKey, parse_jwks};
 use crate::crypto::sealing::SealingError;
 use crate::crypto::{KeyPair, MasterKey, PublicKey};
-use crate::domain::clients::{App, Client};
+use crate::domain::assertions::{
+    AssertionAudience, IssuerKeys, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, TrustRule,
+};
+use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::signing_keys::KeyStatus;
 use crate::domain::tokens::access_token_header;
@@ -36,6 +41,38 @@ pub struct TokenSettings {
     /// default: anyone may read the metadata, and one tenant's scope names are not
     /// another's business.
     pub publish_scopes: bool,
+    /// How JWTs signed by others are judged: client assertions and platform tokens.
+    pub assertions: AssertionSettings,
+}
+
+/// How client assertions (`private_key_jwt`) and federated platform tokens are judged.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// The `aud` a client assertion must carry.
+    pub audience: AssertionAudience,
+    /// Longest a client assertion may still be valid for (`exp` - now), in seconds.
+    pub max_lifetime_secs: i64,
+    /// Longest lifetime (`exp` - `iat`) of a platform token exchanged, in seconds.
+    pub federation_max_lifetime_secs: i64,
+}
+
+impl AssertionSettings {
+    /// The defaults for `issuer`: 5 minutes for assertions, a day for platform tokens;
+    /// `strict` takes only the issuer identifier as an assertion's audience.
+    pub fn for_issuer(issuer: &str, strict: bool) -> Self {
+        Self {
+            audience: AssertionAudience {
+                issuer: issuer.to_owned(),
+                token_endpoints: vec![
+                    format!("{issuer}/oauth2/token"),
+                    format!("{issuer}/auth/token"),
+                ],
+                strict,
+            },
+            max_lifetime_secs: 300,
+            federation_max_lifetime_secs: 24 * 3600,
+        }
+    }
 }
 
 /// A client as the hot path needs it.
@@ -45,6 +82,9 @@ pub struct ClientEntry {
     pub client: Client,
     /// Its app.
     pub app: Arc<App>,
+    /// A `private_key_jwt` client's keys: parsed from its registered JWKS, or where its
+    /// JWKS URI's keys are cached.
+    pub keys: KeySet,
     /// The `/auth/introspect` body, serialized on first use (most clients are never
     /// introspected, and with 100 000 clients eager bodies would cost ~30 MB).
     introspection_json: OnceLock<Bytes>,
@@ -82,6 +122,69 @@ impl ClientEntry {
     }
 }
 
+/// The public keys that verify someone's JWTs.
+#[derive(Debug, Default)]
+pub enum KeySet {
+    /// None: a secret client.
+    #[default]
+    None,
+    /// Registered with the server, parsed when the snapshot was built.
+    Registered(Vec<VerifyingKey>),
+    /// Fetched from elsewhere and cached ([`crate::engine::remote_keys`]).
+    Remote(KeyLocation),
+}
+
+impl KeySet {
+    fn of_client(client: &Client) -> Self {
+        match &client.auth {
+            ClientAuth::Secret(_) => KeySet::None,
+            ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
+                KeySet::registered(jwks, &client.id)
+            }
+            ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => {
+                KeySet::Remote(KeyLocation::Jwks(uri.clone()))
+            }
+        }
+    }
+
+    fn of_rule(rule: &TrustRule) -> Self {
+        match &rule.keys {
+            IssuerKeys::Jwks(jwks) => KeySet::registered(jwks, &rule.id),
+            IssuerKeys::Uri(uri) => KeySet::Remote(KeyLocation::Jwks(uri.clone())),
+            IssuerKeys::Discovery => KeySet::Remote(KeyLocation::Discovery(rule.issuer.clone())),
+        }
+    }
+
+    /// Registered keys, checked when they were registered; a stored JWKS that no longer
+    /// parses (edited by hand) verifies nothing, and says so once here.
+    fn registered(jwks: &str, owner: &str) -> Self {
+        match parse_jwks(jwks.as_bytes(), Strictness::Every) {
+            Ok(keys) => KeySet::Registered(keys),
+            Err(error) => {
+                tracing::warn!(owner, %error, "stored JWKS is not usable; its JWTs are refused");
+                KeySet::Registered(Vec::new())
+            }
+        }
+    }
+
+    /// Where the keys are fetched from, if elsewhere.
+    pub fn location(&self) -> Option<&KeyLocation> {
+        match self {
+            KeySet::Remote(location) => Some(location),
+            _ => None,
+        }
+    }
+}
+
+/// A client's trust in an external issuer, with the keys that verify its tokens.
+#[derive(Debug)]
+pub struct TrustEntry {
+    /// The rule.
+    pub rule: TrustRule,
+    /// The issuer's keys.
+    pub keys: KeySet,
+}
+
 /// A signing key ready to sign: parsed once, with its JWT header precomputed.
 #[derive(Debug)]
 pub struct Signer {
@@ -103,6 +206,10 @@ pub struct Snapshot {
     /// Token settings.
     pub settings: Arc<TokenSettings>,
     clients: HashSet<ClientEntry>,
+    /// Trust rules by issuer: a platform token's `iss` picks the rules to try.
+    trust: HashMap<String, Vec<TrustEntry>>,
+    /// Every place keys are fetched from, for the background fetcher.
+    key_locations: Vec<KeyLocation>,
     /// Published keys, in activation order: a handful (next, active, retired within a
     /// day), so lookups scan them, which beats hashing a 100-byte header on every request.
     signers: Vec<Signer>,
@@ -137,11 +244,29 @@ impl Snapshot {
                 .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
                 .clone();
             clients.insert(ClientEntry {
+                keys: KeySet::of_client(&client),
                 client,
                 app,
                 introspection_json: OnceLock::new(),
             });
         }
+        let mut trust: HashMap<String, Vec<TrustEntry>> = HashMap::new();
+        for rule in state.trust_rules {
+            let entry = TrustEntry {
+                keys: KeySet::of_rule(&rule),
+                rule,
+            };
+            trust
+                .entry(entry.rule.issuer.clone())
+                .or_default()
+                .push(entry);
+        }
+        let key_locations: BTreeSet<KeyLocation> = clients
+            .iter()
+            .filter_map(|c| c.keys.location())
+            .chain(trust.values().flatten().filter_map(|t| t.keys.location()))
+            .cloned()
+            .collect();
 
         let schedule = KeySchedule::new(&state.keys);
         let mut signers = Vec::new();
@@ -163,6 +288,8 @@ impl Snapshot {
             revision: state.revision,
             settings,
             clients,
+            trust,
+            key_locations: key_locations.into_iter().collect(),
             signers,
             jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
             metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
@@ -173,6 +300,16 @@ impl Snapshot {
     /// The client with this id, if it exists (enabled or not).
     pub fn client(&self, id: &str) -> Option<&ClientEntry> {
         self.clients.get(id)
+    }
+
+    /// The trust rules for platform tokens of `issuer`.
+    pub fn trust_rules(&self, issuer: &str) -> &[TrustEntry] {
+        self.trust.get(issuer).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every place keys are fetched from.
+    pub fn key_locations(&self) -> &[KeyLocation] {
+        &self.key_locations
     }
 
     /// The key that signs at `now`. Keys are few and ordered, so a backwards scan is the
@@ -239,24 +376,30 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
         vec![
             "client_secret_basic".to_owned(),
             "client_secret_post".to_owned(),
+            "private_key_jwt".to_owned(),
         ]
     };
+    let algorithms = || Algorithm::ALL.map(|a| a.name().to_owned()).to_vec();
     AuthorizationServerMetadata {
         issuer: issuer.to_owned(),
         token_endpoint: format!("{issuer}/oauth2/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         introspection_endpoint: format!("{issuer}/oauth2/introspect"),
         revocation_endpoint: format!("{issuer}/oauth2/revoke"),
-        grant_types_supported: vec!["client_credentials".into()],
+        grant_types_supported: vec![
+            "client_credentials".into(),
+            JWT_BEARER_GRANT.into(),
+            TOKEN_EXCHANGE_GRANT.into(),
+        ],
         response_types_supported: vec![],
         scopes_supported: scopes.into_iter().map(str::to_owned).collect(),
         token_endpoint_auth_methods_supported: auth_methods(),
-        token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        token_endpoint_auth_signing_alg_values_supported: algorithms(),
         introspection_endpoint_auth_methods_supported: auth_methods(),
-        introspection_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        introspection_endpoint_auth_signing_alg_values_supported: algorithms(),
         revocation_endpoint_auth_methods_supported: auth_methods(),
-        revocation_endpoint_auth_signing_alg_values_supported: Vec::new(),
-        client_assertion_audiences_accepted: Vec::new(),
+        revocation_endpoint_auth_signing_alg_values_supported: algorithms(),
+        client_assertion_audiences_accepted: settings.assertions.audience.accepted(),
         service_documentation: format!("{issuer}/openapi.json"),
     }
 }

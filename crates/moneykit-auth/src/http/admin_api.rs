@@ -9,8 +9,9 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /admin/apps`, `POST /admin/apps` `{"name"}` | apps |
 //! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}` (the flags only narrow the server's policy), `DELETE …` | webhook URL |
-//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl"}` | clients |
-//! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
+//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl","token_endpoint_auth_method","jwks","jwks_uri"}` | clients |
+//! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl","jwks","jwks_uri"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
+//! | `GET /admin/clients/{id}/trust-rules`, `POST …` `{"issuer","subject","audience","jwks","jwks_uri"}`, `DELETE …/{rule_id}` | a client's trust rules (federated workloads) |
 //! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}`, `POST /admin/keys/{kid}/revoke` | signing keys |
 //! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
 
@@ -39,6 +40,7 @@ use crate::domain::payloads;
 use crate::domain::signing_keys::KeySchedule;
 use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
+use crate::operations::secretless::{self, KeysInput, NewTrustRule};
 use crate::operations::views;
 use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
 
@@ -86,6 +88,14 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
         .route("/admin/clients/{id}/disable", post(disable_client))
         .route("/admin/clients/{id}/enable", post(enable_client))
         .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
+        .route(
+            "/admin/clients/{id}/trust-rules",
+            get(list_trust_rules).post(add_trust_rule),
+        )
+        .route(
+            "/admin/clients/{id}/trust-rules/{rule_id}",
+            axum::routing::delete(remove_trust_rule),
+        )
         .route("/admin/keys", get(list_keys))
         .route("/admin/keys/rotate", post(rotate_key))
         .route("/admin/keys/{kid}/revoke", post(revoke_key))
@@ -246,6 +256,26 @@ struct CreateClient {
     #[serde(default)]
     audiences: Vec<String>,
     token_ttl: Option<u64>,
+    /// `client_secret_basic` (the default; `client_secret_post` is the same) or
+    /// `private_key_jwt`.
+    token_endpoint_auth_method: Option<String>,
+    /// A `private_key_jwt` client's JWKS, as a JSON object.
+    jwks: Option<Value>,
+    /// Or the URL it publishes its JWKS at.
+    jwks_uri: Option<String>,
+}
+
+/// The keys of a request body: a JWKS object or a URI, not both.
+fn keys_input(
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+) -> Result<Option<KeysInput>, ApiError> {
+    match (jwks, jwks_uri) {
+        (Some(_), Some(_)) => Err(invalid("give jwks or jwks_uri, not both")),
+        (Some(jwks), None) => Ok(Some(KeysInput::Jwks(jwks.to_string()))),
+        (None, Some(uri)) => Ok(Some(KeysInput::Uri(uri))),
+        (None, None) => Ok(None),
+    }
 }
 
 fn default_client_name() -> String {
@@ -256,6 +286,8 @@ async fn create_client(
     State(state): State<Arc<AdminState>>,
     Json(new): Json<CreateClient>,
 ) -> Reply {
+    let keys = keys_input(new.jwks, new.jwks_uri)?;
+    let method = new.token_endpoint_auth_method;
     let new = NewClient {
         app_id: new.app_id,
         name: new.name,
@@ -263,12 +295,36 @@ async fn create_client(
         audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
     };
-    let (client, secret) =
-        operations::create_client(state.store.as_ref(), &new, Via::AdminApi).await?;
-    ok(
-        StatusCode::CREATED,
-        views::client_secret_json(&client, &secret),
-    )
+    let store = state.store.as_ref();
+    match (method.as_deref(), keys) {
+        (None | Some("client_secret_basic" | "client_secret_post"), None) => {
+            let (client, secret) = operations::create_client(store, &new, Via::AdminApi).await?;
+            ok(
+                StatusCode::CREATED,
+                views::client_secret_json(&client, &secret),
+            )
+        }
+        (Some("private_key_jwt"), Some(keys)) => {
+            let client = secretless::create_key_client(
+                store,
+                &new,
+                &keys,
+                state.key_fetch_policy,
+                Via::AdminApi,
+            )
+            .await?;
+            ok(StatusCode::CREATED, views::client_json(&client))
+        }
+        (Some("private_key_jwt"), None) => {
+            Err(invalid("a private_key_jwt client needs jwks or jwks_uri"))
+        }
+        (None | Some("client_secret_basic" | "client_secret_post"), Some(_)) => Err(invalid(
+            "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
+        )),
+        (Some(_), _) => Err(invalid(
+            "token_endpoint_auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
+        )),
+    }
 }
 
 async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
@@ -277,7 +333,10 @@ async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<String
         .get_client(&id)
         .await?
         .ok_or(AdminError::UnknownClient(id))?;
-    ok(StatusCode::OK, views::client_json(&client))
+    let rules = state.store.list_trust_rules(Some(&client.id)).await?;
+    let mut json = views::client_json(&client);
+    json["trust_rules"] = rules.iter().map(views::trust_rule_json).collect();
+    ok(StatusCode::OK, json)
 }
 
 /// `PATCH /admin/clients/{id}`: absent members stay as they are; `"token_ttl": null`
@@ -290,6 +349,8 @@ struct UpdateClient {
     audiences: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     token_ttl: Option<Option<u64>>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
 }
 
 /// A member that is present, even as `null`: `Some(None)`; absent is `None` (by default).
@@ -302,15 +363,78 @@ async fn update_client(
     Path(id): Path<String>,
     Json(change): Json<UpdateClient>,
 ) -> Reply {
+    let keys = keys_input(change.jwks, change.jwks_uri)?;
     let update = ClientUpdate {
         name: change.name,
         scope: change.scope,
         audiences: change.audiences,
         token_ttl_secs: change.token_ttl,
     };
-    let client =
-        operations::update_client(state.store.as_ref(), &id, &update, Via::AdminApi).await?;
+    let store = state.store.as_ref();
+    let mut client = match update.is_empty() && keys.is_some() {
+        true => operations::existing_client(store, &id).await?,
+        false => operations::update_client(store, &id, &update, Via::AdminApi).await?,
+    };
+    if let Some(keys) = keys {
+        client =
+            secretless::set_client_keys(store, &id, &keys, state.key_fetch_policy, Via::AdminApi)
+                .await?;
+    }
     ok(StatusCode::OK, views::client_json(&client))
+}
+
+async fn list_trust_rules(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+    if state.store.get_client(&id).await?.is_none() {
+        return Err(AdminError::UnknownClient(id).into());
+    }
+    let rules = state.store.list_trust_rules(Some(&id)).await?;
+    ok(
+        StatusCode::OK,
+        Value::from_iter(rules.iter().map(views::trust_rule_json)),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddTrustRule {
+    issuer: String,
+    subject: String,
+    audience: Option<String>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+}
+
+async fn add_trust_rule(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Json(rule): Json<AddTrustRule>,
+) -> Reply {
+    let new = NewTrustRule {
+        keys: keys_input(rule.jwks, rule.jwks_uri)?,
+        issuer: rule.issuer,
+        subject: rule.subject,
+        audience: rule.audience,
+    };
+    let rule = secretless::trust(
+        state.store.as_ref(),
+        &id,
+        &new,
+        state.key_fetch_policy,
+        Via::AdminApi,
+    )
+    .await?;
+    ok(StatusCode::CREATED, views::trust_rule_json(&rule))
+}
+
+async fn remove_trust_rule(
+    State(state): State<Arc<AdminState>>,
+    Path((id, rule_id)): Path<(String, String)>,
+) -> Reply {
+    secretless::untrust(state.store.as_ref(), &id, &rule_id, Via::AdminApi).await?;
+    ok(
+        StatusCode::OK,
+        json!({"client_id": id, "rule_id": rule_id, "removed": true}),
+    )
 }
 
 #[derive(Deserialize, Default)]

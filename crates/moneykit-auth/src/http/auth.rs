@@ -46,7 +46,7 @@ pub async fn token(
         false,
         request.source,
     )?;
-    let issued = state.issue_token(&form, request.source)?;
+    let issued = state.issue_token(&form, request.source).await?;
     Ok(token_response(StatusCode::CREATED, &issued, "bearer"))
 }
 

@@ -32,7 +32,12 @@ pub enum ApiError {
         /// Whether HTTP Basic was used.
         basic: bool,
     },
-    /// A grant type other than `client_credentials` (400).
+    /// A client assertion that was refused (401 `invalid_client`), with the check that
+    /// failed.
+    InvalidClientAssertion(String),
+    /// A federated grant no trust rule accepts (400 `invalid_grant`), with why.
+    InvalidGrant(String),
+    /// A grant type this server does not support (400).
     UnsupportedGrantType(String),
     /// A scope that is malformed or not allowed (400).
     InvalidScope(String),
@@ -93,6 +98,16 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "api_error.auth.unauthorized",
                 Some("invalid_client"),
+            ),
+            InvalidClientAssertion(_) => (
+                StatusCode::UNAUTHORIZED,
+                "api_error.auth.unauthorized",
+                Some("invalid_client"),
+            ),
+            InvalidGrant(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.invalid_grant",
+                Some("invalid_grant"),
             ),
             UnsupportedGrantType(_) => (
                 StatusCode::BAD_REQUEST,
@@ -196,9 +211,13 @@ impl ApiError {
             InvalidClient { .. } => "Client authentication failed: unknown or disabled client, \
                                      wrong secret, or conflicting credentials"
                 .into(),
-            UnsupportedGrantType(g) => {
-                format!("Unsupported grant_type {g:?}: only client_credentials is supported")
-            }
+            InvalidClientAssertion(why) => format!("Client authentication failed: {why}"),
+            InvalidGrant(why) => format!("Invalid grant: {why}"),
+            UnsupportedGrantType(g) => format!(
+                "Unsupported grant_type {g:?}: use client_credentials, or for a federated \
+                 workload urn:ietf:params:oauth:grant-type:jwt-bearer or \
+                 urn:ietf:params:oauth:grant-type:token-exchange"
+            ),
             InvalidScope(why) => format!("Invalid scope: {why}"),
             InvalidTarget(why) => format!("Invalid target: {why}"),
             Validation(errors) | InvalidRequest(errors) => match errors.as_slice() {
@@ -362,6 +381,11 @@ impl ApiError {
     pub fn from_grant(error: GrantError, basic: bool) -> Self {
         match error {
             GrantError::InvalidClient => ApiError::InvalidClient { basic },
+            GrantError::InvalidClientAssertion(why) => ApiError::InvalidClientAssertion(why),
+            GrantError::InvalidGrant(why) => ApiError::InvalidGrant(why),
+            GrantError::InvalidRequest(why) => {
+                ApiError::InvalidRequest(vec![ValidationError::new(&["body"], why, "value_error")])
+            }
             GrantError::UnsupportedGrantType(g) => ApiError::UnsupportedGrantType(g),
             GrantError::InvalidScope(why) => ApiError::InvalidScope(why),
             GrantError::InvalidTarget(why) => ApiError::InvalidTarget(why),

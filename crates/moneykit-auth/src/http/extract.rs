@@ -18,6 +18,7 @@ use moneykit_wire::headers::{MONEYKIT_VERSION, SUPPORTED_VERSIONS};
 use utoipa::IntoParams;
 
 use super::error::ApiError;
+use crate::domain::assertions::{CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT};
 use crate::engine::Credentials;
 use crate::engine::client_auth;
 use crate::engine::grant::TokenRequest;
@@ -281,7 +282,47 @@ impl<'a> AuthenticatedForm<'a> {
         let basic = basic_credentials(headers)
             .transpose()?
             .filter(|b| !b.is_empty());
-        Ok(Self { fields, basic })
+        let form = Self { fields, basic };
+        form.check_assertion_fields()?;
+        Ok(form)
+    }
+
+    /// A client assertion comes with its type, and alone: a client uses one
+    /// authentication method per request (RFC 6749 §2.3), whatever the surface.
+    fn check_assertion_fields(&self) -> Result<(), ApiError> {
+        let assertion = self.fields.get("client_assertion");
+        let kind = self.fields.get("client_assertion_type");
+        let fail = |field: &str, message: &str| {
+            Err(validation(
+                &["body", field],
+                message,
+                "value_error.client_assertion",
+            ))
+        };
+        match (assertion, kind) {
+            (None, None) => Ok(()),
+            (Some(_), None) => fail(
+                "client_assertion_type",
+                "client_assertion_type is required with client_assertion",
+            ),
+            (None, Some(_)) => fail(
+                "client_assertion",
+                "client_assertion is required with client_assertion_type",
+            ),
+            (Some(_), Some(kind)) if kind != CLIENT_ASSERTION_TYPE => fail(
+                "client_assertion_type",
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (Some(_), Some(_))
+                if self.basic.is_some() || self.fields.get("client_secret").is_some() =>
+            {
+                fail(
+                    "client_assertion",
+                    "use one client authentication method: a client_assertion, or a secret, not both",
+                )
+            }
+            (Some(_), Some(_)) => Ok(()),
+        }
     }
 
     /// The form, if its Basic and body credentials (when both are sent) agree.
@@ -332,6 +373,12 @@ impl<'a> AuthenticatedForm<'a> {
     /// The client's credentials, `None` if the request carried none. A body `client_id`
     /// without a secret yields an empty secret, which fails authentication.
     pub fn credentials(&self) -> Option<Credentials<'_>> {
+        if let Some(assertion) = self.field("client_assertion") {
+            return Some(Credentials::Assertion {
+                client_id: self.field("client_id"),
+                assertion,
+            });
+        }
         match &self.basic {
             Some(b) => Some(Credentials::secret(&b.client_id, &b.client_secret)),
             None => self
@@ -345,15 +392,36 @@ impl<'a> AuthenticatedForm<'a> {
     /// spaces.
     pub fn as_grant_request(&self) -> TokenRequest<'_> {
         let audience = self.field("audience").unwrap_or_default();
+        let grant_type = self.field("grant_type");
+        let exchange = grant_type == Some(TOKEN_EXCHANGE_GRANT);
+        // A federated workload needs no client authentication; its `client_id` alone only
+        // chooses among the clients that trust it.
+        let unauthenticated = self.basic.is_none()
+            && self.field("client_secret").is_none()
+            && self.field("client_assertion").is_none();
+        let federated = exchange || grant_type == Some(JWT_BEARER_GRANT);
         TokenRequest {
-            grant_type: self.field("grant_type"),
+            grant_type,
+            client_id: self.field("client_id"),
+            platform_token: self.field(if exchange {
+                "subject_token"
+            } else {
+                "assertion"
+            }),
+            subject_token_type: self.field("subject_token_type"),
+            requested_token_type: self.field("requested_token_type"),
+            actor_token: self.field("actor_token").is_some(),
             scope: self.field("scope"),
             audiences: self
                 .fields
                 .resources()
                 .chain(audience.split(' ').filter(|a| !a.is_empty()))
                 .collect(),
-            credentials: self.credentials(),
+            credentials: if federated && unauthenticated {
+                None
+            } else {
+                self.credentials()
+            },
         }
     }
 }
@@ -630,7 +698,7 @@ mod tests {
         ));
         let parsed = AuthenticatedForm::parse(&h, b"", TokenForm::FIELDS).unwrap();
         let req = parsed.as_grant_request();
-        assert_eq!(req.credentials.unwrap().client_id(), "id1");
+        assert_eq!(req.credentials.unwrap().client_id(), Some("id1"));
     }
 
     #[test]

@@ -21,8 +21,8 @@ use super::hygiene::request_id;
 use super::response::{no_store, token_response};
 use super::state::AppState;
 use crate::engine::Engine;
+use crate::engine::client_auth::Authenticated;
 use crate::engine::revocation;
-use crate::engine::snapshot::ClientEntry;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
 #[utoipa::path(
@@ -54,6 +54,7 @@ pub async fn token(
     }
     let issued = state
         .issue_token(&form, source)
+        .await
         .map_err(ApiError::for_oauth2)?;
     Ok(token_response(StatusCode::OK, &issued, "Bearer"))
 }
@@ -65,7 +66,7 @@ fn authenticated_caller<'s, 'b>(
     headers: &HeaderMap,
     body: &'b [u8],
     now: OffsetDateTime,
-) -> Result<(&'s ClientEntry, AuthenticatedForm<'b>), ApiError> {
+) -> Result<(Authenticated<'s>, AuthenticatedForm<'b>), ApiError> {
     let form =
         AuthenticatedForm::parse_from(headers, body, TokenHintForm::FIELDS, true, engine.source)
             .map_err(ApiError::for_oauth2)?;
@@ -101,11 +102,27 @@ pub async fn introspect(
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let snapshot = state.snapshot();
-    let engine = state.engine(&snapshot).from_source(source);
-    let (_caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
-    let token = form.field("token").unwrap_or_default();
-    let body = match engine.authorize_bearer(token, now) {
+    let (body, used) = {
+        let snapshot = state.snapshot();
+        let engine = state.engine(&snapshot).from_source(source);
+        let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
+        let token = form.field("token").unwrap_or_default();
+        (introspection(&engine, token, now), caller.assertion)
+    };
+    if let Some(used) = &used {
+        state
+            .record_assertion(used)
+            .await
+            .map_err(ApiError::for_oauth2)?;
+    }
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    no_store(&mut response);
+    Ok(response)
+}
+
+/// The RFC 7662 answer for `token`.
+fn introspection(engine: &Engine<'_>, token: &str, now: OffsetDateTime) -> IntrospectionResponse {
+    match engine.authorize_bearer(token, now) {
         Ok(authorized) => {
             let claims = authorized.claims;
             IntrospectionResponse {
@@ -123,10 +140,7 @@ pub async fn introspect(
             }
         }
         Err(_) => IntrospectionResponse::default(),
-    };
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-    no_store(&mut response);
-    Ok(response)
+    }
 }
 
 /// `POST /oauth2/revoke`: RFC 7009 revocation of one of the caller's own tokens. The
@@ -154,15 +168,22 @@ pub async fn revoke(
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let revocation = {
+    let (revocation, used) = {
         let snapshot = state.snapshot();
         let engine = state.engine(&snapshot).from_source(source);
         let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
         let token = form.field("token").unwrap_or_default();
-        engine
-            .revocation_for(caller, token, now)
-            .map_err(|e| ApiError::from_grant(e, true))?
+        let revocation = engine
+            .revocation_for(caller.entry, token, now)
+            .map_err(|e| ApiError::from_grant(e, true))?;
+        (revocation, caller.assertion)
     };
+    if let Some(used) = &used {
+        state
+            .record_assertion(used)
+            .await
+            .map_err(ApiError::for_oauth2)?;
+    }
     if let Some(revoked) = revocation {
         let revoked = revocation::record(state.store.as_ref(), &state.revocations, revoked)
             .await

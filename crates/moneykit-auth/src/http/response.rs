@@ -40,6 +40,10 @@ pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str
     push_str(&mut body, token_type);
     body.push_str(&format!(",\"expires_in\":{},\"scope\":", issued.expires_in));
     push_str(&mut body, &issued.scope);
+    if let Some(issued_type) = issued.issued_token_type {
+        body.push_str(",\"issued_token_type\":");
+        push_str(&mut body, issued_type);
+    }
     body.push('}');
     let mut response = json_bytes(status, Bytes::from(body), "no-store");
     response

@@ -10,13 +10,14 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 use super::extract::AuthenticatedForm;
 use crate::crypto::MasterKey;
-use crate::engine::Engine;
+use crate::engine::client_auth::UsedAssertion;
 use crate::engine::grant::IssuedToken;
 use crate::engine::ratelimit::RateLimits;
 use crate::engine::refresh::Health;
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell};
 use crate::engine::verified::VerifiedTokens;
+use crate::engine::{Assertions, Engine};
 use crate::metrics::Metrics;
 use crate::net::guard::TargetPolicy;
 use crate::store::Store;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub webhook_max_pending: u32,
     /// Issuance and failed-authentication budgets.
     pub limits: Arc<RateLimits>,
+    /// Keys fetched from elsewhere and client assertions already used.
+    pub assertions: Arc<Assertions>,
 }
 
 impl Shared {
@@ -81,26 +84,63 @@ impl Shared {
             revoked: &self.revocations,
             verified: &self.verified,
             limits: &self.limits,
+            assertions: &self.assertions,
             source: None,
         }
     }
 
-    /// Runs the client-credentials grant for a parsed request and counts the token: what
-    /// both token endpoints share before shaping their own response.
-    pub fn issue_token(
+    /// Runs the grant a parsed request asks for and counts the token: what both token
+    /// endpoints share before shaping their own response. A token issued on a client
+    /// assertion is handed out only once the assertion's use is recorded.
+    pub async fn issue_token(
         &self,
         form: &AuthenticatedForm<'_>,
         source: Option<std::net::IpAddr>,
     ) -> Result<IssuedToken, ApiError> {
-        let snapshot = self.snapshot();
-        let issued = self
-            .engine(&snapshot)
-            .from_source(source)
-            .client_credentials(&form.as_grant_request(), OffsetDateTime::now_utc())
-            .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
+        let issued = {
+            let snapshot = self.snapshot();
+            self.engine(&snapshot)
+                .from_source(source)
+                .token(&form.as_grant_request(), OffsetDateTime::now_utc())
+                .map_err(|e| ApiError::from_grant(e, form.used_basic()))?
+        };
+        if let Some(used) = &issued.assertion {
+            self.record_assertion(used).await?;
+        }
         self.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client_id = %issued.claims.client_id, "issued token");
         Ok(issued)
+    }
+
+    /// Records a client assertion's use where every replica sees it (PostgreSQL; nothing
+    /// to do on SQLite): refused if another replica took it first. Runs after the local
+    /// check, so this process never writes the same assertion twice.
+    pub async fn record_assertion(&self, used: &UsedAssertion) -> Result<(), ApiError> {
+        match self
+            .store
+            .record_assertion(&used.id.to_hex(), used.expires_at)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(
+                    reason = "invalid_assertion",
+                    check = "jti used before, at another replica",
+                    "client authentication failed"
+                );
+                Err(ApiError::InvalidClientAssertion(
+                    "client_assertion: the jti has been used before".into(),
+                ))
+            }
+            Err(error) => {
+                if self.health.set_store_reachable(false) {
+                    tracing::error!(%error, "cannot record a client assertion; database unreachable");
+                }
+                Err(ApiError::Unavailable(
+                    "the client assertion could not be recorded",
+                ))
+            }
+        }
     }
 }
 
@@ -125,6 +165,9 @@ pub struct AdminState {
     /// The server's webhook target policy: what `PUT /admin/apps/{id}/webhook` checks a
     /// URL against (a request may narrow it, never widen it).
     pub webhook_policy: TargetPolicy,
+    /// What client JWKS URIs and trusted issuers are checked against (the server's
+    /// key-fetch guard).
+    pub key_fetch_policy: TargetPolicy,
     /// SHA-256 of the admin token.
     pub token_digest: [u8; 32],
 }

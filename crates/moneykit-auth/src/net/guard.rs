@@ -1,7 +1,8 @@
-//! Which URLs may receive webhooks: the guard against server-side request forgery.
+//! Which URLs the server may connect to: the guard against server-side request forgery,
+//! for every URL a user gives (webhook targets, client JWKS URIs, trusted issuers).
 //!
 //! A webhook URL is chosen by whoever administers an app, and the server POSTs to it from
-//! inside the operator's network. So by default only `https` URLs are accepted, and only
+//! inside the operator's network; a JWKS URI or issuer is fetched from there too. So by default only `https` URLs are accepted, and only
 //! when every address the host resolves to is a public unicast address: loopback, private
 //! (RFC 1918, unique-local), link-local (which includes the cloud metadata address
 //! 169.254.169.254), carrier-grade NAT, multicast, documentation and unspecified
@@ -50,14 +51,14 @@ pub enum TargetError {
     #[error("not a valid URL: {0}")]
     Invalid(String),
     /// Not https (or http when allowed).
-    #[error("webhook URLs must use https (http needs the operator's allow-http flag)")]
+    #[error("the URL must use https (http needs the operator's allow-http flag)")]
     Scheme,
     /// Credentials in the URL would be sent to, and logged by, whatever is at the host.
-    #[error("webhook URLs must not contain a user name or password")]
+    #[error("the URL must not contain a user name or password")]
     Credentials,
     /// The host is or resolves to a non-public address.
     #[error(
-        "{host} resolves to {addr}, a {kind} address; webhooks to it need the operator's allow-private-targets flag"
+        "{host} resolves to {addr}, a {kind} address, refused without the operator's allow-private-targets flag"
     )]
     Private {
         /// The URL's host.

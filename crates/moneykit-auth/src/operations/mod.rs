@@ -1,5 +1,7 @@
 //! Administrative operations: what the CLI, the admin API and the webhook trigger do to
 //! apps, clients, keys and webhook events — one implementation, so they cannot disagree.
+//! [`secretless`] holds the ones for clients without secrets: `private_key_jwt` keys and
+//! the trust rules of federated workloads.
 //! Each validates its input fully before writing, so bad input changes nothing, and each
 //! is one store call or a guarded sequence that is safe to retry. [`views`] are the JSON
 //! shapes both the CLI's `--json` and the admin API print.
@@ -10,6 +12,7 @@
 //! May import `store`, `domain`, `net` and `crypto`; the engine calls in here (scheduled
 //! key rotation), never the reverse.
 
+pub mod secretless;
 pub mod views;
 
 use time::{Duration, OffsetDateTime};
@@ -17,7 +20,7 @@ use time::{Duration, OffsetDateTime};
 use crate::crypto::{KeyPair, MasterKey};
 use crate::domain::MAX_TOKEN_TTL_SECS;
 use crate::domain::audience::parse_audiences;
-use crate::domain::clients::{App, Client};
+use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::ids::{new_app_id, new_client_id, new_key_id};
 use crate::domain::payloads;
@@ -67,6 +70,7 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UnknownApp(id) => AdminError::UnknownApp(id),
+            StoreError::UnknownClient(id) => AdminError::UnknownClient(id),
             other => AdminError::Store(other),
         }
     }
@@ -95,13 +99,13 @@ impl std::fmt::Display for Via {
 
 /// The current time in whole seconds: what the store keeps, so what a command prints
 /// right after a write matches what it reads back later.
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
 /// Checks a display name: non-empty, at most 200 characters, no control characters.
-fn check_name(what: &str, name: &str) -> Result<String, AdminError> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<String, AdminError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AdminError::Invalid(format!(
@@ -165,6 +169,18 @@ pub async fn create_client(
     new: &NewClient,
     via: Via,
 ) -> Result<(Client, ClientSecret), AdminError> {
+    let secret = ClientSecret::generate();
+    let client = insert_new_client(store, new, ClientAuth::Secret(secret.hash()), via).await?;
+    Ok((client, secret))
+}
+
+/// Checks `new` and stores it as a client authenticating with `auth`.
+pub(crate) async fn insert_new_client(
+    store: &dyn Store,
+    new: &NewClient,
+    auth: ClientAuth,
+    via: Via,
+) -> Result<Client, AdminError> {
     let scopes = check_scope(&new.scope)?;
     let audiences = check_audiences(&new.audiences)?;
     let token_ttl_secs = new.token_ttl_secs.map(check_token_ttl).transpose()?;
@@ -172,7 +188,6 @@ pub async fn create_client(
     if store.get_app(&new.app_id).await?.is_none() {
         return Err(AdminError::UnknownApp(new.app_id.clone()));
     }
-    let secret = ClientSecret::generate();
     let client = Client {
         id: new_client_id(),
         app_id: new.app_id.clone(),
@@ -180,7 +195,7 @@ pub async fn create_client(
         scopes,
         audiences,
         token_ttl_secs,
-        secret_hash: secret.hash(),
+        auth,
         created_at: now(),
         disabled_at: None,
     };
@@ -189,13 +204,14 @@ pub async fn create_client(
         client_id = %client.id,
         app_id = %client.app_id,
         scope = client.scopes.as_str(),
+        auth_method = client.auth.method(),
         %via,
         "client created"
     );
-    Ok((client, secret))
+    Ok(client)
 }
 
-async fn existing_client(store: &dyn Store, id: &str) -> Result<Client, AdminError> {
+pub(crate) async fn existing_client(store: &dyn Store, id: &str) -> Result<Client, AdminError> {
     store
         .get_client(id)
         .await?
@@ -216,6 +232,11 @@ pub struct ClientUpdate {
 }
 
 impl ClientUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changed().is_empty()
+    }
+
     /// The fields this update sets, comma-separated, for its log line.
     fn changed(&self) -> String {
         let fields = [
@@ -288,7 +309,7 @@ pub async fn enable_client(store: &dyn Store, id: &str, via: Via) -> Result<Clie
 }
 
 /// Replaces a client's secret; the old one stops working at once, tokens already issued
-/// stay valid until they expire.
+/// stay valid until they expire. A `private_key_jwt` client has no secret to rotate.
 pub async fn rotate_client_secret(
     store: &dyn Store,
     id: &str,
@@ -296,7 +317,12 @@ pub async fn rotate_client_secret(
 ) -> Result<(Client, ClientSecret), AdminError> {
     let secret = ClientSecret::generate();
     if !store.set_client_secret_hash(id, &secret.hash()).await? {
-        return Err(AdminError::UnknownClient(id.to_owned()));
+        let client = existing_client(store, id).await?;
+        return Err(AdminError::Invalid(format!(
+            "client {} authenticates with {}: it has no secret to rotate",
+            client.id,
+            client.auth.method()
+        )));
     }
     tracing::info!(client_id = %id, %via, "client secret rotated");
     Ok((existing_client(store, id).await?, secret))

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::domain::clients::{App, Client};
+use crate::domain::assertions::{IssuerKeys, TrustRule};
+use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::secrets::ClientSecret;
 use crate::domain::signing_keys::ScheduledKey;
@@ -29,19 +30,68 @@ pub fn client_status(client: &Client, now: OffsetDateTime) -> &'static str {
     }
 }
 
-/// A client as the CLI shows it (never with a secret).
+/// A client as the CLI shows it (never with a secret): how it authenticates, and for a
+/// `private_key_jwt` client the `kid`s of its registered keys or its JWKS URI.
 pub fn client_json(client: &Client) -> Value {
-    json!({
+    let mut value = json!({
         "client_id": client.id,
         "app_id": client.app_id,
         "name": client.name,
         "scope": client.scopes.to_string(),
         "audiences": client.audiences,
         "token_ttl": client.token_ttl_secs,
+        "token_endpoint_auth_method": client.auth.method(),
         "created_at": rfc3339(client.created_at),
         "disabled_at": client.disabled_at.map(rfc3339),
         "status": client_status(client, OffsetDateTime::now_utc()),
-    })
+    });
+    match &client.auth {
+        ClientAuth::Secret(_) => {}
+        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
+            value["jwks_kids"] = json!(jwks_kids(jwks));
+        }
+        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => value["jwks_uri"] = json!(uri),
+    }
+    value
+}
+
+/// The `kid`s of a registered JWKS, in order (`null` for a key without one).
+pub fn jwks_kids(jwks: &str) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        kid: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Set {
+        keys: Vec<Key>,
+    }
+    serde_json::from_str::<Set>(jwks)
+        .map(|s| s.keys.into_iter().map(|k| k.kid).collect())
+        .unwrap_or_default()
+}
+
+/// A trust rule as the CLI and the admin API show it.
+pub fn trust_rule_json(rule: &TrustRule) -> Value {
+    let mut value = json!({
+        "rule_id": rule.id,
+        "client_id": rule.client_id,
+        "issuer": rule.issuer,
+        "subject": rule.subject,
+        "audience": rule.audience,
+        "created_at": rfc3339(rule.created_at),
+    });
+    match &rule.keys {
+        IssuerKeys::Jwks(jwks) => {
+            value["keys"] = json!("jwks");
+            value["jwks_kids"] = json!(jwks_kids(jwks));
+        }
+        IssuerKeys::Uri(uri) => {
+            value["keys"] = json!("jwks_uri");
+            value["jwks_uri"] = json!(uri);
+        }
+        IssuerKeys::Discovery => value["keys"] = json!("discovery"),
+    }
+    value
 }
 
 /// A client with its new secret, shown once (`clients create`, `clients rotate-secret`).

@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::clients::{App, Client};
+use crate::domain::assertions::TrustRule;
+use crate::domain::clients::{App, Client, ClientKeys};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
 use crate::domain::signing_keys::KeyRecord;
@@ -42,6 +43,8 @@ pub struct StoredState {
     pub clients: Vec<Client>,
     /// All signing keys, in insertion order.
     pub keys: Vec<KeyRecord>,
+    /// All trust rules of federated clients, oldest first.
+    pub trust_rules: Vec<TrustRule>,
 }
 
 /// When a new signing key may be inserted; checked atomically with the insert, so two
@@ -60,6 +63,9 @@ pub enum StoreError {
     /// A client was created for an app that does not exist.
     #[error("unknown app {0}")]
     UnknownApp(String),
+    /// A trust rule was created for a client that does not exist.
+    #[error("unknown client {0}")]
+    UnknownClient(String),
     /// The database URL names a backend this build does not support.
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
@@ -144,9 +150,30 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError>;
-    /// Replaces a client's secret hash; false if no such client.
+    /// Replaces a client's secret hash; false if no such client or it has no secret
+    /// (a `private_key_jwt` client).
     async fn set_client_secret_hash(&self, id: &str, hash: &SecretHash)
     -> Result<bool, StoreError>;
+    /// Replaces a `private_key_jwt` client's keys; false if no such client or it
+    /// authenticates with a secret.
+    async fn set_client_keys(&self, id: &str, keys: &ClientKeys) -> Result<bool, StoreError>;
+
+    /// Adds a trust rule; [`StoreError::UnknownClient`] if its client does not exist.
+    async fn insert_trust_rule(&self, rule: &TrustRule) -> Result<(), StoreError>;
+    /// Trust rules, all or one client's, oldest first.
+    async fn list_trust_rules(&self, client_id: Option<&str>)
+    -> Result<Vec<TrustRule>, StoreError>;
+    /// Removes one of a client's trust rules; false if the client has no such rule.
+    async fn delete_trust_rule(&self, client_id: &str, rule_id: &str) -> Result<bool, StoreError>;
+
+    /// Records that a client assertion (`id`: digest of its client and `jti`) was used,
+    /// until `expires_at` (Unix seconds); false if it was recorded already: a replay,
+    /// possibly at another replica. PostgreSQL writes a row; SQLite, which serves one
+    /// process, answers true without I/O (that process's memory catches replays).
+    async fn record_assertion(&self, id: &str, expires_at: i64) -> Result<bool, StoreError>;
+    /// Forgets used assertions that expired before `before` (Unix seconds); returns how
+    /// many.
+    async fn prune_assertions(&self, before: i64) -> Result<u64, StoreError>;
 
     /// All signing keys, in insertion order.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;

@@ -104,6 +104,7 @@ impl Dialect for Postgres {
     }
 
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const SHARED_BY_REPLICAS: bool = true;
 
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR

@@ -6,8 +6,9 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
 use super::StoreError;
+use crate::domain::assertions::{IssuerKeys, TrustRule};
 use crate::domain::audience::parse_audiences;
-use crate::domain::clients::{App, Client};
+use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::SecretHash;
@@ -87,8 +88,23 @@ pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
 }
 
 /// The columns `client` reads.
-pub(super) const CLIENT_COLUMNS: &str =
-    "id, app_id, name, scopes, audiences, token_ttl_secs, secret_hash, created_at, disabled_at";
+pub(super) const CLIENT_COLUMNS: &str = "id, app_id, name, scopes, audiences, token_ttl_secs, \
+     secret_hash, auth_method, jwks, jwks_uri, created_at, disabled_at";
+
+/// The `auth_method` column of a secret client.
+pub(super) const SECRET_METHOD: &str = "client_secret";
+/// The `auth_method` column of a `private_key_jwt` client.
+pub(super) const KEY_METHOD: &str = "private_key_jwt";
+
+/// How a client authenticates, as the columns `auth_method`, `secret_hash`, `jwks`,
+/// `jwks_uri` hold it.
+pub(super) fn auth_columns(auth: &ClientAuth) -> (&'static str, &[u8], Option<&str>, Option<&str>) {
+    match auth {
+        ClientAuth::Secret(hash) => (SECRET_METHOD, hash.as_bytes(), None, None),
+        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => (KEY_METHOD, &[], Some(jwks), None),
+        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => (KEY_METHOD, &[], None, Some(uri)),
+    }
+}
 
 /// A client's audiences as stored: space-separated (audiences hold no spaces).
 pub(super) fn audiences_column(audiences: &[String]) -> String {
@@ -107,8 +123,20 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
                 .collect::<Vec<_>>(),
         )
         .map_err(|e| corrupt(&e.to_string()))?,
-        secret_hash: SecretHash::from_bytes(&row.bytes("secret_hash")?)
-            .ok_or_else(|| corrupt("secret hash"))?,
+        auth: match row.text("auth_method")?.as_str() {
+            SECRET_METHOD => ClientAuth::Secret(
+                SecretHash::from_bytes(&row.bytes("secret_hash")?)
+                    .ok_or_else(|| corrupt("secret hash"))?,
+            ),
+            KEY_METHOD => ClientAuth::PrivateKeyJwt(
+                match (row.opt_text("jwks")?, row.opt_text("jwks_uri")?) {
+                    (Some(jwks), None) => ClientKeys::Jwks(jwks),
+                    (None, Some(uri)) => ClientKeys::Uri(uri),
+                    _ => return Err(corrupt("keys: exactly one of jwks and jwks_uri")),
+                },
+            ),
+            other => return Err(corrupt(&format!("authentication method {other:?}"))),
+        },
         token_ttl_secs: row
             .opt_int("token_ttl_secs")?
             .map(u32::try_from)
@@ -118,6 +146,42 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
         name: row.text("name")?,
         created_at: from_unix(row.int("created_at")?)?,
         disabled_at: row.opt_int("disabled_at")?.map(from_unix).transpose()?,
+        id,
+    })
+}
+
+/// The columns `trust_rule` reads.
+pub(super) const TRUST_RULE_COLUMNS: &str =
+    "id, client_id, issuer, subject, audience, jwks, jwks_uri, created_at";
+
+/// Where a trust rule's keys come from, as the columns `jwks`, `jwks_uri` hold it.
+pub(super) fn issuer_keys_columns(keys: &IssuerKeys) -> (Option<&str>, Option<&str>) {
+    match keys {
+        IssuerKeys::Jwks(jwks) => (Some(jwks), None),
+        IssuerKeys::Uri(uri) => (None, Some(uri)),
+        IssuerKeys::Discovery => (None, None),
+    }
+}
+
+/// A trust rule row.
+pub(super) fn trust_rule(row: &impl Columns) -> Result<TrustRule, StoreError> {
+    let id = row.text("id")?;
+    Ok(TrustRule {
+        keys: match (row.opt_text("jwks")?, row.opt_text("jwks_uri")?) {
+            (Some(jwks), None) => IssuerKeys::Jwks(jwks),
+            (None, Some(uri)) => IssuerKeys::Uri(uri),
+            (None, None) => IssuerKeys::Discovery,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "trust rule {id}: both jwks and jwks_uri"
+                )));
+            }
+        },
+        client_id: row.text("client_id")?,
+        issuer: row.text("issuer")?,
+        subject: row.text("subject")?,
+        audience: row.opt_text("audience")?,
+        created_at: from_unix(row.int("created_at")?)?,
         id,
     })
 }

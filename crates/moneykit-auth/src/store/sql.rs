@@ -19,11 +19,15 @@ use sqlx::{
 };
 use time::OffsetDateTime;
 
-use super::rows::{self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS};
+use super::rows::{
+    self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, KEY_METHOD, REVOKED_COLUMNS,
+    SECRET_METHOD, TRUST_RULE_COLUMNS,
+};
 use super::{
     ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, Store, StoreError, StoredState,
 };
-use crate::domain::clients::{App, Client};
+use crate::domain::assertions::TrustRule;
+use crate::domain::clients::{App, Client, ClientKeys};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
 use crate::domain::signing_keys::KeyRecord;
@@ -68,6 +72,9 @@ pub(super) trait Dialect: Database {
     const HAS_MIGRATIONS_TABLE: &'static str;
     /// Writes a consistent copy of the database to `path` while others keep writing.
     async fn backup(conn: &mut Self::Connection, path: &Path) -> Result<(), StoreError>;
+    /// Whether several server processes may share the database, so that a used client
+    /// assertion must be recorded in it for the others to refuse a replay.
+    const SHARED_BY_REPLICAS: bool;
 }
 
 /// A [`Store`] on a sqlx pool of either backend.
@@ -210,6 +217,10 @@ fn clients_sql(filter: &str) -> String {
     format!("SELECT {CLIENT_COLUMNS} FROM clients {filter} ORDER BY created_at, id")
 }
 
+fn trust_rules_sql(filter: &str) -> String {
+    format!("SELECT {TRUST_RULE_COLUMNS} FROM trust_rules {filter} ORDER BY created_at, id")
+}
+
 fn all_keys_sql() -> String {
     format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq")
 }
@@ -252,12 +263,19 @@ where
         let apps = fetch_all(&mut *tx, sqlx::query(&all_apps_sql()), rows::app).await?;
         let clients = fetch_all(&mut *tx, sqlx::query(&clients_sql("")), rows::client).await?;
         let keys = fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?;
+        let trust_rules = fetch_all(
+            &mut *tx,
+            sqlx::query(&trust_rules_sql("")),
+            rows::trust_rule,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(StoredState {
             revision,
             apps,
             clients,
             keys,
+            trust_rules,
         })
     }
 
@@ -293,9 +311,11 @@ where
 
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
         let audiences = rows::audiences_column(&c.audiences);
+        let (method, secret_hash, jwks, jwks_uri) = rows::auth_columns(&c.auth);
         sqlx::query(
             "INSERT INTO clients (id, app_id, name, scopes, audiences, token_ttl_secs, \
-             secret_hash, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             secret_hash, auth_method, jwks, jwks_uri, created_at, disabled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(c.id.as_str())
         .bind(c.app_id.as_str())
@@ -303,7 +323,10 @@ where
         .bind(c.scopes.as_str())
         .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
-        .bind(c.secret_hash.as_bytes().as_slice())
+        .bind(secret_hash)
+        .bind(method)
+        .bind(jwks)
+        .bind(jwks_uri)
         .bind(c.created_at.unix_timestamp())
         .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
         .execute(&mut *self.conn().await?)
@@ -369,13 +392,109 @@ where
         id: &str,
         hash: &SecretHash,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2")
-            .bind(hash.as_bytes().as_slice())
-            .bind(id)
+        let done =
+            sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2 AND auth_method = $3")
+                .bind(hash.as_bytes().as_slice())
+                .bind(id)
+                .bind(SECRET_METHOD)
+                .execute(&mut *self.conn().await?)
+                .await
+                .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn set_client_keys(&self, id: &str, keys: &ClientKeys) -> Result<bool, StoreError> {
+        let (jwks, jwks_uri) = match keys {
+            ClientKeys::Jwks(jwks) => (Some(jwks.as_str()), None),
+            ClientKeys::Uri(uri) => (None, Some(uri.as_str())),
+        };
+        let done = sqlx::query(
+            "UPDATE clients SET jwks = $1, jwks_uri = $2 WHERE id = $3 AND auth_method = $4",
+        )
+        .bind(jwks)
+        .bind(jwks_uri)
+        .bind(id)
+        .bind(KEY_METHOD)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn insert_trust_rule(&self, rule: &TrustRule) -> Result<(), StoreError> {
+        let (jwks, jwks_uri) = rows::issuer_keys_columns(&rule.keys);
+        sqlx::query(
+            "INSERT INTO trust_rules (id, client_id, issuer, subject, audience, jwks, jwks_uri, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(rule.id.as_str())
+        .bind(rule.client_id.as_str())
+        .bind(rule.issuer.as_str())
+        .bind(rule.subject.as_str())
+        .bind(rule.audience.as_deref())
+        .bind(jwks)
+        .bind(jwks_uri)
+        .bind(rule.created_at.unix_timestamp())
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(e) if e.is_foreign_key_violation() => {
+                StoreError::UnknownClient(rule.client_id.clone())
+            }
+            other => backend(other),
+        })?;
+        Ok(())
+    }
+
+    async fn list_trust_rules(
+        &self,
+        client_id: Option<&str>,
+    ) -> Result<Vec<TrustRule>, StoreError> {
+        let sql = trust_rules_sql("WHERE ($1 IS NULL OR client_id = $1)");
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(client_id),
+            rows::trust_rule,
+        )
+        .await
+    }
+
+    async fn delete_trust_rule(&self, client_id: &str, rule_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM trust_rules WHERE id = $1 AND client_id = $2")
+            .bind(rule_id)
+            .bind(client_id)
             .execute(&mut *self.conn().await?)
             .await
             .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn record_assertion(&self, id: &str, expires_at: i64) -> Result<bool, StoreError> {
+        if !DB::SHARED_BY_REPLICAS {
+            return Ok(true);
+        }
+        let done = sqlx::query(
+            "INSERT INTO used_assertions (id, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn prune_assertions(&self, before: i64) -> Result<u64, StoreError> {
+        if !DB::SHARED_BY_REPLICAS {
+            return Ok(0);
+        }
+        let done = sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
+            .bind(before)
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(backend)?;
+        Ok(DB::rows_affected(&done))
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -88,6 +88,7 @@ impl Dialect for Sqlite {
 
     /// The claim is one statement under SQLite's single writer: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
+    const SHARED_BY_REPLICAS: bool = false;
 
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR

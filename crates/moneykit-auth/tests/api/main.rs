@@ -23,6 +23,7 @@ mod limits;
 mod logs;
 mod oauth2;
 mod sdk;
+mod secretless;
 mod security;
 mod tls;
 mod token;

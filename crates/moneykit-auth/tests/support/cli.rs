@@ -44,6 +44,16 @@ pub fn cli_json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("CLI printed JSON")
 }
 
+/// Asserts a CLI call failed with exactly one line on stderr, containing `needle`;
+/// returns that line.
+pub fn one_line_error(output: Output, needle: &str) -> String {
+    assert!(!output.status.success(), "the command succeeded");
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    err
+}
+
 /// Creates an app named `name` through the CLI; returns its id.
 pub fn cli_app(database_url: &str, name: &str) -> String {
     let app = cli_json(&cli(

@@ -12,9 +12,11 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod issuer;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
+pub mod signing;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

@@ -1,0 +1,34 @@
+-- Secretless clients. A client authenticates with a secret ('client_secret': secret_hash
+-- holds its SHA-256) or with a JWT signed by one of its keys ('private_key_jwt':
+-- secret_hash is empty, the public keys are in jwks or at jwks_uri).
+ALTER TABLE clients ADD COLUMN auth_method TEXT NOT NULL DEFAULT 'client_secret';
+ALTER TABLE clients ADD COLUMN jwks TEXT;
+ALTER TABLE clients ADD COLUMN jwks_uri TEXT;
+
+-- Workload identity federation: a client trusts tokens of an external issuer for one
+-- subject. Keys from jwks, from jwks_uri, or (both NULL) through the issuer's discovery
+-- document.
+CREATE TABLE trust_rules (
+    id          TEXT PRIMARY KEY NOT NULL,
+    client_id   TEXT NOT NULL REFERENCES clients (id),
+    issuer      TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    audience    TEXT,                    -- NULL: this server's issuer
+    jwks        TEXT,
+    jwks_uri    TEXT,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX trust_rules_client_id ON trust_rules (client_id);
+
+CREATE TRIGGER trust_rules_changed_insert AFTER INSERT ON trust_rules BEGIN UPDATE revision SET value = value + 1; END;
+CREATE TRIGGER trust_rules_changed_update AFTER UPDATE ON trust_rules BEGIN UPDATE revision SET value = value + 1; END;
+CREATE TRIGGER trust_rules_changed_delete AFTER DELETE ON trust_rules BEGIN UPDATE revision SET value = value + 1; END;
+
+-- Client assertion ids already used, until they expire: what makes a replayed assertion
+-- fail on every replica sharing the database. Written on PostgreSQL only (a SQLite
+-- database serves one process, whose memory suffices).
+CREATE TABLE used_assertions (
+    id          TEXT PRIMARY KEY NOT NULL,   -- SHA-256 (hex) of the client id and the jti
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX used_assertions_expires_at ON used_assertions (expires_at);

@@ -1,0 +1,141 @@
+//! Client assertions already used (RFC 7523 §3, item 7: a `jti` is accepted once while
+//! its assertion could still be valid). This process's memory catches a replay here at
+//! once; on PostgreSQL the store also records each use, so a replay at another replica is
+//! refused too (`Store::record_assertion`).
+//!
+//! Only assertions whose signature verified are recorded, so only holders of a client's
+//! key can add entries; entries leave when their assertion expires. The set is sharded to
+//! keep lock hold times short, and capped: past the cap, new assertions are refused
+//! (failing closed) until old ones expire.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_lc_rs::digest::{SHA256, digest};
+
+/// Shards of the set: independent locks.
+const SHARDS: usize = 16;
+
+/// The id of one client's assertion: SHA-256 of the client id and the `jti`, so every
+/// entry has the same small size whatever the client chose as its `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AssertionId([u8; 32]);
+
+impl AssertionId {
+    /// The id of `client_id`'s assertion `jti`.
+    pub fn of(client_id: &str, jti: &str) -> Self {
+        let mut input = Vec::with_capacity(client_id.len() + 1 + jti.len());
+        input.extend_from_slice(client_id.as_bytes());
+        input.push(0);
+        input.extend_from_slice(jti.as_bytes());
+        let d = digest(&SHA256, &input);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+
+    /// Hex, as the store keeps it.
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// Why an assertion was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// Seen before.
+    #[error("the jti has been used before")]
+    Replayed,
+    /// The set is full of unexpired assertions.
+    #[error("too many client assertions in flight; try again shortly")]
+    Full,
+}
+
+/// Assertions used and not yet expired.
+#[derive(Debug)]
+pub struct ReplayCache {
+    shards: Vec<Mutex<HashMap<AssertionId, i64>>>,
+    per_shard: usize,
+}
+
+impl ReplayCache {
+    /// A set holding at most `capacity` unexpired assertions.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Records `id` as used until `expires_at` (Unix seconds), unless it was used before.
+    pub fn take(&self, id: AssertionId, expires_at: i64, now: i64) -> Result<(), ReplayError> {
+        let shard = &self.shards[usize::from(id.0[0]) % SHARDS];
+        let mut used = shard.lock().expect("not poisoned");
+        if used.get(&id).is_some_and(|&exp| exp >= now) {
+            return Err(ReplayError::Replayed);
+        }
+        if used.len() >= self.per_shard {
+            used.retain(|_, exp| *exp >= now);
+            if used.len() >= self.per_shard {
+                return Err(ReplayError::Full);
+            }
+        }
+        used.insert(id, expires_at);
+        Ok(())
+    }
+
+    /// How many assertions are recorded, expired ones not yet dropped included.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("not poisoned").len())
+            .sum()
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assertion_is_taken_once_until_it_expires() {
+        let cache = ReplayCache::new(100);
+        let id = AssertionId::of("live_1", "j1");
+        assert_eq!(cache.take(id, 1060, 1000), Ok(()));
+        assert_eq!(cache.take(id, 1060, 1001), Err(ReplayError::Replayed));
+        // Another client's jti of the same value is another assertion.
+        assert_eq!(
+            cache.take(AssertionId::of("live_2", "j1"), 1060, 1001),
+            Ok(())
+        );
+        // Client id and jti cannot be shifted into each other.
+        assert_ne!(
+            AssertionId::of("live_1", "2j"),
+            AssertionId::of("live_12", "j")
+        );
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_cap_holds_and_expired_entries_make_room() {
+        let cache = ReplayCache::new(SHARDS);
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if cache
+                .take(AssertionId::of("c", &i.to_string()), 2000, 1000)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(cache.len() <= SHARDS, "{}", cache.len());
+        assert!(refused >= 10_000 - SHARDS);
+        // Once they expire, new ones fit again.
+        assert_eq!(cache.take(AssertionId::of("c", "new"), 3000, 2001), Ok(()));
+    }
+}
