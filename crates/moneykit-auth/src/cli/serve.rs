@@ -314,6 +314,7 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     let relaxed = &settings.webhooks.policy;
     let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);
     let key_fetch = settings.secretless.key_fetch.policy;
+    let strict_audience = settings.secretless.strict_assertion_audience;
     let app = Application::build(settings)
         .await
         .map_err(|e| match e.downcast::<StoreError>() {
@@ -325,6 +326,11 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
             allow_http,
             allow_private_targets = allow_private,
             "webhook delivery policy relaxed: for development and tests only"
+        );
+    }
+    if strict_audience {
+        tracing::info!(
+            "strict assertion audience: client assertions must name the issuer alone, as a single string"
         );
     }
     if key_fetch.allow_http || key_fetch.allow_private_targets {

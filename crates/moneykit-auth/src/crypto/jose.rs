@@ -465,7 +465,8 @@ pub(crate) mod tests {
         let keys = parse_jwks(jwks.to_string().as_bytes(), Strictness::Every).unwrap();
         assert_eq!(keys.len(), 4);
         let claims = json!({"sub":"x"});
-        let cases: Vec<(&str, &str, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
+        type Signer<'a> = Box<dyn Fn(&[u8]) -> Vec<u8> + 'a>;
+        let cases: Vec<(&str, &str, Signer)> = vec![
             (
                 "ES256",
                 "p256",

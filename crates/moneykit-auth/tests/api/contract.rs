@@ -567,6 +567,26 @@ async fn every_documented_environment_variable_takes_effect() {
             case(SERVE, "true", Logs("allow_private_targets=true")),
         ),
         (
+            "MONEYKIT_AUTH_JWKS_ALLOW_HTTP",
+            case(
+                SERVE,
+                "true",
+                Logs("key fetch policy relaxed: for development and tests only allow_http=true"),
+            ),
+        ),
+        (
+            "MONEYKIT_AUTH_JWKS_ALLOW_PRIVATE_TARGETS",
+            case(
+                SERVE,
+                "true",
+                Logs("key fetch policy relaxed: for development and tests only allow_http=false allow_private_targets=true"),
+            ),
+        ),
+        (
+            "MONEYKIT_AUTH_STRICT_ASSERTION_AUDIENCE",
+            case(SERVE, "true", Logs("client assertions must name the issuer alone")),
+        ),
+        (
             "MONEYKIT_AUTH_ADMIN_TOKEN",
             case(
                 &admin_serve,

@@ -16,6 +16,7 @@ mod cli;
 mod connections;
 mod contract;
 mod database;
+mod federation;
 mod introspect;
 mod jwks;
 mod keys;

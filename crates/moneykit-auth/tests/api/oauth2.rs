@@ -139,11 +139,19 @@ async fn metadata_describes_the_endpoints_per_rfc_8414() {
     );
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["client_credentials"])
+        json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
     );
     // One tenant's scope names are not another's business: not published by default.
     assert!(metadata.get("scopes_supported").is_none(), "{metadata}");

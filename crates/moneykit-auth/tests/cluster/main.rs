@@ -23,6 +23,7 @@ use support::cli::*;
 use support::postgres::{self, PgCluster};
 use support::process::ServerProcess;
 use support::receiver::Receiver;
+use support::signing;
 use support::*;
 
 const ISSUER: &str = "https://auth.cluster.test";
@@ -967,4 +968,91 @@ async fn an_admin_api_change_on_one_replica_is_enforced_by_the_other() {
         },
     )
     .await;
+}
+
+/// A `private_key_jwt` client made through the CLI, with `key` registered: its id.
+async fn new_key_client(database_url: &str, key: &signing::TestKey) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, signing::key_set(&[key]).to_string()).unwrap();
+    let app = {
+        let url = database_url.to_owned();
+        blocking(move || cli_app(&url, "Keyed")).await
+    };
+    let created = cli_json(
+        &cli_async(
+            database_url,
+            &[
+                "clients",
+                "create",
+                "--app",
+                &app,
+                "--auth-method",
+                "private_key_jwt",
+                "--jwks-file",
+                path.to_str().unwrap(),
+                "--json",
+            ],
+        )
+        .await,
+    );
+    created["client_id"].as_str().unwrap().to_owned()
+}
+
+/// The status of a client-credentials request to `r` authenticated by `assertion`.
+async fn assertion_status(http: &reqwest::Client, r: &Replica, assertion: &str) -> u16 {
+    let body = form(&[
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", signing::CLIENT_ASSERTION_TYPE),
+        ("client_assertion", assertion),
+    ]);
+    post_form(http, &r.url("/auth/token"), &body, None)
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_assertion_is_accepted_once_across_replicas() {
+    let Setup {
+        cluster: _cluster,
+        url,
+        a,
+        b,
+        http,
+    } = two_replicas().await;
+    let key = signing::TestKey::es256("k1");
+    let id = new_key_client(&url, &key).await;
+    until_all("key client created", &[&a, &b], PROPAGATION, |r| {
+        let (http, key, id) = (&http, &key, &id);
+        async move { assertion_status(http, r, &key.assertion(id, ISSUER)).await == 201 }
+    })
+    .await;
+
+    // Used at A, refused at B (the database remembers it), and at A again (memory).
+    let assertion = key.assertion(&id, ISSUER);
+    assert_eq!(assertion_status(&http, &a, &assertion).await, 201);
+    assert_eq!(assertion_status(&http, &b, &assertion).await, 401);
+    assert_eq!(assertion_status(&http, &a, &assertion).await, 401);
+
+    // Sent to both at the same moment, each assertion gets exactly one token.
+    for _ in 0..20 {
+        let assertion = key.assertion(&id, ISSUER);
+        let (at_a, at_b) = tokio::join!(
+            assertion_status(&http, &a, &assertion),
+            assertion_status(&http, &b, &assertion)
+        );
+        let mut statuses = [at_a, at_b];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 401],
+            "one replica took it, the other refused it"
+        );
+    }
+    assert!(
+        b.log_text().contains("jti used before, at another replica")
+            || a.log_text().contains("jti used before, at another replica"),
+        "the database refused a replay"
+    );
 }
