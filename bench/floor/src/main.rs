@@ -4,13 +4,23 @@
 //! same requests (the harness sends each floor the headers and body it sends the real
 //! endpoint), so a ratio isolates what moneykit-auth does beyond the crypto.
 //!
-//! `bench-floor 127.0.0.1:PORT` serves:
+//! `bench-floor 127.0.0.1:PORT [KEY.pk8]` serves:
 //! - `GET /hello`: a fixed body (the HTTP floor);
 //! - `POST /sign`: reads the body, signs one JWT (aws-lc-rs, key parsed once) and returns
 //!   it in a token-response-sized JSON body;
 //! - `GET /verify`: verifies the ES256 signature of the `Authorization: Bearer` JWT
-//!   (public key parsed once).
+//!   (public key parsed once);
+//! - `POST /verify-sign`: verifies the ES256 signature of the body's `client_assertion`
+//!   under the public half of `KEY.pk8`, then signs a JWT as `/sign` does: the floor of a
+//!   `private_key_jwt` token request.
+//!
+//! And two commands that prepare a `private_key_jwt` run:
+//! - `bench-floor keygen DIR`: a P-256 key (`DIR/key.pk8`) and its JWKS (`DIR/jwks.json`);
+//! - `bench-floor assertions DIR CLIENT_ID AUDIENCE COUNT LIFETIME_SECS`: COUNT token
+//!   request bodies (`DIR/assertions.txt`, one per line), each with a fresh client
+//!   assertion signed by `DIR/key.pk8`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -29,7 +39,79 @@ const SIGNING_INPUT: &str = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtleV9jNDc4ZTkyNWExNWV
 struct Keys {
     pair: EcdsaKeyPair,
     public: ParsedPublicKey,
+    /// The public half of the clients' key (`KEY.pk8`), for `/verify-sign`.
+    client: ParsedPublicKey,
     rng: SystemRandom,
+}
+
+fn parse_pair(pkcs8: &[u8]) -> EcdsaKeyPair {
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap()
+}
+
+fn public_of(pair: &EcdsaKeyPair) -> ParsedPublicKey {
+    ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref()).unwrap()
+}
+
+/// Verifies the ES256 signature of a compact JWT under `key`.
+fn verify_jwt(key: &ParsedPublicKey, jwt: &str) -> bool {
+    let Some((input, sig)) = jwt.rsplit_once('.') else {
+        return false;
+    };
+    let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
+        return false;
+    };
+    key.verify_sig(input.as_bytes(), &sig).is_ok()
+}
+
+/// The `client_assertion` of a form body (JWTs need no percent-decoding).
+fn client_assertion(body: &[u8]) -> &str {
+    let body = std::str::from_utf8(body).unwrap_or_default();
+    body.split('&')
+        .find_map(|pair| pair.strip_prefix("client_assertion="))
+        .unwrap_or_default()
+}
+
+/// `bench-floor keygen DIR`.
+fn keygen(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .unwrap();
+    std::fs::write(dir.join("key.pk8"), pkcs8.as_ref()).unwrap();
+    let point = parse_pair(pkcs8.as_ref()).public_key().as_ref().to_vec();
+    let jwks = format!(
+        r#"{{"keys":[{{"kty":"EC","crv":"P-256","kid":"bench","x":"{}","y":"{}"}}]}}"#,
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..])
+    );
+    std::fs::write(dir.join("jwks.json"), jwks).unwrap();
+}
+
+/// `bench-floor assertions DIR CLIENT_ID AUDIENCE COUNT LIFETIME_SECS`.
+fn assertions(dir: &Path, client_id: &str, audience: &str, count: usize, lifetime: u64) {
+    use std::io::Write;
+    let pair = parse_pair(&std::fs::read(dir.join("key.pk8")).unwrap());
+    let rng = SystemRandom::new();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","kid":"bench","typ":"JWT"}"#);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let file = std::fs::File::create(dir.join("assertions.txt")).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    for n in 0..count {
+        let claims = format!(
+            r#"{{"iss":"{client_id}","sub":"{client_id}","aud":"{audience}","iat":{now},"exp":{},"jti":"bench-{now}-{n}"}}"#,
+            now + lifetime
+        );
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let sig = pair.sign(&rng, input.as_bytes()).unwrap();
+        writeln!(
+            out,
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={input}.{}",
+            URL_SAFE_NO_PAD.encode(sig.as_ref())
+        )
+        .unwrap();
+    }
 }
 
 impl Keys {
@@ -39,27 +121,49 @@ impl Keys {
     }
 
     fn verify(&self, jwt: &str) -> bool {
-        let Some((input, sig)) = jwt.rsplit_once('.') else {
-            return false;
-        };
-        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
-            return false;
-        };
-        self.public.verify_sig(input.as_bytes(), &sig).is_ok()
+        verify_jwt(&self.public, jwt)
+    }
+
+    fn token_response(&self) -> String {
+        format!(
+            "{{\"access_token\":\"{}\",\"token_type\":\"bearer\",\"expires_in\":3600,\"scope\":\"accounts:read transactions:read\"}}",
+            self.jwt()
+        )
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8090".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["keygen", dir] => return keygen(Path::new(dir)),
+        ["assertions", dir, client_id, audience, count, lifetime] => {
+            return assertions(
+                Path::new(dir),
+                client_id,
+                audience,
+                count.parse().unwrap(),
+                lifetime.parse().unwrap(),
+            );
+        }
+        _ => {}
+    }
+    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:8090".into());
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let public =
-        ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref()).unwrap();
-    let keys = Arc::new(Keys { pair, public, rng });
+    let pair = parse_pair(pkcs8.as_ref());
+    let public = public_of(&pair);
+    let client = match args.get(1) {
+        Some(path) => public_of(&parse_pair(&std::fs::read(path).unwrap())),
+        None => public_of(&pair),
+    };
+    let keys = Arc::new(Keys {
+        pair,
+        public,
+        client,
+        rng,
+    });
+    let assertion_keys = keys.clone();
 
     let sign_keys = keys.clone();
     let app = Router::new()
@@ -68,11 +172,19 @@ async fn main() {
             "/sign",
             post(move |_body: axum::body::Bytes| {
                 let keys = sign_keys.clone();
+                async move { keys.token_response() }
+            }),
+        )
+        .route(
+            "/verify-sign",
+            post(move |body: axum::body::Bytes| {
+                let keys = assertion_keys.clone();
                 async move {
-                    format!(
-                        "{{\"access_token\":\"{}\",\"token_type\":\"bearer\",\"expires_in\":3600,\"scope\":\"accounts:read transactions:read\"}}",
-                        keys.jwt()
-                    )
+                    if verify_jwt(&keys.client, client_assertion(&body)) {
+                        Ok(keys.token_response())
+                    } else {
+                        Err(axum::http::StatusCode::UNAUTHORIZED)
+                    }
                 }
             }),
         )
