@@ -54,12 +54,14 @@ impl AccessTokenApi {
     ///     .basic_auth("YOUR USERNAME", "YOUR PASSWORD");
     /// let api_instance = AccessTokenApi::new(config)?;
     /// let opts = GenerateAccessTokenOpts {
-    ///     grant_type: Some("client_credentials".into()), // Only `client_credentials` is supported.
+    ///     grant_type: Some("client_credentials".into()), // Or the jwt-bearer and token-exchange grants.
     ///     scope: Some("accounts:read".into()), // Space-separated; omit for everything allowed.
     ///     client_id: None,                     // Or send credentials in the body instead of Basic.
     ///     client_secret: None,
     ///     resource: vec![], // RFC 8707: the APIs (audiences) the token is for; empty for the default.
     ///     audience: None,   // The same, space-separated, as Auth0 clients send it.
+    ///     // The client assertion and federation fields.
+    ///     ..Default::default()
     /// };
     ///
     /// match api_instance.generate_access_token(opts).await {
