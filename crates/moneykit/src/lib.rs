@@ -111,14 +111,17 @@ mod access_token;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod client;
+mod client_assertion;
 mod configuration;
 mod error;
 mod jwks_cache;
+mod private_key;
 mod secret;
 mod token_request;
 mod token_source;
 mod verifier;
 pub mod webhooks;
+mod workload_identity;
 
 /// README.md's Rust examples, compiled and checked as doctests so they cannot rot.
 #[cfg(doctest)]
@@ -127,15 +130,18 @@ struct ReadmeDoctests;
 
 pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
+pub use client_assertion::PrivateKeyJwt;
 pub use configuration::{Configuration, DEFAULT_HOST, InvalidBaseUrl};
-pub use error::{ApiError, ErrorKind, TransportError};
+pub use error::{ApiError, CredentialError, ErrorKind, TransportError};
 pub use moneykit_wire::{
     AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,
     ValidationError, WebhookSignatureClaims,
 };
+pub use private_key::{JwsAlgorithm, PrivateKey};
 pub use secret::Secret;
 pub use token_request::GenerateAccessTokenOpts;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
 pub use verifier::{
     AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,
 };
+pub use workload_identity::WorkloadIdentity;
