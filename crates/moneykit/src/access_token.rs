@@ -43,7 +43,9 @@ impl AccessTokenApi {
     }
 
     /// `POST /auth/token`: creates a short-lived access token from client credentials,
-    /// given in `opts` or as HTTP Basic from the configuration.
+    /// given in `opts` or as HTTP Basic from the configuration. Without a secret, `opts`
+    /// comes from [`PrivateKeyJwt::token_request`](crate::PrivateKeyJwt::token_request) or
+    /// [`WorkloadIdentity::token_request`](crate::WorkloadIdentity::token_request).
     ///
     /// ```no_run
     /// use moneykit::{AccessTokenApi, Configuration, GenerateAccessTokenOpts};
@@ -60,7 +62,7 @@ impl AccessTokenApi {
     ///     client_secret: None,
     ///     resource: vec![], // RFC 8707: the APIs (audiences) the token is for; empty for the default.
     ///     audience: None,   // The same, space-separated, as Auth0 clients send it.
-    ///     // The client assertion and federation fields.
+    ///     // Client assertions and federation: PrivateKeyJwt and WorkloadIdentity fill these.
     ///     ..Default::default()
     /// };
     ///

@@ -23,15 +23,15 @@ const MAX_TOKEN_FILE: u64 = 64 * 1024;
 /// (Kubernetes rewrites a projected token well before it expires).
 ///
 /// ```no_run
-/// use moneykit::{AccessTokenApi, Configuration, WorkloadIdentity};
+/// use moneykit::{Configuration, TokenSource, WorkloadIdentity};
 ///
-/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let api = AccessTokenApi::new(Configuration::self_hosted("https://auth.example.com")?)?;
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Configuration::self_hosted("https://auth.example.com")?;
 /// let identity = WorkloadIdentity::from_token_file("/var/run/secrets/tokens/moneykit")
 ///     // Only needed when several clients trust the same workload.
 ///     .client_id("live_…");
-/// let token = api.generate_access_token(identity.token_request().await?).await?;
-/// # let _ = token;
+/// let tokens = TokenSource::federated(config, identity).build()?;
+/// # let _ = tokens;
 /// # Ok(())
 /// # }
 /// ```
