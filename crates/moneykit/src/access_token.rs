@@ -43,7 +43,9 @@ impl AccessTokenApi {
     }
 
     /// `POST /auth/token`: creates a short-lived access token from client credentials,
-    /// given in `opts` or as HTTP Basic from the configuration.
+    /// given in `opts` or as HTTP Basic from the configuration. Without a secret, `opts`
+    /// comes from [`PrivateKeyJwt::token_request`](crate::PrivateKeyJwt::token_request) or
+    /// [`WorkloadIdentity::token_request`](crate::WorkloadIdentity::token_request).
     ///
     /// ```no_run
     /// use moneykit::{AccessTokenApi, Configuration, GenerateAccessTokenOpts};
@@ -54,12 +56,14 @@ impl AccessTokenApi {
     ///     .basic_auth("YOUR USERNAME", "YOUR PASSWORD");
     /// let api_instance = AccessTokenApi::new(config)?;
     /// let opts = GenerateAccessTokenOpts {
-    ///     grant_type: Some("client_credentials".into()), // Only `client_credentials` is supported.
+    ///     grant_type: Some("client_credentials".into()), // Or the jwt-bearer and token-exchange grants.
     ///     scope: Some("accounts:read".into()), // Space-separated; omit for everything allowed.
     ///     client_id: None,                     // Or send credentials in the body instead of Basic.
     ///     client_secret: None,
     ///     resource: vec![], // RFC 8707: the APIs (audiences) the token is for; empty for the default.
     ///     audience: None,   // The same, space-separated, as Auth0 clients send it.
+    ///     // Client assertions and federation: PrivateKeyJwt and WorkloadIdentity fill these.
+    ///     ..Default::default()
     /// };
     ///
     /// match api_instance.generate_access_token(opts).await {

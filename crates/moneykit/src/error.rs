@@ -1,6 +1,7 @@
 //! [`ApiError`]: what can go wrong calling the API, kept apart by kind — no response at
 //! all, a response that is not what the operation returns, or an error response from the
-//! server (with the MoneyKit error fields parsed when the body has them).
+//! server (with the MoneyKit error fields parsed when the body has them) — and
+//! [`CredentialError`], a client credential that cannot be loaded or made.
 
 use std::fmt;
 
@@ -24,11 +25,15 @@ pub enum ErrorKind {
     UnexpectedBody,
     /// The server answered with an error status (4xx, 5xx).
     Api,
+    /// No request was sent: the client's own credential could not be made (a workload
+    /// token file that cannot be read, a signature that failed).
+    Credential,
 }
 
 #[derive(Debug)]
 enum Repr {
     Transport(TransportError),
+    Credential(CredentialError),
     UnexpectedBody {
         status: StatusCode,
         headers: HeaderMap,
@@ -73,6 +78,51 @@ impl std::error::Error for TransportError {
     }
 }
 
+/// A private key that cannot be loaded, or a credential that cannot be made from it or
+/// from a workload's token file. The message names what is wrong, never key material;
+/// an I/O failure is its [`std::error::Error::source`].
+#[derive(Debug)]
+pub struct CredentialError {
+    message: String,
+    source: Option<std::io::Error>,
+}
+
+impl CredentialError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(message: impl Into<String>, source: std::io::Error) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source),
+        }
+    }
+
+    /// The same error, its message prefixed with where it happened (a file name).
+    pub(crate) fn context(mut self, place: &str) -> Self {
+        self.message = format!("{place}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for CredentialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CredentialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
 impl TransportError {
     /// Whether the request timed out.
     pub fn is_timeout(&self) -> bool {
@@ -90,6 +140,7 @@ impl ApiError {
     pub fn kind(&self) -> ErrorKind {
         match &*self.0 {
             Repr::Transport(_) => ErrorKind::Transport,
+            Repr::Credential(_) => ErrorKind::Credential,
             Repr::UnexpectedBody { .. } => ErrorKind::UnexpectedBody,
             Repr::Api { .. } => ErrorKind::Api,
         }
@@ -103,10 +154,18 @@ impl ApiError {
         }
     }
 
+    /// The credential failure, for [`ErrorKind::Credential`].
+    pub fn credential(&self) -> Option<&CredentialError> {
+        match &*self.0 {
+            Repr::Credential(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, when there was a response.
     pub fn status(&self) -> Option<StatusCode> {
         match &*self.0 {
-            Repr::Transport(_) => None,
+            Repr::Transport(_) | Repr::Credential(_) => None,
             Repr::UnexpectedBody { status, .. } | Repr::Api { status, .. } => Some(*status),
         }
     }
@@ -114,7 +173,7 @@ impl ApiError {
     /// The response headers, when there was a response.
     pub fn headers(&self) -> Option<&HeaderMap> {
         match &*self.0 {
-            Repr::Transport(_) => None,
+            Repr::Transport(_) | Repr::Credential(_) => None,
             Repr::UnexpectedBody { headers, .. } | Repr::Api { headers, .. } => Some(headers),
         }
     }
@@ -122,7 +181,7 @@ impl ApiError {
     /// The raw response body, when there was a response.
     pub fn body(&self) -> Option<&Bytes> {
         match &*self.0 {
-            Repr::Transport(_) => None,
+            Repr::Transport(_) | Repr::Credential(_) => None,
             Repr::UnexpectedBody { body, .. } | Repr::Api { body, .. } => Some(body),
         }
     }
@@ -197,6 +256,13 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.0 {
             Repr::Transport(e) => write!(f, "transport error: {e}"),
+            Repr::Credential(e) => {
+                write!(f, "credential error: {e}")?;
+                if let Some(cause) = std::error::Error::source(e) {
+                    write!(f, ": {cause}")?;
+                }
+                Ok(())
+            }
             Repr::UnexpectedBody { status, reason, .. } => {
                 write!(
                     f,
@@ -230,8 +296,17 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.transport()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        match &*self.0 {
+            Repr::Transport(e) => Some(e),
+            Repr::Credential(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(e: CredentialError) -> Self {
+        Self(Box::new(Repr::Credential(e)))
     }
 }
 

@@ -14,8 +14,10 @@
 //! - [`AccessTokenApi`]: `generate_access_token`, `get_well_known_jwks`,
 //!   `instrospect_client` (and `introspect_client`), each with a `_with_http_info` variant
 //!   returning `(data, status, headers)`.
-//! - [`TokenSource`]: a cached client-credentials token, refreshed ahead of expiry, one
-//!   refresh shared by concurrent callers.
+//! - [`TokenSource`]: a cached access token, refreshed ahead of expiry, one refresh
+//!   shared by concurrent callers; the client proves itself with a secret, a
+//!   [`PrivateKey`] (`private_key_jwt`, through [`PrivateKeyJwt`]) or, holding no
+//!   credential at all, a platform token ([`WorkloadIdentity`]).
 //! - [`webhooks::Verifier`]: checks `MoneyKit-Signature` headers against the JWKS.
 //! - [`AccessTokenVerifier`]: checks access tokens (RFC 9068 JWTs) in a resource server,
 //!   against the JWKS found through the issuer's RFC 8414 metadata, giving a
@@ -55,6 +57,38 @@
 //! let api = AccessTokenApi::new(config)?.with_token_source(tokens);
 //! let me = api.introspect_client().await?; // token fetched, cached, refreshed as needed
 //! println!("I am {} of {}", me.client_id, me.app.app_name);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Without a client secret
+//!
+//! With a private key, the server holds only the public key (`private_key_jwt`):
+//!
+//! ```no_run
+//! use moneykit::{Configuration, PrivateKey, TokenSource};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Configuration::self_hosted("https://auth.example.com")?;
+//! let key = PrivateKey::from_file("client-key.pem")?; // PEM or private JWK
+//! let tokens = TokenSource::with_private_key(config, "live_…", key).build()?;
+//! # let _ = tokens.token().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With workload identity federation, the workload holds nothing: the server trusts the
+//! token its platform gives it (a Kubernetes service-account token, read again for every
+//! refresh):
+//!
+//! ```no_run
+//! use moneykit::{Configuration, TokenSource, WorkloadIdentity};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Configuration::self_hosted("https://auth.example.com")?;
+//! let identity = WorkloadIdentity::from_token_file("/var/run/secrets/tokens/moneykit");
+//! let tokens = TokenSource::federated(config, identity).build()?;
+//! # let _ = tokens.token().await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -111,14 +145,17 @@ mod access_token;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod client;
+mod client_assertion;
 mod configuration;
 mod error;
 mod jwks_cache;
+mod private_key;
 mod secret;
 mod token_request;
 mod token_source;
 mod verifier;
 pub mod webhooks;
+mod workload_identity;
 
 /// README.md's Rust examples, compiled and checked as doctests so they cannot rot.
 #[cfg(doctest)]
@@ -127,15 +164,18 @@ struct ReadmeDoctests;
 
 pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
+pub use client_assertion::PrivateKeyJwt;
 pub use configuration::{Configuration, DEFAULT_HOST, InvalidBaseUrl};
-pub use error::{ApiError, ErrorKind, TransportError};
+pub use error::{ApiError, CredentialError, ErrorKind, TransportError};
 pub use moneykit_wire::{
     AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,
     ValidationError, WebhookSignatureClaims,
 };
+pub use private_key::{JwsAlgorithm, PrivateKey};
 pub use secret::Secret;
 pub use token_request::GenerateAccessTokenOpts;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
 pub use verifier::{
     AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,
 };
+pub use workload_identity::WorkloadIdentity;

@@ -1,8 +1,9 @@
 //! [`TokenSource`]: an access token that is always there when you need one.
 //!
-//! It gets a token with client credentials, caches it, and refreshes it shortly before
-//! it expires. Concurrent callers that find the token stale share one refresh (single
-//! flight) instead of each asking the server. A call rejected with
+//! It gets a token with the client's credential — a client secret, a private key
+//! (`private_key_jwt`) or a workload's platform token (federation) — caches it, and
+//! refreshes it shortly before it expires. Concurrent callers that find the token stale
+//! share one refresh (single flight) instead of each asking the server. A call rejected with
 //! `api_error.auth.expired_access_token` (clock skew, a server restart with a shorter
 //! lifetime) triggers one refresh and one retry.
 
@@ -13,10 +14,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::HttpClient;
+use crate::client_assertion::PrivateKeyJwt;
 use crate::configuration::Configuration;
 use crate::error::ApiError;
+use crate::private_key::PrivateKey;
 use crate::secret::Secret;
 use crate::token_request::{GenerateAccessTokenOpts, request_token};
+use crate::workload_identity::WorkloadIdentity;
 
 /// A token from the cache or a refresh.
 #[derive(Debug, Clone)]
@@ -41,8 +45,12 @@ impl AccessToken {
     }
 }
 
-/// A cached, auto-refreshing client-credentials token. Cheap to clone; clones share the
-/// cache.
+/// A cached, auto-refreshing access token. Cheap to clone; clones share the cache.
+///
+/// Build one for the client's credential: [`TokenSource::new`] or
+/// [`TokenSource::builder`] with a client secret, [`TokenSource::with_private_key`] (or
+/// [`TokenSource::with_client_assertion`]) with a private key, or
+/// [`TokenSource::federated`] with a workload's platform token.
 ///
 /// ```no_run
 /// use moneykit::{AccessTokenApi, Configuration, TokenSource};
@@ -69,21 +77,57 @@ pub struct TokenSource {
 #[derive(Debug)]
 struct Inner {
     client: HttpClient,
+    credential: Credential,
     scope: Option<String>,
     refresh_ahead: Duration,
     cached: Mutex<Option<AccessToken>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
+/// What a refresh proves the client's identity with.
+#[derive(Debug, Clone)]
+enum Credential {
+    /// The client secret, sent as HTTP Basic from the configuration.
+    ClientSecret,
+    /// A new signed assertion for every refresh.
+    PrivateKeyJwt(PrivateKeyJwt),
+    /// The platform token file, read again for every refresh.
+    Federated(WorkloadIdentity),
+}
+
+impl Credential {
+    /// The form of the next token request, scope aside.
+    async fn token_request(&self) -> Result<GenerateAccessTokenOpts, ApiError> {
+        Ok(match self {
+            Self::ClientSecret => GenerateAccessTokenOpts {
+                grant_type: Some("client_credentials".into()),
+                ..Default::default()
+            },
+            Self::PrivateKeyJwt(assertions) => assertions.token_request()?,
+            Self::Federated(identity) => identity.token_request().await?,
+        })
+    }
+}
+
 /// Settings of a [`TokenSource`] before it is built.
 #[derive(Debug, Clone)]
 pub struct TokenSourceBuilder {
     configuration: Configuration,
+    credential: Credential,
     scope: Option<String>,
     refresh_ahead: Duration,
 }
 
 impl TokenSourceBuilder {
+    fn new(configuration: Configuration, credential: Credential) -> Self {
+        Self {
+            configuration,
+            credential,
+            scope: None,
+            refresh_ahead: Duration::from_secs(60),
+        }
+    }
+
     /// Asks for these scopes (space-separated) instead of everything the client may have.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
@@ -101,6 +145,7 @@ impl TokenSourceBuilder {
         Ok(TokenSource {
             inner: Arc::new(Inner {
                 client: HttpClient::new(self.configuration)?,
+                credential: self.credential,
                 scope: self.scope,
                 refresh_ahead: self.refresh_ahead,
                 cached: Mutex::new(None),
@@ -127,11 +172,94 @@ impl TokenSource {
         client_id: impl Into<String>,
         client_secret: impl Into<Secret>,
     ) -> TokenSourceBuilder {
-        TokenSourceBuilder {
-            configuration: configuration.basic_auth(client_id, client_secret),
-            scope: None,
-            refresh_ahead: Duration::from_secs(60),
-        }
+        TokenSourceBuilder::new(
+            configuration.basic_auth(client_id, client_secret),
+            Credential::ClientSecret,
+        )
+    }
+
+    /// A builder for a client that authenticates with a private key instead of a secret
+    /// (`private_key_jwt`): every refresh sends a new assertion for the server of
+    /// `configuration`, and no HTTP Basic header. See [`PrivateKeyJwt`] for the
+    /// assertion, and [`TokenSource::with_client_assertion`] to change its audience or
+    /// lifetime.
+    ///
+    /// ```no_run
+    /// use moneykit::{Configuration, PrivateKey, TokenSource};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Configuration::self_hosted("https://auth.example.com")?;
+    /// let key = PrivateKey::from_file("/etc/moneykit/client-key.pem")?.with_key_id("2026-01");
+    /// let tokens = TokenSource::with_private_key(config, "live_…", key)
+    ///     .scope("accounts:read")
+    ///     .build()?;
+    /// let bearer = tokens.token().await?;
+    /// # let _ = bearer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_private_key(
+        configuration: Configuration,
+        client_id: impl Into<String>,
+        key: PrivateKey,
+    ) -> TokenSourceBuilder {
+        let assertions = PrivateKeyJwt::new(&configuration, client_id, key);
+        Self::with_client_assertion(configuration, assertions)
+    }
+
+    /// [`TokenSource::with_private_key`] with assertions made as `assertions` says.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use moneykit::{Configuration, PrivateKey, PrivateKeyJwt, TokenSource};
+    ///
+    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Requests go through an internal URL; the issuer is the public one.
+    /// let config = Configuration::self_hosted("http://moneykit-auth.internal:8080")?;
+    /// let key = PrivateKey::from_file("/etc/moneykit/client-key.json")?;
+    /// let assertions = PrivateKeyJwt::new(&config, "live_…", key)
+    ///     .audience("https://auth.example.com")
+    ///     .lifetime(Duration::from_secs(30));
+    /// let tokens = TokenSource::with_client_assertion(config, assertions).build()?;
+    /// # let _ = tokens;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_client_assertion(
+        configuration: Configuration,
+        assertions: PrivateKeyJwt,
+    ) -> TokenSourceBuilder {
+        TokenSourceBuilder::new(
+            without_basic_auth(configuration),
+            Credential::PrivateKeyJwt(assertions),
+        )
+    }
+
+    /// A builder for a workload that holds no credential of its own (workload identity
+    /// federation): every refresh reads the platform token file again and presents it
+    /// with the `jwt-bearer` grant, or with a token exchange (see [`WorkloadIdentity`]).
+    ///
+    /// ```no_run
+    /// use moneykit::{Configuration, TokenSource, WorkloadIdentity};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Configuration::self_hosted("https://auth.example.com")?;
+    /// // A Kubernetes projected service-account token with audience auth.example.com.
+    /// let identity = WorkloadIdentity::from_token_file("/var/run/secrets/tokens/moneykit");
+    /// let tokens = TokenSource::federated(config, identity).build()?;
+    /// let bearer = tokens.token().await?;
+    /// # let _ = bearer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn federated(
+        configuration: Configuration,
+        identity: WorkloadIdentity,
+    ) -> TokenSourceBuilder {
+        TokenSourceBuilder::new(
+            without_basic_auth(configuration),
+            Credential::Federated(identity),
+        )
     }
 
     fn cached_if_fresh(&self) -> Option<AccessToken> {
@@ -195,9 +323,8 @@ impl TokenSource {
     async fn fetch(&self) -> Result<AccessToken, ApiError> {
         let issued_at = Instant::now();
         let opts = GenerateAccessTokenOpts {
-            grant_type: Some("client_credentials".into()),
             scope: self.inner.scope.clone(),
-            ..Default::default()
+            ..self.inner.credential.token_request().await?
         };
         let (response, _, _) = request_token(&self.inner.client, &opts).await?;
         let token = AccessToken {
@@ -208,6 +335,16 @@ impl TokenSource {
         };
         *self.inner.cached.lock().expect("not poisoned") = Some(token.clone());
         Ok(token)
+    }
+}
+
+/// `configuration` without HTTP Basic credentials: a client that proves itself otherwise
+/// must not also send a secret.
+fn without_basic_auth(configuration: Configuration) -> Configuration {
+    Configuration {
+        username: None,
+        password: None,
+        ..configuration
     }
 }
 

@@ -342,7 +342,8 @@ fn metadata_url(issuer: &str) -> String {
     }
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, by this machine's clock.
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
