@@ -74,8 +74,9 @@ fn client_assertion(body: &[u8]) -> &str {
 /// `bench-floor keygen DIR`.
 fn keygen(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-        .unwrap();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
     std::fs::write(dir.join("key.pk8"), pkcs8.as_ref()).unwrap();
     let point = parse_pair(pkcs8.as_ref()).public_key().as_ref().to_vec();
     let jwks = format!(
@@ -135,7 +136,12 @@ impl Keys {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["keygen", dir] => return keygen(Path::new(dir)),
         ["assertions", dir, client_id, audience, count, lifetime] => {
             return assertions(
@@ -148,7 +154,10 @@ async fn main() {
         }
         _ => {}
     }
-    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:8090".into());
+    let addr = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:8090".into());
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair = parse_pair(pkcs8.as_ref());

@@ -108,7 +108,7 @@ pub(super) enum ClientsCommand {
         #[arg(long, value_name = "SECS")]
         token_ttl: Option<u64>,
         /// How the client authenticates; private_key_jwt needs --jwks-file or --jwks-uri.
-        #[arg(long, value_enum, default_value = "client_secret")]
+        #[arg(long, value_enum, default_value = "client_secret_basic")]
         auth_method: AuthMethod,
         #[command(flatten)]
         keys: KeysArgs,

@@ -86,7 +86,8 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Get an access token from a running server (client credentials).
+    /// Get an access token from a running server: with a client secret, a private key
+    /// (private_key_jwt) or a workload's platform token (federation).
     Token(token::TokenArgs),
     /// Queue, list and retry webhook events.
     #[command(subcommand)]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::builder::FalseyValueParser;
+use clap::builder::BoolishValueParser;
 use clap::{ArgGroup, Args};
 use moneykit::{
     AccessTokenApi, Configuration, GenerateAccessTokenOpts, PrivateKey, PrivateKeyJwt,
@@ -95,7 +95,7 @@ pub(super) struct TokenArgs {
     #[arg(
         long,
         env = "MONEYKIT_AUTH_TOKEN_EXCHANGE",
-        value_parser = FalseyValueParser::new(),
+        value_parser = BoolishValueParser::new(),
         requires = "assertion_file",
         conflicts_with_all = ["client_secret", "private_key"],
         help_heading = CREDENTIAL

@@ -47,7 +47,17 @@ impl Engine<'_> {
             .check_source(self.source)
             .map_err(GrantError::RateLimited)?;
         let rule = self.matching_rule(token, wanted, now).map_err(|error| {
-            match self.limits.record_failure(self.source, None) {
+            let limited = self.limits.record_failure(self.source, None);
+            // At info, like refused client authentications: the check that failed (never
+            // the token), and where from.
+            tracing::info!(
+                reason = "invalid_platform_token",
+                check = %error,
+                client = self.source.map(tracing::field::display),
+                rate_limited = limited.is_err().then_some(true),
+                "federated grant refused"
+            );
+            match limited {
                 Err(wait) => GrantError::RateLimited(wait),
                 Ok(()) => error,
             }

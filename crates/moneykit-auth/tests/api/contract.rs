@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use moneykit_auth::crypto::sealing::MasterKey;
 use moneykit_auth::domain::signing_keys::RETIRED_KEY_PUBLISHED_FOR;
 use moneykit_auth::store::{InsertKeyIf, Migrations, OpenMode, PoolSettings};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -459,6 +460,60 @@ async fn every_documented_environment_variable_takes_effect() {
         Some(TEST_SECRET),
     );
     let base = server.base().await;
+    // A private_key_jwt client and a private key file, for the private-key variables: the
+    // key authenticates (the scope is then refused), a kid or audience of the variable's
+    // is refused by the server naming it.
+    let pem_path = dir.path().join("client-key.pem");
+    let key_client = {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let der = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+        );
+        std::fs::write(&pem_path, &pem).unwrap();
+        let key = moneykit::PrivateKey::from_pem(pem.as_bytes()).unwrap();
+        let jwks_path = dir.path().join("client-jwks.json");
+        std::fs::write(&jwks_path, json!({"keys": [key.public_jwk()]}).to_string()).unwrap();
+        let app = cli_app(&url, "Keys");
+        let created = cli_json(&cli(
+            &url,
+            &[
+                "clients",
+                "create",
+                "--app",
+                &app,
+                "--auth-method",
+                "private_key_jwt",
+                "--jwks-file",
+                jwks_path.to_str().unwrap(),
+                "--json",
+            ],
+        ));
+        created["client_id"].as_str().unwrap().to_owned()
+    };
+    let pem_path = pem_path.to_str().unwrap().to_owned();
+    let assertion_file = dir.path().join("platform-token");
+    std::fs::write(&assertion_file, "not-a-jwt").unwrap();
+    let assertion_file = assertion_file.to_str().unwrap().to_owned();
+    let private_key = |name: &str, value: &str, check: Check| Case {
+        args: vec!["token".into()],
+        value: value.into(),
+        with: [
+            ("MONEYKIT_AUTH_URL", base.clone()),
+            ("MONEYKIT_AUTH_CLIENT_ID", key_client.clone()),
+            ("MONEYKIT_AUTH_PRIVATE_KEY", pem_path.clone()),
+            ("MONEYKIT_AUTH_SCOPE", "not-granted".to_owned()),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n != name)
+        .collect(),
+        check,
+    };
     // Id, secret and URL reach the server and authenticate; the scope is then refused.
     let token = |name: &str| {
         let all = [
@@ -616,6 +671,36 @@ async fn every_documented_environment_variable_takes_effect() {
     ] {
         special.insert(name, token(name));
     }
+    let pem = pem_path.as_str();
+    special.insert(
+        "MONEYKIT_AUTH_PRIVATE_KEY",
+        private_key("MONEYKIT_AUTH_PRIVATE_KEY", pem, Fails("invalid_scope")),
+    );
+    special.insert(
+        "MONEYKIT_AUTH_KEY_ID",
+        private_key(
+            "MONEYKIT_AUTH_KEY_ID",
+            "kid-from-env",
+            Fails("kid-from-env"),
+        ),
+    );
+    special.insert(
+        "MONEYKIT_AUTH_ASSERTION_AUDIENCE",
+        private_key(
+            "MONEYKIT_AUTH_ASSERTION_AUDIENCE",
+            "https://elsewhere.example",
+            Fails("aud must be"),
+        ),
+    );
+    special.insert(
+        "MONEYKIT_AUTH_ASSERTION_FILE",
+        Case {
+            args: vec!["token".into()],
+            value: assertion_file.clone(),
+            with: vec![("MONEYKIT_AUTH_URL", base.clone())],
+            check: Fails("not a compact JWT"),
+        },
+    );
     for name in special.keys() {
         assert!(
             documented.contains_key(*name),

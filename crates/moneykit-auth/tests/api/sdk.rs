@@ -623,3 +623,196 @@ async fn the_axum_extractor_protects_an_api_with_the_servers_tokens() {
         "{challenge}"
     );
 }
+
+/// A P-256 private key as a PKCS#8 PEM document, as `openssl genpkey` writes it.
+fn p256_pem() -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    let der = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A `private_key_jwt` client holding `key`'s public half (as the SDK derives it).
+async fn client_of_key(app: &TestApp, key: &moneykit::PrivateKey) -> String {
+    let jwks = json!({"keys": [key.public_jwk()]}).to_string();
+    let client = crate::secretless::key_client(
+        app,
+        "accounts:read",
+        moneykit_auth::operations::secretless::KeysInput::Jwks(jwks),
+    )
+    .await;
+    client.id
+}
+
+#[tokio::test]
+async fn the_sdk_gets_tokens_with_a_private_key_and_as_a_federated_workload() {
+    use crate::support::issuer::FakeIssuer;
+    use crate::support::signing::{TestKey, key_set};
+    use moneykit::{PrivateKey, WorkloadIdentity};
+
+    let app = spawn_app().await;
+    // A private key, registered by its public JWK; every refresh signs a new assertion.
+    let key = PrivateKey::from_pem(p256_pem().as_bytes())
+        .unwrap()
+        .with_key_id("sdk-key");
+    let id = client_of_key(&app, &key).await;
+    let tokens = TokenSource::with_private_key(config(&app), id.as_str(), key)
+        .build()
+        .unwrap();
+    let first = tokens.token().await.unwrap();
+    let claims = jwt_part(first.token.expose(), 1);
+    assert_eq!(claims["client_id"], id.as_str());
+    let rejected = first.token.clone();
+    let second = tokens.refresh_after_rejection(&rejected).await.unwrap();
+    assert_ne!(
+        second.token, first.token,
+        "a second assertion, accepted too"
+    );
+
+    // A federated workload: its platform token in a file that the platform rotates.
+    let platform = FakeIssuer::start(vec![TestKey::es256("cluster")]).await;
+    let (trusting, _) = app.create_client("accounts:read", None).await;
+    let rule = moneykit_auth::operations::secretless::NewTrustRule {
+        issuer: platform.issuer.clone(),
+        subject: "system:serviceaccount:payments:ledger".into(),
+        audience: None,
+        keys: Some(moneykit_auth::operations::secretless::KeysInput::Jwks(
+            platform.jwks().to_string(),
+        )),
+    };
+    moneykit_auth::operations::secretless::trust(
+        app.store.as_ref(),
+        &trusting.id,
+        &rule,
+        Default::default(),
+        moneykit_auth::operations::Via::Cli,
+    )
+    .await
+    .unwrap();
+    app.synced().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let write_platform_token = || {
+        let token = platform.token("system:serviceaccount:payments:ledger", &app.issuer, 600);
+        std::fs::write(&token_file, token).unwrap();
+    };
+    write_platform_token();
+    for identity in [
+        WorkloadIdentity::from_token_file(&token_file),
+        WorkloadIdentity::from_token_file(&token_file).token_exchange(),
+    ] {
+        let tokens = TokenSource::federated(config(&app), identity)
+            .build()
+            .unwrap();
+        let token = tokens.token().await.unwrap();
+        assert_eq!(
+            jwt_part(token.token.expose(), 1)["client_id"],
+            trusting.id.as_str()
+        );
+        // The platform rotates the file; the next refresh reads it again.
+        write_platform_token();
+        let again = tokens.refresh_after_rejection(&token.token).await.unwrap();
+        assert_eq!(
+            jwt_part(again.token.expose(), 1)["client_id"],
+            trusting.id.as_str()
+        );
+    }
+    // Keys unknown to the server: a clear error, not a token.
+    let stranger = PrivateKey::from_pem(p256_pem().as_bytes()).unwrap();
+    let refused = TokenSource::with_private_key(config(&app), id.as_str(), stranger)
+        .build()
+        .unwrap()
+        .token()
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("does not verify"), "{refused}");
+    let _ = key_set;
+}
+
+#[tokio::test]
+async fn the_token_command_uses_a_private_key_or_a_platform_token_file() {
+    use crate::support::issuer::FakeIssuer;
+    use crate::support::signing::TestKey;
+
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = p256_pem();
+    let key_path = dir.path().join("client-key.pem");
+    std::fs::write(&key_path, &pem).unwrap();
+    let id = client_of_key(
+        &app,
+        &moneykit::PrivateKey::from_pem(pem.as_bytes()).unwrap(),
+    )
+    .await;
+    let key_path = key_path.to_str().unwrap();
+    let out = app
+        .cli_async(&[
+            "token",
+            "--url",
+            &app.base,
+            "--client-id",
+            &id,
+            "--private-key",
+            key_path,
+            "--json",
+        ])
+        .await;
+    let token = cli_json(&out);
+    assert_eq!(
+        jwt_part(token["access_token"].as_str().unwrap(), 1)["client_id"],
+        id.as_str()
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("PRIVATE KEY"));
+
+    let platform = FakeIssuer::start(vec![TestKey::ed25519("cluster")]).await;
+    let (trusting, _) = app.create_client("accounts:read", None).await;
+    let jwks_path = dir.path().join("cluster-jwks.json");
+    std::fs::write(&jwks_path, platform.jwks().to_string()).unwrap();
+    cli_json(
+        &app.cli_async(&[
+            "clients",
+            "trust",
+            &trusting.id,
+            "--issuer",
+            &platform.issuer,
+            "--subject",
+            "ci",
+            "--jwks-file",
+            jwks_path.to_str().unwrap(),
+            "--json",
+        ])
+        .await,
+    );
+    let token_path = dir.path().join("platform-token");
+    std::fs::write(&token_path, platform.token("ci", &app.issuer, 300)).unwrap();
+    app.synced().await;
+    for extra in [&[][..], &["--token-exchange"][..]] {
+        let mut args = vec![
+            "token",
+            "--url",
+            &app.base,
+            "--assertion-file",
+            token_path.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let token = cli_json(&app.cli_async(&args).await);
+        assert_eq!(
+            jwt_part(token["access_token"].as_str().unwrap(), 1)["client_id"],
+            trusting.id.as_str(),
+            "{extra:?}"
+        );
+    }
+}
