@@ -273,12 +273,13 @@ class Bench:
             raise SystemExit(f"moneykit-auth {' '.join(args)} failed: {out.stderr}")
         return json.loads(out.stdout)
 
-    def start(self):
+    def start(self, extra=()):
         # The per-client token limit stays on, far above what one client asks for here, so
         # its cost is measured without it refusing anything.
         self.server = Process([BIN, "serve", "--listen", f"127.0.0.1:{self.port}",
                                "--database-url", self.db, "--shutdown-delay", "0",
-                               "--token-rate-per-client", "1e12", "--token-burst-per-client", "1e12"],
+                               "--token-rate-per-client", "1e12", "--token-burst-per-client", "1e12",
+                               *extra],
                               self.env, self.work / "server.log")
         return wait_live(self.base + "/healthz/live", self.server.proc)
 
@@ -295,27 +296,45 @@ class Bench:
         return json.loads(body)["access_token"]
 
 
-def fresh_tokens_lua(path: Path, per_run: int):
-    """A wrk script that presents each token of a file once: run i uses lines
-    [i*per_run, (i+1)*per_run); the warm-up (-1) uses the last slice."""
+# Lua expressions that send `line` as a bearer token, or as a form body.
+BEARER_REQUEST = 'wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line})'
+FORM_REQUEST = ('wrk.format("POST", nil, {["Content-Type"] = "application/x-www-form-urlencoded"}, '
+                'line)')
+
+
+def fresh_lines_lua(path: Path, per_run: int, request: str):
+    """A wrk script that sends each line of a file once, as `request` (Lua, with the line
+    in `line`) builds it: run i uses lines [i*per_run, (i+1)*per_run); the warm-up (-1),
+    and a run without arguments (a floor that does not mind repeats), the last slice."""
     return f"""
-local tokens = {{}}
+local lines = {{}}
 local i = 0
 function init(args)
-  local run = tonumber(args[1])
+  local run = tonumber(args[1] or "-1")
   local first = (run + 1) * {per_run}
   local n = 0
   for line in io.lines("{path}") do
-    if n >= first and n < first + {per_run} then tokens[#tokens + 1] = line end
+    if n >= first and n < first + {per_run} then lines[#lines + 1] = line end
     n = n + 1
   end
 end
 function request()
   i = i + 1
-  if i > #tokens then i = 1 end
-  return wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. tokens[i]}})
+  if i > #lines then i = 1 end
+  local line = lines[i]
+  return {request}
 end
 """
+
+
+def fresh_tokens_lua(path: Path, per_run: int):
+    """Each token of a file presented once as a bearer token (see `fresh_lines_lua`)."""
+    return fresh_lines_lua(path, per_run, BEARER_REQUEST)
+
+
+def fresh_bodies_lua(path: Path, per_run: int):
+    """Each form body of a file POSTed once (see `fresh_lines_lua`)."""
+    return fresh_lines_lua(path, per_run, FORM_REQUEST)
 
 
 def collect_tokens_lua(out: Path):
@@ -355,17 +374,24 @@ def floor_verify(floor_base, work: Path, count=100_000) -> Scenario:
     return Scenario(FLOOR_VERIFY_NAME, "/verify", lua=cycle_tokens_lua(tokens))
 
 
-def cycle_tokens_lua(path: Path):
+def cycle_lines_lua(path: Path, request: str):
+    """A wrk script that cycles through the lines of a file, each sent as `request` (Lua,
+    the line in `line`) builds it."""
     return f"""
-local tokens = {{}}
+local lines = {{}}
 local i = 0
-for line in io.lines("{path}") do tokens[#tokens + 1] = line end
+for line in io.lines("{path}") do lines[#lines + 1] = line end
 function request()
   i = i + 1
-  if i > #tokens then i = 1 end
-  return wrk.format("GET", nil, {{["Authorization"] = "Bearer " .. tokens[i]}})
+  if i > #lines then i = 1 end
+  local line = lines[i]
+  return {request}
 end
 """
+
+
+def cycle_tokens_lua(path: Path):
+    return cycle_lines_lua(path, BEARER_REQUEST)
 
 
 def run_moneykit(opts, results, floor_base):
@@ -431,6 +457,80 @@ def run_moneykit(opts, results, floor_base):
                                   reference=floor(floor_verify(floor_base, FLOOR_WORK)))
     b.stop()
     shutil.rmtree(b.work, ignore_errors=True)
+
+
+FLOOR_VERIFY_SIGN_NAME = "floor: axum + ES256 verify + sign"
+ASSERTION_FLOOD = "assertion flood (memory)"
+
+
+def run_secretless(opts, results, database_url=None):
+    """`private_key_jwt`: each request presents a fresh client assertion (one ES256
+    verification, then one signature for the token), judged against the verify+sign floor
+    sent the same bodies. With `database_url` (PostgreSQL), the replay write is included.
+    Then a flood of assertions naming unknown clients and unknown kids, with the server's
+    RSS sampled before and after, to show that memory stays flat."""
+    b = Bench(opts)
+    on = "SQLite"
+    if database_url:
+        b.db, on = database_url, "PostgreSQL"
+    keys = b.work / "keys"
+    subprocess.run([FLOOR, "keygen", str(keys)], check=True)
+    app = b.cli("apps", "create", "--name", "Secretless")
+    client = b.cli("clients", "create", "--app", app["app_id"], "--name", "keyed",
+                   "--scope", "accounts:read transactions:read",
+                   "--auth-method", "private_key_jwt", "--jwks-file", str(keys / "jwks.json"))
+    # Assertions are made before the runs, so they may live for the whole section.
+    b.start(["--assertion-max-lifetime", "2h", "--auth-failures-per-address", "0",
+             "--auth-failures-per-client", "0"])
+    sign = results.get(FLOOR_SIGN_NAME, {}).get("rps", 20_000)
+    verify = results.get(FLOOR_VERIFY_NAME, {}).get("rps", 20_000)
+    expected = 1 / (1 / sign + 1 / verify)
+    per_run = int(expected * 2 * (opts.duration + 1)) + 10_000
+    print(f"  making {per_run * (opts.runs + 1):,} client assertions …", flush=True)
+    subprocess.run([FLOOR, "assertions", str(keys), client["client_id"], b.base,
+                    str(per_run * (opts.runs + 1)), "7000"], check=True)
+    bodies = keys / "assertions.txt"
+    port = free_port()
+    floor = Process([FLOOR, f"127.0.0.1:{port}", str(keys / "key.pk8")])
+    floor_base = f"http://127.0.0.1:{port}"
+    wait_live(floor_base + "/hello", floor.proc)
+    try:
+        name = f"POST /auth/token (private_key_jwt, {on})"
+        print(f"  {name} …", flush=True)
+        s = Scenario(name, "/auth/token", lua=fresh_bodies_lua(bodies, per_run))
+        reference = Scenario(FLOOR_VERIFY_SIGN_NAME, "/verify-sign", lua=fresh_bodies_lua(bodies, per_run))
+        results[name] = measure(b.base, s, opts, b.work, b.server.pid,
+                                script_args_per_run=lambda i: (str(i),),
+                                reference=(floor_base, reference))
+        if not database_url:
+            run_assertion_flood(opts, results, b, keys, client["client_id"])
+    finally:
+        floor.stop()
+        b.stop()
+        shutil.rmtree(b.work, ignore_errors=True)
+
+
+def run_assertion_flood(opts, results, b, keys, client_id):
+    """Assertions naming random unknown client ids, and assertions of a real client naming
+    random unknown kids, sent at full speed (all refused, no failure budget in the way):
+    the server's RSS before, after one pass and after a second one."""
+    flood = keys / "flood.txt"
+    subprocess.run([FLOOR, "forged", str(keys), client_id, b.base, "200000"], check=True)
+    script = b.work / "flood.lua"
+    script.write_text(cycle_bodies_lua(flood))
+    before = rss_kib(b.server.pid)[0]
+    samples = []
+    for _ in range(2):
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{opts.connections}",
+                              f"-d{opts.duration}s", "-s", str(script), b.base + "/auth/token"],
+                             capture_output=True, text=True, check=True).stdout
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        samples.append((requests, rss_kib(b.server.pid)[0]))
+    results[ASSERTION_FLOOD] = {"rss_before_kib": before, "samples": samples}
+
+
+def cycle_bodies_lua(path: Path):
+    return cycle_lines_lua(path, FORM_REQUEST)
 
 
 FLOOR_WORK = Path(tempfile.mkdtemp(prefix="moneykit-floor-tokens."))
@@ -541,6 +641,15 @@ def run_peers(opts, results):
 
 # --- report ----------------------------------------------------------------------------------
 
+def cumulative(samples):
+    """[(requests in pass, rss)] → [(requests so far, rss)]."""
+    total, out = 0, []
+    for requests, rss in samples:
+        total += requests
+        out.append((total, rss))
+    return out
+
+
 def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "—"
 
@@ -600,6 +709,7 @@ def report(results, opts) -> str:
              "GET /auth/introspect (one repeated token)",
              "GET /auth/introspect (distinct fresh tokens)", "POST /oauth2/introspect",
              "GET /.well-known/jwks.json"]
+    names += [k for k in results if k.startswith("POST /auth/token (private_key_jwt")]
     names += [k for k in results if k.startswith("POST /auth/token (") and "clients)" in k]
     names += [k for k in results if k.startswith("peer: ")]
     for name in names:
@@ -619,6 +729,12 @@ def report(results, opts) -> str:
         lines += ["", f"With {s['clients']:,} clients in the database: startup (process start to "
                   f"first 200 from /healthz/live) {s['startup_s']} s, idle RSS "
                   f"{s['idle_rss_kib'] / 1024:.1f} MiB.{growth}"]
+    if ASSERTION_FLOOD in results:
+        f = results[ASSERTION_FLOOD]
+        passes = ", ".join(f"{rss / 1024:.1f} MiB after {total:,} requests"
+                           for total, rss in cumulative(f["samples"]))
+        lines += ["", f"A flood of client assertions naming unknown client ids and unknown kids "
+                  f"(all refused): RSS {f['rss_before_kib'] / 1024:.1f} MiB before, {passes}."]
     if "idle_rss_kib" in results:
         lines += ["", f"RSS after the load scenarios with a few clients: "
                   f"{results['idle_rss_kib'] / 1024:.1f} MiB."]
@@ -638,8 +754,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="1 run × 3 s: checks the harness, not the server")
     p.add_argument("--peers", action="store_true", help="also measure the node peers (npm install)")
     p.add_argument("--no-scale", action="store_true", help="skip the 100 000-client run")
-    p.add_argument("--only", default="floors,moneykit,scale",
-                   help="comma-separated parts to run: floors, moneykit, scale (peers: --peers)")
+    p.add_argument("--only", default="floors,moneykit,secretless,scale",
+                   help="comma-separated parts to run: floors, moneykit, secretless, scale "
+                        "(peers: --peers)")
+    p.add_argument("--postgres", metavar="URL",
+                   help="also run the private_key_jwt scenario on this (empty) PostgreSQL "
+                        "database, replay write included")
     p.add_argument("--write", default=str(ROOT / "docs/BENCHMARKS.md"),
                    help="file whose bench:begin/end section is replaced ('-' to only print)")
     p.add_argument("--report-only", action="store_true",
@@ -664,6 +784,11 @@ def main():
         if "moneykit" in parts:
             print("moneykit-auth:")
             run_moneykit(opts, results, floor_base)
+        if "secretless" in parts:
+            print("secretless clients:")
+            run_secretless(opts, results)
+            if opts.postgres:
+                run_secretless(opts, results, opts.postgres)
         if "scale" in parts and not opts.no_scale:
             print("scale:")
             run_scale(opts, results, floor_base)

@@ -18,7 +18,11 @@
 //! - `bench-floor keygen DIR`: a P-256 key (`DIR/key.pk8`) and its JWKS (`DIR/jwks.json`);
 //! - `bench-floor assertions DIR CLIENT_ID AUDIENCE COUNT LIFETIME_SECS`: COUNT token
 //!   request bodies (`DIR/assertions.txt`, one per line), each with a fresh client
-//!   assertion signed by `DIR/key.pk8`.
+//!   assertion signed by `DIR/key.pk8`;
+//! - `bench-floor forged DIR CLIENT_ID AUDIENCE COUNT`: COUNT bodies (`DIR/flood.txt`) whose
+//!   assertions name a random unknown client id (even lines) or CLIENT_ID with a random
+//!   unknown `kid` (odd lines), signed by nothing: a flood the server must refuse without
+//!   remembering any of it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -133,6 +137,37 @@ impl Keys {
     }
 }
 
+/// `bench-floor forged DIR CLIENT_ID AUDIENCE COUNT`.
+fn forged(dir: &Path, client_id: &str, audience: &str, count: usize) {
+    use std::io::Write;
+    let rng = SystemRandom::new();
+    let random_hex = |n: usize| {
+        let mut bytes = vec![0u8; n];
+        aws_lc_rs::rand::SecureRandom::fill(&rng, &mut bytes).unwrap();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let file = std::fs::File::create(dir.join("flood.txt")).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    for n in 0..count {
+        let (sub, kid) = if n % 2 == 0 {
+            (format!("live_{}", random_hex(12)), "bench".to_owned())
+        } else {
+            (client_id.to_owned(), format!("forged-{}", random_hex(8)))
+        };
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
+        let claims = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"{sub}","sub":"{sub}","aud":"{audience}","exp":4102444800,"jti":"{}"}}"#,
+            random_hex(16)
+        ));
+        let signature = URL_SAFE_NO_PAD.encode(random_hex(32));
+        writeln!(
+            out,
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={header}.{claims}.{signature}"
+        )
+        .unwrap();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -151,6 +186,9 @@ async fn main() {
                 count.parse().unwrap(),
                 lifetime.parse().unwrap(),
             );
+        }
+        ["forged", dir, client_id, audience, count] => {
+            return forged(Path::new(dir), client_id, audience, count.parse().unwrap());
         }
         _ => {}
     }
