@@ -3,7 +3,8 @@
 #
 #   interop/run.sh [PATH_TO_BINARY]      (default: target/debug/moneykit-auth, built if missing)
 #   INTEROP_ONLY="authlib pyjwt" interop/run.sh   (a subset: rust-oauth2 authlib pyjwt
-#                                                 moneykit-sdk webhooks openapi schemathesis)
+#                                                 moneykit-sdk webhooks secretless openapi
+#                                                 schemathesis)
 #
 # Each suite gets a server of its own: a throwaway SQLite database (or, when
 # INTEROP_DATABASE_URL names an existing PostgreSQL database, a new database beside it), a
@@ -143,10 +144,12 @@ start_server() {
   no_start() { echo "FAIL [$name] $*"; cat "$SERVER_LOG" >&2; stop_server; return 1; }
   database_url "$name" || { no_start "cannot create a database through INTEROP_DATABASE_URL"; return 1; }
   export MONEYKIT_AUTH_DATABASE_URL="$DATABASE_URL_RESULT"
-  # Webhooks go to a receiver the webhooks suite starts on loopback, over plain HTTP.
+  # Webhooks go to a receiver the webhooks suite starts on loopback, over plain HTTP, and
+  # the secretless suite publishes a client's JWKS there too (`clients create --jwks-uri`).
   # Rate limits stay at their defaults: the suites are well-behaved clients.
   "$BIN" --log-format text serve --listen 127.0.0.1:0 --shutdown-delay 0 --webhooks-allow-http \
-    --webhooks-allow-private-targets --webhook-retry-base 200ms >"$SERVER_LOG" 2>&1 &
+    --webhooks-allow-private-targets --webhook-retry-base 200ms \
+    --jwks-allow-http --jwks-allow-private-targets >"$SERVER_LOG" 2>&1 &
   SERVER_PID=$!
   local addr=""
   for _ in $(seq 1 300); do
@@ -298,6 +301,7 @@ suite authlib run_pytest authlib test_authlib.py
 suite pyjwt run_pytest pyjwt test_pyjwt.py
 suite moneykit-sdk run_pytest moneykit-sdk test_moneykit_sdk.py
 suite webhooks run_pytest webhooks test_webhooks.py
+suite secretless run_pytest secretless test_secretless.py
 suite openapi run_pytest openapi test_openapi.py
 suite schemathesis run_counted schemathesis "$PY" "$HERE/schemathesis/run_schemathesis.py"
 [ "${#SUMMARY[@]}" -gt 0 ] || die "INTEROP_ONLY=\"${INTEROP_ONLY:-}\" names no suite"
