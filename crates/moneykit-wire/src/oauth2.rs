@@ -203,7 +203,7 @@ pub struct AuthorizationServerMetadata {
     /// An extension member: the `aud` values a `private_key_jwt` assertion may carry.
     /// The issuer alone when the server runs with `--strict-assertion-audience`
     /// (draft-ietf-oauth-rfc7523bis: a single string, nothing else); otherwise also the
-    /// exact URLs of the token endpoints, for clients that still send those.
+    /// exact URLs of the endpoints where clients authenticate, which many clients send.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_assertion_audiences_accepted: Vec<String>,
     /// Where the API is described.

@@ -204,7 +204,8 @@ pub(super) struct ServeArgs {
     access_log: bool,
     /// Accept a private_key_jwt client assertion only if its `aud` is this server's issuer
     /// identifier, as a single string (draft-ietf-oauth-rfc7523bis, FAPI 2.0). Without it,
-    /// the exact URL of a token endpoint, and an array holding one of these, are accepted
+    /// the exact URL of an endpoint where clients authenticate (token, introspection,
+    /// revocation), and an array holding one of these, are accepted
     /// too, for clients that still send them; metadata lists what is accepted.
     #[arg(long, env = "MONEYKIT_AUTH_STRICT_ASSERTION_AUDIENCE", value_parser = clap::builder::FalseyValueParser::new())]
     strict_assertion_audience: bool,

@@ -26,7 +26,7 @@ pub enum Algorithm {
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
-    /// Ed25519.
+    /// Ed25519, named `EdDSA` (RFC 8037) or `Ed25519` (RFC 9864's fully specified name).
     EdDsa,
     /// RSASSA-PKCS1-v1_5 with SHA-256 (2048 to 8192 bits).
     Rs256,
@@ -57,8 +57,15 @@ impl Algorithm {
 
     /// The algorithm a JOSE `alg` names, if it is accepted.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name() == name)
+        match name {
+            "Ed25519" => Some(Algorithm::EdDsa),
+            _ => Self::ALL.into_iter().find(|a| a.name() == name),
+        }
     }
+
+    /// Every accepted `alg` name, as metadata lists them: RFC 9864's `Ed25519` beside
+    /// `EdDSA`.
+    pub const NAMES: [&'static str; 6] = ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"];
 }
 
 /// Why a JWK or JWKS is not usable.
@@ -513,6 +520,20 @@ pub(crate) mod tests {
                 JwsError::BadSignature
             );
         }
+        // RFC 9864's name for Ed25519 is the same algorithm.
+        let token = jwt(
+            json!({"alg":"Ed25519","kid":"ed"}),
+            claims.clone(),
+            &cases[2].2,
+        );
+        assert_eq!(
+            Jws::parse(&token, 8192)
+                .unwrap()
+                .verify(&keys)
+                .unwrap()
+                .kid(),
+            Some("ed")
+        );
         // An RS256 signature presented as PS256 does not verify.
         let token = jwt(
             json!({"alg":"PS256","kid":"rsa"}),

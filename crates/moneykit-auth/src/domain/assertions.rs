@@ -133,8 +133,10 @@ pub struct AssertionAudience {
     /// The issuer identifier: always accepted (as the only value of a string `aud`, or
     /// in an array when not strict).
     pub issuer: String,
-    /// The exact URLs of this server's token endpoints, accepted unless `strict`.
-    pub token_endpoints: Vec<String>,
+    /// The exact URLs of this server's endpoints where clients authenticate (the token
+    /// endpoints, introspection, revocation), accepted unless `strict`: clients such as
+    /// Authlib and requests-oauth2client put the URL they call in `aud`.
+    pub endpoints: Vec<String>,
     /// draft-ietf-oauth-rfc7523bis: `aud` must be the issuer identifier, as a single JSON
     /// string. Closes the audience-injection attack, in which a client is tricked into
     /// signing an assertion for an attacker's server whose metadata names this server's
@@ -147,7 +149,7 @@ impl AssertionAudience {
     pub fn accepted(&self) -> Vec<String> {
         let mut all = vec![self.issuer.clone()];
         if !self.strict {
-            all.extend(self.token_endpoints.iter().cloned());
+            all.extend(self.endpoints.iter().cloned());
         }
         all
     }
@@ -155,13 +157,13 @@ impl AssertionAudience {
     fn accepts(&self, aud: &AudienceClaim) -> bool {
         match aud {
             AudienceClaim::One(one) => {
-                *one == self.issuer || (!self.strict && self.token_endpoints.contains(one))
+                *one == self.issuer || (!self.strict && self.endpoints.contains(one))
             }
             AudienceClaim::Many(many) => {
                 !self.strict
                     && many
                         .iter()
-                        .any(|a| *a == self.issuer || self.token_endpoints.contains(a))
+                        .any(|a| *a == self.issuer || self.endpoints.contains(a))
             }
         }
     }
@@ -294,7 +296,7 @@ mod tests {
     fn audience(strict: bool) -> AssertionAudience {
         AssertionAudience {
             issuer: "https://auth.example".into(),
-            token_endpoints: vec![
+            endpoints: vec![
                 "https://auth.example/oauth2/token".into(),
                 "https://auth.example/auth/token".into(),
             ],

@@ -110,7 +110,10 @@ impl Engine<'_> {
         }
         let settings = &self.snapshot.settings;
         let mut matched: Vec<&TrustEntry> = Vec::new();
-        let mut first_refusal = None;
+        // The refusal reported: that of a rule for this token's subject when there is one
+        // (an expired token of a trusted workload is "expired", not "sub does not match"
+        // from another rule of the same issuer), else the first.
+        let mut refusal: Option<(bool, String)> = None;
         for entry in rules {
             let outcome = self.verify_with(&jws, &entry.keys).and_then(|()| {
                 entry
@@ -133,13 +136,19 @@ impl Engine<'_> {
                 }
                 Ok(()) => {}
                 Err(why) => {
-                    first_refusal.get_or_insert(why);
+                    let for_subject = claims.sub.as_deref() == Some(entry.rule.subject.as_str());
+                    if refusal
+                        .as_ref()
+                        .is_none_or(|(best, _)| for_subject && !best)
+                    {
+                        refusal = Some((for_subject, why));
+                    }
                 }
             }
         }
         match matched.as_slice() {
             [one] => Ok(one),
-            [] => Err(invalid(first_refusal.unwrap_or_default())),
+            [] => Err(invalid(refusal.map(|(_, why)| why).unwrap_or_default())),
             _ => Err(GrantError::InvalidRequest(
                 "several clients trust this token: send client_id to choose one".into(),
             )),

@@ -63,9 +63,11 @@ impl AssertionSettings {
         Self {
             audience: AssertionAudience {
                 issuer: issuer.to_owned(),
-                token_endpoints: vec![
+                endpoints: vec![
                     format!("{issuer}/oauth2/token"),
                     format!("{issuer}/auth/token"),
+                    format!("{issuer}/oauth2/introspect"),
+                    format!("{issuer}/oauth2/revoke"),
                 ],
                 strict,
             },
@@ -379,7 +381,7 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
             "private_key_jwt".to_owned(),
         ]
     };
-    let algorithms = || Algorithm::ALL.map(|a| a.name().to_owned()).to_vec();
+    let algorithms = || Algorithm::NAMES.map(str::to_owned).to_vec();
     AuthorizationServerMetadata {
         issuer: issuer.to_owned(),
         token_endpoint: format!("{issuer}/oauth2/token"),

@@ -466,7 +466,10 @@ async fn metadata_lists_private_key_jwt_and_its_algorithms() {
             "{metadata}"
         );
         let algs = &metadata[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")];
-        assert_eq!(algs, &json!(["ES256", "ES384", "EdDSA", "RS256", "PS256"]));
+        assert_eq!(
+            algs,
+            &json!(["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"])
+        );
     }
     let grants = metadata["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&json!(JWT_BEARER)) && grants.contains(&json!(TOKEN_EXCHANGE)));
