@@ -187,7 +187,10 @@ fn hot_path(c: &mut Criterion) {
                 )),
                 ..Default::default()
             };
-            engine.token(&request, OffsetDateTime::now_utc()).unwrap()
+            engine
+                .token(&request, OffsetDateTime::now_utc())
+                .outcome
+                .unwrap()
         })
     });
 

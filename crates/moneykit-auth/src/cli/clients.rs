@@ -41,9 +41,9 @@ pub(super) struct KeysArgs {
     /// such as "d" is refused.
     #[arg(long, value_name = "PATH", conflicts_with = "jwks_uri")]
     jwks_file: Option<PathBuf>,
-    /// A URL the JWKS is published at, fetched by the server in the background (https,
-    /// public addresses only, unless the flags below or the server's
-    /// --jwks-allow-http/--jwks-allow-private-targets allow more).
+    /// A URL the JWKS is published at, fetched by the server in the background: https and
+    /// public addresses only, unless the flags below allow more for registering it and
+    /// the server's --jwks-allow-http/--jwks-allow-private-targets for fetching it.
     #[arg(long, value_name = "URL")]
     jwks_uri: Option<String>,
     /// Accept an http:// URL.
@@ -335,15 +335,15 @@ pub(super) async fn run(
                     "nothing to change: give --name, --scope, --audience, --clear-audiences, --token-ttl, --jwks-file or --jwks-uri"
                 );
             }
-            let mut client = match update.is_empty() {
-                true => existing(store, &client_id).await?,
-                false => operations::update_client(store, &client_id, &update, Via::Cli).await?,
-            };
-            if let Some(input) = &new_keys {
-                client =
-                    secretless::set_client_keys(store, &client_id, input, keys.policy(), Via::Cli)
-                        .await?;
-            }
+            let client = secretless::update_client_with_keys(
+                store,
+                &client_id,
+                &update,
+                new_keys.as_ref(),
+                keys.policy(),
+                Via::Cli,
+            )
+            .await?;
             out.emit(&client_json(&client), || {
                 format!("Updated client {}\n{}", client.id, describe(&client))
             });
@@ -366,6 +366,7 @@ pub(super) async fn run(
                             c.app_id.clone(),
                             c.name.clone(),
                             client_status(c, now).to_owned(),
+                            c.auth.method().to_owned(),
                             c.scopes.to_string(),
                             audiences_text(c),
                         ]
@@ -377,6 +378,7 @@ pub(super) async fn run(
                         "APP_ID",
                         "NAME",
                         "STATUS",
+                        "AUTH",
                         "SCOPE",
                         "AUDIENCES",
                     ],

@@ -329,7 +329,9 @@ pub enum JwsError {
     #[error("not a compact JWT")]
     Malformed,
     /// `none`, an HMAC, or anything else off the allow-list.
-    #[error("algorithm {0:?} is not accepted (ES256, ES384, EdDSA, RS256 or PS256 only)")]
+    #[error(
+        "algorithm {0:?} is not accepted (ES256, ES384, EdDSA or Ed25519, RS256 or PS256 only)"
+    )]
     Algorithm(String),
     /// A `crit` header: extensions this server does not understand.
     #[error("critical header extensions are not supported")]
@@ -340,6 +342,11 @@ pub enum JwsError {
     /// No key verifies the signature.
     #[error("the signature does not verify under any registered key")]
     BadSignature,
+}
+
+/// The first 64 characters of a header value the sender chose, for error messages.
+fn shortened(value: &str) -> String {
+    value.chars().take(64).collect()
 }
 
 /// A compact JWS, split and its header checked; its signature not yet verified.
@@ -381,7 +388,8 @@ impl<'a> Jws<'a> {
         };
         let header: Header =
             serde_json::from_slice(&decode(header_b64)?).map_err(|_| JwsError::Malformed)?;
-        let alg = Algorithm::from_name(&header.alg).ok_or(JwsError::Algorithm(header.alg))?;
+        let alg = Algorithm::from_name(&header.alg)
+            .ok_or_else(|| JwsError::Algorithm(shortened(&header.alg)))?;
         if header.crit.is_some() {
             return Err(JwsError::Critical);
         }
@@ -411,7 +419,7 @@ impl<'a> Jws<'a> {
         if candidates.peek().is_none()
             && let Some(kid) = &self.kid
         {
-            return Err(JwsError::UnknownKid(kid.clone()));
+            return Err(JwsError::UnknownKid(shortened(kid)));
         }
         candidates
             .find(|k| k.verify(self.alg, self.signing_input.as_bytes(), &self.signature))

@@ -119,6 +119,9 @@ pub enum Rejection {
     /// `exp` too far ahead.
     #[error("the token lives longer than {0} s")]
     TooLongLived(i64),
+    /// `jti` empty or too long to keep.
+    #[error("the jti must be 1-256 bytes")]
+    JtiLength,
     /// `jti` used before.
     #[error("the jti has been used before")]
     Replayed,
@@ -204,25 +207,54 @@ pub fn check_client_assertion(
             )
         } else {
             format!(
-                "the issuer identifier {:?} or a token endpoint URL",
+                "the issuer identifier {:?} or the URL of the endpoint called",
                 audience.issuer
             )
         };
         return Err(Rejection::WrongAudience(expected));
     }
     let expires_at = claims.check_times(now)?;
-    if expires_at - now > max_lifetime {
+    if expires_at.saturating_sub(now) > max_lifetime {
         return Err(Rejection::TooLongLived(max_lifetime));
     }
     let jti = claims
         .jti
         .as_deref()
-        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
         .ok_or(Rejection::MissingClaim("jti"))?;
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(Rejection::JtiLength);
+    }
     Ok(AcceptedAssertion {
         jti: jti.to_owned(),
         expires_at,
     })
+}
+
+/// Where a set of keys is fetched from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyLocation {
+    /// A JWKS document at this URL.
+    Jwks(String),
+    /// The `jwks_uri` of this issuer's `/.well-known/openid-configuration`.
+    Discovery(String),
+}
+
+impl std::fmt::Display for KeyLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyLocation::Jwks(url) => write!(f, "{url}"),
+            KeyLocation::Discovery(issuer) => write!(f, "{}", discovery_url(issuer)),
+        }
+    }
+}
+
+/// The OpenID discovery document of `issuer` (OpenID Connect Discovery §4), where its
+/// keys are found when a trust rule names none.
+pub fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
 }
 
 /// A client's trust in an external issuer: a workload whose platform token was issued by
@@ -280,7 +312,7 @@ impl TrustRule {
         let exp = claims.check_times(now)?;
         // The whole lifetime, from issue (or now, without iat): a long-lived platform
         // token is a standing credential, whatever is left of it.
-        if exp - claims.iat.unwrap_or(now).min(now) > max_lifetime {
+        if exp.saturating_sub(claims.iat.unwrap_or(now).min(now)) > max_lifetime {
             return Err(Rejection::TooLongLived(max_lifetime));
         }
         Ok(())
@@ -427,14 +459,14 @@ mod tests {
                     jti: Some(String::new()),
                     ..assertion()
                 },
-                Rejection::MissingClaim("jti"),
+                Rejection::JtiLength,
             ),
             (
                 JwtClaims {
                     jti: Some("x".repeat(257)),
                     ..assertion()
                 },
-                Rejection::MissingClaim("jti"),
+                Rejection::JtiLength,
             ),
         ];
         for (claims, expected) in cases {

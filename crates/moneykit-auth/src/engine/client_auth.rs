@@ -9,9 +9,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::replay::{AssertionId, ReplayError};
-use super::snapshot::{ClientEntry, KeySet};
+use super::snapshot::ClientEntry;
 use super::{Engine, GrantError};
-use crate::crypto::jose::{Jws, JwsError};
+use crate::crypto::jose::Jws;
 use crate::domain::assertions::{JwtClaims, MAX_ASSERTION_LEN, check_client_assertion};
 use crate::domain::clients::ClientAuth;
 use crate::domain::secrets::SecretHash;
@@ -156,13 +156,17 @@ impl<'a> Engine<'a> {
                 Err(AssertionFailure::Full) => {
                     return Err(GrantError::RateLimited(REPLAY_FULL_RETRY));
                 }
-                Err(AssertionFailure::Refused { client_id, why }) => {
+                Err(AssertionFailure::Refused {
+                    client_id,
+                    why,
+                    detail,
+                }) => {
                     let limited = self
                         .limits
                         .record_failure(self.source, client_id.as_deref());
                     log_assertion_failure(
                         client_id.as_deref(),
-                        &why,
+                        detail.as_deref().unwrap_or(&why),
                         self.source,
                         limited.is_err(),
                     );
@@ -178,8 +182,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Checks a `private_key_jwt` assertion, in an order that tells a caller without the
-    /// client's key nothing about the claims: the form and algorithm, the client it
-    /// names, the signature under that client's keys, then the claims, then replay.
+    /// client's key nothing about the server's clients or the claims: the form and
+    /// algorithm, then the signature under the keys of the client it names (every failure
+    /// up to there gets one answer, so client ids and kids cannot be probed; the log has
+    /// the detail), then the claims, then replay.
     fn check_assertion(
         &self,
         claimed: Option<&str>,
@@ -189,6 +195,12 @@ impl<'a> Engine<'a> {
         let refuse = |client_id: Option<&str>, why: String| AssertionFailure::Refused {
             client_id: client_id.map(str::to_owned),
             why,
+            detail: None,
+        };
+        let unverified = |client_id: &str, detail: String| AssertionFailure::Refused {
+            client_id: Some(client_id.to_owned()),
+            why: UNVERIFIED.into(),
+            detail: Some(detail),
         };
         let jws = Jws::parse(assertion, MAX_ASSERTION_LEN)
             .map_err(|e| refuse(claimed, format!("client_assertion: {e}")))?;
@@ -223,32 +235,15 @@ impl<'a> Engine<'a> {
             .client(subject)
             .filter(|e| matches!(e.client.auth, ClientAuth::PrivateKeyJwt(_)))
             .ok_or_else(|| {
-                refuse(
-                    Some(subject),
-                    "client_assertion: unknown client, or a client that does not authenticate with private_key_jwt".into(),
+                unverified(
+                    subject,
+                    "unknown client, or one that does not authenticate with private_key_jwt".into(),
                 )
             })?;
-        let remote;
-        let keys: &[_] = match &entry.keys {
-            KeySet::Registered(keys) => keys,
-            KeySet::Remote(location) => {
-                remote = self.assertions.remote_keys.keys(location).ok_or_else(|| {
-                    self.assertions.remote_keys.request_refetch(location);
-                    refuse(
-                        Some(subject),
-                        "client_assertion: the client's keys could not be fetched from its JWKS URI yet".into(),
-                    )
-                })?;
-                &remote
-            }
-            KeySet::None => &[],
-        };
-        jws.verify(keys).map_err(|e| {
-            if let (JwsError::UnknownKid(_), Some(location)) = (&e, entry.keys.location()) {
-                self.assertions.remote_keys.request_refetch(location);
-            }
-            refuse(Some(subject), format!("client_assertion: {e}"))
-        })?;
+        self.assertions
+            .remote_keys
+            .verify(&entry.keys, &jws)
+            .map_err(|e| unverified(subject, e.to_string()))?;
         let settings = &self.snapshot.settings.assertions;
         let accepted = check_client_assertion(
             &claims,
@@ -287,13 +282,19 @@ fn is_client_assertion_type(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("JWT") || typ.eq_ignore_ascii_case("client-authentication+jwt")
 }
 
+/// The answer to every assertion whose signature was not verified under the keys of the
+/// client it names, whatever the reason.
+const UNVERIFIED: &str =
+    "client_assertion: not signed by a registered key of the client named in sub";
+
 /// Why a client assertion was not accepted.
 enum AssertionFailure {
-    /// Refused, with the check that failed (sent to the client) and the client id it
-    /// named, if any.
+    /// Refused: the check that failed as the client is told, the client id it named (if
+    /// any), and for the log the detail the client is not told.
     Refused {
         client_id: Option<String>,
         why: String,
+        detail: Option<String>,
     },
     /// The replay set is full: try again shortly.
     Full,
@@ -354,8 +355,8 @@ fn loggable(id: &str) -> &str {
     &id[..end]
 }
 
-/// Logs a refused client assertion at info, with the check that failed (the text the
-/// client was sent: it names a check, never key material or the assertion).
+/// Logs a refused client assertion at info, with the check that failed (it names a
+/// check, never key material or the assertion).
 fn log_assertion_failure(
     client_id: Option<&str>,
     why: &str,

@@ -11,9 +11,9 @@
 
 use time::OffsetDateTime;
 
-use super::client_auth::Credentials;
-use super::grant::{IssuedToken, TokenRequest};
-use super::snapshot::{KeySet, TrustEntry};
+use super::grant::{Grant, IssuedToken, TokenRequest};
+use super::remote_keys::KeyCheckError;
+use super::snapshot::TrustEntry;
 use super::{Engine, GrantError};
 use crate::crypto::jose::{Jws, JwsError};
 use crate::domain::assertions::{
@@ -30,19 +30,36 @@ impl Engine<'_> {
         grant: &str,
         request: &TokenRequest<'_>,
         now: OffsetDateTime,
-    ) -> Result<IssuedToken, GrantError> {
+    ) -> Grant {
         let exchange = grant != JWT_BEARER_GRANT;
-        let token = platform_token(exchange, request)?;
+        let token = match platform_token(exchange, request) {
+            Ok(token) => token,
+            Err(error) => return Grant::without_assertion(Err(error)),
+        };
         let authenticated = match &request.credentials {
-            Some(credentials @ (Credentials::Secret { .. } | Credentials::Assertion { .. })) => {
-                Some(self.authenticate(Some(credentials), now)?)
-            }
+            Some(credentials) => match self.authenticate(Some(credentials), now) {
+                Ok(authenticated) => Some(authenticated),
+                Err(error) => return Grant::without_assertion(Err(error)),
+            },
             None => None,
         };
-        let wanted = match &authenticated {
-            Some(a) => Some(a.entry.client.id.as_str()),
-            None => request.client_id,
-        };
+        let wanted = authenticated.as_ref().map(|a| a.entry.client.id.as_str());
+        Grant {
+            outcome: self.exchange(token, wanted.or(request.client_id), exchange, request, now),
+            assertion: authenticated.and_then(|a| a.assertion),
+        }
+    }
+
+    /// The federated grant after the optional client authentication: the trust rule that
+    /// accepts `token`, and a token of its client.
+    fn exchange(
+        &self,
+        token: &str,
+        wanted: Option<&str>,
+        exchange: bool,
+        request: &TokenRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, GrantError> {
         self.limits
             .check_source(self.source)
             .map_err(GrantError::RateLimited)?;
@@ -69,7 +86,6 @@ impl Engine<'_> {
             .ok_or_else(|| GrantError::InvalidGrant("the trusting client is disabled".into()))?;
         tracing::debug!(client_id = %entry.client.id, rule = %rule.rule.id, "federated token");
         let mut issued = self.issue_for(entry, request, now)?;
-        issued.assertion = authenticated.and_then(|a| a.assertion);
         issued.issued_token_type = exchange.then_some(ACCESS_TOKEN_TYPE);
         Ok(issued)
     }
@@ -108,24 +124,34 @@ impl Engine<'_> {
                 "no trust rule accepts tokens of this issuer".into(),
             ));
         }
+        // Subjects match exactly, so only the rules for this one can accept the token: a
+        // signature check per rule that can, not per rule of the issuer, and the refusal
+        // reported is one of those rules' (an expired token of a trusted workload reads
+        // "expired").
+        let rules: Vec<&TrustEntry> = rules
+            .into_iter()
+            .filter(|t| claims.sub.as_deref() == Some(t.rule.subject.as_str()))
+            .collect();
         let settings = &self.snapshot.settings;
         let mut matched: Vec<&TrustEntry> = Vec::new();
-        // The refusal reported: that of a rule for this token's subject when there is one
-        // (an expired token of a trusted workload is "expired", not "sub does not match"
-        // from another rule of the same issuer), else the first.
-        let mut refusal: Option<(bool, String)> = None;
+        let mut refusal = None;
         for entry in rules {
-            let outcome = self.verify_with(&jws, &entry.keys).and_then(|()| {
-                entry
-                    .rule
-                    .check(
-                        &claims,
-                        &settings.issuer,
-                        settings.assertions.federation_max_lifetime_secs,
-                        now.unix_timestamp(),
-                    )
-                    .map_err(|e| format!("platform token: {e}"))
-            });
+            let outcome = self
+                .assertions
+                .remote_keys
+                .verify(&entry.keys, &jws)
+                .map_err(|e| format!("platform token: {}", federation_key_error(&e)))
+                .and_then(|()| {
+                    entry
+                        .rule
+                        .check(
+                            &claims,
+                            &settings.issuer,
+                            settings.assertions.federation_max_lifetime_secs,
+                            now.unix_timestamp(),
+                        )
+                        .map_err(|e| format!("platform token: {e}"))
+                });
             match outcome {
                 Ok(())
                     if !matched
@@ -136,47 +162,27 @@ impl Engine<'_> {
                 }
                 Ok(()) => {}
                 Err(why) => {
-                    let for_subject = claims.sub.as_deref() == Some(entry.rule.subject.as_str());
-                    if refusal
-                        .as_ref()
-                        .is_none_or(|(best, _)| for_subject && !best)
-                    {
-                        refusal = Some((for_subject, why));
-                    }
+                    refusal.get_or_insert(why);
                 }
             }
         }
         match matched.as_slice() {
             [one] => Ok(one),
-            [] => Err(invalid(refusal.map(|(_, why)| why).unwrap_or_default())),
+            [] => Err(invalid(refusal.unwrap_or_else(|| {
+                "platform token: sub does not match the trust rule".into()
+            }))),
             _ => Err(GrantError::InvalidRequest(
                 "several clients trust this token: send client_id to choose one".into(),
             )),
         }
     }
+}
 
-    /// Verifies `jws` under an issuer's keys; an unknown `kid` at a fetched location asks
-    /// for a refetch (the issuer may have rotated), for the next attempt.
-    fn verify_with(&self, jws: &Jws<'_>, set: &KeySet) -> Result<(), String> {
-        let remote;
-        let keys: &[_] = match set {
-            KeySet::Registered(keys) => keys,
-            KeySet::Remote(location) => {
-                let cache = &self.assertions.remote_keys;
-                remote = cache.keys(location).ok_or_else(|| {
-                    cache.request_refetch(location);
-                    "the issuer's keys could not be fetched yet".to_owned()
-                })?;
-                &remote
-            }
-            KeySet::None => &[],
-        };
-        jws.verify(keys).map(|_| ()).map_err(|e| {
-            if let (JwsError::UnknownKid(_), Some(location)) = (&e, set.location()) {
-                self.assertions.remote_keys.request_refetch(location);
-            }
-            format!("platform token: {e}")
-        })
+/// How a key failure reads in a federated grant's answer.
+fn federation_key_error(error: &KeyCheckError) -> String {
+    match error {
+        KeyCheckError::NotFetched => "the issuer's keys could not be fetched yet".into(),
+        KeyCheckError::Signature(e) => e.to_string(),
     }
 }
 

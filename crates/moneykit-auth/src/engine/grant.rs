@@ -18,8 +18,9 @@ use crate::domain::scope::{ScopeNotAllowed, Scopes};
 use crate::domain::tokens::RevokedToken;
 use crate::domain::tokens::{self, AccessClaims, SignatureForm, TokenRejection};
 
-/// A token request after transport-level parsing.
-#[derive(Debug, Default)]
+/// A token request after transport-level parsing. `Debug` leaves out the platform token
+/// (a reusable credential) and the client's credentials.
+#[derive(Default)]
 pub struct TokenRequest<'a> {
     /// `grant_type`; absent means `client_credentials`.
     pub grant_type: Option<&'a str>,
@@ -44,6 +45,18 @@ pub struct TokenRequest<'a> {
     pub credentials: Option<Credentials<'a>>,
 }
 
+impl std::fmt::Debug for TokenRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("audiences", &self.audiences)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A freshly issued access token.
 #[derive(Debug)]
 pub struct IssuedToken {
@@ -55,39 +68,54 @@ pub struct IssuedToken {
     pub scope: String,
     /// Its claims, for callers that log or count.
     pub claims: AccessClaims,
-    /// The client assertion the client authenticated with, to record as used.
-    pub assertion: Option<UsedAssertion>,
     /// RFC 8693 token exchange only: the type of the token issued.
     pub issued_token_type: Option<&'static str>,
+}
+
+/// What a token request came to, and the client assertion it used, if any: once an
+/// assertion's signature and claims passed, it is used up whatever happens after
+/// (a scope refused, a budget spent), so the caller records its use in every case.
+#[derive(Debug)]
+pub struct Grant {
+    /// The token, or why none was issued.
+    pub outcome: Result<IssuedToken, GrantError>,
+    /// The client assertion the client authenticated with.
+    pub assertion: Option<UsedAssertion>,
+}
+
+impl Grant {
+    pub(super) fn without_assertion(outcome: Result<IssuedToken, GrantError>) -> Self {
+        Self {
+            outcome,
+            assertion: None,
+        }
+    }
 }
 
 impl<'a> Engine<'a> {
     /// Runs the grant a token request asks for: client credentials (the default), or a
     /// federated workload's jwt-bearer or token-exchange grant.
-    pub fn token(
-        &self,
-        request: &TokenRequest<'_>,
-        now: OffsetDateTime,
-    ) -> Result<IssuedToken, GrantError> {
+    pub fn token(&self, request: &TokenRequest<'_>, now: OffsetDateTime) -> Grant {
         match request.grant_type {
             None | Some("client_credentials") => self.client_credentials(request, now),
             Some(grant @ (JWT_BEARER_GRANT | TOKEN_EXCHANGE_GRANT)) => {
                 self.federated(grant, request, now)
             }
-            Some(other) => Err(GrantError::UnsupportedGrantType(other.to_owned())),
+            Some(other) => {
+                Grant::without_assertion(Err(GrantError::UnsupportedGrantType(other.to_owned())))
+            }
         }
     }
 
     /// Runs the client-credentials grant and signs a token.
-    fn client_credentials(
-        &self,
-        request: &TokenRequest<'_>,
-        now: OffsetDateTime,
-    ) -> Result<IssuedToken, GrantError> {
-        let authenticated = self.authenticate(request.credentials.as_ref(), now)?;
-        let mut issued = self.issue_for(authenticated.entry, request, now)?;
-        issued.assertion = authenticated.assertion;
-        Ok(issued)
+    fn client_credentials(&self, request: &TokenRequest<'_>, now: OffsetDateTime) -> Grant {
+        match self.authenticate(request.credentials.as_ref(), now) {
+            Ok(authenticated) => Grant {
+                outcome: self.issue_for(authenticated.entry, request, now),
+                assertion: authenticated.assertion,
+            },
+            Err(error) => Grant::without_assertion(Err(error)),
+        }
     }
 
     /// Signs a token for `entry`, an authenticated client (or one a trust rule matched):
@@ -148,7 +176,6 @@ impl<'a> Engine<'a> {
             expires_in: ttl,
             scope,
             claims,
-            assertion: None,
             issued_token_type: None,
         })
     }

@@ -48,7 +48,8 @@ pub enum GrantError {
     InvalidClient,
     /// A client assertion that was refused, with the check that failed. Unlike a wrong
     /// secret, naming the check helps the client's developer and tells an attacker
-    /// nothing: the claims are judged only after the signature verified.
+    /// nothing: failures before the signature verified share one answer, and the claims
+    /// are judged only after it did.
     #[error("client authentication failed: {0}")]
     InvalidClientAssertion(String),
     /// A federated grant whose platform token no trust rule accepts (RFC 6749

@@ -134,7 +134,9 @@ impl Refresher {
         if force {
             let horizon = now.unix_timestamp() - EXPIRY_LEEWAY_SECS;
             self.store.prune_revocations(horizon).await?;
-            self.store.prune_assertions(now.unix_timestamp()).await?;
+            // With the same leeway: a replica whose clock is ahead must not forget an
+            // assertion that a replica behind it still takes as unexpired.
+            self.store.prune_assertions(horizon).await?;
             self.revocations.prune(now.unix_timestamp());
         }
         let current = self.cell.load();

@@ -20,35 +20,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::snapshot::SnapshotCell;
-use crate::crypto::jose::{Strictness, VerifyingKey, parse_jwks};
+use super::snapshot::{KeySet, SnapshotCell};
+use crate::crypto::jose::{JwkError, Jws, JwsError, Strictness, VerifyingKey, parse_jwks};
+use crate::domain::assertions::{KeyLocation, discovery_url};
 use crate::net::guard::{self, GuardedResolver, TargetPolicy};
-
-/// Where a set of keys is fetched from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyLocation {
-    /// A JWKS document at this URL.
-    Jwks(String),
-    /// The `jwks_uri` of this issuer's `/.well-known/openid-configuration`.
-    Discovery(String),
-}
-
-impl std::fmt::Display for KeyLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeyLocation::Jwks(url) => write!(f, "{url}"),
-            KeyLocation::Discovery(issuer) => write!(f, "{}", discovery_url(issuer)),
-        }
-    }
-}
-
-/// The OpenID discovery document of `issuer` (OpenID Connect Discovery §4).
-pub fn discovery_url(issuer: &str) -> String {
-    format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    )
-}
 
 /// How keys are fetched and cached.
 #[derive(Debug, Clone, Copy)]
@@ -87,8 +62,11 @@ impl Default for FetchSettings {
 /// What is known of one location.
 #[derive(Debug, Clone)]
 struct Slot {
-    /// The last keys fetched, kept through later failures.
+    /// The last keys fetched, kept through later failures for at most the longest
+    /// cache age, and dropped at once when the location publishes a private key.
     keys: Option<Arc<Vec<VerifyingKey>>>,
+    /// When those keys were fetched.
+    fetched_at: Option<Instant>,
     /// When it was last fetched or tried.
     attempted_at: Instant,
     /// When to fetch it again.
@@ -134,6 +112,31 @@ impl RemoteKeys {
         slots.get(location).and_then(|s| s.error.clone())
     }
 
+    /// Verifies `jws` under the keys of `set`, fetched ones read from this cache. When a
+    /// signature fails under fetched keys (an unknown `kid`, or no `kid` and a key the
+    /// owner rotated), a refetch is asked for, for the next attempt: the cache limits it
+    /// to one per location per interval.
+    pub fn verify(&self, set: &KeySet, jws: &Jws<'_>) -> Result<(), KeyCheckError> {
+        let fetched;
+        let keys: &[VerifyingKey] = match set {
+            KeySet::None => &[],
+            KeySet::Registered(keys) => keys,
+            KeySet::Remote(location) => {
+                fetched = self.keys(location).ok_or_else(|| {
+                    self.request_refetch(location);
+                    KeyCheckError::NotFetched
+                })?;
+                &fetched
+            }
+        };
+        jws.verify(keys).map(|_| ()).map_err(|e| {
+            if let Some(location) = set.location() {
+                self.request_refetch(location);
+            }
+            KeyCheckError::Signature(e)
+        })
+    }
+
     /// Asks the fetcher to fetch `location` again soon (a `kid` was not found), unless it
     /// was fetched within the minimum interval. Never waits.
     pub fn request_refetch(&self, location: &KeyLocation) {
@@ -148,7 +151,7 @@ impl RemoteKeys {
         }
     }
 
-    fn store(&self, location: KeyLocation, outcome: Result<Fetched, String>) {
+    fn store(&self, location: KeyLocation, outcome: Result<Fetched, FetchFailure>) {
         let now = Instant::now();
         let mut slots = self.slots.write().expect("not poisoned");
         let previous = slots.remove(&location);
@@ -159,20 +162,25 @@ impl RemoteKeys {
                 }
                 Slot {
                     keys: Some(Arc::new(fetched.keys)),
+                    fetched_at: Some(now),
                     attempted_at: now,
                     refresh_at: now + fetched.max_age,
                     error: None,
                 }
             }
-            Err(error) => {
+            Err(FetchFailure { error, compromised }) => {
                 if previous
                     .as_ref()
                     .is_none_or(|p| p.error.as_ref() != Some(&error))
                 {
-                    tracing::warn!(location = %location, %error, "cannot fetch keys; keeping the last ones fetched, if any");
+                    tracing::warn!(location = %location, %error, "cannot fetch keys; keeping the last ones fetched, if any and not too old");
                 }
+                let max_age = self.settings.max_max_age;
+                let kept = previous
+                    .filter(|p| !compromised && p.fetched_at.is_some_and(|t| now - t < max_age));
                 Slot {
-                    keys: previous.and_then(|p| p.keys),
+                    keys: kept.as_ref().and_then(|p| p.keys.clone()),
+                    fetched_at: kept.and_then(|p| p.fetched_at),
                     attempted_at: now,
                     refresh_at: now + self.settings.min_refetch_interval,
                     error: Some(error),
@@ -205,10 +213,37 @@ impl RemoteKeys {
     }
 }
 
+/// Why a JWT was not verified under a [`KeySet`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyCheckError {
+    /// The keys live elsewhere and have not been fetched (yet, or ever).
+    #[error("the keys could not be fetched yet")]
+    NotFetched,
+    /// No key verified the signature.
+    #[error(transparent)]
+    Signature(JwsError),
+}
+
 /// Keys fetched, and how long to keep them.
 struct Fetched {
     keys: Vec<VerifyingKey>,
     max_age: Duration,
+}
+
+/// Why keys could not be fetched; `compromised` when the location published a private
+/// key, so the keys fetched from it before must not be trusted any more.
+struct FetchFailure {
+    error: String,
+    compromised: bool,
+}
+
+impl From<String> for FetchFailure {
+    fn from(error: String) -> Self {
+        Self {
+            error,
+            compromised: false,
+        }
+    }
 }
 
 /// The background task that fills a [`RemoteKeys`].
@@ -249,7 +284,7 @@ impl KeyFetcher {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut in_flight: HashSet<KeyLocation> = HashSet::new();
-        let mut tasks: JoinSet<(KeyLocation, Result<Fetched, String>)> = JoinSet::new();
+        let mut tasks: JoinSet<(KeyLocation, Result<Fetched, FetchFailure>)> = JoinSet::new();
         loop {
             let wanted = self.snapshot.load().key_locations().to_vec();
             let start: Vec<KeyLocation> = tokio::select! {
@@ -287,7 +322,7 @@ async fn fetch_keys(
     http: &reqwest::Client,
     location: &KeyLocation,
     settings: &FetchSettings,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, FetchFailure> {
     let (body, max_age) = match location {
         KeyLocation::Jwks(url) => fetch(http, url, settings).await?,
         KeyLocation::Discovery(issuer) => {
@@ -299,19 +334,22 @@ async fn fetch_keys(
             let url = discovery_url(issuer);
             let (body, first_age) = fetch(http, &url, settings).await?;
             let doc: Discovery = serde_json::from_slice(&body)
-                .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+                .map_err(|e| FetchFailure::from(format!("{url}: not a discovery document: {e}")))?;
             // OpenID Connect Discovery §4.3: the document must be the issuer's own.
             if doc.issuer != *issuer {
-                return Err(format!(
+                return Err(FetchFailure::from(format!(
                     "{url}: names issuer {:?}, not {issuer:?}",
                     doc.issuer
-                ));
+                )));
             }
             let (body, second_age) = fetch(http, &doc.jwks_uri, settings).await?;
             (body, first_age.min(second_age))
         }
     };
-    let keys = parse_jwks(&body, Strictness::Usable).map_err(|e| format!("{location}: {e}"))?;
+    let keys = parse_jwks(&body, Strictness::Usable).map_err(|e| FetchFailure {
+        compromised: matches!(e, JwkError::PrivateMember { .. }),
+        error: format!("{location}: {e}"),
+    })?;
     Ok(Fetched { keys, max_age })
 }
 
@@ -438,7 +476,7 @@ mod tests {
         let wanted = vec![location.clone()];
         assert!(keys.refetch_allowed(&location, &wanted));
         assert!(!keys.refetch_allowed(&KeyLocation::Jwks("https://other".into()), &wanted));
-        keys.store(location.clone(), Err("HTTP 500".into()));
+        keys.store(location.clone(), Err(String::from("HTTP 500").into()));
         assert!(!keys.refetch_allowed(&location, &wanted));
         keys.request_refetch(&location);
         assert!(

@@ -54,8 +54,17 @@ pub enum ReplayError {
 /// Assertions used and not yet expired.
 #[derive(Debug)]
 pub struct ReplayCache {
-    shards: Vec<Mutex<HashMap<AssertionId, i64>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+}
+
+/// One shard: used assertions with their expiry, and the earliest expiry among them, so
+/// a full shard is swept only when something in it can have expired (not on every
+/// request while it stays full).
+#[derive(Debug, Default)]
+struct Shard {
+    used: HashMap<AssertionId, i64>,
+    earliest: i64,
 }
 
 impl ReplayCache {
@@ -69,18 +78,28 @@ impl ReplayCache {
 
     /// Records `id` as used until `expires_at` (Unix seconds), unless it was used before.
     pub fn take(&self, id: AssertionId, expires_at: i64, now: i64) -> Result<(), ReplayError> {
-        let shard = &self.shards[usize::from(id.0[0]) % SHARDS];
-        let mut used = shard.lock().expect("not poisoned");
-        if used.get(&id).is_some_and(|&exp| exp >= now) {
+        let mut shard = self.shards[usize::from(id.0[0]) % SHARDS]
+            .lock()
+            .expect("not poisoned");
+        if shard.used.get(&id).is_some_and(|&exp| exp >= now) {
             return Err(ReplayError::Replayed);
         }
-        if used.len() >= self.per_shard {
-            used.retain(|_, exp| *exp >= now);
-            if used.len() >= self.per_shard {
+        if shard.used.len() >= self.per_shard {
+            if shard.earliest >= now {
+                return Err(ReplayError::Full);
+            }
+            shard.used.retain(|_, exp| *exp >= now);
+            shard.earliest = shard.used.values().copied().min().unwrap_or(i64::MAX);
+            if shard.used.len() >= self.per_shard {
                 return Err(ReplayError::Full);
             }
         }
-        used.insert(id, expires_at);
+        shard.earliest = if shard.used.is_empty() {
+            expires_at
+        } else {
+            shard.earliest.min(expires_at)
+        };
+        shard.used.insert(id, expires_at);
         Ok(())
     }
 
@@ -88,7 +107,7 @@ impl ReplayCache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().expect("not poisoned").len())
+            .map(|s| s.lock().expect("not poisoned").used.len())
             .sum()
     }
 

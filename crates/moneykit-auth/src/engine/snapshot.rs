@@ -15,12 +15,11 @@ use moneykit_wire::{AppClientResponse, AppResponse, AuthorizationServerMetadata,
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::remote_keys::KeyLocation;
 use crate::crypto::jose::{Algorithm, Strictness, VerifyingKey, parse_jwks};
 use crate::crypto::sealing::SealingError;
 use crate::crypto::{KeyPair, MasterKey, PublicKey};
 use crate::domain::assertions::{
-    AssertionAudience, IssuerKeys, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, TrustRule,
+    AssertionAudience, IssuerKeys, JWT_BEARER_GRANT, KeyLocation, TOKEN_EXCHANGE_GRANT, TrustRule,
 };
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::signing_keys::KeySchedule;

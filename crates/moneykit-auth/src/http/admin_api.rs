@@ -370,16 +370,15 @@ async fn update_client(
         audiences: change.audiences,
         token_ttl_secs: change.token_ttl,
     };
-    let store = state.store.as_ref();
-    let mut client = match update.is_empty() && keys.is_some() {
-        true => operations::existing_client(store, &id).await?,
-        false => operations::update_client(store, &id, &update, Via::AdminApi).await?,
-    };
-    if let Some(keys) = keys {
-        client =
-            secretless::set_client_keys(store, &id, &keys, state.key_fetch_policy, Via::AdminApi)
-                .await?;
-    }
+    let client = secretless::update_client_with_keys(
+        state.store.as_ref(),
+        &id,
+        &update,
+        keys.as_ref(),
+        state.key_fetch_policy,
+        Via::AdminApi,
+    )
+    .await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 

@@ -16,17 +16,19 @@ use super::state::AppState;
 use crate::engine::client_auth::{self, Failure};
 use crate::engine::grant::BearerError;
 
-/// `POST /auth/token`: client credentials in, a bearer token out, with **201 Created**
-/// because that is the only status the official MoneyKit SDKs deserialize.
+/// `POST /auth/token`: client credentials (a secret or a client assertion) or a federated
+/// workload's platform token in, a bearer token out, with **201 Created** because that is
+/// the only status the official MoneyKit SDKs deserialize.
 #[utoipa::path(
     post, path = "/auth/token", tag = "MoneyKit",
     params(MoneyKitVersionHeader),
     request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded",
-        description = "Client credentials in the body or as HTTP Basic (form-urlencoded first, RFC 6749 §2.3.1); a Basic header with an empty id and secret (`Basic Og==`, which generated SDKs send when unset) counts as none. Absent `grant_type` means `client_credentials`; absent or empty `scope` means everything the client is allowed. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences; absent means the client's default."),
+        description = "Client credentials in the body or as HTTP Basic (form-urlencoded first, RFC 6749 §2.3.1); a Basic header with an empty id and secret (`Basic Og==`, which generated SDKs send when unset) counts as none. A `private_key_jwt` client sends `client_assertion_type` and `client_assertion` instead (RFC 7523 §2.2). A federated workload sends `grant_type` `urn:ietf:params:oauth:grant-type:jwt-bearer` with `assertion`, or `urn:ietf:params:oauth:grant-type:token-exchange` with `subject_token` and `subject_token_type` `urn:ietf:params:oauth:token-type:jwt` (RFC 8693; the answer then has `issued_token_type`). Absent `grant_type` means `client_credentials`; absent or empty `scope` means everything the client is allowed. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences; absent means the client's default."),
     responses(
         (status = 201, description = "A new access token. 201, not 200: the official MoneyKit SDKs only accept 201.", body = GenerateAccessTokenResponse),
-        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), or an unsupported `MoneyKit-Version`.", body = ErrorBody),
-        (status = 401, description = "`invalid_client`: missing, unknown or disabled client, wrong secret, or conflicting credentials.", body = ErrorBody),
+        (status = 400, description = "`unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), an unsupported `MoneyKit-Version`; for a federated grant `invalid_grant` (no trust rule accepts the platform token; the description names the check) or `invalid_request` (a malformed federated request).", body = ErrorBody),
+        (status = 401, description = "`invalid_client`: missing, unknown or disabled client, wrong secret, conflicting credentials, or a refused client assertion (the description names the check).", body = ErrorBody),
+        (status = 503, description = "A client assertion's use could not be recorded (PostgreSQL unreachable); retry.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 422, description = "Malformed body, wrong content type, repeated parameter.", body = ErrorBody),

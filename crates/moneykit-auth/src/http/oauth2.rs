@@ -24,15 +24,17 @@ use crate::engine::Engine;
 use crate::engine::client_auth::Authenticated;
 use crate::engine::revocation;
 
-/// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library.
+/// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library,
+/// and the federated grants (jwt-bearer, token exchange) for workloads.
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "OAuth 2.0", operation_id = "oauth2_token",
     request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded",
-        description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic) or in the body (client_secret_post), not both (RFC 6749 §2.3); a Basic header with an empty id and secret (`Basic Og==`) counts as none. `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences."),
+        description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic), in the body (client_secret_post), or a client assertion (private_key_jwt, RFC 7523 §2.2), one method only (RFC 6749 §2.3); a Basic header with an empty id and secret (`Basic Og==`) counts as none. Federated workloads use `grant_type` `urn:ietf:params:oauth:grant-type:jwt-bearer` (`assertion`, RFC 7523 §2.1) or `urn:ietf:params:oauth:grant-type:token-exchange` (`subject_token`, `subject_token_type` `urn:ietf:params:oauth:token-type:jwt`, RFC 8693; the answer has `issued_token_type`). `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences."),
     responses(
         (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`.", body = GenerateAccessTokenResponse),
-        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, or two authentication methods), `unsupported_grant_type`, `invalid_scope`, or `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707).", body = ErrorBody),
-        (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, two authentication methods, or a malformed federated request), `unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), or `invalid_grant` (no trust rule accepts the platform token).", body = ErrorBody),
+        (status = 401, description = "`invalid_client`, with the failed check named for a refused client assertion.", body = ErrorBody),
+        (status = 503, description = "A client assertion's use could not be recorded (PostgreSQL unreachable); retry.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
     ),
@@ -60,7 +62,8 @@ pub async fn token(
 }
 
 /// Parses a token-hint form and authenticates its caller: the shared first half of
-/// introspection and revocation.
+/// introspection and revocation. The `token` parameter is checked by the caller, after
+/// the caller's assertion (if it used one) is recorded as used.
 fn authenticated_caller<'s, 'b>(
     engine: &Engine<'s>,
     headers: &HeaderMap,
@@ -73,10 +76,13 @@ fn authenticated_caller<'s, 'b>(
     let caller = engine
         .authenticate(form.credentials().as_ref(), now)
         .map_err(|e| ApiError::from_grant(e, true))?;
-    if form.field("token").is_none() {
-        return Err(ApiError::missing_parameter("token"));
-    }
     Ok((caller, form))
+}
+
+/// The `token` parameter of a token-hint form.
+fn token_parameter<'f>(form: &'f AuthenticatedForm<'_>) -> Result<&'f str, ApiError> {
+    form.field("token")
+        .ok_or_else(|| ApiError::missing_parameter("token"))
 }
 
 /// `POST /oauth2/introspect`: RFC 7662 introspection. The caller authenticates as any
@@ -87,7 +93,8 @@ fn authenticated_caller<'s, 'b>(
     responses(
         (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise.", body = IntrospectionResponse),
         (status = 400, description = "`invalid_request` (no `token`).", body = ErrorBody),
-        (status = 401, description = "`invalid_client`: the caller did not authenticate.", body = ErrorBody),
+        (status = 401, description = "`invalid_client`: the caller did not authenticate (with a secret or a client assertion; a refused assertion's description names the check).", body = ErrorBody),
+        (status = 503, description = "The caller's client assertion could not be recorded as used (PostgreSQL unreachable); retry.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
     ),
@@ -106,8 +113,8 @@ pub async fn introspect(
         let snapshot = state.snapshot();
         let engine = state.engine(&snapshot).from_source(source);
         let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
-        let token = form.field("token").unwrap_or_default();
-        (introspection(&engine, token, now), caller.assertion)
+        let body = token_parameter(&form).map(|token| introspection(&engine, token, now));
+        (body, caller.assertion)
     };
     if let Some(used) = &used {
         state
@@ -115,6 +122,7 @@ pub async fn introspect(
             .await
             .map_err(ApiError::for_oauth2)?;
     }
+    let body = body?;
     let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     no_store(&mut response);
     Ok(response)
@@ -152,7 +160,7 @@ fn introspection(engine: &Engine<'_>, token: &str, now: OffsetDateTime) -> Intro
     responses(
         (status = 200, description = "Revoked, or nothing to revoke (an invalid or expired token: RFC 7009 §2.2). Empty body."),
         (status = 400, description = "`invalid_request` (no `token`) or `unauthorized_client` (the token belongs to another client).", body = ErrorBody),
-        (status = 401, description = "`invalid_client`.", body = ErrorBody),
+        (status = 401, description = "`invalid_client` (a secret or a client assertion; a refused assertion's description names the check).", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
         (status = 503, description = "The revocation could not be recorded; retry.", body = ErrorBody),
@@ -172,10 +180,11 @@ pub async fn revoke(
         let snapshot = state.snapshot();
         let engine = state.engine(&snapshot).from_source(source);
         let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
-        let token = form.field("token").unwrap_or_default();
-        let revocation = engine
-            .revocation_for(caller.entry, token, now)
-            .map_err(|e| ApiError::from_grant(e, true))?;
+        let revocation = token_parameter(&form).and_then(|token| {
+            engine
+                .revocation_for(caller.entry, token, now)
+                .map_err(|e| ApiError::from_grant(e, true))
+        });
         (revocation, caller.assertion)
     };
     if let Some(used) = &used {
@@ -184,6 +193,7 @@ pub async fn revoke(
             .await
             .map_err(ApiError::for_oauth2)?;
     }
+    let revocation = revocation?;
     if let Some(revoked) = revocation {
         let revoked = revocation::record(state.store.as_ref(), &state.revocations, revoked)
             .await

@@ -90,23 +90,26 @@ impl Shared {
     }
 
     /// Runs the grant a parsed request asks for and counts the token: what both token
-    /// endpoints share before shaping their own response. A token issued on a client
-    /// assertion is handed out only once the assertion's use is recorded.
+    /// endpoints share before shaping their own response. A client assertion that passed
+    /// is recorded as used, whether or not a token follows, and a token is handed out
+    /// only once that record is written.
     pub async fn issue_token(
         &self,
         form: &AuthenticatedForm<'_>,
         source: Option<std::net::IpAddr>,
     ) -> Result<IssuedToken, ApiError> {
-        let issued = {
+        let grant = {
             let snapshot = self.snapshot();
             self.engine(&snapshot)
                 .from_source(source)
                 .token(&form.as_grant_request(), OffsetDateTime::now_utc())
-                .map_err(|e| ApiError::from_grant(e, form.used_basic()))?
         };
-        if let Some(used) = &issued.assertion {
+        if let Some(used) = &grant.assertion {
             self.record_assertion(used).await?;
         }
+        let issued = grant
+            .outcome
+            .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
         self.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client_id = %issued.claims.client_id, "issued token");
         Ok(issued)

@@ -4,14 +4,16 @@
 //! parse and hold public keys only, and every URL passes the SSRF guard.
 
 use crate::crypto::jose::{Strictness, parse_jwks};
-use crate::domain::assertions::{IssuerKeys, TrustRule};
+use crate::domain::assertions::{IssuerKeys, TrustRule, discovery_url};
 use crate::domain::clients::{Client, ClientAuth, ClientKeys};
 use crate::domain::ids::new_trust_rule_id;
-use crate::engine::remote_keys::discovery_url;
 use crate::net::guard::{self, TargetPolicy};
 use crate::store::Store;
 
-use super::{AdminError, NewClient, Via, existing_client, insert_new_client, now};
+use super::{
+    AdminError, ClientUpdate, NewClient, Via, existing_client, insert_new_client, now,
+    update_client,
+};
 
 /// Largest JWKS document registered: a handful of RSA keys fit in a few KiB.
 pub const MAX_JWKS_BYTES: usize = 64 * 1024;
@@ -72,27 +74,46 @@ pub async fn create_key_client(
     insert_new_client(store, new, ClientAuth::PrivateKeyJwt(keys), via).await
 }
 
-/// Replaces a `private_key_jwt` client's keys (rolling them: register the new key beside
-/// the old, then drop the old once clients sign with the new). Servers use them within a
-/// second; keys at a URI are fetched in the background.
-pub async fn set_client_keys(
+/// Changes a client as [`super::update_client`] does and, for a `private_key_jwt` client,
+/// replaces its keys (rolling them: register the new key beside the old, then drop the
+/// old once the client signs with the new). Everything is checked before anything is
+/// written, so a bad key or a secret client leaves the client as it was. Servers use new
+/// keys within a second; keys at a URI are fetched in the background.
+pub async fn update_client_with_keys(
     store: &dyn Store,
     id: &str,
-    keys: &KeysInput,
+    update: &ClientUpdate,
+    keys: Option<&KeysInput>,
     policy: TargetPolicy,
     via: Via,
 ) -> Result<Client, AdminError> {
-    let keys = check_keys(keys, policy).await?;
-    if !store.set_client_keys(id, &keys).await? {
-        let client = existing_client(store, id).await?;
-        return Err(AdminError::Invalid(format!(
-            "client {} authenticates with {}: keys are for private_key_jwt clients",
-            client.id,
-            client.auth.method()
-        )));
+    let keys = match keys {
+        Some(input) => {
+            let checked = check_keys(input, policy).await?;
+            let client = existing_client(store, id).await?;
+            if !matches!(client.auth, ClientAuth::PrivateKeyJwt(_)) {
+                return Err(AdminError::Invalid(format!(
+                    "client {} authenticates with {}: keys are for private_key_jwt clients",
+                    client.id,
+                    client.auth.method()
+                )));
+            }
+            Some(checked)
+        }
+        None => None,
+    };
+    let mut client = match keys.is_some() && update.is_empty() {
+        true => existing_client(store, id).await?,
+        false => update_client(store, id, update, via).await?,
+    };
+    if let Some(keys) = keys {
+        if !store.set_client_keys(id, &keys).await? {
+            return Err(AdminError::UnknownClient(id.to_owned()));
+        }
+        tracing::info!(client_id = %id, %via, "client keys replaced");
+        client.auth = ClientAuth::PrivateKeyJwt(keys);
     }
-    tracing::info!(client_id = %id, %via, "client keys replaced");
-    existing_client(store, id).await
+    Ok(client)
 }
 
 /// What a new trust rule should be.

@@ -98,11 +98,23 @@ pub(super) const KEY_METHOD: &str = "private_key_jwt";
 
 /// How a client authenticates, as the columns `auth_method`, `secret_hash`, `jwks`,
 /// `jwks_uri` hold it.
-pub(super) fn auth_columns(auth: &ClientAuth) -> (&'static str, &[u8], Option<&str>, Option<&str>) {
+///
+/// A `private_key_jwt` client's `secret_hash` is 32 random bytes, the hash of no secret
+/// anyone has: a replica still running a release from before this column existed reads
+/// the row as a secret client nobody can authenticate as, instead of a corrupt row that
+/// would stop its snapshot from loading during a rolling upgrade.
+pub(super) fn auth_columns(
+    auth: &ClientAuth,
+) -> (&'static str, [u8; 32], Option<&str>, Option<&str>) {
+    let unknowable = crate::crypto::random_bytes::<32>;
     match auth {
-        ClientAuth::Secret(hash) => (SECRET_METHOD, hash.as_bytes(), None, None),
-        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => (KEY_METHOD, &[], Some(jwks), None),
-        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => (KEY_METHOD, &[], None, Some(uri)),
+        ClientAuth::Secret(hash) => (SECRET_METHOD, *hash.as_bytes(), None, None),
+        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
+            (KEY_METHOD, unknowable(), Some(jwks), None)
+        }
+        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => {
+            (KEY_METHOD, unknowable(), None, Some(uri))
+        }
     }
 }
 

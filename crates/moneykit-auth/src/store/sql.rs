@@ -323,7 +323,7 @@ where
         .bind(c.scopes.as_str())
         .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
-        .bind(secret_hash)
+        .bind(secret_hash.as_slice())
         .bind(method)
         .bind(jwks)
         .bind(jwks_uri)

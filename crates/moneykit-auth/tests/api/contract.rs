@@ -681,7 +681,7 @@ async fn every_documented_environment_variable_takes_effect() {
         private_key(
             "MONEYKIT_AUTH_KEY_ID",
             "kid-from-env",
-            Fails("kid-from-env"),
+            Fails("not signed by a registered key"),
         ),
     );
     special.insert(

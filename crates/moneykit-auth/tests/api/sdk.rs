@@ -737,7 +737,12 @@ async fn the_sdk_gets_tokens_with_a_private_key_and_as_a_federated_workload() {
         .token()
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("does not verify"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("not signed by a registered key"),
+        "{refused}"
+    );
     let _ = key_set;
 }
 

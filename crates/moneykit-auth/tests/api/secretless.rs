@@ -183,6 +183,25 @@ async fn an_assertion_is_accepted_once() {
     );
     let reused = app.post_token(&assertion_form(&assertion, &[]), None).await;
     assert_invalid_client(reused).await;
+    // Used up even when the request then fails for another reason: a scope refused, a
+    // missing token parameter.
+    let assertion = key.assertion(&client.id, &app.issuer);
+    let refused = app
+        .post_token(
+            &assertion_form(&assertion, &[("scope", "not-allowed")]),
+            None,
+        )
+        .await;
+    assert_rfc_error(refused, 400, "invalid_scope").await;
+    assert_invalid_client(app.post_token(&assertion_form(&assertion, &[]), None).await).await;
+    let assertion = key.assertion(&client.id, &app.issuer);
+    let no_token = form(&[
+        ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+    ]);
+    let refused = app.post_form("/oauth2/introspect", &no_token, None).await;
+    assert_rfc_error(refused, 400, "invalid_request").await;
+    assert_invalid_client(app.post_token(&assertion_form(&assertion, &[]), None).await).await;
 }
 
 #[tokio::test]
@@ -259,7 +278,7 @@ async fn bad_assertions_are_refused_naming_the_check_and_nothing_is_recorded() {
         (
             "sub of another client",
             signed(json!({"sub": "live_000000000000000000000000"})),
-            "unknown client",
+            "not signed by a registered key of the client named in sub",
         ),
         (
             "alg none",
@@ -274,12 +293,12 @@ async fn bad_assertions_are_refused_naming_the_check_and_nothing_is_recorded() {
         (
             "unknown kid",
             key.jwt(json!({"kid": "k-unknown"}), &good_claims),
-            "no registered key has kid",
+            "not signed by a registered key of the client named in sub",
         ),
         (
             "wrong key",
             other.jwt(json!({}), &good_claims),
-            "does not verify",
+            "not signed by a registered key of the client named in sub",
         ),
         (
             "typ of another JWT",
