@@ -104,7 +104,7 @@ impl Default for SecretlessSettings {
             assertion_max_lifetime: std::time::Duration::from_secs(300),
             federation_max_token_lifetime: std::time::Duration::from_secs(24 * 3600),
             key_fetch: Default::default(),
-            replay_capacity: 1_000_000,
+            replay_capacity: 4_000_000,
         }
     }
 }

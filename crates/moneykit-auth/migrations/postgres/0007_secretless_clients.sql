@@ -27,7 +27,7 @@ CREATE TRIGGER trust_rules_changed AFTER INSERT OR UPDATE OR DELETE ON trust_rul
 -- fail on every replica sharing the database. One INSERT … ON CONFLICT DO NOTHING per
 -- private_key_jwt request; pruned by the background refresh.
 CREATE TABLE used_assertions (
-    id          TEXT PRIMARY KEY NOT NULL,   -- SHA-256 (hex) of the client id and the jti
+    id          TEXT PRIMARY KEY NOT NULL,   -- first 128 bits of SHA-256 (hex) of the client id and the jti
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX used_assertions_expires_at ON used_assertions (expires_at);

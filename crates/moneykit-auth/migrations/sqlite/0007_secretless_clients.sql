@@ -28,7 +28,7 @@ CREATE TRIGGER trust_rules_changed_delete AFTER DELETE ON trust_rules BEGIN UPDA
 -- fail on every replica sharing the database. Written on PostgreSQL only (a SQLite
 -- database serves one process, whose memory suffices).
 CREATE TABLE used_assertions (
-    id          TEXT PRIMARY KEY NOT NULL,   -- SHA-256 (hex) of the client id and the jti
+    id          TEXT PRIMARY KEY NOT NULL,   -- first 128 bits of SHA-256 (hex) of the client id and the jti
     expires_at  INTEGER NOT NULL
 );
 CREATE INDEX used_assertions_expires_at ON used_assertions (expires_at);

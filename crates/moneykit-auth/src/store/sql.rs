@@ -473,8 +473,14 @@ where
         if !DB::SHARED_BY_REPLICAS {
             return Ok(true);
         }
+        // Committed without waiting for the WAL flush (`synchronous_commit` off, for
+        // this statement's transaction only): the row is visible to every replica at
+        // once, and only a database crash within the flush delay (a fraction of a
+        // second) could forget it. Waiting for the flush would cap private_key_jwt at one
+        // request per disk flush.
         let done = sqlx::query(
-            "INSERT INTO used_assertions (id, expires_at) VALUES ($1, $2) \
+            "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+             INSERT INTO used_assertions (id, expires_at) SELECT $1, $2 FROM relaxed \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
