@@ -105,27 +105,7 @@ impl FakeIssuer {
                 axum::routing::get(serve_discovery),
             )
             .with_state(shared.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("fake-issuer".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    tokio::select! {
-                        _ = axum::serve(listener, router) => {}
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .unwrap();
-        tokio::spawn(async move {
-            let _stop = stop;
-            std::future::pending::<()>().await
-        });
+        super::serve_in_background("fake-issuer", listener, router);
         Self { issuer, shared }
     }
 

@@ -50,6 +50,35 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
+/// Serves `router` on `listener` from a thread and runtime of its own, so a test that
+/// blocks its own runtime (a CLI call, a current-thread runtime busy elsewhere) never
+/// holds it up; it stops when the runtime of the test that called this shuts down, as a
+/// task spawned there would.
+pub fn serve_in_background(name: &str, listener: std::net::TcpListener, router: axum::Router) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                tokio::select! {
+                    _ = axum::serve(listener, router) => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .unwrap();
+    // Dropped, and so the server stopped, when the caller's runtime shuts down.
+    tokio::spawn(async move {
+        let _stop = stop;
+        std::future::pending::<()>().await
+    });
+}
+
 /// `f` on the blocking pool, so that the test's runtime keeps serving its other tasks
 /// meanwhile; its panic (a failed assertion) is passed on as is.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -77,28 +77,7 @@ impl Receiver {
             }
         };
         let router = axum::Router::new().route("/hooks/moneykit", axum::routing::post(handler));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("webhook-receiver".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                    tokio::select! {
-                        _ = axum::serve(listener, router) => {}
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .unwrap();
-        // Dropped, and so the receiver stopped, when the caller's runtime shuts down.
-        tokio::spawn(async move {
-            let _stop = stop;
-            std::future::pending::<()>().await
-        });
+        super::serve_in_background("webhook-receiver", listener, router);
         receiver
     }
 
