@@ -76,6 +76,20 @@ async fn secrets_and_tokens_never_appear_in_server_output_even_at_trace_level() 
                 break address_in(&line);
             }
         };
+        // Read the rest of both streams while the server runs: at trace level it writes
+        // more than a pipe holds, and a full pipe would stall its logging, and with it the
+        // requests below.
+        let rest_of_stderr = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stderr.read_to_string(&mut rest).unwrap();
+            rest
+        });
+        let mut stdout_pipe = server.stdout.take().unwrap();
+        let rest_of_stdout = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stdout_pipe.read_to_string(&mut rest).unwrap();
+            rest
+        });
         let admin = format!("http://{}", admin_address.expect("the admin API started"));
         let base = format!("http://{address}");
         let http = reqwest::Client::new();
@@ -148,15 +162,8 @@ async fn secrets_and_tokens_never_appear_in_server_output_even_at_trace_level() 
             .unwrap();
         let status = server.wait().unwrap();
         assert!(status.success(), "graceful exit on SIGTERM");
-        stderr.read_to_string(&mut log).unwrap();
-        let mut stdout = String::new();
-        server
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        log.push_str(&stdout);
+        log.push_str(&rest_of_stderr.join().unwrap());
+        log.push_str(&rest_of_stdout.join().unwrap());
 
         assert!(log.contains("listening"), "the log was captured");
         assert!(
