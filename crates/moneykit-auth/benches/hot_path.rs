@@ -85,9 +85,11 @@ fn snapshot(n: usize) -> Snapshot {
         audience: "http://127.0.0.1:8080".into(),
         default_ttl_secs: 3600,
         publish_scopes: false,
-        assertions: moneykit_auth::engine::snapshot::AssertionSettings::for_issuer(
+        assertions: moneykit_auth::engine::snapshot::AssertionSettings::new(
             "http://127.0.0.1:8080",
             false,
+            std::time::Duration::from_secs(300),
+            std::time::Duration::from_secs(86_400),
         ),
     });
     Snapshot::build(state, &master, settings, now).unwrap()

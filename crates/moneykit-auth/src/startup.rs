@@ -120,11 +120,12 @@ impl Application {
             format!("{scheme}://{local_addr}")
         });
         let secretless = &settings.secretless;
-        let mut assertions =
-            AssertionSettings::for_issuer(&issuer, secretless.strict_assertion_audience);
-        assertions.max_lifetime_secs = whole_secs(secretless.assertion_max_lifetime);
-        assertions.federation_max_lifetime_secs =
-            whole_secs(secretless.federation_max_token_lifetime);
+        let assertions = AssertionSettings::new(
+            &issuer,
+            secretless.strict_assertion_audience,
+            secretless.assertion_max_lifetime,
+            secretless.federation_max_token_lifetime,
+        );
         let tokens = Arc::new(TokenSettings {
             audience: settings.audience.clone().unwrap_or_else(|| issuer.clone()),
             issuer: issuer.clone(),
@@ -329,11 +330,6 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// Whole seconds of a duration, for the settings kept as Unix-time offsets.
-fn whole_secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Opens the database as the settings allow. An unreachable one is waited for: the

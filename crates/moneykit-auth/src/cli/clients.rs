@@ -387,7 +387,7 @@ pub(super) async fn run(
             });
         }
         ClientsCommand::Show { client_id } => {
-            let client = existing(store, &client_id).await?;
+            let client = operations::existing_client(store, &client_id).await?;
             let rules = store.list_trust_rules(Some(&client.id)).await?;
             let mut json = client_json(&client);
             json["trust_rules"] = rules.iter().map(trust_rule_json).collect();
@@ -448,13 +448,6 @@ pub(super) async fn run(
         }
     }
     Ok(())
-}
-
-async fn existing(store: &dyn crate::store::Store, id: &str) -> anyhow::Result<Client> {
-    Ok(store
-        .get_client(id)
-        .await?
-        .ok_or_else(|| AdminError::UnknownClient(id.to_owned()))?)
 }
 
 /// A trust rule in one line.

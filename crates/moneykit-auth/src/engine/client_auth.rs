@@ -161,24 +161,44 @@ impl<'a> Engine<'a> {
                     why,
                     detail,
                 }) => {
-                    let limited = self
-                        .limits
-                        .record_failure(self.source, client_id.as_deref());
-                    log_assertion_failure(
+                    let check = detail.unwrap_or_else(|| why.clone());
+                    return Err(self.count_failure(
                         client_id.as_deref(),
-                        detail.as_deref().unwrap_or(&why),
-                        self.source,
-                        limited.is_err(),
-                    );
-                    limited.map_err(GrantError::RateLimited)?;
-                    return Err(GrantError::InvalidClientAssertion(why));
+                        GrantError::InvalidClientAssertion(why),
+                        |limited| {
+                            log_assertion_failure(
+                                client_id.as_deref(),
+                                &check,
+                                self.source,
+                                limited,
+                            )
+                        },
+                    ));
                 }
             },
         };
+        Err(
+            self.count_failure(client_id, GrantError::InvalidClient, |limited| {
+                log_failure(client_id, failure, self.source, limited)
+            }),
+        )
+    }
+
+    /// Counts a failed attempt against the source address (and `client_id`, when the
+    /// request named one), logs it with `log` (told whether it spent a budget), and
+    /// returns the answer: 429 once a budget is spent, `error` before.
+    pub(super) fn count_failure(
+        &self,
+        client_id: Option<&str>,
+        error: GrantError,
+        log: impl FnOnce(bool),
+    ) -> GrantError {
         let limited = self.limits.record_failure(self.source, client_id);
-        log_failure(client_id, failure, self.source, limited.is_err());
-        limited.map_err(GrantError::RateLimited)?;
-        Err(GrantError::InvalidClient)
+        log(limited.is_err());
+        match limited {
+            Err(wait) => GrantError::RateLimited(wait),
+            Ok(()) => error,
+        }
     }
 
     /// Checks a `private_key_jwt` assertion, in an order that tells a caller without the

@@ -11,7 +11,7 @@
 
 use time::OffsetDateTime;
 
-use super::grant::{Grant, IssuedToken, TokenRequest};
+use super::grant::{FederatedRequest, Grant, IssuedToken, TokenRequest};
 use super::remote_keys::KeyCheckError;
 use super::snapshot::TrustEntry;
 use super::{Engine, GrantError};
@@ -32,7 +32,9 @@ impl Engine<'_> {
         now: OffsetDateTime,
     ) -> Grant {
         let exchange = grant != JWT_BEARER_GRANT;
-        let token = match platform_token(exchange, request) {
+        let none = FederatedRequest::default();
+        let federation = request.federation.as_ref().unwrap_or(&none);
+        let token = match platform_token(exchange, federation) {
             Ok(token) => token,
             Err(error) => return Grant::without_assertion(Err(error)),
         };
@@ -45,7 +47,13 @@ impl Engine<'_> {
         };
         let wanted = authenticated.as_ref().map(|a| a.entry.client.id.as_str());
         Grant {
-            outcome: self.exchange(token, wanted.or(request.client_id), exchange, request, now),
+            outcome: self.exchange(
+                token,
+                wanted.or(federation.client_id),
+                exchange,
+                request,
+                now,
+            ),
             assertion: authenticated.and_then(|a| a.assertion),
         }
     }
@@ -64,20 +72,18 @@ impl Engine<'_> {
             .check_source(self.source)
             .map_err(GrantError::RateLimited)?;
         let rule = self.matching_rule(token, wanted, now).map_err(|error| {
-            let limited = self.limits.record_failure(self.source, None);
+            let check = error.to_string();
             // At info, like refused client authentications: the check that failed (never
             // the token), and where from.
-            tracing::info!(
-                reason = "invalid_platform_token",
-                check = %error,
-                client = self.source.map(tracing::field::display),
-                rate_limited = limited.is_err().then_some(true),
-                "federated grant refused"
-            );
-            match limited {
-                Err(wait) => GrantError::RateLimited(wait),
-                Ok(()) => error,
-            }
+            self.count_failure(None, error, |limited| {
+                tracing::info!(
+                    reason = "invalid_platform_token",
+                    check,
+                    client = self.source.map(tracing::field::display),
+                    rate_limited = limited.then_some(true),
+                    "federated grant refused"
+                )
+            })
         })?;
         let entry = self
             .snapshot
@@ -187,7 +193,10 @@ fn federation_key_error(error: &KeyCheckError) -> String {
 }
 
 /// The platform token of a federated grant, after the grant's own parameter checks.
-fn platform_token<'r>(exchange: bool, request: &TokenRequest<'r>) -> Result<&'r str, GrantError> {
+fn platform_token<'r>(
+    exchange: bool,
+    request: &FederatedRequest<'r>,
+) -> Result<&'r str, GrantError> {
     let missing = |name: &str| GrantError::InvalidRequest(format!("{name} is required"));
     if !exchange {
         return request.platform_token.ok_or_else(|| missing("assertion"));

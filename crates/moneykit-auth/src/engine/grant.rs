@@ -24,18 +24,9 @@ use crate::domain::tokens::{self, AccessClaims, SignatureForm, TokenRejection};
 pub struct TokenRequest<'a> {
     /// `grant_type`; absent means `client_credentials`.
     pub grant_type: Option<&'a str>,
-    /// The `client_id` parameter: for federated grants, which trusting client to issue
-    /// for when several trust the same workload.
-    pub client_id: Option<&'a str>,
-    /// The platform token of a federated grant: `assertion` (jwt-bearer) or
-    /// `subject_token` (token exchange).
-    pub platform_token: Option<&'a str>,
-    /// RFC 8693 `subject_token_type`.
-    pub subject_token_type: Option<&'a str>,
-    /// RFC 8693 `requested_token_type`.
-    pub requested_token_type: Option<&'a str>,
-    /// Whether an RFC 8693 `actor_token` was sent (delegation: not supported).
-    pub actor_token: bool,
+    /// The parameters of a federated grant; read from the form only for one, so the
+    /// client-credentials grant does not look them up.
+    pub federation: Option<FederatedRequest<'a>>,
     /// `scope`; absent or empty means everything the client is allowed.
     pub scope: Option<&'a str>,
     /// The audiences asked for (`resource` values, then `audience` split on spaces);
@@ -45,11 +36,28 @@ pub struct TokenRequest<'a> {
     pub credentials: Option<Credentials<'a>>,
 }
 
+/// The parameters only federated grants read.
+#[derive(Default)]
+pub struct FederatedRequest<'a> {
+    /// The `client_id` parameter: which trusting client to issue for when several trust
+    /// the same workload.
+    pub client_id: Option<&'a str>,
+    /// The platform token: `assertion` (jwt-bearer) or `subject_token` (token exchange).
+    pub platform_token: Option<&'a str>,
+    /// RFC 8693 `subject_token_type`.
+    pub subject_token_type: Option<&'a str>,
+    /// RFC 8693 `requested_token_type`.
+    pub requested_token_type: Option<&'a str>,
+    /// Whether an RFC 8693 `actor_token` was sent (delegation: not supported).
+    pub actor_token: bool,
+}
+
 impl std::fmt::Debug for TokenRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client_id = self.federation.as_ref().and_then(|f| f.client_id);
         f.debug_struct("TokenRequest")
             .field("grant_type", &self.grant_type)
-            .field("client_id", &self.client_id)
+            .field("client_id", &client_id)
             .field("scope", &self.scope)
             .field("audiences", &self.audiences)
             .field("credentials", &self.credentials)

@@ -106,12 +106,6 @@ impl RemoteKeys {
         slots.get(location).and_then(|s| s.keys.clone())
     }
 
-    /// Why `location` could not be fetched last time, if it could not.
-    pub fn error(&self, location: &KeyLocation) -> Option<String> {
-        let slots = self.slots.read().expect("not poisoned");
-        slots.get(location).and_then(|s| s.error.clone())
-    }
-
     /// Verifies `jws` under the keys of `set`, fetched ones read from this cache. When a
     /// signature fails under fetched keys (an unknown `kid`, or no `kid` and a key the
     /// owner rotated), a refetch is asked for, for the next attempt: the cache limits it
@@ -286,11 +280,13 @@ impl KeyFetcher {
         let mut in_flight: HashSet<KeyLocation> = HashSet::new();
         let mut tasks: JoinSet<(KeyLocation, Result<Fetched, FetchFailure>)> = JoinSet::new();
         loop {
-            let wanted = self.snapshot.load().key_locations().to_vec();
+            // The snapshot held, not its locations copied: it changes rarely.
+            let snapshot = arc_swap::Guard::into_inner(self.snapshot.load());
+            let wanted = snapshot.key_locations();
             let start: Vec<KeyLocation> = tokio::select! {
-                _ = tick.tick() => self.cache.due(&wanted, Instant::now()),
+                _ = tick.tick() => self.cache.due(wanted, Instant::now()),
                 Some(location) = requests.recv() => {
-                    if self.cache.refetch_allowed(&location, &wanted) { vec![location] } else { vec![] }
+                    if self.cache.refetch_allowed(&location, wanted) { vec![location] } else { vec![] }
                 }
                 Some(done) = tasks.join_next() => {
                     if let Ok((location, outcome)) = done {
@@ -483,9 +479,13 @@ mod tests {
             requests.try_recv().is_err(),
             "a recent attempt is not retried"
         );
-        assert_eq!(keys.error(&location).as_deref(), Some("HTTP 500"));
+        let error = |keys: &RemoteKeys| {
+            let slots = keys.slots.read().unwrap();
+            slots.get(&location).and_then(|s| s.error.clone())
+        };
+        assert_eq!(error(&keys).as_deref(), Some("HTTP 500"));
         // Locations no longer wanted are forgotten.
         assert_eq!(keys.due(&[], Instant::now()), Vec::<KeyLocation>::new());
-        assert!(keys.error(&location).is_none());
+        assert!(error(&keys).is_none());
     }
 }

@@ -56,9 +56,15 @@ pub struct AssertionSettings {
 }
 
 impl AssertionSettings {
-    /// The defaults for `issuer`: 5 minutes for assertions, a day for platform tokens;
-    /// `strict` takes only the issuer identifier as an assertion's audience.
-    pub fn for_issuer(issuer: &str, strict: bool) -> Self {
+    /// The settings for `issuer`: `strict` takes only the issuer identifier as an
+    /// assertion's audience; the lifetimes are whole seconds of the ones given.
+    pub fn new(
+        issuer: &str,
+        strict: bool,
+        max_lifetime: std::time::Duration,
+        federation_max_lifetime: std::time::Duration,
+    ) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Self {
             audience: AssertionAudience {
                 issuer: issuer.to_owned(),
@@ -70,8 +76,8 @@ impl AssertionSettings {
                 ],
                 strict,
             },
-            max_lifetime_secs: 300,
-            federation_max_lifetime_secs: 24 * 3600,
+            max_lifetime_secs: secs(max_lifetime),
+            federation_max_lifetime_secs: secs(federation_max_lifetime),
         }
     }
 }

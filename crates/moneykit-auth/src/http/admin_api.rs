@@ -383,9 +383,7 @@ async fn update_client(
 }
 
 async fn list_trust_rules(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    if state.store.get_client(&id).await?.is_none() {
-        return Err(AdminError::UnknownClient(id).into());
-    }
+    operations::existing_client(state.store.as_ref(), &id).await?;
     let rules = state.store.list_trust_rules(Some(&id)).await?;
     ok(
         StatusCode::OK,

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use crate::domain::assertions::{CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT};
 use crate::engine::Credentials;
 use crate::engine::client_auth;
-use crate::engine::grant::TokenRequest;
+use crate::engine::grant::{FederatedRequest, TokenRequest};
 use crate::net::Cidr;
 
 /// The one parameter that may be sent several times (RFC 8707 §2).
@@ -393,15 +393,39 @@ impl<'a> AuthenticatedForm<'a> {
     pub fn as_grant_request(&self) -> TokenRequest<'_> {
         let audience = self.field("audience").unwrap_or_default();
         let grant_type = self.field("grant_type");
-        let exchange = grant_type == Some(TOKEN_EXCHANGE_GRANT);
+        let federation = self.federated_request(grant_type);
         // A federated workload needs no client authentication; its `client_id` alone only
         // chooses among the clients that trust it.
-        let unauthenticated = self.basic.is_none()
-            && self.field("client_secret").is_none()
-            && self.field("client_assertion").is_none();
-        let federated = exchange || grant_type == Some(JWT_BEARER_GRANT);
+        let unauthenticated = || {
+            self.basic.is_none()
+                && self.field("client_secret").is_none()
+                && self.field("client_assertion").is_none()
+        };
+        let credentials = match federation.is_some() && unauthenticated() {
+            true => None,
+            false => self.credentials(),
+        };
         TokenRequest {
             grant_type,
+            federation,
+            scope: self.field("scope"),
+            audiences: self
+                .fields
+                .resources()
+                .chain(audience.split(' ').filter(|a| !a.is_empty()))
+                .collect(),
+            credentials,
+        }
+    }
+
+    /// The parameters of a federated grant, when `grant_type` names one.
+    fn federated_request(&self, grant_type: Option<&str>) -> Option<FederatedRequest<'_>> {
+        let exchange = match grant_type? {
+            JWT_BEARER_GRANT => false,
+            TOKEN_EXCHANGE_GRANT => true,
+            _ => return None,
+        };
+        Some(FederatedRequest {
             client_id: self.field("client_id"),
             platform_token: self.field(if exchange {
                 "subject_token"
@@ -411,18 +435,7 @@ impl<'a> AuthenticatedForm<'a> {
             subject_token_type: self.field("subject_token_type"),
             requested_token_type: self.field("requested_token_type"),
             actor_token: self.field("actor_token").is_some(),
-            scope: self.field("scope"),
-            audiences: self
-                .fields
-                .resources()
-                .chain(audience.split(' ').filter(|a| !a.is_empty()))
-                .collect(),
-            credentials: if federated && unauthenticated {
-                None
-            } else {
-                self.credentials()
-            },
-        }
+        })
     }
 }
 

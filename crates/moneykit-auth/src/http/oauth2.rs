@@ -197,16 +197,7 @@ pub async fn revoke(
     if let Some(revoked) = revocation {
         let revoked = revocation::record(state.store.as_ref(), &state.revocations, revoked)
             .await
-            .map_err(|error| {
-                // Logged once per outage, like the refresh's own failures: the background
-                // refresh logs (and marks ready again) when the database is back.
-                if state.health.set_store_reachable(false) {
-                    tracing::error!(%error, request_id = %request_id(&headers), "cannot record a revocation; database unreachable");
-                } else {
-                    tracing::debug!(%error, "cannot record a revocation");
-                }
-                ApiError::Unavailable("the revocation could not be recorded")
-            })?;
+            .map_err(|error| state.write_failed(&error, "the revocation could not be recorded"))?;
         state.metrics.tokens_revoked.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             request_id = %request_id(&headers),

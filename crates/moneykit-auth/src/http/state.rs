@@ -136,14 +136,22 @@ impl Shared {
                 ))
             }
             Err(error) => {
-                if self.health.set_store_reachable(false) {
-                    tracing::error!(%error, "cannot record a client assertion; database unreachable");
-                }
-                Err(ApiError::Unavailable(
-                    "the client assertion could not be recorded",
-                ))
+                Err(self.write_failed(&error, "the client assertion could not be recorded"))
             }
         }
+    }
+
+    /// A write a request needed failed (`what` says which, to the client too): the
+    /// database counts as unreachable, logged once per outage like the refresh's own
+    /// failures (the background refresh logs, and marks ready again, when it is back),
+    /// and the client is told to retry.
+    pub fn write_failed(&self, error: &crate::store::StoreError, what: &'static str) -> ApiError {
+        if self.health.set_store_reachable(false) {
+            tracing::error!(%error, "{what}; database unreachable");
+        } else {
+            tracing::debug!(%error, "{what}");
+        }
+        ApiError::Unavailable(what)
     }
 }
 
