@@ -35,6 +35,7 @@ fn claims() -> AccessClaims {
         iat: 1_795_726_593,
         exp: 1_795_730_193,
         jti: "a06311f964c45e15e374f189418ffa67".into(),
+        cnf: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn snapshot(n: usize) -> Snapshot {
             ),
             created_at: now,
             disabled_at: None,
+            require_dpop: false,
         })
         .collect();
     let state = StoredState {
@@ -91,6 +93,8 @@ fn snapshot(n: usize) -> Snapshot {
             std::time::Duration::from_secs(300),
             std::time::Duration::from_secs(86_400),
         ),
+        dpop: Default::default(),
+        client_certificates: false,
     });
     Snapshot::build(state, &master, settings, now).unwrap()
 }
@@ -170,6 +174,7 @@ fn hot_path(c: &mut Criterion) {
             Default::default(),
         )),
         replay: moneykit_auth::engine::replay::ReplayCache::new(1024),
+        proofs: moneykit_auth::engine::replay::ReplayCache::new(1024),
     };
     let engine = moneykit_auth::engine::Engine {
         snapshot: &snap,

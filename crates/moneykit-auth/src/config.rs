@@ -79,6 +79,40 @@ pub struct ServeSettings {
     pub access_log: bool,
     /// Client assertions and federated workloads.
     pub secretless: SecretlessSettings,
+    /// Sender-constrained tokens: DPoP and client certificates.
+    pub sender: SenderSettings,
+}
+
+/// How tokens are bound to their holders: DPoP proofs (RFC 9449) and client certificates
+/// (RFC 8705).
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// How far a DPoP proof's `iat` may be from now, either way.
+    pub dpop_proof_window: std::time::Duration,
+    /// Demand a fresh server nonce in every token request's DPoP proof (RFC 9449 §8).
+    pub dpop_nonce: bool,
+    /// How often the nonce changes (each is accepted for one to two periods).
+    pub dpop_nonce_period: std::time::Duration,
+    /// Most DPoP proofs remembered within their window (the replay set).
+    pub dpop_replay_capacity: usize,
+    /// The CAs `tls_client_auth` certificates must chain to (PEM).
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// The header a TLS-terminating proxy forwards the client's certificate in; believed
+    /// only from `--trusted-proxy` addresses.
+    pub client_cert_header: Option<axum::http::HeaderName>,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        Self {
+            dpop_proof_window: std::time::Duration::from_secs(60),
+            dpop_nonce: false,
+            dpop_nonce_period: std::time::Duration::from_secs(300),
+            dpop_replay_capacity: 1_000_000,
+            client_ca_file: None,
+            client_cert_header: None,
+        }
+    }
 }
 
 /// How `private_key_jwt` clients and federated workloads are served.
@@ -137,6 +171,7 @@ impl ServeSettings {
             tls: None,
             access_log: false,
             secretless: SecretlessSettings::default(),
+            sender: SenderSettings::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{MasterKeyOrigin, ServeSettings, check_master_secret, resolve
 use crate::domain::clients::{App, Client};
 use crate::domain::secrets::ClientSecret;
 use crate::engine::Assertions;
+use crate::engine::dpop::{DpopSettings, NonceKey};
 use crate::engine::ratelimit::RateLimits;
 use crate::engine::refresh::Health;
 use crate::engine::refresh::Refresher;
@@ -71,7 +72,7 @@ impl Application {
     /// keys, creates the first signing key if there is none, and builds the first
     /// snapshot. Everything that can fail without writing (secret shape, port in use,
     /// wrong master key) is checked before anything is written.
-    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: ServeSettings) -> anyhow::Result<Self> {
         check_master_secret(&settings.database_url, settings.master_secret.as_deref())?;
         let admin_token = match settings.admin_listen {
             Some(_) => Some(admin_api::token_digest(settings.admin_token.as_deref())?),
@@ -89,12 +90,33 @@ impl Application {
             None => None,
         };
         let local_addr = listener.local_addr()?;
+        let client_cas = settings
+            .sender
+            .client_ca_file
+            .as_deref()
+            .map(http::mtls::load_client_cas)
+            .transpose()?;
+        let request_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier> = Arc::new(
+            http::mtls::RequestClientCertificate::new(client_cas.clone()),
+        );
         let tls = settings
             .tls
             .clone()
-            .map(ReloadingConfig::new)
+            .map(|files| ReloadingConfig::new(files, request_certificates))
             .transpose()?
             .map(Arc::new);
+        let cert_header = settings.sender.client_cert_header.clone();
+        anyhow::ensure!(
+            cert_header.is_none() || !settings.connection.trusted_proxies.is_empty(),
+            "--client-cert-header needs --trusted-proxy: the header is believed only from the \
+             proxies listed there (anyone else could send any certificate in it)"
+        );
+        let client_certificates = tls.is_some() || cert_header.is_some();
+        settings.connection.certificates = Arc::new(http::mtls::CertificateSource {
+            ca: client_cas,
+            header: cert_header,
+            proxies: settings.connection.trusted_proxies.clone(),
+        });
 
         let store = open_store(&settings, &listener, tls.clone()).await?;
         let (master, master_key_origin) = resolve_master_key(
@@ -132,6 +154,18 @@ impl Application {
             default_ttl_secs: settings.token_ttl_secs,
             publish_scopes: settings.publish_scopes,
             assertions,
+            dpop: DpopSettings {
+                window_secs: i64::try_from(settings.sender.dpop_proof_window.as_secs())
+                    .unwrap_or(i64::MAX),
+                nonces: settings.sender.dpop_nonce.then(|| {
+                    NonceKey::new(
+                        &master.derive("moneykit-auth DPoP nonce"),
+                        i64::try_from(settings.sender.dpop_nonce_period.as_secs())
+                            .unwrap_or(i64::MAX),
+                    )
+                }),
+            },
+            client_certificates,
         });
         let health = Arc::new(Health::default());
         let shutdown_delay = settings.shutdown_delay;
@@ -170,6 +204,7 @@ impl Application {
             assertions: Arc::new(Assertions {
                 remote_keys: remote_keys.clone(),
                 replay: ReplayCache::new(secretless.replay_capacity),
+                proofs: ReplayCache::new(settings.sender.dpop_replay_capacity),
             }),
         });
         let admin = match (admin_listener, admin_token) {

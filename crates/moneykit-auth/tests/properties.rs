@@ -71,6 +71,8 @@ proptest! {
         aud in proptest::collection::vec("\\PC{1,40}", 0..4),
         iat in 0i64..4_000_000_000,
         ttl in 1i64..86_400,
+        jkt in proptest::option::of("[A-Za-z0-9_-]{43}"),
+        x5t in proptest::option::of("[A-Za-z0-9_-]{43}"),
     ) {
         let pair = KeyPair::from_pkcs8("key_p", &KeyPair::generate_pkcs8()).unwrap();
         let public = PublicKey::from_sec1("key_p", &pair.public_key_bytes()).unwrap();
@@ -84,6 +86,8 @@ proptest! {
             iat,
             exp: iat + ttl,
             jti: "jti".into(),
+            cnf: (jkt.is_some() || x5t.is_some())
+                .then_some(moneykit_wire::Confirmation { jkt, x5t_s256: x5t }),
         };
         // The hand-written claims JSON is exactly what serde writes.
         prop_assert_eq!(claims.to_json(), serde_json::to_string(&claims).unwrap());

@@ -6,6 +6,7 @@
 //!
 //! - [`token`]: the `/auth/token` form fields and the token response.
 //! - [`audience`]: the `aud` of a token, one string or an array.
+//! - [`confirmation`]: the `cnf` claim of a sender-constrained token.
 //! - [`introspect`]: `AppClientResponse`, the body of `/auth/introspect`.
 //! - [`jwks`]: the public JSON Web Key Set published at `/.well-known/jwks.json`.
 //! - [`error`]: the error body (MoneyKit fields, RFC 6749 fields, validation errors).
@@ -21,6 +22,7 @@
 //! servers stay readable by older clients.
 
 pub mod audience;
+pub mod confirmation;
 pub mod error;
 pub mod headers;
 pub mod introspect;
@@ -30,6 +32,7 @@ pub mod token;
 pub mod webhook;
 
 pub use audience::Audience;
+pub use confirmation::Confirmation;
 pub use error::{ErrorBody, ValidationError};
 pub use introspect::{AppClientResponse, AppResponse};
 pub use jwks::{Jwk, JwkSet};

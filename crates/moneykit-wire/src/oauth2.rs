@@ -135,7 +135,7 @@ pub struct IntrospectionResponse {
     /// The client the token was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    /// `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to a DPoP key (RFC 9449 §6.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
     /// Expiry (Unix seconds).
@@ -159,6 +159,10 @@ pub struct IntrospectionResponse {
     /// The client's app (an extension member).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
+    /// What the token is bound to, for a sender-constrained token (RFC 9449 §6.2,
+    /// RFC 8705 §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<crate::Confirmation>,
 }
 
 /// RFC 8414 authorization server metadata, served at
@@ -206,6 +210,14 @@ pub struct AuthorizationServerMetadata {
     /// exact URLs of the endpoints where clients authenticate, which many clients send.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_assertion_audiences_accepted: Vec<String>,
+    /// The algorithms a DPoP proof may be signed with (RFC 9449 §5.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
+    /// Whether tokens are bound to the client certificate a request presents (RFC 8705
+    /// §3.3): true when the server can see client certificates (its own TLS listener, or a
+    /// proxy forwarding them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_client_certificate_bound_access_tokens: bool,
     /// Where the API is described.
     pub service_documentation: String,
 }

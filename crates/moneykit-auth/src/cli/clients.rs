@@ -13,7 +13,9 @@ use crate::domain::clients::{Client, ClientAuth, ClientKeys};
 use crate::domain::secrets::ClientSecret;
 use crate::domain::time::rfc3339;
 use crate::net::guard::TargetPolicy;
-use crate::operations::secretless::{self, KeysInput, MAX_JWKS_BYTES, NewTrustRule};
+use crate::operations::secretless::{
+    self, KeysInput, MAX_JWKS_BYTES, NewTrustRule, SecretlessAuth,
+};
 use crate::operations::views::{
     client_json, client_secret_json, client_status, jwks_kids, trust_rule_json,
 };
@@ -32,6 +34,91 @@ pub(super) enum AuthMethod {
     /// With a JWT signed by one of its keys (RFC 7523); no secret.
     #[value(name = "private_key_jwt")]
     PrivateKeyJwt,
+    /// With a client certificate from the server's --client-ca-file showing the identity
+    /// given by --tls-subject-dn or one --tls-san-* (RFC 8705 §2.1); no secret.
+    #[value(name = "tls_client_auth")]
+    TlsClientAuth,
+    /// With one of the self-signed certificates in --cert-file (RFC 8705 §2.2); no secret.
+    #[value(name = "self_signed_tls_client_auth")]
+    SelfSignedTlsClientAuth,
+}
+
+/// The certificate a client authenticates with over mutual TLS.
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false)]
+pub(super) struct TlsArgs {
+    /// tls_client_auth: the certificate's subject DN, RFC 4514 (e.g. "CN=billing,O=Acme").
+    #[arg(long, value_name = "DN")]
+    tls_subject_dn: Option<String>,
+    /// tls_client_auth: a DNS name among the certificate's subject alternative names.
+    #[arg(long, value_name = "NAME")]
+    tls_san_dns: Option<String>,
+    /// tls_client_auth: a URI among its subject alternative names (e.g. a SPIFFE id).
+    #[arg(long, value_name = "URI")]
+    tls_san_uri: Option<String>,
+    /// tls_client_auth: an email address among its subject alternative names.
+    #[arg(long, value_name = "EMAIL")]
+    tls_san_email: Option<String>,
+    /// tls_client_auth: an IP address among its subject alternative names.
+    #[arg(long, value_name = "IP")]
+    tls_san_ip: Option<std::net::IpAddr>,
+    /// self_signed_tls_client_auth: a PEM file of the client's certificates (up to 8;
+    /// no private key).
+    #[arg(long, value_name = "PEM")]
+    cert_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The certificate identity given, read from the file if it is one.
+    fn auth(&self) -> anyhow::Result<Option<SecretlessAuth>> {
+        use crate::domain::certificates::TlsIdentity;
+        let identity = if let Some(dn) = &self.tls_subject_dn {
+            TlsIdentity::SubjectDn(dn.clone())
+        } else if let Some(dns) = &self.tls_san_dns {
+            TlsIdentity::Dns(dns.clone())
+        } else if let Some(uri) = &self.tls_san_uri {
+            TlsIdentity::Uri(uri.clone())
+        } else if let Some(email) = &self.tls_san_email {
+            TlsIdentity::Email(email.clone())
+        } else if let Some(ip) = self.tls_san_ip {
+            TlsIdentity::Ip(ip)
+        } else if let Some(path) = &self.cert_file {
+            return Ok(Some(SecretlessAuth::SelfSigned(read_small_file(
+                "--cert-file",
+                path,
+            )?)));
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(SecretlessAuth::Tls(identity)))
+    }
+}
+
+/// How a client without a secret authenticates, from the flags given; `method` (when
+/// given) must agree with them.
+fn secretless_auth(
+    method: Option<AuthMethod>,
+    keys: &KeysArgs,
+    tls: &TlsArgs,
+) -> anyhow::Result<Option<SecretlessAuth>> {
+    let given = match (keys.keys()?, tls.auth()?) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give keys (--jwks-file/--jwks-uri) or a certificate identity, not both")
+        }
+        (Some(keys), None) => Some(SecretlessAuth::Keys(keys)),
+        (None, tls) => tls,
+    };
+    let method = method.map(method_name);
+    Ok(secretless::credentials_for_method(
+        method.as_deref(),
+        given,
+    )?)
+}
+
+fn method_name(method: AuthMethod) -> String {
+    method
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
 }
 
 /// Where a client's or an issuer's public keys are.
@@ -74,17 +161,23 @@ impl KeysArgs {
 
 /// Reads a JWKS file, refusing one larger than any real key set before reading it all.
 fn read_jwks(path: &Path) -> anyhow::Result<String> {
+    read_small_file("--jwks-file", path)
+}
+
+/// Reads the file a `flag` names, refusing one larger than any real key set or
+/// certificate file before reading it all.
+fn read_small_file(flag: &str, path: &Path) -> anyhow::Result<String> {
     use anyhow::Context;
     let size = std::fs::metadata(path)
-        .with_context(|| format!("--jwks-file {}", path.display()))?
+        .with_context(|| format!("{flag} {}", path.display()))?
         .len();
     if size > MAX_JWKS_BYTES as u64 {
         anyhow::bail!(
-            "--jwks-file {}: larger than {MAX_JWKS_BYTES} bytes",
+            "{flag} {}: larger than {MAX_JWKS_BYTES} bytes",
             path.display()
         );
     }
-    std::fs::read_to_string(path).with_context(|| format!("--jwks-file {}", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,14 +200,23 @@ pub(super) enum ClientsCommand {
         /// Lifetime of this client's tokens in seconds (default: the server's --token-ttl).
         #[arg(long, value_name = "SECS")]
         token_ttl: Option<u64>,
-        /// How the client authenticates; private_key_jwt needs --jwks-file or --jwks-uri.
-        #[arg(long, value_enum, default_value = "client_secret_basic")]
-        auth_method: AuthMethod,
+        /// How the client authenticates; private_key_jwt needs --jwks-file or --jwks-uri,
+        /// tls_client_auth --tls-subject-dn or a --tls-san-*, self_signed_tls_client_auth
+        /// --cert-file (default: implied by those, else a secret).
+        #[arg(long, value_enum)]
+        auth_method: Option<AuthMethod>,
         #[command(flatten)]
         keys: KeysArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Refuse this client's token requests without a DPoP proof (RFC 9449): it only
+        /// ever gets tokens bound to its key.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        require_dpop: Option<bool>,
     },
-    /// Change a client's name, scopes, audiences, token lifetime or (private_key_jwt)
-    /// keys; running servers apply it to new tokens within a second.
+    /// Change a client's name, scopes, audiences, token lifetime, DPoP requirement or (for a
+    /// client without a secret) keys or certificate identity; running servers apply it to
+    /// new tokens within a second.
     Update {
         /// The client id.
         client_id: String,
@@ -141,6 +243,16 @@ pub(super) enum ClientsCommand {
         /// register the new one beside the old, then remove the old).
         #[command(flatten)]
         keys: KeysArgs,
+        /// A new certificate identity of a client without a secret.
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Switch a client without a secret to another such method (with its keys or
+        /// certificate identity).
+        #[arg(long, value_enum)]
+        auth_method: Option<AuthMethod>,
+        /// Require (true) or stop requiring (false) a DPoP proof on its token requests.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        require_dpop: Option<bool>,
     },
     /// List clients.
     List {
@@ -240,6 +352,12 @@ fn describe(client: &Client) -> String {
                 .join(", ")
         ),
         ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => format!(" (keys at {uri})"),
+        ClientAuth::TlsClientAuth(identity) => {
+            format!(" ({} {})", identity.kind(), identity.value())
+        }
+        ClientAuth::SelfSignedTls(thumbprints) => {
+            format!(" (certificates x5t#S256: {})", thumbprints.join(", "))
+        }
     };
     let mut lines = vec![
         format!("client_id:   {}", client.id),
@@ -254,6 +372,14 @@ fn describe(client: &Client) -> String {
                 .map_or("server default".to_owned(), |s| format!("{s}s"))
         ),
         format!("auth_method: {}{keys}", client.auth.method()),
+        format!(
+            "dpop:        {}",
+            if client.require_dpop {
+                "required"
+            } else {
+                "optional"
+            }
+        ),
         format!("created_at:  {}", rfc3339(client.created_at)),
         format!("status:      {}", client_status(client, now)),
     ];
@@ -280,6 +406,8 @@ pub(super) async fn run(
             token_ttl,
             auth_method,
             keys,
+            tls,
+            require_dpop,
         } => {
             let new = NewClient {
                 app_id,
@@ -287,31 +415,32 @@ pub(super) async fn run(
                 scope,
                 audiences,
                 token_ttl_secs: token_ttl,
+                require_dpop: require_dpop.unwrap_or(false),
             };
-            match (auth_method, keys.keys()?) {
-                (AuthMethod::ClientSecret, None) => {
+            match secretless_auth(auth_method, &keys, &tls)? {
+                None => {
                     let (client, secret) = operations::create_client(store, &new, Via::Cli).await?;
                     client_with_secret(out, "Created", &client, &secret);
                 }
-                (AuthMethod::PrivateKeyJwt, Some(input)) => {
-                    let client =
-                        secretless::create_key_client(store, &new, &input, keys.policy(), Via::Cli)
-                            .await?;
+                Some(auth) => {
+                    let client = secretless::create_secretless_client(
+                        store,
+                        &new,
+                        &auth,
+                        keys.policy(),
+                        Via::Cli,
+                    )
+                    .await?;
                     out.emit(&client_json(&client), || {
                         format!(
-                            "Created client {} (app {}); it authenticates with private_key_jwt and has no secret\n{}",
+                            "Created client {} (app {}); it authenticates with {} and has no secret\n{}",
                             client.id,
                             client.app_id,
+                            client.auth.method(),
                             describe(&client)
                         )
                     });
                 }
-                (AuthMethod::PrivateKeyJwt, None) => anyhow::bail!(
-                    "--auth-method private_key_jwt needs the client's public keys: --jwks-file PATH or --jwks-uri URL"
-                ),
-                (AuthMethod::ClientSecret, Some(_)) => anyhow::bail!(
-                    "--jwks-file and --jwks-uri are for --auth-method private_key_jwt"
-                ),
             }
         }
         ClientsCommand::Update {
@@ -322,24 +451,28 @@ pub(super) async fn run(
             clear_audiences,
             token_ttl,
             keys,
+            tls,
+            auth_method,
+            require_dpop,
         } => {
             let update = ClientUpdate {
                 name,
                 scope,
                 audiences: (clear_audiences || !audiences.is_empty()).then_some(audiences),
                 token_ttl_secs: token_ttl.map(|TtlChange(secs)| secs),
+                require_dpop,
             };
-            let new_keys = keys.keys()?;
-            if update.is_empty() && new_keys.is_none() {
+            let credentials = secretless_auth(auth_method, &keys, &tls)?;
+            if update.is_empty() && credentials.is_none() {
                 anyhow::bail!(
-                    "nothing to change: give --name, --scope, --audience, --clear-audiences, --token-ttl, --jwks-file or --jwks-uri"
+                    "nothing to change: give --name, --scope, --audience, --clear-audiences, --token-ttl, --require-dpop, --jwks-file, --jwks-uri, --tls-* or --cert-file"
                 );
             }
-            let client = secretless::update_client_with_keys(
+            let client = secretless::update_client_credentials(
                 store,
                 &client_id,
                 &update,
-                new_keys.as_ref(),
+                credentials.as_ref(),
                 keys.policy(),
                 Via::Cli,
             )

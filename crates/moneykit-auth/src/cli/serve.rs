@@ -226,6 +226,28 @@ pub(super) struct ServeArgs {
     /// unknown `kid` can make the server look for a new key.
     #[arg(long, env = "MONEYKIT_AUTH_JWKS_REFETCH_INTERVAL", default_value = "30s", value_parser = super::parse_duration)]
     jwks_refetch_interval: Duration,
+    /// How far a DPoP proof's `iat` may be from the server's time, either way (RFC 9449
+    /// §11.1); a proof's `jti` is remembered that long.
+    #[arg(long, env = "MONEYKIT_AUTH_DPOP_PROOF_WINDOW", default_value = "60s", value_parser = super::parse_duration)]
+    dpop_proof_window: Duration,
+    /// Demand a fresh server nonce in the DPoP proof of every token request (RFC 9449
+    /// §8): a proof without one is answered `use_dpop_nonce` with the nonce in a
+    /// `DPoP-Nonce` header. Nonces are derived from MONEYKIT_AUTH_SECRET, so every replica
+    /// accepts every other's.
+    #[arg(long, env = "MONEYKIT_AUTH_DPOP_NONCE", value_parser = clap::builder::FalseyValueParser::new())]
+    dpop_nonce: bool,
+    /// How often the DPoP nonce changes; a nonce is accepted for one to two periods.
+    #[arg(long, env = "MONEYKIT_AUTH_DPOP_NONCE_PERIOD", default_value = "5m", value_parser = super::parse_duration)]
+    dpop_nonce_period: Duration,
+    /// The CAs (PEM) a tls_client_auth client's certificate must chain to. Over TLS the
+    /// server asks every client for a certificate and never requires one.
+    #[arg(long, env = "MONEYKIT_AUTH_CLIENT_CA_FILE", value_name = "PEM")]
+    client_ca_file: Option<std::path::PathBuf>,
+    /// Behind a proxy that terminates TLS: the header it forwards the client's certificate
+    /// in, URL-encoded PEM (nginx $ssl_client_escaped_cert) or Envoy's
+    /// X-Forwarded-Client-Cert. Believed only from --trusted-proxy addresses (required).
+    #[arg(long, env = "MONEYKIT_AUTH_CLIENT_CERT_HEADER", value_name = "NAME")]
+    client_cert_header: Option<axum::http::HeaderName>,
     /// Print the effective settings as TOML, each with where it came from (flag, env, file,
     /// default), secrets masked; then exit without opening the database.
     #[arg(long)]
@@ -311,6 +333,12 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     secretless.key_fetch.policy.allow_http = args.jwks_allow_http;
     secretless.key_fetch.policy.allow_private_targets = args.jwks_allow_private_targets;
     secretless.key_fetch.min_refetch_interval = args.jwks_refetch_interval;
+    let sender = &mut settings.sender;
+    sender.dpop_proof_window = args.dpop_proof_window;
+    sender.dpop_nonce = args.dpop_nonce;
+    sender.dpop_nonce_period = args.dpop_nonce_period;
+    sender.client_ca_file = args.client_ca_file;
+    sender.client_cert_header = args.client_cert_header;
 
     let relaxed = &settings.webhooks.policy;
     let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);

@@ -276,6 +276,27 @@ impl VerifyingKey {
     }
 }
 
+/// The RFC 7638 SHA-256 thumbprint of a public JWK, base64url: the hash of its required
+/// members alone, in lexicographic order, so the same key always gives the same value
+/// whatever else its JWK carries. `None` for a key type without defined members (call it
+/// after [`VerifyingKey::from_jwk`] accepted the key).
+pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
+    let required: &[&str] = match member(jwk, "kty")? {
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        "RSA" => &["e", "kty", "n"],
+        _ => return None,
+    };
+    let mut canonical = std::collections::BTreeMap::new();
+    for name in required {
+        canonical.insert(*name, member(jwk, name)?);
+    }
+    // A sorted map, written without whitespace: the RFC's canonical form.
+    let json = serde_json::to_string(&canonical).ok()?;
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
+    Some(URL_SAFE_NO_PAD.encode(hash.as_ref()))
+}
+
 /// How strictly a JWKS is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strictness {
@@ -358,6 +379,8 @@ pub struct Jws<'a> {
     pub kid: Option<String>,
     /// The header's `typ`.
     pub typ: Option<String>,
+    /// The header's `jwk`: the public key a DPoP proof carries (RFC 9449 §4.2).
+    pub jwk: Option<Map<String, Value>>,
     signing_input: &'a str,
     payload: Vec<u8>,
     signature: Vec<u8>,
@@ -373,6 +396,8 @@ impl<'a> Jws<'a> {
             kid: Option<String>,
             #[serde(default)]
             typ: Option<String>,
+            #[serde(default)]
+            jwk: Option<Map<String, Value>>,
             #[serde(default)]
             crit: Option<serde::de::IgnoredAny>,
         }
@@ -397,6 +422,7 @@ impl<'a> Jws<'a> {
             alg,
             kid: header.kid,
             typ: header.typ,
+            jwk: header.jwk,
             signing_input,
             payload: decode(payload_b64)?,
             signature: decode(signature_b64)?,
@@ -440,6 +466,32 @@ pub(crate) mod tests {
 
     fn b64(bytes: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn thumbprints_match_rfc_7638() {
+        // RFC 7638 §3.1's example key and thumbprint; members beyond the required ones
+        // (alg, kid) change nothing.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let jwk = jwk.as_object().unwrap();
+        assert_eq!(
+            thumbprint(jwk).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        assert_eq!(
+            thumbprint(json!({"kty": "oct", "k": "x"}).as_object().unwrap()),
+            None
+        );
+        assert_eq!(
+            thumbprint(json!({"kty": "EC", "crv": "P-256"}).as_object().unwrap()),
+            None
+        );
     }
 
     /// A compact JWT over `claims` with `header`, signed by `sign`.

@@ -96,6 +96,17 @@ pub enum SealingError {
 }
 
 impl MasterKey {
+    /// A key for another purpose, named by `label`, derived from this one (HMAC-SHA256):
+    /// every replica sharing the master key derives the same one, and it reveals nothing
+    /// of the master key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.key);
+        let tag = aws_lc_rs::hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// Derives the master key from a secret string (the value of `MONEYKIT_AUTH_SECRET`).
     pub fn from_secret(secret: &str) -> Result<Self, SealingError> {
         if secret.len() < MIN_SECRET_LEN {

@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use super::certificates::TlsIdentity;
 use super::scope::Scopes;
 use super::secrets::SecretHash;
 
@@ -40,6 +41,9 @@ pub struct Client {
     pub created_at: OffsetDateTime,
     /// When it is (or will be) disabled; `None` while enabled.
     pub disabled_at: Option<OffsetDateTime>,
+    /// Whether its token requests must carry a DPoP proof (RFC 9449 §5), so it only ever
+    /// gets tokens bound to a key.
+    pub require_dpop: bool,
 }
 
 /// How a client authenticates.
@@ -50,6 +54,12 @@ pub enum ClientAuth {
     Secret(SecretHash),
     /// With a JWT signed by one of its keys (`private_key_jwt`); it has no secret.
     PrivateKeyJwt(ClientKeys),
+    /// With a client certificate that chains to a configured CA and shows this identity
+    /// (`tls_client_auth`, RFC 8705 §2.1).
+    TlsClientAuth(TlsIdentity),
+    /// With one of these self-signed certificates, by their `x5t#S256` thumbprints
+    /// (`self_signed_tls_client_auth`, RFC 8705 §2.2).
+    SelfSignedTls(Vec<String>),
 }
 
 /// Where a `private_key_jwt` client's public keys are.
@@ -68,6 +78,8 @@ impl ClientAuth {
         match self {
             ClientAuth::Secret(_) => "client_secret_basic",
             ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            ClientAuth::TlsClientAuth(_) => "tls_client_auth",
+            ClientAuth::SelfSignedTls(_) => "self_signed_tls_client_auth",
         }
     }
 }
@@ -111,6 +123,7 @@ mod tests {
             auth: ClientAuth::Secret(SecretHash::of("x")),
             created_at: OffsetDateTime::UNIX_EPOCH,
             disabled_at,
+            require_dpop: false,
         }
     }
 

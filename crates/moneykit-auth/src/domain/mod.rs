@@ -8,6 +8,8 @@
 //! - [`audience`]: audience URIs and RFC 8707 resource indicators.
 //! - [`clients`]: apps and clients as stored, how each authenticates, and what
 //!   "disabled" means.
+//! - [`dpop`], [`certificates`]: sender-constrained tokens — DPoP proofs (RFC 9449) and
+//!   client certificates (RFC 8705).
 //! - [`assertions`]: the claims of JWTs others sign (client assertions, workload platform
 //!   tokens), trust rules, and what makes them acceptable.
 //! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation — and
@@ -19,7 +21,9 @@
 
 pub mod assertions;
 pub mod audience;
+pub mod certificates;
 pub mod clients;
+pub mod dpop;
 pub mod events;
 pub mod ids;
 pub mod json;

@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use moneykit_wire::Audience;
+use moneykit_wire::{Audience, Confirmation};
 use serde::{Deserialize, Serialize};
 
 use super::{EXPIRY_LEEWAY_SECS, MAX_TOKEN_TTL_SECS};
@@ -42,6 +42,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Unique token id; what revocation names.
     pub jti: String,
+    /// What a sender-constrained token is bound to: a DPoP key (RFC 9449 §6.1), a client
+    /// certificate (RFC 8705 §3.1), or both. Absent for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
 /// The base64url header of an ES256 JWT signed by `kid` with type `typ`: the one place
@@ -98,6 +102,23 @@ impl AccessClaims {
             self.iat, self.exp
         ));
         push_str(&mut out, &self.jti);
+        if let Some(cnf) = &self.cnf {
+            out.push_str(",\"cnf\":{");
+            let members = [("jkt", &cnf.jkt), ("x5t#S256", &cnf.x5t_s256)];
+            let mut first = true;
+            for (name, value) in members {
+                if let Some(value) = value {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    push_str(&mut out, name);
+                    out.push(':');
+                    push_str(&mut out, value);
+                }
+            }
+            out.push('}');
+        }
         out.push('}');
         out
     }
@@ -344,6 +365,7 @@ mod tests {
             iat: exp - 200,
             exp,
             jti: "j".into(),
+            cnf: None,
         }
     }
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::replay::{AssertionId, ReplayError};
+use super::replay::{AssertionId, ReplayError, UsedAssertion, UsedKind};
 use super::snapshot::ClientEntry;
 use super::{Engine, GrantError};
 use crate::crypto::jose::Jws;
 use crate::domain::assertions::{JwtClaims, MAX_ASSERTION_LEN, check_client_assertion};
+use crate::domain::certificates::ClientCertificate;
 use crate::domain::clients::ClientAuth;
 use crate::domain::secrets::SecretHash;
 
@@ -34,6 +35,14 @@ pub enum Credentials<'a> {
         /// The compact JWT.
         assertion: &'a str,
     },
+    /// A client id alone, on a connection that presented a client certificate
+    /// (`tls_client_auth`, `self_signed_tls_client_auth`, RFC 8705 §2).
+    Certificate {
+        /// The claimed client id.
+        client_id: &'a str,
+        /// The certificate the TLS layer (or a trusted proxy) saw.
+        certificate: &'a ClientCertificate,
+    },
 }
 
 impl<'a> Credentials<'a> {
@@ -49,7 +58,7 @@ impl<'a> Credentials<'a> {
     /// assertion names its client inside).
     pub fn client_id(&self) -> Option<&'a str> {
         match self {
-            Self::Secret { client_id, .. } => Some(client_id),
+            Self::Secret { client_id, .. } | Self::Certificate { client_id, .. } => Some(client_id),
             Self::Assertion { client_id, .. } => *client_id,
         }
     }
@@ -64,15 +73,6 @@ pub struct Authenticated<'a> {
     pub entry: &'a ClientEntry,
     /// The assertion used.
     pub assertion: Option<UsedAssertion>,
-}
-
-/// A client assertion accepted here: what the store records so no replica takes it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UsedAssertion {
-    /// Digest of its client and `jti`.
-    pub id: AssertionId,
-    /// Its `exp` (Unix seconds).
-    pub expires_at: i64,
 }
 
 /// How long a client is told to wait when the replay set is full.
@@ -90,6 +90,14 @@ impl std::fmt::Debug for Credentials<'_> {
                 .debug_struct("Credentials::Assertion")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
+            Self::Certificate {
+                client_id,
+                certificate,
+            } => f
+                .debug_struct("Credentials::Certificate")
+                .field("client_id", client_id)
+                .field("x5t#S256", &certificate.thumbprint)
+                .finish(),
         }
     }
 }
@@ -141,10 +149,33 @@ impl<'a> Engine<'a> {
                         SecretHash::verify_against_nothing(client_secret);
                         Failure::SecretForKeyClient
                     }
+                    Some((_, ClientAuth::TlsClientAuth(_) | ClientAuth::SelfSignedTls(_))) => {
+                        SecretHash::verify_against_nothing(client_secret);
+                        Failure::NoCertificate
+                    }
                     None => {
                         SecretHash::verify_against_nothing(client_secret);
                         Failure::UnknownClient
                     }
+                };
+                (Some(*client_id), failure)
+            }
+            Credentials::Certificate {
+                client_id,
+                certificate,
+            } => {
+                let entry = self.snapshot.client(client_id);
+                let failure = match entry {
+                    Some(entry) => match certificate_failure(entry, certificate, now) {
+                        None => {
+                            return Ok(Authenticated {
+                                entry,
+                                assertion: None,
+                            });
+                        }
+                        Some(failure) => failure,
+                    },
+                    None => Failure::UnknownClient,
                 };
                 (Some(*client_id), failure)
             }
@@ -289,6 +320,7 @@ impl<'a> Engine<'a> {
             assertion: Some(UsedAssertion {
                 id,
                 expires_at: accepted.expires_at,
+                kind: UsedKind::ClientAssertion,
             }),
         })
     }
@@ -320,6 +352,42 @@ enum AssertionFailure {
     Full,
 }
 
+/// Why `certificate` does not authenticate `entry` at `now`; `None` when it does. A chain
+/// from the client CAs for `tls_client_auth`, a registered thumbprint for
+/// `self_signed_tls_client_auth`; in both, a certificate within its validity.
+fn certificate_failure(
+    entry: &ClientEntry,
+    certificate: &ClientCertificate,
+    now: OffsetDateTime,
+) -> Option<Failure> {
+    let client = &entry.client;
+    let current = certificate.is_current(now.unix_timestamp());
+    let failure = match &client.auth {
+        ClientAuth::TlsClientAuth(identity) => {
+            if certificate.chain.is_err() {
+                Failure::UntrustedCertificate
+            } else if !current {
+                Failure::ExpiredCertificate
+            } else if !identity.matches(certificate) {
+                Failure::CertificateMismatch
+            } else {
+                return client.is_disabled(now).then_some(Failure::Disabled);
+            }
+        }
+        ClientAuth::SelfSignedTls(thumbprints) => {
+            if !thumbprints.contains(&certificate.thumbprint) {
+                Failure::CertificateMismatch
+            } else if !current {
+                Failure::ExpiredCertificate
+            } else {
+                return client.is_disabled(now).then_some(Failure::Disabled);
+            }
+        }
+        ClientAuth::Secret(_) | ClientAuth::PrivateKeyJwt(_) => Failure::CertificateForOtherMethod,
+    };
+    Some(failure)
+}
+
 /// Why client authentication failed, for the log only: the answer is the same for all
 /// (so callers cannot probe which client ids exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +405,16 @@ pub enum Failure {
     Disabled,
     /// A secret was presented for a client that authenticates with its keys.
     SecretForKeyClient,
+    /// A certificate client sent no certificate (a secret, or nothing but its id).
+    NoCertificate,
+    /// A `tls_client_auth` certificate that does not chain to a configured client CA.
+    UntrustedCertificate,
+    /// A client certificate outside its validity.
+    ExpiredCertificate,
+    /// A certificate that shows another identity than the client's registered one.
+    CertificateMismatch,
+    /// A certificate alone, for a client that authenticates another way.
+    CertificateForOtherMethod,
     /// No bearer token (`GET /auth/introspect`).
     MissingToken,
     /// A bearer token that has expired.
@@ -356,6 +434,11 @@ impl std::fmt::Display for Failure {
             Self::WrongSecret => "wrong_secret",
             Self::Disabled => "disabled",
             Self::SecretForKeyClient => "secret_for_private_key_jwt_client",
+            Self::NoCertificate => "no_client_certificate",
+            Self::UntrustedCertificate => "untrusted_client_certificate",
+            Self::ExpiredCertificate => "expired_client_certificate",
+            Self::CertificateMismatch => "client_certificate_mismatch",
+            Self::CertificateForOtherMethod => "certificate_for_non_tls_client",
             Self::MissingToken => "missing_token",
             Self::ExpiredToken => "expired_token",
             Self::InvalidToken => "invalid_token",

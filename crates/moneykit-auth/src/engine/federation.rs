@@ -9,6 +9,7 @@
 //! (`domain::assertions::TrustRule::check`). Platform tokens are reused until they
 //! rotate, so there is no replay check; their lifetime is capped instead.
 
+use moneykit_wire::Confirmation;
 use time::OffsetDateTime;
 
 use super::grant::{FederatedRequest, Grant, IssuedToken, TokenRequest};
@@ -29,6 +30,7 @@ impl Engine<'_> {
         &self,
         grant: &str,
         request: &TokenRequest<'_>,
+        bound: &Confirmation,
         now: OffsetDateTime,
     ) -> Grant {
         let exchange = grant != JWT_BEARER_GRANT;
@@ -52,9 +54,13 @@ impl Engine<'_> {
                 wanted.or(federation.client_id),
                 exchange,
                 request,
+                bound,
                 now,
             ),
-            assertion: authenticated.and_then(|a| a.assertion),
+            used: authenticated
+                .and_then(|a| a.assertion)
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -66,6 +72,7 @@ impl Engine<'_> {
         wanted: Option<&str>,
         exchange: bool,
         request: &TokenRequest<'_>,
+        bound: &Confirmation,
         now: OffsetDateTime,
     ) -> Result<IssuedToken, GrantError> {
         self.limits
@@ -91,7 +98,7 @@ impl Engine<'_> {
             .filter(|e| !e.client.is_disabled(now))
             .ok_or_else(|| GrantError::InvalidGrant("the trusting client is disabled".into()))?;
         tracing::debug!(client_id = %entry.client.id, rule = %rule.rule.id, "federated token");
-        let mut issued = self.issue_for(entry, request, now)?;
+        let mut issued = self.issue_for(entry, request, bound, now)?;
         issued.issued_token_type = exchange.then_some(ACCESS_TOKEN_TYPE);
         Ok(issued)
     }

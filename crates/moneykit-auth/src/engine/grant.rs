@@ -7,12 +7,18 @@
 
 use time::OffsetDateTime;
 
-use super::client_auth::{Credentials, UsedAssertion};
+use moneykit_wire::Confirmation;
+
+use super::client_auth::Credentials;
+use super::dpop::{AcceptedProof, DpopRefusal};
+use super::replay::UsedAssertion;
 use super::snapshot::ClientEntry;
 use super::verified::TokenKey;
 use super::{Engine, GrantError};
 use crate::domain::assertions::{JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT};
 use crate::domain::audience::{TargetNotAllowed, resolve_audience};
+use crate::domain::certificates::ClientCertificate;
+use crate::domain::dpop::Expected;
 use crate::domain::ids::new_token_id;
 use crate::domain::scope::{ScopeNotAllowed, Scopes};
 use crate::domain::tokens::RevokedToken;
@@ -34,6 +40,20 @@ pub struct TokenRequest<'a> {
     pub audiences: Vec<&'a str>,
     /// The client's credentials; `None` if the request carried none.
     pub credentials: Option<Credentials<'a>>,
+    /// What the token is to be bound to.
+    pub binding: Binding<'a>,
+}
+
+/// What a request presents to bind its token to (sender-constrained tokens).
+#[derive(Default, Clone, Copy)]
+pub struct Binding<'a> {
+    /// The `DPoP` header: a proof of possession of a key (RFC 9449).
+    pub dpop: Option<&'a str>,
+    /// The path of the endpoint the request came to, which the proof's `htu` names
+    /// under this server's issuer.
+    pub endpoint: &'a str,
+    /// The client certificate of the connection (RFC 8705 §3).
+    pub certificate: Option<&'a ClientCertificate>,
 }
 
 /// The parameters only federated grants read.
@@ -80,47 +100,89 @@ pub struct IssuedToken {
     pub issued_token_type: Option<&'static str>,
 }
 
-/// What a token request came to, and the client assertion it used, if any: once an
-/// assertion's signature and claims passed, it is used up whatever happens after
-/// (a scope refused, a budget spent), so the caller records its use in every case.
+/// What a token request came to, and the single-use JWTs it used, if any: once an
+/// assertion's or a DPoP proof's signature and claims passed, it is used up whatever
+/// happens after (a scope refused, a budget spent), so the caller records its use in
+/// every case.
 #[derive(Debug)]
 pub struct Grant {
     /// The token, or why none was issued.
     pub outcome: Result<IssuedToken, GrantError>,
-    /// The client assertion the client authenticated with.
-    pub assertion: Option<UsedAssertion>,
+    /// The client assertion the client authenticated with, and the DPoP proof.
+    pub used: Vec<UsedAssertion>,
 }
 
 impl Grant {
     pub(super) fn without_assertion(outcome: Result<IssuedToken, GrantError>) -> Self {
         Self {
             outcome,
-            assertion: None,
+            used: Vec::new(),
         }
     }
 }
 
 impl<'a> Engine<'a> {
     /// Runs the grant a token request asks for: client credentials (the default), or a
-    /// federated workload's jwt-bearer or token-exchange grant.
+    /// federated workload's jwt-bearer or token-exchange grant. A DPoP proof is judged
+    /// first, so a refused one (or one without the nonce) costs no client assertion.
     pub fn token(&self, request: &TokenRequest<'_>, now: OffsetDateTime) -> Grant {
-        match request.grant_type {
-            None | Some("client_credentials") => self.client_credentials(request, now),
+        let proof = match request.binding.dpop {
+            None => None,
+            Some(proof) => match self.token_endpoint_proof(proof, request.binding.endpoint, now) {
+                Ok(accepted) => Some(accepted),
+                Err(error) => return Grant::without_assertion(Err(error)),
+            },
+        };
+        let bound = Confirmation {
+            jkt: proof.as_ref().map(|p| p.jkt.clone()),
+            x5t_s256: request.binding.certificate.map(|c| c.thumbprint.clone()),
+        };
+        let mut grant = match request.grant_type {
+            None | Some("client_credentials") => self.client_credentials(request, &bound, now),
             Some(grant @ (JWT_BEARER_GRANT | TOKEN_EXCHANGE_GRANT)) => {
-                self.federated(grant, request, now)
+                self.federated(grant, request, &bound, now)
             }
             Some(other) => {
                 Grant::without_assertion(Err(GrantError::UnsupportedGrantType(other.to_owned())))
             }
-        }
+        };
+        grant.used.extend(proof.map(|p| p.used));
+        grant
     }
 
-    /// Runs the client-credentials grant and signs a token.
-    fn client_credentials(&self, request: &TokenRequest<'_>, now: OffsetDateTime) -> Grant {
+    /// Judges the DPoP proof of a token request to `endpoint`.
+    fn token_endpoint_proof(
+        &self,
+        proof: &str,
+        endpoint: &str,
+        now: OffsetDateTime,
+    ) -> Result<AcceptedProof, GrantError> {
+        let url = format!("{}{endpoint}", self.snapshot.settings.issuer);
+        let expected = Expected {
+            method: "POST",
+            url: &url,
+            access_token: None,
+            window_secs: self.snapshot.settings.dpop.window_secs,
+        };
+        self.check_dpop(proof, expected, true, now.unix_timestamp())
+            .map_err(|refusal| match refusal {
+                DpopRefusal::Invalid(why) => GrantError::InvalidDpopProof(why),
+                DpopRefusal::UseNonce(nonce) => GrantError::UseDpopNonce(nonce),
+                DpopRefusal::Full => GrantError::RateLimited(std::time::Duration::from_secs(5)),
+            })
+    }
+
+    /// Runs the client-credentials grant and signs a token bound to `bound`.
+    fn client_credentials(
+        &self,
+        request: &TokenRequest<'_>,
+        bound: &Confirmation,
+        now: OffsetDateTime,
+    ) -> Grant {
         match self.authenticate(request.credentials.as_ref(), now) {
             Ok(authenticated) => Grant {
-                outcome: self.issue_for(authenticated.entry, request, now),
-                assertion: authenticated.assertion,
+                outcome: self.issue_for(authenticated.entry, request, bound, now),
+                used: authenticated.assertion.into_iter().collect(),
             },
             Err(error) => Grant::without_assertion(Err(error)),
         }
@@ -137,9 +199,16 @@ impl<'a> Engine<'a> {
         &self,
         entry: &ClientEntry,
         request: &TokenRequest<'_>,
+        bound: &Confirmation,
         now: OffsetDateTime,
     ) -> Result<IssuedToken, GrantError> {
         let client = &entry.client;
+        if client.require_dpop && bound.jkt.is_none() {
+            return Err(GrantError::InvalidDpopProof(
+                "DPoP proof: this client must send one (a DPoP header) with every token request"
+                    .into(),
+            ));
+        }
         self.limits
             .take_issuance(&client.id)
             .map_err(GrantError::RateLimited)?;
@@ -177,6 +246,7 @@ impl<'a> Engine<'a> {
             iat,
             exp: iat + i64::from(ttl),
             jti: new_token_id(),
+            cnf: (!bound.is_empty()).then(|| bound.clone()),
         };
         let access_token = tokens::sign(&signer.key, &signer.access_token_header, &claims);
         Ok(IssuedToken {

@@ -20,6 +20,7 @@
 //! May import `domain`, `crypto`, `net`, `store`, `operations` and `metrics`; never `http`.
 
 pub mod client_auth;
+pub mod dpop;
 pub mod federation;
 pub mod grant;
 pub mod ratelimit;
@@ -77,6 +78,14 @@ pub enum GrantError {
     /// Over a rate limit; try again after this long.
     #[error("rate limited")]
     RateLimited(std::time::Duration),
+    /// A DPoP proof that was refused, or missing for a client that must send one
+    /// (RFC 9449 `invalid_dpop_proof`), with the check that failed.
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// A DPoP proof without the server's current nonce, which is given (RFC 9449 §8
+    /// `use_dpop_nonce`).
+    #[error("the DPoP proof must carry the server's nonce")]
+    UseDpopNonce(String),
 }
 
 /// What the grant engine reads: the snapshot of clients and keys, and the two sets kept
@@ -105,6 +114,8 @@ pub struct Assertions {
     pub remote_keys: std::sync::Arc<remote_keys::RemoteKeys>,
     /// Client assertions used and not yet expired.
     pub replay: replay::ReplayCache,
+    /// DPoP proofs used and still within their window.
+    pub proofs: replay::ReplayCache,
 }
 
 impl Engine<'_> {

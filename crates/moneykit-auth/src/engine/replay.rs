@@ -41,6 +41,27 @@ impl AssertionId {
     }
 }
 
+/// A JWT accepted here that must not be accepted again — a client assertion or a DPoP
+/// proof: what the store records so no replica takes it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsedAssertion {
+    /// Digest of its signer and `jti`.
+    pub id: AssertionId,
+    /// Until when it could be accepted (Unix seconds).
+    pub expires_at: i64,
+    /// Which kind of JWT, for the answer to a replay.
+    pub kind: UsedKind,
+}
+
+/// The kinds of single-use JWTs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsedKind {
+    /// A `private_key_jwt` client assertion.
+    ClientAssertion,
+    /// A DPoP proof.
+    DpopProof,
+}
+
 /// Why an assertion was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {

@@ -42,6 +42,11 @@ pub struct TokenSettings {
     pub publish_scopes: bool,
     /// How JWTs signed by others are judged: client assertions and platform tokens.
     pub assertions: AssertionSettings,
+    /// How DPoP proofs are judged.
+    pub dpop: super::dpop::DpopSettings,
+    /// Whether requests can present client certificates (a TLS listener, or a proxy that
+    /// forwards them): then tokens are bound to them, and metadata says so.
+    pub client_certificates: bool,
 }
 
 /// How client assertions (`private_key_jwt`) and federated platform tokens are judged.
@@ -144,7 +149,9 @@ pub enum KeySet {
 impl KeySet {
     fn of_client(client: &Client) -> Self {
         match &client.auth {
-            ClientAuth::Secret(_) => KeySet::None,
+            ClientAuth::Secret(_) | ClientAuth::TlsClientAuth(_) | ClientAuth::SelfSignedTls(_) => {
+                KeySet::None
+            }
             ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
                 KeySet::registered(jwks, &client.id)
             }
@@ -380,11 +387,16 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
         false => BTreeSet::new(),
     };
     let auth_methods = || {
-        vec![
+        let mut methods = vec![
             "client_secret_basic".to_owned(),
             "client_secret_post".to_owned(),
             "private_key_jwt".to_owned(),
-        ]
+        ];
+        if settings.client_certificates {
+            methods.push("tls_client_auth".to_owned());
+            methods.push("self_signed_tls_client_auth".to_owned());
+        }
+        methods
     };
     let algorithms = || Algorithm::NAMES.map(str::to_owned).to_vec();
     AuthorizationServerMetadata {
@@ -407,6 +419,12 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
         revocation_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint_auth_signing_alg_values_supported: algorithms(),
         client_assertion_audiences_accepted: settings.assertions.audience.accepted(),
+        dpop_signing_alg_values_supported: Algorithm::NAMES
+            .iter()
+            .filter(|name| **name != "Ed25519")
+            .map(|name| (*name).to_owned())
+            .collect(),
+        tls_client_certificate_bound_access_tokens: settings.client_certificates,
         service_documentation: format!("{issuer}/openapi.json"),
     }
 }

@@ -35,12 +35,13 @@ use super::error::ApiError;
 use super::extract::{ClientAddr, bearer_token};
 use super::hygiene::HygieneLayer;
 use super::state::AdminState;
+use crate::domain::certificates::TlsIdentity;
 use crate::domain::events::EventStatus;
 use crate::domain::payloads;
 use crate::domain::signing_keys::KeySchedule;
 use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
-use crate::operations::secretless::{self, KeysInput, NewTrustRule};
+use crate::operations::secretless::{self, KeysInput, NewTrustRule, SecretlessAuth};
 use crate::operations::views;
 use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
 
@@ -256,13 +257,13 @@ struct CreateClient {
     #[serde(default)]
     audiences: Vec<String>,
     token_ttl: Option<u64>,
-    /// `client_secret_basic` (the default; `client_secret_post` is the same) or
-    /// `private_key_jwt`.
+    /// `client_secret_basic` (the default; `client_secret_post` is the same),
+    /// `private_key_jwt`, `tls_client_auth` or `self_signed_tls_client_auth`.
     token_endpoint_auth_method: Option<String>,
-    /// A `private_key_jwt` client's JWKS, as a JSON object.
-    jwks: Option<Value>,
-    /// Or the URL it publishes its JWKS at.
-    jwks_uri: Option<String>,
+    #[serde(default)]
+    require_dpop: bool,
+    #[serde(flatten)]
+    credentials: CredentialFields,
 }
 
 /// The keys of a request body: a JWKS object or a URI, not both.
@@ -278,6 +279,49 @@ fn keys_input(
     }
 }
 
+/// How a client without a secret authenticates, in RFC 7591 / RFC 8705 member names: at
+/// most one of them.
+#[derive(Deserialize, Default)]
+struct CredentialFields {
+    /// A `private_key_jwt` client's JWKS, as a JSON object.
+    jwks: Option<Value>,
+    /// Or the URL it publishes its JWKS at.
+    jwks_uri: Option<String>,
+    tls_client_auth_subject_dn: Option<String>,
+    tls_client_auth_san_dns: Option<String>,
+    tls_client_auth_san_uri: Option<String>,
+    tls_client_auth_san_email: Option<String>,
+    tls_client_auth_san_ip: Option<std::net::IpAddr>,
+    /// A `self_signed_tls_client_auth` client's certificates, PEM.
+    certificate: Option<String>,
+}
+
+impl CredentialFields {
+    /// The credentials given, if any; more than one kind is refused.
+    fn given(self) -> Result<Option<SecretlessAuth>, ApiError> {
+        let keys = keys_input(self.jwks, self.jwks_uri)?.map(SecretlessAuth::Keys);
+        let tls = [
+            self.tls_client_auth_subject_dn.map(TlsIdentity::SubjectDn),
+            self.tls_client_auth_san_dns.map(TlsIdentity::Dns),
+            self.tls_client_auth_san_uri.map(TlsIdentity::Uri),
+            self.tls_client_auth_san_email.map(TlsIdentity::Email),
+            self.tls_client_auth_san_ip.map(TlsIdentity::Ip),
+        ]
+        .into_iter()
+        .flatten()
+        .map(SecretlessAuth::Tls);
+        let certificate = self.certificate.map(SecretlessAuth::SelfSigned);
+        let mut given = keys.into_iter().chain(tls).chain(certificate);
+        let first = given.next();
+        if given.next().is_some() {
+            return Err(invalid(
+                "give one of jwks, jwks_uri, tls_client_auth_subject_dn, tls_client_auth_san_*, certificate",
+            ));
+        }
+        Ok(first)
+    }
+}
+
 fn default_client_name() -> String {
     "client".into()
 }
@@ -286,44 +330,38 @@ async fn create_client(
     State(state): State<Arc<AdminState>>,
     Json(new): Json<CreateClient>,
 ) -> Reply {
-    let keys = keys_input(new.jwks, new.jwks_uri)?;
-    let method = new.token_endpoint_auth_method;
+    let credentials = secretless::credentials_for_method(
+        new.token_endpoint_auth_method.as_deref(),
+        new.credentials.given()?,
+    )?;
     let new = NewClient {
         app_id: new.app_id,
         name: new.name,
         scope: new.scope,
         audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
+        require_dpop: new.require_dpop,
     };
     let store = state.store.as_ref();
-    match (method.as_deref(), keys) {
-        (None | Some("client_secret_basic" | "client_secret_post"), None) => {
+    match credentials {
+        None => {
             let (client, secret) = operations::create_client(store, &new, Via::AdminApi).await?;
             ok(
                 StatusCode::CREATED,
                 views::client_secret_json(&client, &secret),
             )
         }
-        (Some("private_key_jwt"), Some(keys)) => {
-            let client = secretless::create_key_client(
+        Some(auth) => {
+            let client = secretless::create_secretless_client(
                 store,
                 &new,
-                &keys,
+                &auth,
                 state.key_fetch_policy,
                 Via::AdminApi,
             )
             .await?;
             ok(StatusCode::CREATED, views::client_json(&client))
         }
-        (Some("private_key_jwt"), None) => {
-            Err(invalid("a private_key_jwt client needs jwks or jwks_uri"))
-        }
-        (None | Some("client_secret_basic" | "client_secret_post"), Some(_)) => Err(invalid(
-            "jwks and jwks_uri are for token_endpoint_auth_method private_key_jwt",
-        )),
-        (Some(_), _) => Err(invalid(
-            "token_endpoint_auth_method must be client_secret_basic, client_secret_post or private_key_jwt",
-        )),
     }
 }
 
@@ -342,15 +380,21 @@ async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<String
 /// `PATCH /admin/clients/{id}`: absent members stay as they are; `"token_ttl": null`
 /// goes back to the server default, `"audiences": []` to the server's audience.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateClient {
     name: Option<String>,
     scope: Option<String>,
     audiences: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     token_ttl: Option<Option<u64>>,
-    jwks: Option<Value>,
-    jwks_uri: Option<String>,
+    require_dpop: Option<bool>,
+    /// Switch a client without a secret to another such method.
+    token_endpoint_auth_method: Option<String>,
+    #[serde(flatten)]
+    credentials: CredentialFields,
+    /// Members not listed above: refused, so a misspelt one is not silently ignored
+    /// (serde's `deny_unknown_fields` does not work beside `flatten`).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, Value>,
 }
 
 /// A member that is present, even as `null`: `Some(None)`; absent is `None` (by default).
@@ -363,18 +407,25 @@ async fn update_client(
     Path(id): Path<String>,
     Json(change): Json<UpdateClient>,
 ) -> Reply {
-    let keys = keys_input(change.jwks, change.jwks_uri)?;
+    if let Some(name) = change.unknown.keys().next() {
+        return Err(invalid(&format!("unknown member {name:?}")));
+    }
+    let credentials = secretless::credentials_for_method(
+        change.token_endpoint_auth_method.as_deref(),
+        change.credentials.given()?,
+    )?;
     let update = ClientUpdate {
         name: change.name,
         scope: change.scope,
         audiences: change.audiences,
         token_ttl_secs: change.token_ttl,
+        require_dpop: change.require_dpop,
     };
-    let client = secretless::update_client_with_keys(
+    let client = secretless::update_client_credentials(
         state.store.as_ref(),
         &id,
         &update,
-        keys.as_ref(),
+        credentials.as_ref(),
         state.key_fetch_policy,
         Via::AdminApi,
     )

@@ -5,16 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use moneykit_wire::{AppClientResponse, ErrorBody, GenerateAccessTokenResponse, TokenForm};
-use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::extract::{
-    AuthenticatedForm, Bearer, FormRequest, MoneyKitVersion, MoneyKitVersionHeader, Source,
+    AuthenticatedForm, FormRequest, MoneyKitVersion, MoneyKitVersionHeader, PresentedToken, Source,
+    dpop_header,
 };
 use super::response::{json_bytes, token_response};
 use super::state::AppState;
 use crate::engine::client_auth::{self, Failure};
-use crate::engine::grant::BearerError;
+use crate::engine::grant::Binding;
 
 /// `POST /auth/token`: client credentials (a secret or a client assertion) or a federated
 /// workload's platform token in, a bearer token out, with **201 Created** because that is
@@ -47,9 +47,20 @@ pub async fn token(
         TokenForm::FIELDS,
         false,
         request.source,
-    )?;
-    let issued = state.issue_token(&form, request.source).await?;
-    Ok(token_response(StatusCode::CREATED, &issued, "bearer"))
+    )?
+    .with_certificate(request.certificate.as_ref().map(|c| c.0.as_ref()));
+    let binding = Binding {
+        dpop: dpop_header(&request.headers).map_err(ApiError::InvalidDpopProof)?,
+        endpoint: "/auth/token",
+        certificate: None,
+    };
+    let issued = state.issue_token(&form, request.source, binding).await?;
+    Ok(token_response(
+        StatusCode::CREATED,
+        &issued,
+        "bearer",
+        state.dpop_nonce(),
+    ))
 }
 
 /// `GET /auth/introspect`: the client and app behind the bearer token.
@@ -68,11 +79,11 @@ pub async fn introspect(
     State(state): State<AppState>,
     _version: MoneyKitVersion,
     Source(source): Source,
-    bearer: Result<Bearer, ApiError>,
+    presented: Result<PresentedToken, ApiError>,
 ) -> Result<Response, ApiError> {
     let refused = |failure| client_auth::log_failure(None, failure, source, false);
-    let token = match bearer {
-        Ok(Bearer(token)) => token,
+    let presented = match presented {
+        Ok(presented) => presented,
         Err(error) => {
             refused(match error {
                 ApiError::MissingToken => Failure::MissingToken,
@@ -81,19 +92,14 @@ pub async fn introspect(
             return Err(error);
         }
     };
-    let snapshot = state.snapshot();
-    let authorized = state
-        .engine(&snapshot)
-        .authorize_bearer(&token, OffsetDateTime::now_utc())
-        .inspect_err(|error| {
-            refused(match error {
-                BearerError::Expired => Failure::ExpiredToken,
-                BearerError::Invalid => Failure::InvalidToken,
-            })
-        })?;
-    Ok(json_bytes(
-        StatusCode::OK,
-        authorized.client.introspection_json().clone(),
-        "no-store",
-    ))
+    let body = state
+        .authorize_presented(
+            &presented,
+            "GET",
+            "/auth/introspect",
+            source,
+            |authorized| authorized.client.introspection_json().clone(),
+        )
+        .await?;
+    Ok(json_bytes(StatusCode::OK, body, "no-store"))
 }

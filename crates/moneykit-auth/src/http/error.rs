@@ -82,7 +82,28 @@ pub enum ApiError {
     Unavailable(&'static str),
     /// A bug or an unexpected failure (500); the cause is logged, never sent.
     Internal,
+    /// A token request's DPoP proof was refused, or missing where required (400
+    /// `invalid_dpop_proof`, RFC 9449 §5), with the check that failed.
+    InvalidDpopProof(String),
+    /// A token request's DPoP proof lacks the server's nonce (400 `use_dpop_nonce`,
+    /// RFC 9449 §8), sent in the `DPoP-Nonce` header.
+    UseDpopNonce(String),
+    /// At a protected resource, a token refused under the DPoP scheme (RFC 9449 §7.1):
+    /// 401 with a `WWW-Authenticate: DPoP` challenge naming `error` (`invalid_token` or
+    /// `invalid_dpop_proof`), with why.
+    DpopUnauthorized {
+        /// The challenge's `error`.
+        error: &'static str,
+        /// What failed.
+        why: String,
+    },
 }
+
+/// The response header that carries a DPoP nonce (RFC 9449 §8).
+pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
+/// The `algs` of a `WWW-Authenticate: DPoP` challenge: what proofs may be signed with.
+const DPOP_ALGS: &str = "ES256 ES384 EdDSA RS256 PS256";
 
 struct Row {
     status: StatusCode,
@@ -201,6 +222,21 @@ impl ApiError {
                 "api_error.internal_server_error",
                 Some("server_error"),
             ),
+            InvalidDpopProof(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.invalid_dpop_proof",
+                Some("invalid_dpop_proof"),
+            ),
+            UseDpopNonce(_) => (
+                StatusCode::BAD_REQUEST,
+                "api_error.auth.use_dpop_nonce",
+                Some("use_dpop_nonce"),
+            ),
+            DpopUnauthorized { error, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "api_error.auth.unauthorized",
+                Some(*error),
+            ),
         };
         Row { status, code, rfc }
     }
@@ -256,6 +292,11 @@ impl ApiError {
             ),
             Unavailable(why) => format!("Service unavailable: {why}"),
             Internal => "Internal server error".into(),
+            InvalidDpopProof(why) => format!("Invalid DPoP proof: {why}"),
+            UseDpopNonce(_) => {
+                "The DPoP proof must carry the nonce in the DPoP-Nonce header; retry with it".into()
+            }
+            DpopUnauthorized { why, .. } => format!("Invalid access token: {why}"),
         }
     }
 
@@ -335,6 +376,20 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
+        match &self {
+            ApiError::DpopUnauthorized { error, .. } => {
+                let challenge = format!(r#"DPoP algs="{DPOP_ALGS}", error="{error}""#);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            ApiError::UseDpopNonce(nonce) => {
+                if let Ok(value) = HeaderValue::from_str(nonce) {
+                    headers.insert(DPOP_NONCE, value);
+                }
+            }
+            _ => {}
+        }
         let retry_after = match &self {
             ApiError::RateLimited(wait) => Some(*wait),
             ApiError::TooManyPendingWebhooks => Some(WEBHOOK_BACKLOG_RETRY_AFTER),
@@ -391,6 +446,8 @@ impl ApiError {
             GrantError::InvalidTarget(why) => ApiError::InvalidTarget(why),
             GrantError::NoSigningKey => ApiError::Unavailable("no signing key is active"),
             GrantError::RateLimited(wait) => ApiError::RateLimited(wait),
+            GrantError::InvalidDpopProof(why) => ApiError::InvalidDpopProof(why),
+            GrantError::UseDpopNonce(nonce) => ApiError::UseDpopNonce(nonce),
             GrantError::TokenOfAnotherClient => {
                 ApiError::UnauthorizedClient("the token was not issued to this client")
             }

@@ -19,9 +19,10 @@ use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::domain::assertions::{CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT};
+use crate::domain::certificates::ClientCertificate;
 use crate::engine::Credentials;
 use crate::engine::client_auth;
-use crate::engine::grant::{FederatedRequest, TokenRequest};
+use crate::engine::grant::{Binding, FederatedRequest, TokenRequest};
 use crate::net::Cidr;
 
 /// The one parameter that may be sent several times (RFC 8707 §2).
@@ -238,6 +239,8 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<Result<BasicCredentials,
 pub struct AuthenticatedForm<'a> {
     fields: FormFields<'a>,
     basic: Option<BasicCredentials>,
+    /// The client certificate the connection presented, if any.
+    certificate: Option<&'a ClientCertificate>,
 }
 
 impl<'a> AuthenticatedForm<'a> {
@@ -282,7 +285,11 @@ impl<'a> AuthenticatedForm<'a> {
         let basic = basic_credentials(headers)
             .transpose()?
             .filter(|b| !b.is_empty());
-        let form = Self { fields, basic };
+        let form = Self {
+            fields,
+            basic,
+            certificate: None,
+        };
         form.check_assertion_fields()?;
         Ok(form)
     }
@@ -360,6 +367,15 @@ impl<'a> AuthenticatedForm<'a> {
         parsed
     }
 
+    /// The same form from a connection that presented `certificate`: a `client_id`
+    /// alone then authenticates by it (RFC 8705 §2), and tokens are bound to it.
+    pub fn with_certificate(self, certificate: Option<&'a ClientCertificate>) -> Self {
+        Self {
+            certificate,
+            ..self
+        }
+    }
+
     /// Whether the client authenticated with HTTP Basic.
     pub fn used_basic(&self) -> bool {
         self.basic.is_some()
@@ -371,7 +387,8 @@ impl<'a> AuthenticatedForm<'a> {
     }
 
     /// The client's credentials, `None` if the request carried none. A body `client_id`
-    /// without a secret yields an empty secret, which fails authentication.
+    /// without a secret is a certificate client's on a connection with a client
+    /// certificate, and otherwise yields an empty secret, which fails authentication.
     pub fn credentials(&self) -> Option<Credentials<'_>> {
         if let Some(assertion) = self.field("client_assertion") {
             return Some(Credentials::Assertion {
@@ -379,18 +396,23 @@ impl<'a> AuthenticatedForm<'a> {
                 assertion,
             });
         }
-        match &self.basic {
-            Some(b) => Some(Credentials::secret(&b.client_id, &b.client_secret)),
-            None => self
-                .field("client_id")
-                .map(|id| Credentials::secret(id, self.field("client_secret").unwrap_or(""))),
+        if let Some(b) = &self.basic {
+            return Some(Credentials::secret(&b.client_id, &b.client_secret));
         }
+        let client_id = self.field("client_id")?;
+        Some(match (self.field("client_secret"), self.certificate) {
+            (None, Some(certificate)) => Credentials::Certificate {
+                client_id,
+                certificate,
+            },
+            (secret, _) => Credentials::secret(client_id, secret.unwrap_or("")),
+        })
     }
 
     /// The request as the grant engine takes it (for forms parsed with `TokenForm::FIELDS`):
     /// the audiences asked for are the `resource` values, then `audience` split on
     /// spaces.
-    pub fn as_grant_request(&self) -> TokenRequest<'_> {
+    pub fn as_grant_request(&self, binding: Binding<'a>) -> TokenRequest<'_> {
         let audience = self.field("audience").unwrap_or_default();
         let grant_type = self.field("grant_type");
         let federation = self.federated_request(grant_type);
@@ -415,6 +437,10 @@ impl<'a> AuthenticatedForm<'a> {
                 .chain(audience.split(' ').filter(|a| !a.is_empty()))
                 .collect(),
             credentials,
+            binding: Binding {
+                certificate: self.certificate,
+                ..binding
+            },
         }
     }
 
@@ -509,7 +535,8 @@ const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-f
 const X_REAL_IP: header::HeaderName = header::HeaderName::from_static("x-real-ip");
 
 /// A form request: its headers (moved out of the request, not cloned as axum's
-/// `HeaderMap` extractor does), its body, read up to the body limit, and its source.
+/// `HeaderMap` extractor does), its body, read up to the body limit, its source and its
+/// client certificate.
 pub struct FormRequest {
     /// The request headers.
     pub headers: HeaderMap,
@@ -517,7 +544,33 @@ pub struct FormRequest {
     pub body: axum::body::Bytes,
     /// Where it came from, when known.
     pub source: Option<IpAddr>,
+    /// The client certificate its connection (or a trusted proxy) presented.
+    pub certificate: Option<PresentedCertificate>,
 }
+
+/// A client certificate presented on a request (RFC 8705), put into its extensions by the
+/// connection layer: read once per TLS connection, or from a trusted proxy's header.
+#[derive(Debug, Clone)]
+pub struct PresentedCertificate(pub std::sync::Arc<ClientCertificate>);
+
+/// The `DPoP` header of a request (RFC 9449 §4.3: at most one). A second header, or one
+/// that is not ASCII, is an invalid proof.
+pub fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, String> {
+    let mut values = headers.get_all(DPOP).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("DPoP proof: send exactly one DPoP header".into());
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| "DPoP proof: the DPoP header is not a compact JWT".into())
+}
+
+/// The request header that carries a DPoP proof.
+pub const DPOP: header::HeaderName = header::HeaderName::from_static("dpop");
 
 impl<S: Send + Sync> FromRequest<S> for FormRequest {
     type Rejection = ApiError;
@@ -526,6 +579,7 @@ impl<S: Send + Sync> FromRequest<S> for FormRequest {
         let (mut parts, body) = req.into_parts();
         let headers = std::mem::take(&mut parts.headers);
         let source = parts.extensions.get::<ClientAddr>().and_then(|c| c.0);
+        let certificate = parts.extensions.remove::<PresentedCertificate>();
         let req = axum::extract::Request::from_parts(parts, body);
         let body = axum::body::Bytes::from_request(req, state)
             .await
@@ -534,6 +588,7 @@ impl<S: Send + Sync> FromRequest<S> for FormRequest {
             headers,
             body,
             source,
+            certificate,
         })
     }
 }
@@ -552,14 +607,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     }
 }
 
-/// The `Authorization: Bearer` token of a request, as an extractor.
-pub struct Bearer(pub String);
+/// The access token of a request to a protected resource, as an extractor: from
+/// `Authorization: Bearer` or `Authorization: DPoP` (RFC 9449 §7.1), with what may
+/// accompany it — the `DPoP` proof and the client certificate.
+pub struct PresentedToken {
+    /// The access token.
+    pub token: String,
+    /// Whether it came under the DPoP scheme.
+    pub dpop_scheme: bool,
+    /// The `DPoP` header, or why it cannot be read.
+    pub proof: Result<Option<String>, String>,
+    /// The connection's client certificate.
+    pub certificate: Option<PresentedCertificate>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+impl<S: Send + Sync> FromRequestParts<S> for PresentedToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        bearer_token(&parts.headers).map(|t| Bearer(t.to_owned()))
+        let headers = &parts.headers;
+        let (token, dpop_scheme) = match split_scheme(headers, "DPoP") {
+            Some(Ok(token)) if !token.is_empty() => (token, true),
+            Some(_) => return Err(ApiError::InvalidToken),
+            None => (bearer_token(headers)?, false),
+        };
+        Ok(Self {
+            token: token.to_owned(),
+            dpop_scheme,
+            proof: dpop_header(headers).map(|p| p.map(str::to_owned)),
+            certificate: parts.extensions.get::<PresentedCertificate>().cloned(),
+        })
     }
 }
 
@@ -710,7 +787,7 @@ mod tests {
             Err(ApiError::InvalidClient { basic: true })
         ));
         let parsed = AuthenticatedForm::parse(&h, b"", TokenForm::FIELDS).unwrap();
-        let req = parsed.as_grant_request();
+        let req = parsed.as_grant_request(Binding::default());
         assert_eq!(req.credentials.unwrap().client_id(), Some("id1"));
     }
 

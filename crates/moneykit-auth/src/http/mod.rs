@@ -13,7 +13,8 @@
 //! - `health`: `/healthz/live`, `/healthz/ready`.
 //! - `admin_api`: the admin API and `/metrics`, on a separate listener.
 //! - `server`: the accept loop both listeners run: connection caps, TLS ([`tls`]),
-//!   graceful stop; `connection`: the header timeout, apart from the keep-alive timeout.
+//!   graceful stop; `connection`: the header timeout, apart from the keep-alive timeout;
+//!   [`mtls`]: client certificates, from the TLS handshake or a trusted proxy's header.
 //! - `state`: what handlers reach — the snapshot, the engine, counters.
 //! - `response`: response shapes several handlers share.
 //! - [`extract`]: request parsing (form, Basic, Bearer, `MoneyKit-Version`).
@@ -34,6 +35,7 @@ mod error;
 pub mod extract;
 mod health;
 mod hygiene;
+pub mod mtls;
 mod oauth2;
 mod openapi;
 mod response;

@@ -16,12 +16,13 @@ use moneykit_wire::{
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, FormRequest};
+use super::extract::{AuthenticatedForm, FormRequest, PresentedCertificate, dpop_header};
 use super::hygiene::request_id;
 use super::response::{no_store, token_response};
 use super::state::AppState;
 use crate::engine::Engine;
 use crate::engine::client_auth::Authenticated;
+use crate::engine::grant::Binding;
 use crate::engine::revocation;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library,
@@ -46,19 +47,31 @@ pub async fn token(
         headers,
         body,
         source,
+        certificate,
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let form =
         AuthenticatedForm::parse_from(&headers, &body, ClientCredentialsForm::FIELDS, true, source)
-            .map_err(ApiError::for_oauth2)?;
+            .map_err(ApiError::for_oauth2)?
+            .with_certificate(certificate.as_ref().map(|c| c.0.as_ref()));
     if form.field("grant_type").is_none() {
         return Err(ApiError::missing_parameter("grant_type"));
     }
+    let binding = Binding {
+        dpop: dpop_header(&headers).map_err(ApiError::InvalidDpopProof)?,
+        endpoint: "/oauth2/token",
+        certificate: None,
+    };
     let issued = state
-        .issue_token(&form, source)
+        .issue_token(&form, source, binding)
         .await
         .map_err(ApiError::for_oauth2)?;
-    Ok(token_response(StatusCode::OK, &issued, "Bearer"))
+    Ok(token_response(
+        StatusCode::OK,
+        &issued,
+        "Bearer",
+        state.dpop_nonce(),
+    ))
 }
 
 /// Parses a token-hint form and authenticates its caller: the shared first half of
@@ -68,11 +81,13 @@ fn authenticated_caller<'s, 'b>(
     engine: &Engine<'s>,
     headers: &HeaderMap,
     body: &'b [u8],
+    certificate: Option<&'b PresentedCertificate>,
     now: OffsetDateTime,
 ) -> Result<(Authenticated<'s>, AuthenticatedForm<'b>), ApiError> {
     let form =
         AuthenticatedForm::parse_from(headers, body, TokenHintForm::FIELDS, true, engine.source)
-            .map_err(ApiError::for_oauth2)?;
+            .map_err(ApiError::for_oauth2)?
+            .with_certificate(certificate.map(|c| c.0.as_ref()));
     let caller = engine
         .authenticate(form.credentials().as_ref(), now)
         .map_err(|e| ApiError::from_grant(e, true))?;
@@ -106,13 +121,15 @@ pub async fn introspect(
         headers,
         body,
         source,
+        certificate,
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let (body, used) = {
         let snapshot = state.snapshot();
         let engine = state.engine(&snapshot).from_source(source);
-        let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
+        let (caller, form) =
+            authenticated_caller(&engine, &headers, &body, certificate.as_ref(), now)?;
         let body = token_parameter(&form).map(|token| introspection(&engine, token, now));
         (body, caller.assertion)
     };
@@ -133,11 +150,12 @@ fn introspection(engine: &Engine<'_>, token: &str, now: OffsetDateTime) -> Intro
     match engine.authorize_bearer(token, now) {
         Ok(authorized) => {
             let claims = authorized.claims;
+            let dpop_bound = claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
             IntrospectionResponse {
                 active: true,
                 scope: Some(claims.scope),
                 client_id: Some(claims.client_id),
-                token_type: Some("Bearer".into()),
+                token_type: Some(if dpop_bound { "DPoP" } else { "Bearer" }.into()),
                 exp: Some(claims.exp),
                 iat: Some(claims.iat),
                 sub: Some(claims.sub),
@@ -145,6 +163,7 @@ fn introspection(engine: &Engine<'_>, token: &str, now: OffsetDateTime) -> Intro
                 aud: (!claims.aud.is_empty()).then_some(claims.aud),
                 jti: Some(claims.jti),
                 app_id: Some(claims.app_id),
+                cnf: claims.cnf,
             }
         }
         Err(_) => IntrospectionResponse::default(),
@@ -173,13 +192,15 @@ pub async fn revoke(
         headers,
         body,
         source,
+        certificate,
     }: FormRequest,
 ) -> Result<Response, ApiError> {
     let now = OffsetDateTime::now_utc();
     let (revocation, used) = {
         let snapshot = state.snapshot();
         let engine = state.engine(&snapshot).from_source(source);
-        let (caller, form) = authenticated_caller(&engine, &headers, &body, now)?;
+        let (caller, form) =
+            authenticated_caller(&engine, &headers, &body, certificate.as_ref(), now)?;
         let revocation = token_parameter(&form).and_then(|token| {
             engine
                 .revocation_for(caller.entry, token, now)

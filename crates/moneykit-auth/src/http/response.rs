@@ -31,8 +31,21 @@ pub fn no_store(response: &mut Response) {
 }
 
 /// The token response body (`GenerateAccessTokenResponse`), written directly: the same
-/// bytes serde writes, without its cost on every issued token.
-pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str) -> Response {
+/// bytes serde writes, without its cost on every issued token. `token_type` is the
+/// surface's name for a bearer token; a DPoP-bound token's is `DPoP` (RFC 9449 §5).
+/// `dpop_nonce`: the nonce clients should use next, when the server demands them.
+pub fn token_response(
+    status: StatusCode,
+    issued: &IssuedToken,
+    bearer: &str,
+    dpop_nonce: Option<String>,
+) -> Response {
+    let dpop_bound = issued
+        .claims
+        .cnf
+        .as_ref()
+        .is_some_and(|cnf| cnf.jkt.is_some());
+    let token_type = if dpop_bound { "DPoP" } else { bearer };
     let mut body = String::with_capacity(issued.access_token.len() + issued.scope.len() + 80);
     body.push_str("{\"access_token\":");
     push_str(&mut body, &issued.access_token);
@@ -46,8 +59,10 @@ pub fn token_response(status: StatusCode, issued: &IssuedToken, token_type: &str
     }
     body.push('}');
     let mut response = json_bytes(status, Bytes::from(body), "no-store");
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let headers = response.headers_mut();
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(value) = dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        headers.insert(super::error::DPOP_NONCE, value);
+    }
     response
 }

@@ -19,7 +19,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use super::connection::{HeadDeadline, RequestCount, Timing, drive};
-use super::extract::ClientAddr;
+use super::extract::{ClientAddr, PresentedCertificate};
+use super::mtls::CertificateSource;
 use crate::http::tls::ReloadingConfig;
 use crate::net::Cidr;
 use crate::net::source_key;
@@ -54,6 +55,9 @@ pub struct ConnectionLimits {
     /// The proxies in front. When set, `client_ip_header` is believed only from these
     /// peers; from any other the TCP peer is the client. Empty: believed from any peer.
     pub trusted_proxies: Vec<Cidr>,
+    /// Where client certificates come from (the TLS handshake, a trusted proxy's
+    /// header) and how they are judged.
+    pub certificates: Arc<CertificateSource>,
 }
 
 impl Default for ConnectionLimits {
@@ -67,6 +71,7 @@ impl Default for ConnectionLimits {
             max_connections: 10_000,
             max_connections_per_address: 512,
             trusted_proxies: Vec::new(),
+            certificates: Arc::default(),
         }
     }
 }
@@ -242,18 +247,24 @@ impl Connection {
     ) {
         let header_timeout = self.limits.header_read_timeout;
         match tls {
-            None => self.serve_io(stream, peer).await,
+            None => self.serve_io(stream, peer, None).await,
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
                 if let Ok(Ok(stream)) = handshake.await {
-                    self.serve_io(stream, peer).await;
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| self.limits.certificates.from_tls(chain))
+                        .map(|c| PresentedCertificate(Arc::new(c)));
+                    self.serve_io(stream, peer, certificate).await;
                 }
             }
         }
     }
 
-    async fn serve_io<I>(self, io: I, peer: SocketAddr)
+    async fn serve_io<I>(self, io: I, peer: SocketAddr, certificate: Option<PresentedCertificate>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -271,7 +282,18 @@ impl Connection {
                     limits.client_ip_header.as_ref(),
                     &limits.trusted_proxies,
                 );
-                request.extensions_mut().insert(source);
+                // The connection's own certificate, else one a trusted proxy forwarded.
+                let presented = certificate.clone().or_else(|| {
+                    limits
+                        .certificates
+                        .from_header(request.headers(), peer.ip())
+                        .map(|c| PresentedCertificate(Arc::new(c)))
+                });
+                let extensions = request.extensions_mut();
+                extensions.insert(source);
+                if let Some(presented) = presented {
+                    extensions.insert(presented);
+                }
                 request
             })
             .map_response(move |mut response: axum::response::Response| {

@@ -8,12 +8,14 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::AuthenticatedForm;
+use super::extract::{AuthenticatedForm, PresentedToken};
 use crate::crypto::MasterKey;
-use crate::engine::client_auth::UsedAssertion;
-use crate::engine::grant::IssuedToken;
+use crate::engine::client_auth::{self, Failure};
+use crate::engine::dpop::{Presentation, PresentationError};
+use crate::engine::grant::{Authorized, BearerError, Binding, IssuedToken};
 use crate::engine::ratelimit::RateLimits;
 use crate::engine::refresh::Health;
+use crate::engine::replay::{UsedAssertion, UsedKind};
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell};
 use crate::engine::verified::VerifiedTokens;
@@ -93,18 +95,19 @@ impl Shared {
     /// endpoints share before shaping their own response. A client assertion that passed
     /// is recorded as used, whether or not a token follows, and a token is handed out
     /// only once that record is written.
-    pub async fn issue_token(
+    pub async fn issue_token<'f>(
         &self,
-        form: &AuthenticatedForm<'_>,
+        form: &'f AuthenticatedForm<'f>,
         source: Option<std::net::IpAddr>,
+        binding: Binding<'f>,
     ) -> Result<IssuedToken, ApiError> {
         let grant = {
             let snapshot = self.snapshot();
             self.engine(&snapshot)
                 .from_source(source)
-                .token(&form.as_grant_request(), OffsetDateTime::now_utc())
+                .token(&form.as_grant_request(binding), OffsetDateTime::now_utc())
         };
-        if let Some(used) = &grant.assertion {
+        for used in &grant.used {
             self.record_assertion(used).await?;
         }
         let issued = grant
@@ -115,9 +118,83 @@ impl Shared {
         Ok(issued)
     }
 
-    /// Records a client assertion's use where every replica sees it (PostgreSQL; nothing
-    /// to do on SQLite): refused if another replica took it first. Runs after the local
-    /// check, so this process never writes the same assertion twice.
+    /// Authorizes an access token presented at one of this server's protected resources
+    /// (`method` `endpoint`, from `source`): valid, not revoked, its client enabled, and
+    /// presented by its holder (a DPoP-bound token with a proof by its key, a
+    /// certificate-bound one over a connection with its certificate). `read` takes what
+    /// the handler needs from the authorization while the snapshot is held. Refusals are
+    /// logged as failed authentications; a DPoP proof is recorded as used.
+    pub async fn authorize_presented<T>(
+        &self,
+        presented: &PresentedToken,
+        method: &str,
+        endpoint: &str,
+        source: Option<std::net::IpAddr>,
+        read: impl FnOnce(&Authorized<'_>) -> T,
+    ) -> Result<T, ApiError> {
+        let refused = |failure| client_auth::log_failure(None, failure, source, false);
+        let unauthorized = |error: &'static str, why: String| {
+            refused(Failure::InvalidToken);
+            ApiError::DpopUnauthorized { error, why }
+        };
+        let now = OffsetDateTime::now_utc();
+        let (value, proof) = {
+            let snapshot = self.snapshot();
+            let engine = self.engine(&snapshot);
+            let authorized =
+                engine
+                    .authorize_bearer(&presented.token, now)
+                    .inspect_err(|error| {
+                        refused(match error {
+                            BearerError::Expired => Failure::ExpiredToken,
+                            BearerError::Invalid => Failure::InvalidToken,
+                        })
+                    })?;
+            let proof = presented
+                .proof
+                .as_ref()
+                .map_err(|why| unauthorized("invalid_dpop_proof", why.clone()))?;
+            let presentation = Presentation {
+                token: &presented.token,
+                dpop_scheme: presented.dpop_scheme,
+                proof: proof.as_deref(),
+                certificate: presented.certificate.as_ref().map(|c| c.0.as_ref()),
+                method,
+                endpoint,
+            };
+            let cnf = authorized.claims.cnf.as_ref();
+            let used = engine
+                .check_presentation(cnf, &presentation, now.unix_timestamp())
+                .map_err(|error| match error {
+                    PresentationError::InvalidToken(why) => unauthorized("invalid_token", why),
+                    PresentationError::InvalidProof(why) => unauthorized("invalid_dpop_proof", why),
+                    PresentationError::Full => {
+                        ApiError::RateLimited(std::time::Duration::from_secs(5))
+                    }
+                })?;
+            (read(&authorized), used)
+        };
+        if let Some(used) = &proof {
+            self.record_assertion(used)
+                .await
+                .map_err(|error| match error {
+                    ApiError::InvalidDpopProof(why) => unauthorized("invalid_dpop_proof", why),
+                    other => other,
+                })?;
+        }
+        Ok(value)
+    }
+
+    /// The DPoP nonce clients should use now, when the server demands nonces.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        let snapshot = self.snapshot();
+        let key = snapshot.settings.dpop.nonces.as_ref()?;
+        Some(key.current(OffsetDateTime::now_utc().unix_timestamp()))
+    }
+
+    /// Records the use of a client assertion or a DPoP proof where every replica sees it
+    /// (PostgreSQL; nothing to do on SQLite): refused if another replica took it first.
+    /// Runs after the local check, so this process never writes the same one twice.
     pub async fn record_assertion(&self, used: &UsedAssertion) -> Result<(), ApiError> {
         match self
             .store
@@ -125,16 +202,28 @@ impl Shared {
             .await
         {
             Ok(true) => Ok(()),
-            Ok(false) => {
-                tracing::info!(
-                    reason = "invalid_assertion",
-                    check = "jti used before, at another replica",
-                    "client authentication failed"
-                );
-                Err(ApiError::InvalidClientAssertion(
-                    "client_assertion: the jti has been used before".into(),
-                ))
-            }
+            Ok(false) => match used.kind {
+                UsedKind::ClientAssertion => {
+                    tracing::info!(
+                        reason = "invalid_assertion",
+                        check = "jti used before, at another replica",
+                        "client authentication failed"
+                    );
+                    Err(ApiError::InvalidClientAssertion(
+                        "client_assertion: the jti has been used before".into(),
+                    ))
+                }
+                UsedKind::DpopProof => {
+                    tracing::info!(
+                        reason = "invalid_dpop_proof",
+                        check = "jti used before, at another replica",
+                        "DPoP proof refused"
+                    );
+                    Err(ApiError::InvalidDpopProof(
+                        "DPoP proof: the jti has been used before".into(),
+                    ))
+                }
+            },
             Err(error) => {
                 Err(self.write_failed(&error, "the client assertion could not be recorded"))
             }

@@ -4,7 +4,8 @@
 //! server from starting) and read again on SIGHUP, or when either file's modification time
 //! changes (checked every few seconds), so a renewed certificate (certbot, cert-manager)
 //! is picked up without a restart. A pair that fails to load is logged and the previous
-//! one stays in use. Connections negotiate HTTP/2 or HTTP/1.1 by ALPN.
+//! one stays in use. Connections negotiate HTTP/2 or HTTP/1.1 by ALPN. Clients are asked
+//! for a certificate, never required to send one (RFC 8705; see [`super::mtls`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
@@ -26,8 +28,12 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Reads the pair into a server configuration.
-pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
+/// Reads the pair into a server configuration that asks clients for a certificate as
+/// `clients` says (see [`super::mtls`]).
+pub fn load(
+    files: &TlsFiles,
+    clients: Arc<dyn ClientCertVerifier>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("cannot read the certificate {}", files.cert.display()))?
         .collect::<Result<_, _>>()
@@ -39,13 +45,11 @@ pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
     );
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("cannot read a private key from {}", files.key.display()))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("the certificate and the private key do not match")?;
+    let mut config = ServerConfig::builder_with_provider(super::mtls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(clients)
+        .with_single_cert(certs, key)
+        .context("the certificate and the private key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -57,15 +61,18 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// The current TLS configuration, swapped when the files change.
 pub struct ReloadingConfig {
     files: TlsFiles,
+    clients: Arc<dyn ClientCertVerifier>,
     current: ArcSwap<ServerConfig>,
 }
 
 impl ReloadingConfig {
-    /// Loads the pair; fails if it cannot be used.
-    pub fn new(files: TlsFiles) -> anyhow::Result<Self> {
-        let first = load(&files)?;
+    /// Loads the pair; fails if it cannot be used. Clients are asked for a certificate as
+    /// `clients` says.
+    pub fn new(files: TlsFiles, clients: Arc<dyn ClientCertVerifier>) -> anyhow::Result<Self> {
+        let first = load(&files, clients.clone())?;
         Ok(Self {
             files,
+            clients,
             current: ArcSwap::new(first),
         })
     }
@@ -76,7 +83,7 @@ impl ReloadingConfig {
     }
 
     fn reload(&self, why: &str) {
-        match load(&self.files) {
+        match load(&self.files, self.clients.clone()) {
             Ok(config) => {
                 self.current.store(config);
                 tracing::info!(reason = why, cert = %self.files.cert.display(), "TLS certificate reloaded");

@@ -10,7 +10,7 @@ use moneykit_wire::{ErrorBody, WebhookTestLinkRequest, WebhookTestLinkResponse};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{Bearer, MoneyKitVersion, MoneyKitVersionHeader};
+use super::extract::{MoneyKitVersion, MoneyKitVersionHeader, PresentedToken, Source};
 use super::hygiene::request_id;
 use super::state::AppState;
 use crate::domain::ids::new_token_id;
@@ -53,17 +53,20 @@ pub async fn test_link_event(
     State(state): State<AppState>,
     _version: MoneyKitVersion,
     Path(link_id): Path<String>,
-    Bearer(token): Bearer,
+    Source(source): Source,
+    presented: PresentedToken,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (app_id, client_id) = {
-        let snapshot = state.snapshot();
-        let authorized = state
-            .engine(&snapshot)
-            .authorize_bearer(&token, OffsetDateTime::now_utc())?;
-        (authorized.claims.app_id, authorized.claims.client_id)
-    };
+    let endpoint = format!("/webhooks/test/link/{link_id}");
+    let (app_id, client_id) = state
+        .authorize_presented(&presented, "POST", &endpoint, source, |authorized| {
+            (
+                authorized.claims.app_id.clone(),
+                authorized.claims.client_id.clone(),
+            )
+        })
+        .await?;
     // Every call writes to the database: budgeted per client and per app before anything
     // else is looked at.
     state

@@ -153,6 +153,8 @@ pub struct NewClient {
     pub audiences: Vec<String>,
     /// Token lifetime override in seconds.
     pub token_ttl_secs: Option<u64>,
+    /// Whether its token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 fn check_scope(scope: &str) -> Result<Scopes, AdminError> {
@@ -198,6 +200,7 @@ pub(crate) async fn insert_new_client(
         auth,
         created_at: now(),
         disabled_at: None,
+        require_dpop: new.require_dpop,
     };
     store.insert_client(&client).await?;
     tracing::info!(
@@ -229,6 +232,8 @@ pub struct ClientUpdate {
     pub audiences: Option<Vec<String>>,
     /// New token lifetime: `Some(None)` goes back to the server default.
     pub token_ttl_secs: Option<Option<u64>>,
+    /// Whether its token requests must carry a DPoP proof.
+    pub require_dpop: Option<bool>,
 }
 
 impl ClientUpdate {
@@ -244,13 +249,14 @@ impl ClientUpdate {
             ("scope", self.scope.is_some()),
             ("audiences", self.audiences.is_some()),
             ("token_ttl", self.token_ttl_secs.is_some()),
+            ("require_dpop", self.require_dpop.is_some()),
         ];
         let set: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
         set.join(",")
     }
 }
 
-/// Changes a client's name, scopes, audiences or token lifetime. Running servers pick the
+/// Changes a client's name, scopes, audiences, token lifetime or DPoP requirement. Running servers pick the
 /// change up like any other; a token already issued that claims a scope or audience the
 /// client no longer has is refused from then on (see `Engine::authorize_bearer`).
 pub async fn update_client(
@@ -271,6 +277,9 @@ pub async fn update_client(
     }
     if let Some(ttl) = update.token_ttl_secs {
         client.token_ttl_secs = ttl.map(check_token_ttl).transpose()?;
+    }
+    if let Some(require) = update.require_dpop {
+        client.require_dpop = require;
     }
     if !store.update_client(&client).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
@@ -568,6 +577,7 @@ pub async fn ensure_demo_client(
                     scope: "accounts:read transactions:read".into(),
                     audiences: Vec::new(),
                     token_ttl_secs: None,
+                    require_dpop: false,
                 },
                 Via::Demo,
             )

@@ -1,10 +1,12 @@
-//! Clients without secrets: registering the public keys of a `private_key_jwt` client,
+//! Clients without secrets: registering the public keys of a `private_key_jwt` client or
+//! the certificate identity of an mTLS one (RFC 8705),
 //! and the trust rules that let federated workloads get a client's tokens with their
 //! platform's token. Every input is checked before anything is written: a JWKS must
 //! parse and hold public keys only, and every URL passes the SSRF guard.
 
 use crate::crypto::jose::{Strictness, parse_jwks};
 use crate::domain::assertions::{IssuerKeys, TrustRule, discovery_url};
+use crate::domain::certificates::{ClientCertificate, TlsIdentity, thumbprint};
 use crate::domain::clients::{Client, ClientAuth, ClientKeys};
 use crate::domain::ids::new_trust_rule_id;
 use crate::net::guard::{self, TargetPolicy};
@@ -61,57 +63,166 @@ async fn check_keys(keys: &KeysInput, policy: TargetPolicy) -> Result<ClientKeys
     })
 }
 
-/// Creates a `private_key_jwt` client with `keys`: it gets no secret. JWKS URIs are
+/// How a client without a secret proves who it is, as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretlessAuth {
+    /// `private_key_jwt` with these keys.
+    Keys(KeysInput),
+    /// `tls_client_auth`: a certificate from a configured client CA showing this identity.
+    Tls(TlsIdentity),
+    /// `self_signed_tls_client_auth`: one of the certificates in this PEM (`--cert-file`).
+    SelfSigned(String),
+}
+
+impl SecretlessAuth {
+    /// The RFC 7591 name of the method these credentials are for.
+    pub fn method(&self) -> &'static str {
+        match self {
+            SecretlessAuth::Keys(_) => "private_key_jwt",
+            SecretlessAuth::Tls(_) => "tls_client_auth",
+            SecretlessAuth::SelfSigned(_) => "self_signed_tls_client_auth",
+        }
+    }
+}
+
+/// The credentials of a client being created or changed, checked against the method
+/// named (`None`: the one they imply; a secret without any): what the CLI and the admin
+/// API both take.
+pub fn credentials_for_method(
+    method: Option<&str>,
+    given: Option<SecretlessAuth>,
+) -> Result<Option<SecretlessAuth>, AdminError> {
+    let invalid = |why: String| Err(AdminError::Invalid(why));
+    let needs = |method: &str| match method {
+        "private_key_jwt" => Some("the client's public keys (jwks or jwks_uri)"),
+        "tls_client_auth" => Some("the certificate's subject DN or one subject alternative name"),
+        "self_signed_tls_client_auth" => Some("the client's certificate (PEM)"),
+        _ => None,
+    };
+    match (method, &given) {
+        (None, _) => Ok(given),
+        (Some("client_secret" | "client_secret_basic" | "client_secret_post"), None) => Ok(None),
+        (Some("client_secret" | "client_secret_basic" | "client_secret_post"), Some(auth)) => {
+            invalid(format!(
+                "credentials for {} were given to a client with a secret",
+                auth.method()
+            ))
+        }
+        (Some(method), None) => match needs(method) {
+            Some(what) => invalid(format!("a {method} client needs {what}")),
+            None => invalid(format!(
+                "the authentication method must be one of client_secret_basic, \
+                 client_secret_post, private_key_jwt, tls_client_auth, \
+                 self_signed_tls_client_auth; not {method:?}"
+            )),
+        },
+        (Some(method), Some(auth)) if auth.method() != method => invalid(format!(
+            "the credentials given are for {}, not {method}",
+            auth.method()
+        )),
+        (Some(_), Some(_)) => Ok(given),
+    }
+}
+
+/// Most self-signed certificates one client registers (one per instance being rolled).
+const MAX_CERTIFICATES: usize = 8;
+
+/// The `x5t#S256` thumbprints of the certificates in `pem`: each must be an X.509
+/// certificate, and nothing private may be in the file.
+fn certificate_thumbprints(pem: &str) -> Result<Vec<String>, AdminError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let invalid = |why: String| AdminError::Invalid(format!("certificate: {why}"));
+    if pem.len() > MAX_JWKS_BYTES {
+        return Err(invalid(format!("larger than {MAX_JWKS_BYTES} bytes")));
+    }
+    if pem.contains("PRIVATE KEY") {
+        return Err(invalid(
+            "the file holds a private key: register the certificate only".into(),
+        ));
+    }
+    let mut thumbprints = Vec::new();
+    for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = der.map_err(|e| invalid(format!("not PEM: {e}")))?;
+        ClientCertificate::from_der(&der, Err(String::new()))
+            .map_err(|e| invalid(e.to_string()))?;
+        thumbprints.push(thumbprint(&der));
+    }
+    match thumbprints.len() {
+        0 => Err(invalid("no CERTIFICATE block found".into())),
+        n if n > MAX_CERTIFICATES => Err(invalid(format!(
+            "more than {MAX_CERTIFICATES} certificates"
+        ))),
+        _ => Ok(thumbprints),
+    }
+}
+
+/// Checks `auth` and turns it into what is stored.
+async fn check_auth(auth: &SecretlessAuth, policy: TargetPolicy) -> Result<ClientAuth, AdminError> {
+    Ok(match auth {
+        SecretlessAuth::Keys(keys) => ClientAuth::PrivateKeyJwt(check_keys(keys, policy).await?),
+        SecretlessAuth::Tls(identity) => {
+            identity
+                .check()
+                .map_err(|e| AdminError::Invalid(format!("tls identity: {e}")))?;
+            ClientAuth::TlsClientAuth(identity.clone())
+        }
+        SecretlessAuth::SelfSigned(pem) => ClientAuth::SelfSignedTls(certificate_thumbprints(pem)?),
+    })
+}
+
+/// Creates a client that authenticates without a secret: it gets none. JWKS URIs are
 /// checked against `policy` (the server's key-fetch guard).
-pub async fn create_key_client(
+pub async fn create_secretless_client(
     store: &dyn Store,
     new: &NewClient,
-    keys: &KeysInput,
+    auth: &SecretlessAuth,
     policy: TargetPolicy,
     via: Via,
 ) -> Result<Client, AdminError> {
-    let keys = check_keys(keys, policy).await?;
-    insert_new_client(store, new, ClientAuth::PrivateKeyJwt(keys), via).await
+    let auth = check_auth(auth, policy).await?;
+    insert_new_client(store, new, auth, via).await
 }
 
-/// Changes a client as [`super::update_client`] does and, for a `private_key_jwt` client,
-/// replaces its keys (rolling them: register the new key beside the old, then drop the
-/// old once the client signs with the new). Everything is checked before anything is
-/// written, so a bad key or a secret client leaves the client as it was. Servers use new
-/// keys within a second; keys at a URI are fetched in the background.
-pub async fn update_client_with_keys(
+/// Changes a client as [`super::update_client`] does and, for a client without a secret,
+/// replaces how it authenticates: its keys (rolling them: register the new key beside the
+/// old, then drop the old once the client signs with the new), its TLS identity or
+/// certificates, or the method itself. Everything is checked before anything is written,
+/// so bad input or a secret client leaves the client as it was. Servers use the change
+/// within a second; keys at a URI are fetched in the background.
+pub async fn update_client_credentials(
     store: &dyn Store,
     id: &str,
     update: &ClientUpdate,
-    keys: Option<&KeysInput>,
+    auth: Option<&SecretlessAuth>,
     policy: TargetPolicy,
     via: Via,
 ) -> Result<Client, AdminError> {
-    let keys = match keys {
+    let auth = match auth {
         Some(input) => {
-            let checked = check_keys(input, policy).await?;
+            let checked = check_auth(input, policy).await?;
             let client = existing_client(store, id).await?;
-            if !matches!(client.auth, ClientAuth::PrivateKeyJwt(_)) {
+            if matches!(client.auth, ClientAuth::Secret(_)) {
                 return Err(AdminError::Invalid(format!(
-                    "client {} authenticates with {}: keys are for private_key_jwt clients",
-                    client.id,
-                    client.auth.method()
+                    "client {} authenticates with a secret: keys and certificates are for \
+                     clients created without one",
+                    client.id
                 )));
             }
             Some(checked)
         }
         None => None,
     };
-    let mut client = match keys.is_some() && update.is_empty() {
+    let mut client = match auth.is_some() && update.is_empty() {
         true => existing_client(store, id).await?,
         false => update_client(store, id, update, via).await?,
     };
-    if let Some(keys) = keys {
-        if !store.set_client_keys(id, &keys).await? {
+    if let Some(auth) = auth {
+        if !store.set_client_credentials(id, &auth).await? {
             return Err(AdminError::UnknownClient(id.to_owned()));
         }
-        tracing::info!(client_id = %id, %via, "client keys replaced");
-        client.auth = ClientAuth::PrivateKeyJwt(keys);
+        tracing::info!(client_id = %id, auth_method = auth.method(), %via, "client credentials replaced");
+        client.auth = auth;
     }
     Ok(client)
 }

@@ -31,7 +31,8 @@ pub fn client_status(client: &Client, now: OffsetDateTime) -> &'static str {
 }
 
 /// A client as the CLI shows it (never with a secret): how it authenticates, and for a
-/// `private_key_jwt` client the `kid`s of its registered keys or its JWKS URI.
+/// `private_key_jwt` client the `kid`s of its registered keys or its JWKS URI, for an mTLS
+/// client its certificate identity or thumbprints.
 pub fn client_json(client: &Client) -> Value {
     let mut value = json!({
         "client_id": client.id,
@@ -41,6 +42,7 @@ pub fn client_json(client: &Client) -> Value {
         "audiences": client.audiences,
         "token_ttl": client.token_ttl_secs,
         "token_endpoint_auth_method": client.auth.method(),
+        "require_dpop": client.require_dpop,
         "created_at": rfc3339(client.created_at),
         "disabled_at": client.disabled_at.map(rfc3339),
         "status": client_status(client, OffsetDateTime::now_utc()),
@@ -51,6 +53,11 @@ pub fn client_json(client: &Client) -> Value {
             value["jwks_kids"] = json!(jwks_kids(jwks));
         }
         ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => value["jwks_uri"] = json!(uri),
+        // RFC 7591 / RFC 8705 §2.1.2 member names.
+        ClientAuth::TlsClientAuth(identity) => value[identity.kind()] = json!(identity.value()),
+        ClientAuth::SelfSignedTls(thumbprints) => {
+            value["certificate_thumbprints"] = json!(thumbprints);
+        }
     }
     value
 }

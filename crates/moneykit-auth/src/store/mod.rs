@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::assertions::TrustRule;
-use crate::domain::clients::{App, Client, ClientKeys};
+use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
 use crate::domain::signing_keys::KeyRecord;
@@ -154,9 +154,11 @@ pub trait Store: Send + Sync + 'static {
     /// (a `private_key_jwt` client).
     async fn set_client_secret_hash(&self, id: &str, hash: &SecretHash)
     -> Result<bool, StoreError>;
-    /// Replaces a `private_key_jwt` client's keys; false if no such client or it
-    /// authenticates with a secret.
-    async fn set_client_keys(&self, id: &str, keys: &ClientKeys) -> Result<bool, StoreError>;
+    /// Replaces how a client without a secret authenticates (its keys, its TLS identity,
+    /// or the method itself, to another one without a secret: `auth` must not be
+    /// [`ClientAuth::Secret`]); false if no such client or it authenticates with a secret.
+    async fn set_client_credentials(&self, id: &str, auth: &ClientAuth)
+    -> Result<bool, StoreError>;
 
     /// Adds a trust rule; [`StoreError::UnknownClient`] if its client does not exist.
     async fn insert_trust_rule(&self, rule: &TrustRule) -> Result<(), StoreError>;

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::domain::assertions::{IssuerKeys, TrustRule};
 use crate::domain::audience::parse_audiences;
+use crate::domain::certificates::TlsIdentity;
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::scope::Scopes;
@@ -89,33 +90,64 @@ pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
 
 /// The columns `client` reads.
 pub(super) const CLIENT_COLUMNS: &str = "id, app_id, name, scopes, audiences, token_ttl_secs, \
-     secret_hash, auth_method, jwks, jwks_uri, created_at, disabled_at";
+     secret_hash, auth_method, jwks, jwks_uri, tls_identity, require_dpop, created_at, \
+     disabled_at";
 
 /// The `auth_method` column of a secret client.
 pub(super) const SECRET_METHOD: &str = "client_secret";
-/// The `auth_method` column of a `private_key_jwt` client.
-pub(super) const KEY_METHOD: &str = "private_key_jwt";
 
 /// How a client authenticates, as the columns `auth_method`, `secret_hash`, `jwks`,
-/// `jwks_uri` hold it.
-///
-/// A `private_key_jwt` client's `secret_hash` is 32 random bytes, the hash of no secret
-/// anyone has: a replica still running a release from before this column existed reads
-/// the row as a secret client nobody can authenticate as, instead of a corrupt row that
-/// would stop its snapshot from loading during a rolling upgrade.
-pub(super) fn auth_columns(
-    auth: &ClientAuth,
-) -> (&'static str, [u8; 32], Option<&str>, Option<&str>) {
-    let unknowable = crate::crypto::random_bytes::<32>;
+/// `jwks_uri` and `tls_identity` hold it.
+pub(super) struct AuthColumns<'a> {
+    pub method: &'static str,
+    pub secret_hash: [u8; 32],
+    pub jwks: Option<&'a str>,
+    pub jwks_uri: Option<&'a str>,
+    pub tls_identity: Option<String>,
+}
+
+/// The columns of `auth`. A client without a secret gets a `secret_hash` of 32 random
+/// bytes, the hash of no secret anyone has: a replica still running a release from before
+/// its method existed reads the row as a secret client nobody can authenticate as,
+/// instead of a corrupt row that would stop its snapshot from loading during a rolling
+/// upgrade.
+pub(super) fn auth_columns(auth: &ClientAuth) -> AuthColumns<'_> {
+    let mut columns = AuthColumns {
+        method: auth.method(),
+        secret_hash: crate::crypto::random_bytes::<32>(),
+        jwks: None,
+        jwks_uri: None,
+        tls_identity: None,
+    };
     match auth {
-        ClientAuth::Secret(hash) => (SECRET_METHOD, *hash.as_bytes(), None, None),
-        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
-            (KEY_METHOD, unknowable(), Some(jwks), None)
+        ClientAuth::Secret(hash) => {
+            columns.method = SECRET_METHOD;
+            columns.secret_hash = *hash.as_bytes();
         }
-        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => {
-            (KEY_METHOD, unknowable(), None, Some(uri))
+        ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => columns.jwks = Some(jwks),
+        ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => columns.jwks_uri = Some(uri),
+        ClientAuth::TlsClientAuth(identity) => {
+            columns.tls_identity = Some(format!("{} {}", identity.kind(), identity.value()));
+        }
+        ClientAuth::SelfSignedTls(thumbprints) => {
+            columns.tls_identity = Some(thumbprints.join(" "));
         }
     }
+    columns
+}
+
+/// A `tls_client_auth` client's identity from its `tls_identity` column.
+fn tls_identity(column: &str) -> Option<TlsIdentity> {
+    let (kind, value) = column.split_once(' ')?;
+    let value = value.to_owned();
+    Some(match kind {
+        "tls_client_auth_subject_dn" => TlsIdentity::SubjectDn(value),
+        "tls_client_auth_san_dns" => TlsIdentity::Dns(value),
+        "tls_client_auth_san_uri" => TlsIdentity::Uri(value),
+        "tls_client_auth_san_email" => TlsIdentity::Email(value),
+        "tls_client_auth_san_ip" => TlsIdentity::Ip(value.parse().ok()?),
+        _ => return None,
+    })
 }
 
 /// A client's audiences as stored: space-separated (audiences hold no spaces).
@@ -140,15 +172,29 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
                 SecretHash::from_bytes(&row.bytes("secret_hash")?)
                     .ok_or_else(|| corrupt("secret hash"))?,
             ),
-            KEY_METHOD => ClientAuth::PrivateKeyJwt(
+            "private_key_jwt" => ClientAuth::PrivateKeyJwt(
                 match (row.opt_text("jwks")?, row.opt_text("jwks_uri")?) {
                     (Some(jwks), None) => ClientKeys::Jwks(jwks),
                     (None, Some(uri)) => ClientKeys::Uri(uri),
                     _ => return Err(corrupt("keys: exactly one of jwks and jwks_uri")),
                 },
             ),
+            "tls_client_auth" => ClientAuth::TlsClientAuth(
+                row.opt_text("tls_identity")?
+                    .as_deref()
+                    .and_then(tls_identity)
+                    .ok_or_else(|| corrupt("TLS identity"))?,
+            ),
+            "self_signed_tls_client_auth" => ClientAuth::SelfSignedTls(
+                row.opt_text("tls_identity")?
+                    .ok_or_else(|| corrupt("certificate thumbprints"))?
+                    .split(' ')
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             other => return Err(corrupt(&format!("authentication method {other:?}"))),
         },
+        require_dpop: row.int("require_dpop")? != 0,
         token_ttl_secs: row
             .opt_int("token_ttl_secs")?
             .map(u32::try_from)

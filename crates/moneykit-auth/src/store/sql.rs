@@ -20,14 +20,14 @@ use sqlx::{
 use time::OffsetDateTime;
 
 use super::rows::{
-    self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, KEY_METHOD, REVOKED_COLUMNS,
-    SECRET_METHOD, TRUST_RULE_COLUMNS,
+    self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS, SECRET_METHOD,
+    TRUST_RULE_COLUMNS,
 };
 use super::{
     ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, Store, StoreError, StoredState,
 };
 use crate::domain::assertions::TrustRule;
-use crate::domain::clients::{App, Client, ClientKeys};
+use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::SecretHash;
 use crate::domain::signing_keys::KeyRecord;
@@ -311,11 +311,11 @@ where
 
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
         let audiences = rows::audiences_column(&c.audiences);
-        let (method, secret_hash, jwks, jwks_uri) = rows::auth_columns(&c.auth);
+        let auth = rows::auth_columns(&c.auth);
         sqlx::query(
             "INSERT INTO clients (id, app_id, name, scopes, audiences, token_ttl_secs, \
-             secret_hash, auth_method, jwks, jwks_uri, created_at, disabled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             secret_hash, auth_method, jwks, jwks_uri, tls_identity, require_dpop, created_at, \
+             disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(c.id.as_str())
         .bind(c.app_id.as_str())
@@ -323,10 +323,12 @@ where
         .bind(c.scopes.as_str())
         .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
-        .bind(secret_hash.as_slice())
-        .bind(method)
-        .bind(jwks)
-        .bind(jwks_uri)
+        .bind(auth.secret_hash.as_slice())
+        .bind(auth.method)
+        .bind(auth.jwks)
+        .bind(auth.jwks_uri)
+        .bind(auth.tls_identity.as_deref())
+        .bind(i64::from(c.require_dpop))
         .bind(c.created_at.unix_timestamp())
         .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
         .execute(&mut *self.conn().await?)
@@ -359,13 +361,14 @@ where
     async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
         let audiences = rows::audiences_column(&c.audiences);
         let done = sqlx::query(
-            "UPDATE clients SET name = $1, scopes = $2, audiences = $3, token_ttl_secs = $4 \
-             WHERE id = $5",
+            "UPDATE clients SET name = $1, scopes = $2, audiences = $3, token_ttl_secs = $4, \
+             require_dpop = $5 WHERE id = $6",
         )
         .bind(c.name.as_str())
         .bind(c.scopes.as_str())
         .bind(audiences.as_str())
         .bind(c.token_ttl_secs.map(i64::from))
+        .bind(i64::from(c.require_dpop))
         .bind(c.id.as_str())
         .execute(&mut *self.conn().await?)
         .await
@@ -403,18 +406,25 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    async fn set_client_keys(&self, id: &str, keys: &ClientKeys) -> Result<bool, StoreError> {
-        let (jwks, jwks_uri) = match keys {
-            ClientKeys::Jwks(jwks) => (Some(jwks.as_str()), None),
-            ClientKeys::Uri(uri) => (None, Some(uri.as_str())),
-        };
+    async fn set_client_credentials(
+        &self,
+        id: &str,
+        auth: &ClientAuth,
+    ) -> Result<bool, StoreError> {
+        if matches!(auth, ClientAuth::Secret(_)) {
+            return Ok(false);
+        }
+        let columns = rows::auth_columns(auth);
         let done = sqlx::query(
-            "UPDATE clients SET jwks = $1, jwks_uri = $2 WHERE id = $3 AND auth_method = $4",
+            "UPDATE clients SET auth_method = $1, jwks = $2, jwks_uri = $3, tls_identity = $4 \
+             WHERE id = $5 AND auth_method <> $6",
         )
-        .bind(jwks)
-        .bind(jwks_uri)
+        .bind(columns.method)
+        .bind(columns.jwks)
+        .bind(columns.jwks_uri)
+        .bind(columns.tls_identity.as_deref())
         .bind(id)
-        .bind(KEY_METHOD)
+        .bind(SECRET_METHOD)
         .execute(&mut *self.conn().await?)
         .await
         .map_err(backend)?;

@@ -227,6 +227,7 @@ impl TestApp {
             scope: scope.into(),
             audiences: Vec::new(),
             token_ttl_secs: ttl,
+            require_dpop: false,
         };
         let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
             .await
@@ -250,6 +251,7 @@ impl TestApp {
             scope: scope.into(),
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             token_ttl_secs: None,
+            require_dpop: false,
         };
         let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
             .await

@@ -38,6 +38,7 @@ fn claims_for(app: &TestApp, client_id: &str, app_id: &str) -> AccessClaims {
         iat: now,
         exp: now + 600,
         jti: "forged-jti".into(),
+        cnf: None,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use moneykit_auth::domain::clients::Client;
-use moneykit_auth::operations::secretless::{self, KeysInput};
+use moneykit_auth::operations::secretless::{self, KeysInput, SecretlessAuth};
 use moneykit_auth::operations::{NewClient, Via};
 use serde_json::{Value, json};
 
@@ -40,14 +40,21 @@ pub async fn key_client(app: &TestApp, scope: &str, keys: KeysInput) -> Client {
         scope: scope.into(),
         audiences: Vec::new(),
         token_ttl_secs: None,
+        require_dpop: false,
     };
     let policy = moneykit_auth::net::guard::TargetPolicy {
         allow_http: true,
         allow_private_targets: true,
     };
-    let client = secretless::create_key_client(app.store.as_ref(), &new, &keys, policy, Via::Cli)
-        .await
-        .unwrap();
+    let client = secretless::create_secretless_client(
+        app.store.as_ref(),
+        &new,
+        &SecretlessAuth::Keys(keys),
+        policy,
+        Via::Cli,
+    )
+    .await
+    .unwrap();
     app.synced().await;
     client
 }
