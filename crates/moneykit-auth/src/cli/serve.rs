@@ -344,6 +344,7 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     let (allow_http, allow_private) = (relaxed.allow_http, relaxed.allow_private_targets);
     let key_fetch = settings.secretless.key_fetch.policy;
     let strict_audience = settings.secretless.strict_assertion_audience;
+    let dpop_nonce = settings.sender.dpop_nonce;
     let app = Application::build(settings)
         .await
         .map_err(|e| match e.downcast::<StoreError>() {
@@ -355,6 +356,11 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
             allow_http,
             allow_private_targets = allow_private,
             "webhook delivery policy relaxed: for development and tests only"
+        );
+    }
+    if dpop_nonce {
+        tracing::info!(
+            "DPoP nonces on: a token request's DPoP proof must carry the server's current nonce"
         );
     }
     if strict_audience {

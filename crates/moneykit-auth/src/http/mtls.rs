@@ -113,19 +113,23 @@ impl ClientCertVerifier for RequestClientCertificate {
 pub fn load_client_cas(path: &Path) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("cannot read the client CA file {}", path.display()))?
+        .with_context(|| format!("--client-ca-file: cannot read {}", path.display()))?
     {
         let cert =
-            cert.with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("{}: a certificate is not a usable CA", path.display()))?;
+            cert.with_context(|| format!("--client-ca-file: {} is not PEM", path.display()))?;
+        roots.add(cert).with_context(|| {
+            format!("--client-ca-file: {} holds an unusable CA", path.display())
+        })?;
     }
-    anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", path.display());
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "--client-ca-file: {} holds no certificate",
+        path.display()
+    );
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()
         .build()
-        .with_context(|| format!("{}: not usable as client CAs", path.display()))
+        .with_context(|| format!("--client-ca-file: {} is not usable", path.display()))
 }
 
 /// Where request certificates come from, and how they are judged.

@@ -638,6 +638,14 @@ async fn every_documented_environment_variable_takes_effect() {
             ),
         ),
         (
+            "MONEYKIT_AUTH_DPOP_NONCE",
+            case(SERVE, "true", Logs("DPoP nonces on")),
+        ),
+        (
+            "MONEYKIT_AUTH_CLIENT_CERT_HEADER",
+            case(SERVE, "x-client-cert", Fails("--trusted-proxy")),
+        ),
+        (
             "MONEYKIT_AUTH_STRICT_ASSERTION_AUDIENCE",
             case(SERVE, "true", Logs("client assertions must name the issuer alone")),
         ),

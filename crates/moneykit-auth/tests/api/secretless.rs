@@ -702,6 +702,6 @@ async fn registering_keys_refuses_private_members_unusable_keys_and_guarded_uris
             &rolled,
         ])
         .await,
-        "keys are for private_key_jwt clients",
+        "authenticates with a secret: keys and certificates are for clients created without one",
     );
 }

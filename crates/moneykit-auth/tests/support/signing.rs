@@ -172,6 +172,59 @@ impl TestKey {
     }
 }
 
+impl TestKey {
+    /// A DPoP proof (RFC 9449 §4.2) for `method` `url`, with `ath` for `access_token`
+    /// and `nonce` when given: fresh `jti`, `iat` now.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        let mut claims = json!({"jti": jti(), "htm": method, "htu": url, "iat": now()});
+        if let Some(token) = access_token {
+            claims["ath"] = json!(token_hash(token));
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        self.dpop_proof_with(json!({}), &claims)
+    }
+
+    /// A DPoP proof with these `claims`, and `header` members over the usual ones
+    /// (`typ` `dpop+jwt`, this key's public `jwk`).
+    pub fn dpop_proof_with(&self, header: Value, claims: &Value) -> String {
+        let mut full = json!({"typ": "dpop+jwt", "jwk": self.public_jwk()});
+        for (k, v) in header.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        self.jwt(full, claims)
+    }
+
+    /// The RFC 7638 thumbprint of this key's public JWK, computed here from the
+    /// members the RFC lists, in its order.
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.public_jwk();
+        let members: &[&str] = match jwk["kty"].as_str().unwrap() {
+            "EC" => &["crv", "kty", "x", "y"],
+            "OKP" => &["crv", "kty", "x"],
+            _ => &["e", "kty", "n"],
+        };
+        let body: Vec<String> = members
+            .iter()
+            .map(|m| format!("\"{m}\":\"{}\"", jwk[*m].as_str().unwrap()))
+            .collect();
+        let canonical = format!("{{{}}}", body.join(","));
+        b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+    }
+}
+
+/// `ath`: base64url SHA-256 of an access token.
+pub fn token_hash(token: &str) -> String {
+    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+}
+
 /// The claims of a good client assertion.
 pub fn assertion_claims(client_id: &str, audience: &str) -> Value {
     let now = now();
