@@ -1056,3 +1056,70 @@ async fn a_client_assertion_is_accepted_once_across_replicas() {
         "the database refused a replay"
     );
 }
+
+/// The status of a client-credentials request to `r` with the client's secret and
+/// `proof` in the `DPoP` header.
+async fn dpop_status(
+    http: &reqwest::Client,
+    r: &Replica,
+    client: (&str, &str),
+    proof: &str,
+) -> u16 {
+    http.post(r.url("/auth/token"))
+        .basic_auth(client.0, Some(client.1))
+        .header("DPoP", proof)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dpop_proof_is_accepted_once_across_replicas() {
+    let Setup {
+        cluster: _cluster,
+        url,
+        a,
+        b,
+        http,
+    } = two_replicas().await;
+    let (_, id, secret) = new_client(&url, "Dpop").await;
+    let key = signing::TestKey::es256("dpop");
+    let htu = format!("{ISSUER}/auth/token");
+    until_all("client created", &[&a, &b], PROPAGATION, |r| {
+        let (http, key, id, secret, htu) = (&http, &key, &id, &secret, &htu);
+        async move {
+            let proof = key.dpop_proof("POST", htu, None, None);
+            dpop_status(http, r, (id, secret), &proof).await == 201
+        }
+    })
+    .await;
+
+    // Used at A, refused at B (the database remembers it), and at A again (memory).
+    let proof = key.dpop_proof("POST", &htu, None, None);
+    assert_eq!(dpop_status(&http, &a, (&id, &secret), &proof).await, 201);
+    assert_eq!(dpop_status(&http, &b, (&id, &secret), &proof).await, 400);
+    assert_eq!(dpop_status(&http, &a, (&id, &secret), &proof).await, 400);
+    // Sent to both at once, each proof gets exactly one token.
+    for _ in 0..20 {
+        let proof = key.dpop_proof("POST", &htu, None, None);
+        let (at_a, at_b) = tokio::join!(
+            dpop_status(&http, &a, (&id, &secret), &proof),
+            dpop_status(&http, &b, (&id, &secret), &proof)
+        );
+        let mut statuses = [at_a, at_b];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [201, 400],
+            "one replica took it, the other refused it"
+        );
+    }
+    assert!(
+        a.log_text().contains("jti used before, at another replica")
+            || b.log_text().contains("jti used before, at another replica"),
+        "the database refused a replay"
+    );
+}
