@@ -108,6 +108,23 @@ fn secretless_auth(
         (Some(keys), None) => Some(SecretlessAuth::Keys(keys)),
         (None, tls) => tls,
     };
+    // The flags a method needs, named as this command spells them.
+    let needs = match (method, &given) {
+        (Some(AuthMethod::PrivateKeyJwt), None) => {
+            Some("public keys: --jwks-file PATH or --jwks-uri URL")
+        }
+        (Some(AuthMethod::TlsClientAuth), None) => {
+            Some("certificate identity: --tls-subject-dn DN or one --tls-san-*")
+        }
+        (Some(AuthMethod::SelfSignedTlsClientAuth), None) => Some("certificate: --cert-file PEM"),
+        _ => None,
+    };
+    if let (Some(method), Some(needs)) = (method, needs) {
+        anyhow::bail!(
+            "--auth-method {} needs the client's {needs}",
+            method_name(method)
+        );
+    }
     let method = method.map(method_name);
     Ok(secretless::credentials_for_method(
         method.as_deref(),

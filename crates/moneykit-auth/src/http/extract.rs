@@ -674,6 +674,21 @@ pub struct MoneyKitVersionHeader {
     pub moneykit_version: ApiVersion,
 }
 
+/// The optional `DPoP` header of the token endpoints and of this server's protected
+/// resources (RFC 9449).
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct DpopProofHeader {
+    /// A DPoP proof (RFC 9449 §4.2; at most one): a JWT of type `dpop+jwt` signed by the
+    /// key in its `jwk` header (ES256, ES384, EdDSA, RS256 or PS256), with `jti`, `htm`,
+    /// `htu` (this server's public URL of the endpoint), `iat`, and at a protected resource
+    /// `ath`. At a token endpoint it binds the token to that key: `token_type` `DPoP`,
+    /// claim `cnf.jkt`.
+    #[serde(rename = "DPoP")]
+    #[param(required = false)]
+    pub dpop: String,
+}
+
 /// The API versions this server speaks (see `moneykit_wire::headers::SUPPORTED_VERSIONS`).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 pub enum ApiVersion {

@@ -16,7 +16,9 @@ use moneykit_wire::{
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, FormRequest, PresentedCertificate, dpop_header};
+use super::extract::{
+    AuthenticatedForm, DpopProofHeader, FormRequest, PresentedCertificate, dpop_header,
+};
 use super::hygiene::request_id;
 use super::response::{no_store, token_response};
 use super::state::AppState;
@@ -29,12 +31,13 @@ use crate::engine::revocation;
 /// and the federated grants (jwt-bearer, token exchange) for workloads.
 #[utoipa::path(
     post, path = "/oauth2/token", tag = "OAuth 2.0", operation_id = "oauth2_token",
+    params(DpopProofHeader),
     request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded",
         description = "RFC 6749 §4.4.2. Credentials as HTTP Basic (client_secret_basic), in the body (client_secret_post), or a client assertion (private_key_jwt, RFC 7523 §2.2), one method only (RFC 6749 §2.3); a Basic header with an empty id and secret (`Basic Og==`) counts as none. Federated workloads use `grant_type` `urn:ietf:params:oauth:grant-type:jwt-bearer` (`assertion`, RFC 7523 §2.1) or `urn:ietf:params:oauth:grant-type:token-exchange` (`subject_token`, `subject_token_type` `urn:ietf:params:oauth:token-type:jwt`, RFC 8693; the answer has `issued_token_type`). `resource` (repeatable, RFC 8707) or `audience` (space-separated) picks the token's `aud` among the client's audiences."),
     responses(
-        (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`.", body = GenerateAccessTokenResponse),
-        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, two authentication methods, or a malformed federated request), `unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), or `invalid_grant` (no trust rule accepts the platform token).", body = ErrorBody),
-        (status = 401, description = "`invalid_client`, with the failed check named for a refused client assertion.", body = ErrorBody),
+        (status = 200, description = "An access token (RFC 6749 §5.1); `token_type` is `Bearer`, or `DPoP` for a token bound to the key of the request's DPoP proof (RFC 9449 §5); a token requested over a connection with a client certificate is bound to it (`cnf.x5t#S256`, RFC 8705 §3).", body = GenerateAccessTokenResponse),
+        (status = 400, description = "`invalid_request` (malformed, `grant_type` missing, two authentication methods, or a malformed federated request), `unsupported_grant_type`, `invalid_scope`, `invalid_target` (a `resource` or `audience` the client may not ask for, RFC 8707), or `invalid_grant` (no trust rule accepts the platform token); `invalid_dpop_proof` (a DPoP proof refused — the description names the check — or missing for a client that requires one) or `use_dpop_nonce` (with `--dpop-nonce`: retry with the nonce of the `DPoP-Nonce` header).", body = ErrorBody),
+        (status = 401, description = "`invalid_client`, with the failed check named for a refused client assertion; also a client certificate that does not authenticate the client.", body = ErrorBody),
         (status = 503, description = "A client assertion's use could not be recorded (PostgreSQL unreachable); retry.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many tokens for this client, or too many failed authentications from this address or for this client id; `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 413, description = "Body too large.", body = ErrorBody),
@@ -106,7 +109,7 @@ fn token_parameter<'f>(form: &'f AuthenticatedForm<'_>) -> Result<&'f str, ApiEr
     post, path = "/oauth2/introspect", tag = "OAuth 2.0", operation_id = "oauth2_introspect",
     request_body(content = TokenHintForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise.", body = IntrospectionResponse),
+        (status = 200, description = "`{\"active\": false}` for anything not currently valid; the token's claims otherwise, with `token_type` `DPoP` and `cnf` for a sender-constrained token.", body = IntrospectionResponse),
         (status = 400, description = "`invalid_request` (no `token`).", body = ErrorBody),
         (status = 401, description = "`invalid_client`: the caller did not authenticate (with a secret or a client assertion; a refused assertion's description names the check).", body = ErrorBody),
         (status = 503, description = "The caller's client assertion could not be recorded as used (PostgreSQL unreachable); retry.", body = ErrorBody),

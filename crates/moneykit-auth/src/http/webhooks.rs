@@ -41,7 +41,7 @@ fn check_id(location: &[&str], value: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "The event was queued; it is delivered to the app's webhook URL, signed.", body = WebhookTestLinkResponse),
         (status = 400, description = "Unsupported `MoneyKit-Version`, or the app has no webhook URL (`api_error.webhooks.not_configured`).", body = ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or a sender-constrained token presented without its DPoP proof or client certificate (`WWW-Authenticate: DPoP`, as for `/auth/introspect`).", body = ErrorBody),
         (status = 422, description = "Malformed body or link id.", body = ErrorBody),
         (status = 429, description = "`api_error.rate_limit_exceeded`: too many test events from this client or its app; `api_error.webhooks.too_many_pending`: the app has too many events waiting for delivery. `Retry-After` says when to try again.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "The outbox cannot be written now.", body = ErrorBody),

@@ -446,3 +446,186 @@ async fn a_forwarded_certificate_counts_only_from_a_trusted_proxy() {
     let error = refused.err().expect("refused").to_string();
     assert!(error.contains("--trusted-proxy"), "{error}");
 }
+
+const ADMIN_TOKEN: &str = "admin-token-for-mtls-tests-0123456789abcdef";
+
+#[tokio::test]
+async fn the_admin_api_and_the_cli_register_certificate_clients_and_refuse_bad_input() {
+    let app = spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await;
+    let admin = |method: &'static str, path: String, body: Option<Value>| {
+        let (http, url) = (
+            app.http.clone(),
+            format!("{}{path}", app.admin_base.as_ref().unwrap()),
+        );
+        async move { admin_call(&http, ADMIN_TOKEN, method, &url, body).await }
+    };
+    let created = app.create_app("m").await;
+    let new = |extra: Value| {
+        let mut body = serde_json::json!({"app_id": created.id, "scope": "a"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let own = client_cert(None, "robot", "robot.acme.test", false);
+
+    // Created by each method; no secret in the answer; DPoP required where asked.
+    let (status, by_dn) = admin(
+        "POST",
+        "/admin/clients".into(),
+        Some(new(serde_json::json!({
+        "tls_client_auth_subject_dn": "CN=billing,O=Acme", "require_dpop": true}))),
+    )
+    .await;
+    assert_eq!(status, 201, "{by_dn}");
+    assert_eq!(by_dn["token_endpoint_auth_method"], "tls_client_auth");
+    assert_eq!(by_dn["tls_client_auth_subject_dn"], "CN=billing,O=Acme");
+    assert_eq!(by_dn["require_dpop"], true);
+    assert!(by_dn.get("client_secret").is_none(), "{by_dn}");
+    let (status, by_cert) = admin("POST", "/admin/clients".into(), Some(new(serde_json::json!({
+        "token_endpoint_auth_method": "self_signed_tls_client_auth", "certificate": own.cert_pem})))).await;
+    assert_eq!(status, 201, "{by_cert}");
+    assert_eq!(by_cert["certificate_thumbprints"][0], own.thumbprint());
+    let id = by_dn["client_id"].as_str().unwrap();
+    // Switched to another identity, and back off DPoP.
+    let (status, changed) = admin(
+        "PATCH",
+        format!("/admin/clients/{id}"),
+        Some(serde_json::json!({
+        "tls_client_auth_san_dns": "billing.acme.test", "require_dpop": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["tls_client_auth_san_dns"], "billing.acme.test");
+    assert_eq!(changed["require_dpop"], false);
+
+    // Bad input: each a 4xx naming the problem, nothing written.
+    let key_pem = String::from_utf8(own.identity.clone()).unwrap();
+    let bad_creates = [
+        (
+            serde_json::json!({"tls_client_auth_subject_dn": "not a DN"}),
+            "distinguished name",
+        ),
+        (
+            serde_json::json!({"tls_client_auth_subject_dn": "CN=a", "certificate": own.cert_pem}),
+            "give one of",
+        ),
+        (serde_json::json!({"certificate": key_pem}), "private key"),
+        (
+            serde_json::json!({"certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+            "certificate",
+        ),
+        (
+            serde_json::json!({"certificate": "no pem at all"}),
+            "CERTIFICATE",
+        ),
+        (
+            serde_json::json!({"token_endpoint_auth_method": "tls_client_auth"}),
+            "needs",
+        ),
+        (
+            serde_json::json!({"token_endpoint_auth_method": "private_key_jwt", "tls_client_auth_san_dns": "x"}),
+            "not private_key_jwt",
+        ),
+        (
+            serde_json::json!({"token_endpoint_auth_method": "client_secret_basic", "tls_client_auth_san_dns": "x"}),
+            "with a secret",
+        ),
+        (
+            serde_json::json!({"tls_client_auth_san_ip": "not an ip"}),
+            "",
+        ),
+    ];
+    let before = app.store.list_clients(None).await.unwrap().len();
+    for (extra, names) in bad_creates {
+        let (status, body) = admin("POST", "/admin/clients".into(), Some(new(extra.clone()))).await;
+        assert!((400..500).contains(&status), "{extra}: {status} {body}");
+        assert!(body.to_string().contains(names), "{names:?} not in {body}");
+    }
+    let (client, _) = app.create_client("a", None).await;
+    let bad_updates = [
+        (
+            client.id.clone(),
+            serde_json::json!({"tls_client_auth_san_dns": "x.test"}),
+            "with a secret",
+        ),
+        (
+            id.to_owned(),
+            serde_json::json!({"tls_client_auth_subjet_dn": "CN=typo"}),
+            "unknown member",
+        ),
+        (
+            id.to_owned(),
+            serde_json::json!({"require_dpop": "yes"}),
+            "",
+        ),
+    ];
+    for (target, change, names) in bad_updates {
+        let (status, body) = admin(
+            "PATCH",
+            format!("/admin/clients/{target}"),
+            Some(change.clone()),
+        )
+        .await;
+        assert!((400..500).contains(&status), "{change}: {status} {body}");
+        assert!(body.to_string().contains(names), "{names:?} not in {body}");
+    }
+    assert_eq!(
+        app.store.list_clients(None).await.unwrap().len(),
+        before + 1,
+        "only the secret client was added"
+    );
+
+    // The CLI refuses the same mistakes with one line each.
+    let dir = tempfile::tempdir().unwrap();
+    let with_key = dir.path().join("with-key.pem");
+    std::fs::write(&with_key, &key_pem).unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--tls-subject-dn", "CN"], "distinguished name"),
+        (&["--cert-file", with_key.to_str().unwrap()], "private key"),
+        (
+            &["--auth-method", "self_signed_tls_client_auth"],
+            "--cert-file",
+        ),
+        (
+            &[
+                "--auth-method",
+                "private_key_jwt",
+                "--tls-san-dns",
+                "x.test",
+            ],
+            "not private_key_jwt",
+        ),
+        (
+            &[
+                "--jwks-file",
+                jwks.to_str().unwrap(),
+                "--tls-san-dns",
+                "x.test",
+            ],
+            "not both",
+        ),
+    ];
+    for (args, names) in cases {
+        let mut all = vec!["clients", "create", "--app", &created.id];
+        all.extend_from_slice(args);
+        let out = app.cli_async(&all).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(names), "{names:?} not in {stderr}");
+    }
+    let out = app
+        .cli_async(&["clients", "update", &client.id, "--tls-san-dns", "x.test"])
+        .await;
+    assert!(!out.status.success());
+    assert_eq!(
+        app.store.list_clients(None).await.unwrap().len(),
+        before + 1
+    );
+}
