@@ -44,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target/release/moneykit-auth"
 FLOOR = ROOT / "target/release/bench-floor"
+TLS_LOAD = ROOT / "target/release/bench-tls"
 SECRET = "bench-master-secret-0123456789abcdef0123456789"
 SERVER_CORE, LOAD_CORE = "0", "1"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -510,6 +511,159 @@ def run_secretless(opts, results, database_url=None):
         shutil.rmtree(b.work, ignore_errors=True)
 
 
+DPOP_FLOOD = "DPoP proof flood (memory)"
+
+
+def dpop_lua(path: Path, per_run: int, authorization: str):
+    """Each DPoP proof of a file sent once, with a client-credentials request."""
+    request = ('wrk.format("POST", nil, {["Authorization"] = ' + json.dumps(authorization) +
+               ', ["Content-Type"] = "application/x-www-form-urlencoded", ["DPoP"] = line}, '
+               '"grant_type=client_credentials")')
+    return fresh_lines_lua(path, per_run, request)
+
+
+def run_dpop(opts, results, database_url=None):
+    """DPoP: each token request carries a fresh proof (one ES256 verification of a key
+    parsed from the proof, its thumbprint, the replay check, then the token's signature),
+    judged against the verify+sign floor sent the same requests. With `database_url`
+    (PostgreSQL) the replay write is included. Then a flood of distinct valid proofs, the
+    server's RSS sampled before and after: the replay set is what grows, up to its cap."""
+    b = Bench(opts)
+    on = "SQLite"
+    if database_url:
+        b.db, on = database_url, "PostgreSQL"
+    keys = b.work / "keys"
+    subprocess.run([FLOOR, "keygen", str(keys)], check=True)
+    app = b.cli("apps", "create", "--name", "Dpop")
+    client = b.cli("clients", "create", "--app", app["app_id"], "--name", "dpop",
+                   "--scope", "accounts:read transactions:read")
+    authorization = basic(client["client_id"], client["client_secret"])
+    # Proofs are made before the runs, so they must stay within the window for the section.
+    b.start(["--dpop-proof-window", "2h"])
+    sign = results.get(FLOOR_SIGN_NAME, {}).get("rps", 20_000)
+    verify = results.get(FLOOR_VERIFY_NAME, {}).get("rps", 20_000)
+    per_run = int(1 / (1 / sign + 1 / verify) * 2 * (opts.duration + 1)) + 10_000
+    print(f"  making {per_run * (opts.runs + 1):,} DPoP proofs …", flush=True)
+    subprocess.run([FLOOR, "proofs", str(keys), b.base + "/auth/token",
+                    str(per_run * (opts.runs + 1))], check=True)
+    proofs = keys / "proofs.txt"
+    port = free_port()
+    floor = Process([FLOOR, f"127.0.0.1:{port}", str(keys / "key.pk8")])
+    floor_base = f"http://127.0.0.1:{port}"
+    wait_live(floor_base + "/hello", floor.proc)
+    try:
+        name = f"POST /auth/token (DPoP, {on})"
+        print(f"  {name} …", flush=True)
+        s = Scenario(name, "/auth/token", lua=dpop_lua(proofs, per_run, authorization))
+        reference = Scenario(FLOOR_VERIFY_SIGN_NAME, "/verify-sign",
+                             lua=dpop_lua(proofs, per_run, authorization))
+        results[name] = measure(b.base, s, opts, b.work, b.server.pid,
+                                script_args_per_run=lambda i: (str(i),),
+                                reference=(floor_base, reference))
+        if not database_url:
+            run_dpop_flood(opts, results, b, keys, authorization, results[name]["rps"])
+    finally:
+        floor.stop()
+        b.stop()
+        shutil.rmtree(b.work, ignore_errors=True)
+
+
+def run_dpop_flood(opts, results, b, keys, authorization, rate):
+    """200 000 distinct valid proofs sent at full speed for as long as one pass takes at
+    the measured `rate` (each accepted and remembered), then the same again (each a
+    replay, refused): the server's RSS before and after each pass."""
+    subprocess.run([FLOOR, "proofs", str(keys), b.base + "/auth/token", "200000"], check=True)
+    script = b.work / "dpop-flood.lua"
+    script.write_text(dpop_lua(keys / "proofs.txt", 200_000, authorization))
+    seconds = max(opts.duration, int(200_000 / max(rate, 1)) + 1)
+    before = rss_kib(b.server.pid)[0]
+    samples = []
+    for _ in range(2):
+        out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{opts.connections}",
+                              f"-d{seconds}s", "-s", str(script), b.base + "/auth/token"],
+                             capture_output=True, text=True, check=True).stdout
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        samples.append((requests, rss_kib(b.server.pid)[0]))
+    results[DPOP_FLOOD] = {"rss_before_kib": before, "samples": samples}
+
+
+def tls_load(mode, addr, certs, seconds, connections, client, request=None):
+    """One `bench-tls` run on the load core: its JSON result."""
+    cmd = ["taskset", "-c", LOAD_CORE, str(TLS_LOAD), mode, addr, str(certs), str(seconds),
+           str(connections)] + (["client"] if client else []) + ([str(request)] if request else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    return json.loads(out.stdout)
+
+
+def run_mtls(opts, results):
+    """TLS with and without a client certificate: new connections per second (one request
+    each), and token requests over kept-alive connections — a secret client over plain TLS,
+    a tls_client_auth client over mutual TLS. Each pair interleaved run by run; median."""
+    b = Bench(opts)
+    certs = b.work / "certs"
+    subprocess.run([TLS_LOAD, "certs", str(certs)], check=True)
+    app = b.cli("apps", "create", "--name", "Mtls")
+    secret_client = b.cli("clients", "create", "--app", app["app_id"], "--name", "secret",
+                          "--scope", "accounts:read")
+    cert_client = b.cli("clients", "create", "--app", app["app_id"], "--name", "cert",
+                        "--scope", "accounts:read", "--tls-subject-dn", "CN=bench,O=Acme")
+    b.server = Process([BIN, "serve", "--listen", f"127.0.0.1:{b.port}", "--database-url", b.db,
+                        "--shutdown-delay", "0", "--token-rate-per-client", "1e12",
+                        "--token-burst-per-client", "1e12", "--max-connections-per-address", "0",
+                        "--tls-cert", certs / "server.pem", "--tls-key", certs / "server.key",
+                        "--client-ca-file", certs / "ca.pem"], b.env, b.work / "server.log")
+    addr = f"127.0.0.1:{b.port}"
+    for _ in range(300):
+        try:
+            if tls_load("handshakes", addr, certs, 1, 1, False)["requests"] > 0:
+                break
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.1)
+    time.sleep(1.5)  # the CLI's clients reach the server within a second
+    host = f"Host: {addr}\r\n"
+    plain = b.work / "plain.http"
+    plain.write_text("POST /auth/token HTTP/1.1\r\n" + host +
+                     f"Authorization: {basic(secret_client['client_id'], secret_client['client_secret'])}\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\n\r\n"
+                     "grant_type=client_credentials")
+    body = f"grant_type=client_credentials&client_id={cert_client['client_id']}"
+    mutual = b.work / "mutual.http"
+    mutual.write_text("POST /auth/token HTTP/1.1\r\n" + host +
+                      "Content-Type: application/x-www-form-urlencoded\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n{body}")
+    try:
+        pairs = [
+            ("new TLS connections (no client certificate)",
+             "new mutual-TLS connections (client certificate)",
+             lambda client: tls_load("handshakes", addr, certs, opts.duration, opts.connections, client)),
+            ("POST /auth/token over kept-alive TLS (secret)",
+             "POST /auth/token over kept-alive mutual TLS (tls_client_auth)",
+             lambda client: tls_load("requests", addr, certs, opts.duration, opts.connections, client,
+                                     mutual if client else plain)),
+        ]
+        for without, with_cert, run in pairs:
+            print(f"  {without} / {with_cert} …", flush=True)
+            run(False), run(True)  # warm-up
+            runs = {without: [], with_cert: []}
+            for _ in range(opts.runs):
+                runs[without].append(run(False))
+                runs[with_cert].append(run(True))
+            for name, rs in runs.items():
+                median = sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
+                result = {"rps": median["rps"], "runs_rps": [round(r["rps"]) for r in rs],
+                          "tls": True}
+                bad = sum(r["errors"] + r["non_2xx"] for r in rs)
+                if bad:
+                    fail(result, f"{bad} errors or non-2xx answers")
+                results[name] = result
+            results[with_cert]["reference"] = without
+            results[with_cert]["reference_rps"] = results[without]["rps"]
+    finally:
+        b.stop()
+        shutil.rmtree(b.work, ignore_errors=True)
+
+
 def run_assertion_flood(opts, results, b, keys, client_id):
     """Assertions naming random unknown client ids, and assertions of a real client naming
     random unknown kids, sent at full speed (all refused, no failure budget in the way):
@@ -710,6 +864,7 @@ def report(results, opts) -> str:
              "GET /auth/introspect (distinct fresh tokens)", "POST /oauth2/introspect",
              "GET /.well-known/jwks.json"]
     names += [k for k in results if k.startswith("POST /auth/token (private_key_jwt")]
+    names += [k for k in results if k.startswith("POST /auth/token (DPoP")]
     names += [k for k in results if k.startswith("POST /auth/token (") and "clients)" in k]
     names += [k for k in results if k.startswith("peer: ")]
     for name in names:
@@ -735,6 +890,22 @@ def report(results, opts) -> str:
                            for total, rss in cumulative(f["samples"]))
         lines += ["", f"A flood of client assertions naming unknown client ids and unknown kids "
                   f"(all refused): RSS {f['rss_before_kib'] / 1024:.1f} MiB before, {passes}."]
+    if DPOP_FLOOD in results:
+        f = results[DPOP_FLOOD]
+        passes = ", ".join(f"{rss / 1024:.1f} MiB after {total:,} requests"
+                           for total, rss in cumulative(f["samples"]))
+        lines += ["", f"A flood of 200 000 distinct valid DPoP proofs, sent once (each accepted "
+                  f"and remembered) then again (each refused as a replay): RSS "
+                  f"{f['rss_before_kib'] / 1024:.1f} MiB before, {passes}."]
+    tls_rows = [k for k in results if isinstance(results[k], dict) and results[k].get("tls")]
+    if tls_rows:
+        lines += ["", "| TLS scenario (bench/tls, same core pinning) | per second | ratio to the one "
+                  "without a client certificate |", "|---|---:|---|"]
+        for k in tls_rows:
+            r = results[k]
+            rel = ratio(r["rps"], r["reference_rps"]) if r.get("reference_rps") else "—"
+            name = f"**FAILED** {k}" if r.get("failed") else k
+            lines.append(f"| {name} | {r['rps']:,.0f} | {rel} |")
     if "idle_rss_kib" in results:
         lines += ["", f"RSS after the load scenarios with a few clients: "
                   f"{results['idle_rss_kib'] / 1024:.1f} MiB."]
@@ -754,12 +925,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="1 run × 3 s: checks the harness, not the server")
     p.add_argument("--peers", action="store_true", help="also measure the node peers (npm install)")
     p.add_argument("--no-scale", action="store_true", help="skip the 100 000-client run")
-    p.add_argument("--only", default="floors,moneykit,secretless,scale",
-                   help="comma-separated parts to run: floors, moneykit, secretless, scale "
-                        "(peers: --peers)")
+    p.add_argument("--only", default="floors,moneykit,secretless,sender,scale",
+                   help="comma-separated parts to run: floors, moneykit, secretless, sender "
+                        "(DPoP and mutual TLS), scale (peers: --peers)")
     p.add_argument("--postgres", metavar="URL",
-                   help="also run the private_key_jwt scenario on this (empty) PostgreSQL "
-                        "database, replay write included")
+                   help="also run the private_key_jwt and DPoP scenarios on this (empty) "
+                        "PostgreSQL database, replay write included")
     p.add_argument("--write", default=str(ROOT / "docs/BENCHMARKS.md"),
                    help="file whose bench:begin/end section is replaced ('-' to only print)")
     p.add_argument("--report-only", action="store_true",
@@ -789,6 +960,12 @@ def main():
             run_secretless(opts, results)
             if opts.postgres:
                 run_secretless(opts, results, opts.postgres)
+        if "sender" in parts:
+            print("sender-constrained tokens:")
+            run_dpop(opts, results)
+            if opts.postgres:
+                run_dpop(opts, results, opts.postgres)
+            run_mtls(opts, results)
         if "scale" in parts and not opts.no_scale:
             print("scale:")
             run_scale(opts, results, floor_base)

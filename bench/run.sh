@@ -18,5 +18,5 @@ if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk >/dev/null)
   else sudo apt-get install -y -q wrk >/dev/null; fi
 fi
-cargo build --release --quiet -p moneykit-auth -p bench-floor -p bench-loadgen
+cargo build --release --quiet -p moneykit-auth -p bench-floor -p bench-loadgen -p bench-tls
 exec python3 bench/harness.py "$@"

@@ -10,15 +10,19 @@
 //!   it in a token-response-sized JSON body;
 //! - `GET /verify`: verifies the ES256 signature of the `Authorization: Bearer` JWT
 //!   (public key parsed once);
-//! - `POST /verify-sign`: verifies the ES256 signature of the body's `client_assertion`
-//!   under the public half of `KEY.pk8`, then signs a JWT as `/sign` does: the floor of a
-//!   `private_key_jwt` token request.
+//! - `POST /verify-sign`: verifies the ES256 signature of the request's `DPoP` header, or
+//!   without one of the body's `client_assertion`, under the public half of `KEY.pk8`,
+//!   then signs a JWT as `/sign` does: the floor of a `private_key_jwt` or DPoP token
+//!   request.
 //!
 //! And two commands that prepare a `private_key_jwt` run:
 //! - `bench-floor keygen DIR`: a P-256 key (`DIR/key.pk8`) and its JWKS (`DIR/jwks.json`);
 //! - `bench-floor assertions DIR CLIENT_ID AUDIENCE COUNT LIFETIME_SECS`: COUNT token
 //!   request bodies (`DIR/assertions.txt`, one per line), each with a fresh client
 //!   assertion signed by `DIR/key.pk8`;
+//! - `bench-floor proofs DIR HTU COUNT`: COUNT DPoP proofs (`DIR/proofs.txt`, one per line)
+//!   for `POST HTU`, each with a fresh `jti`, signed by `DIR/key.pk8` with its public key
+//!   in the header;
 //! - `bench-floor forged DIR CLIENT_ID AUDIENCE COUNT`: COUNT bodies (`DIR/flood.txt`) whose
 //!   assertions name a random unknown client id (even lines) or CLIENT_ID with a random
 //!   unknown `kid` (odd lines), signed by nothing: a flood the server must refuse without
@@ -137,6 +141,32 @@ impl Keys {
     }
 }
 
+/// `bench-floor proofs DIR HTU COUNT`.
+fn proofs(dir: &Path, htu: &str, count: usize) {
+    use std::io::Write;
+    let pair = parse_pair(&std::fs::read(dir.join("key.pk8")).unwrap());
+    let rng = SystemRandom::new();
+    let point = pair.public_key().as_ref();
+    let header = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}}}"#,
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..])
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let file = std::fs::File::create(dir.join("proofs.txt")).unwrap();
+    let mut out = std::io::BufWriter::new(file);
+    for n in 0..count {
+        let claims =
+            format!(r#"{{"jti":"bench-{now}-{n}","htm":"POST","htu":"{htu}","iat":{now}}}"#);
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let sig = pair.sign(&rng, input.as_bytes()).unwrap();
+        writeln!(out, "{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())).unwrap();
+    }
+}
+
 /// `bench-floor forged DIR CLIENT_ID AUDIENCE COUNT`.
 fn forged(dir: &Path, client_id: &str, audience: &str, count: usize) {
     use std::io::Write;
@@ -187,6 +217,9 @@ async fn main() {
                 lifetime.parse().unwrap(),
             );
         }
+        ["proofs", dir, htu, count] => {
+            return proofs(Path::new(dir), htu, count.parse().unwrap());
+        }
         ["forged", dir, client_id, audience, count] => {
             return forged(Path::new(dir), client_id, audience, count.parse().unwrap());
         }
@@ -224,16 +257,22 @@ async fn main() {
         )
         .route(
             "/verify-sign",
-            post(move |body: axum::body::Bytes| {
-                let keys = assertion_keys.clone();
-                async move {
-                    if verify_jwt(&keys.client, client_assertion(&body)) {
-                        Ok(keys.token_response())
-                    } else {
-                        Err(axum::http::StatusCode::UNAUTHORIZED)
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let keys = assertion_keys.clone();
+                    async move {
+                        let signed = match headers.get("dpop").and_then(|v| v.to_str().ok()) {
+                            Some(proof) => proof,
+                            None => client_assertion(&body),
+                        };
+                        if verify_jwt(&keys.client, signed) {
+                            Ok(keys.token_response())
+                        } else {
+                            Err(axum::http::StatusCode::UNAUTHORIZED)
+                        }
                     }
-                }
-            }),
+                },
+            ),
         )
         .route(
             "/verify",
