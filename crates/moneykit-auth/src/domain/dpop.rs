@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::crypto::jose::{Jws, JwsError, VerifyingKey, thumbprint};
+use crate::crypto::jose::{JwkError, Jws, JwsError, VerifyingKey, thumbprint};
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const PROOF_TYPE: &str = "dpop+jwt";
@@ -17,7 +17,7 @@ pub const MAX_PROOF_LEN: usize = 8 * 1024;
 /// Longest `jti` accepted; RFC 9449 asks for 96 random bits or more, far below this.
 pub const MAX_JTI_LEN: usize = 256;
 
-/// Longest `nonce` looked at: this server's are 40 characters.
+/// Longest `nonce` looked at: this server's are 32 characters.
 const MAX_NONCE_LEN: usize = 256;
 
 /// What the proof must match: the request it came with.
@@ -113,7 +113,13 @@ pub fn check_proof(
         .jwk
         .as_ref()
         .ok_or_else(|| ProofError::Key("the header must carry the public key as jwk".into()))?;
-    let key = VerifyingKey::from_jwk(jwk, 0).map_err(|e| ProofError::Key(e.to_string()))?;
+    let key = VerifyingKey::from_jwk(jwk, 0).map_err(|e| match e {
+        JwkError::PrivateMember { member, .. } => ProofError::Key(format!(
+            "the jwk holds the private member \"{member}\": send the public key only"
+        )),
+        JwkError::Unsupported { why, .. } => ProofError::Key(format!("the jwk: {why}")),
+        other => ProofError::Key(other.to_string()),
+    })?;
     jws.verify(std::slice::from_ref(&key))
         .map_err(|_| ProofError::Signature)?;
     let jkt = thumbprint(jwk).ok_or_else(|| ProofError::Key("no thumbprint".into()))?;

@@ -364,10 +364,10 @@ fn certificate_failure(
     let current = certificate.is_current(now.unix_timestamp());
     let failure = match &client.auth {
         ClientAuth::TlsClientAuth(identity) => {
-            if certificate.chain.is_err() {
-                Failure::UntrustedCertificate
-            } else if !current {
+            if !current {
                 Failure::ExpiredCertificate
+            } else if certificate.chain.is_err() {
+                Failure::UntrustedCertificate
             } else if !identity.matches(certificate) {
                 Failure::CertificateMismatch
             } else {

@@ -131,7 +131,12 @@ impl Engine<'_> {
     ) -> Result<AcceptedProof, DpopRefusal> {
         let settings = &self.snapshot.settings.dpop;
         let refuse = |why: String| {
-            tracing::info!(reason = "invalid_dpop_proof", check = %why, "DPoP proof refused");
+            tracing::info!(
+                reason = "invalid_dpop_proof",
+                check = %why,
+                client = self.source.map(tracing::field::display),
+                "DPoP proof refused"
+            );
             DpopRefusal::Invalid(why)
         };
         let CheckedProof {
@@ -186,8 +191,12 @@ pub struct Presentation<'a> {
 /// Why a token was refused as presented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PresentationError {
-    /// RFC 6750 / RFC 9449 `invalid_token`: the wrong scheme, or the wrong certificate.
+    /// RFC 9449 `invalid_token`: a DPoP-bound token under the Bearer scheme, or an
+    /// unbound one under the DPoP scheme.
     InvalidToken(String),
+    /// RFC 8705 §3 `invalid_token`: a certificate-bound token over a connection without
+    /// its certificate.
+    Certificate(String),
     /// `invalid_dpop_proof`: the proof is missing, refused, or by another key.
     InvalidProof(String),
     /// The replay set is full; try again shortly.
@@ -210,7 +219,7 @@ impl Engine<'_> {
         if let Some(x5t) = cnf.and_then(|c| c.x5t_s256.as_deref())
             && presented.certificate.map(|c| c.thumbprint.as_str()) != Some(x5t)
         {
-            return Err(PresentationError::InvalidToken(
+            return Err(PresentationError::Certificate(
                 "the token is bound to a client certificate this connection did not present".into(),
             ));
         }

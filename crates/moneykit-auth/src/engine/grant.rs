@@ -150,13 +150,18 @@ impl<'a> Engine<'a> {
         grant
     }
 
-    /// Judges the DPoP proof of a token request to `endpoint`.
+    /// Judges the DPoP proof of a token request to `endpoint`. Like a failed client
+    /// authentication, a refused proof (a signature verified for nothing) counts against
+    /// the source address's failure budget, and an address over it is refused first.
     fn token_endpoint_proof(
         &self,
         proof: &str,
         endpoint: &str,
         now: OffsetDateTime,
     ) -> Result<AcceptedProof, GrantError> {
+        self.limits
+            .check_source(self.source)
+            .map_err(GrantError::RateLimited)?;
         let url = format!("{}{endpoint}", self.snapshot.settings.issuer);
         let expected = Expected {
             method: "POST",
@@ -166,7 +171,9 @@ impl<'a> Engine<'a> {
         };
         self.check_dpop(proof, expected, true, now.unix_timestamp())
             .map_err(|refusal| match refusal {
-                DpopRefusal::Invalid(why) => GrantError::InvalidDpopProof(why),
+                DpopRefusal::Invalid(why) => {
+                    self.count_failure(None, GrantError::InvalidDpopProof(why), |_| {})
+                }
                 DpopRefusal::UseNonce(nonce) => GrantError::UseDpopNonce(nonce),
                 DpopRefusal::Full => GrantError::RateLimited(std::time::Duration::from_secs(5)),
             })

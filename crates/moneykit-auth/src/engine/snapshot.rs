@@ -419,11 +419,7 @@ fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> Authorizatio
         revocation_endpoint_auth_methods_supported: auth_methods(),
         revocation_endpoint_auth_signing_alg_values_supported: algorithms(),
         client_assertion_audiences_accepted: settings.assertions.audience.accepted(),
-        dpop_signing_alg_values_supported: Algorithm::NAMES
-            .iter()
-            .filter(|name| **name != "Ed25519")
-            .map(|name| (*name).to_owned())
-            .collect(),
+        dpop_signing_alg_values_supported: algorithms(),
         tls_client_certificate_bound_access_tokens: settings.client_certificates,
         service_documentation: format!("{issuer}/openapi.json"),
     }

@@ -102,8 +102,9 @@ pub enum ApiError {
 /// The response header that carries a DPoP nonce (RFC 9449 §8).
 pub const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
 
-/// The `algs` of a `WWW-Authenticate: DPoP` challenge: what proofs may be signed with.
-const DPOP_ALGS: &str = "ES256 ES384 EdDSA RS256 PS256";
+/// The `algs` of a `WWW-Authenticate: DPoP` challenge: what proofs may be signed with
+/// (`Ed25519` is RFC 9864's name for EdDSA with that curve).
+const DPOP_ALGS: &str = "ES256 ES384 EdDSA Ed25519 RS256 PS256";
 
 struct Row {
     status: StatusCode,
@@ -292,7 +293,7 @@ impl ApiError {
             ),
             Unavailable(why) => format!("Service unavailable: {why}"),
             Internal => "Internal server error".into(),
-            InvalidDpopProof(why) => format!("Invalid DPoP proof: {why}"),
+            InvalidDpopProof(why) => why.clone(),
             UseDpopNonce(_) => {
                 "The DPoP proof must carry the nonce in the DPoP-Nonce header; retry with it".into()
             }

@@ -202,25 +202,51 @@ impl CertificateSource {
     }
 }
 
-/// The PEM in a forwarded-certificate header value, URL-decoded.
+/// The PEM in a forwarded-certificate header value, URL-decoded: the whole value (nginx),
+/// or the `Cert` pair of the first element of an Envoy `X-Forwarded-Client-Cert` list.
 fn forwarded_pem(value: &str) -> Option<String> {
-    let encoded = match value.find("Cert=") {
-        // Envoy: `By=…;Hash=…;Cert="…";Chain="…"`, the first element of a list.
-        Some(at) => {
-            let rest = &value[at + "Cert=".len()..];
-            match rest.strip_prefix('"') {
-                Some(quoted) => &quoted[..quoted.find('"')?],
-                None => rest.split([';', ',']).next()?,
-            }
-        }
-        None => value.trim(),
-    };
+    let value = value.trim();
+    let encoded =
+        if value.starts_with("-----") || value.starts_with("%2D") || value.starts_with("%2d") {
+            value
+        } else {
+            xfcc_cert(value)?
+        };
     let decoded = percent_encoding::percent_decode_str(encoded)
         .decode_utf8()
         .ok()?;
     decoded
         .contains("-----BEGIN CERTIFICATE-----")
         .then(|| decoded.into_owned())
+}
+
+/// The `Cert` value of the first element of an Envoy `X-Forwarded-Client-Cert` header:
+/// elements are separated by `,`, pairs by `;`, keys and values by `=`, and a value may
+/// be quoted (holding `,`, `;` or `=`). Only a pair whose key is exactly `Cert` counts, so
+/// a `Cert=` inside another pair's value (a subject a client chose) is never taken.
+fn xfcc_cert(header: &str) -> Option<&str> {
+    let mut rest = header;
+    loop {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => {
+                let end = after.find([';', ',']).unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if key.trim() == "Cert" {
+            return Some(value);
+        }
+        match next.chars().next() {
+            Some(';') => rest = &next[1..],
+            // The end of the first element (or of the header): no `Cert` in it.
+            _ => return None,
+        }
+    }
 }
 
 /// A forwarded-certificate header from a peer not in `--trusted-proxy` is ignored: say
@@ -254,5 +280,13 @@ mod tests {
         assert_eq!(forwarded_pem(&unquoted).as_deref(), Some(pem));
         assert_eq!(forwarded_pem("nonsense"), None);
         assert_eq!(forwarded_pem("Cert=\"unterminated"), None);
+        // A `Cert=` inside another pair's value, or in a later element, is not the
+        // certificate of this request.
+        let smuggled = format!("By=x;Hash=00;Subject=\"CN=Cert={encoded}\"");
+        assert_eq!(forwarded_pem(&smuggled), None);
+        let later = format!("By=x;Hash=00,By=y;Cert=\"{encoded}\"");
+        assert_eq!(forwarded_pem(&later), None);
+        let quoted_separators = format!("Subject=\"CN=a,O=b;c\";Cert=\"{encoded}\"");
+        assert_eq!(forwarded_pem(&quoted_separators).as_deref(), Some(pem));
     }
 }

@@ -141,15 +141,22 @@ impl Shared {
         let (value, proof) = {
             let snapshot = self.snapshot();
             let engine = self.engine(&snapshot);
-            let authorized =
-                engine
-                    .authorize_bearer(&presented.token, now)
-                    .inspect_err(|error| {
-                        refused(match error {
-                            BearerError::Expired => Failure::ExpiredToken,
-                            BearerError::Invalid => Failure::InvalidToken,
-                        })
-                    })?;
+            let authorized = engine
+                .authorize_bearer(&presented.token, now)
+                .map_err(|error| {
+                    refused(match error {
+                        BearerError::Expired => Failure::ExpiredToken,
+                        BearerError::Invalid => Failure::InvalidToken,
+                    });
+                    // The challenge speaks the scheme the client used (RFC 9449 §7.1).
+                    match presented.dpop_scheme {
+                        true => ApiError::DpopUnauthorized {
+                            error: "invalid_token",
+                            why: error.to_string(),
+                        },
+                        false => error.into(),
+                    }
+                })?;
             let proof = presented
                 .proof
                 .as_ref()
@@ -167,6 +174,14 @@ impl Shared {
                 .check_presentation(cnf, &presentation, now.unix_timestamp())
                 .map_err(|error| match error {
                     PresentationError::InvalidToken(why) => unauthorized("invalid_token", why),
+                    PresentationError::Certificate(why) if presented.dpop_scheme => {
+                        unauthorized("invalid_token", why)
+                    }
+                    PresentationError::Certificate(why) => {
+                        refused(Failure::InvalidToken);
+                        tracing::debug!(%why, "certificate-bound token refused");
+                        ApiError::InvalidToken
+                    }
                     PresentationError::InvalidProof(why) => unauthorized("invalid_dpop_proof", why),
                     PresentationError::Full => {
                         ApiError::RateLimited(std::time::Duration::from_secs(5))
@@ -224,9 +239,13 @@ impl Shared {
                     ))
                 }
             },
-            Err(error) => {
-                Err(self.write_failed(&error, "the client assertion could not be recorded"))
-            }
+            Err(error) => Err(self.write_failed(
+                &error,
+                match used.kind {
+                    UsedKind::ClientAssertion => "the client assertion could not be recorded",
+                    UsedKind::DpopProof => "the DPoP proof could not be recorded",
+                },
+            )),
         }
     }
 

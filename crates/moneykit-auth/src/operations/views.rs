@@ -111,6 +111,7 @@ pub fn client_secret_json(client: &Client, secret: &ClientSecret) -> Value {
         "scope": client.scopes.to_string(),
         "audiences": client.audiences,
         "token_ttl": client.token_ttl_secs,
+        "require_dpop": client.require_dpop,
     })
 }
 

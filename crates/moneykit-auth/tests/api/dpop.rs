@@ -191,6 +191,14 @@ async fn a_dpop_bound_token_is_used_with_a_proof_of_its_key_only() {
     )
     .await;
     assert_introspected_as(app.introspect(&plain).await, &client.id).await;
+    // A forged token under the DPoP scheme gets a DPoP challenge: the scheme it came in.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let proof = key.dpop_proof("GET", &url, Some(&forged), None);
+    assert_dpop_challenge(
+        introspect_with(&app, &format!("DPoP {forged}"), Some(&proof)).await,
+        "invalid_token",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -456,5 +464,40 @@ async fn a_client_that_requires_dpop_gets_only_bound_tokens() {
     assert_eq!(
         token_with(&app, (&client.id, &secret), &[]).await.status(),
         201
+    );
+}
+
+#[tokio::test]
+async fn refused_proofs_spend_the_addresss_failure_budget() {
+    use moneykit_auth::engine::ratelimit::Rate;
+    let app = spawn_app_with(|s| {
+        s.rate_limits.failures_per_address = Rate::per(3, std::time::Duration::from_secs(60));
+    })
+    .await;
+    let (client, secret) = app.create_client("a", None).await;
+    let key = TestKey::es256("k");
+    let stale = key.dpop_proof_with(
+        json!({}),
+        &json!({"jti": jti(), "htm": "POST", "htu": format!("{}/auth/token", app.issuer),
+                "iat": now() - 3600}),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            token_with(&app, (&client.id, &secret), &[&stale])
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(&statuses[..3], [400, 400, 400], "{statuses:?}");
+    assert_eq!(statuses[4], 429, "{statuses:?}");
+    // Over budget, even a good proof from this address waits.
+    let good = key.dpop_proof("POST", &format!("{}/auth/token", app.issuer), None, None);
+    assert_eq!(
+        token_with(&app, (&client.id, &secret), &[&good])
+            .await
+            .status(),
+        429
     );
 }

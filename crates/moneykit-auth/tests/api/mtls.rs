@@ -219,11 +219,15 @@ async fn certificate_clients_get_bound_tokens_on_both_surfaces() {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            stolen.status(),
-            401,
-            "a certificate-bound token without its certificate"
+        let challenge = stolen.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with("Bearer "),
+            "the scheme it came in: {challenge}"
         );
+        assert_invalid_token(stolen).await;
     }
 
     // self_signed_tls_client_auth with the certificate registered from a PEM file.
