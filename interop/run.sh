@@ -3,7 +3,7 @@
 #
 #   interop/run.sh [PATH_TO_BINARY]      (default: target/debug/moneykit-auth, built if missing)
 #   INTEROP_ONLY="authlib pyjwt" interop/run.sh   (a subset: rust-oauth2 authlib pyjwt
-#                                                 moneykit-sdk webhooks secretless openapi
+#                                                 moneykit-sdk webhooks secretless sender openapi
 #                                                 schemathesis)
 #
 # Each suite gets a server of its own: a throwaway SQLite database (or, when
@@ -302,6 +302,7 @@ suite pyjwt run_pytest pyjwt test_pyjwt.py
 suite moneykit-sdk run_pytest moneykit-sdk test_moneykit_sdk.py
 suite webhooks run_pytest webhooks test_webhooks.py
 suite secretless run_pytest secretless test_secretless.py
+suite sender run_pytest sender test_sender.py
 suite openapi run_pytest openapi test_openapi.py
 suite schemathesis run_counted schemathesis "$PY" "$HERE/schemathesis/run_schemathesis.py"
 [ "${#SUMMARY[@]}" -gt 0 ] || die "INTEROP_ONLY=\"${INTEROP_ONLY:-}\" names no suite"
