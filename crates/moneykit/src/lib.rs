@@ -146,8 +146,12 @@ mod access_token;
 pub mod axum;
 mod client;
 mod client_assertion;
+mod client_certificate;
 mod configuration;
+mod dpop;
+mod dpop_proof;
 mod error;
+mod jwk;
 mod jwks_cache;
 mod private_key;
 mod secret;
@@ -165,8 +169,12 @@ struct ReadmeDoctests;
 pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
 pub use client_assertion::PrivateKeyJwt;
+pub use client_certificate::{ClientCertificate, certificate_thumbprint};
 pub use configuration::{Configuration, DEFAULT_HOST, InvalidBaseUrl};
+pub use dpop::DpopKey;
+pub use dpop_proof::DpopProofError;
 pub use error::{ApiError, CredentialError, ErrorKind, TransportError};
+pub use jwk::jwk_thumbprint;
 pub use moneykit_wire::{
     AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,
     ValidationError, WebhookSignatureClaims,
@@ -176,6 +184,7 @@ pub use secret::Secret;
 pub use token_request::GenerateAccessTokenOpts;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
 pub use verifier::{
-    AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,
+    AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, ResourceRequest, TokenError,
+    VerifiedAccessToken,
 };
 pub use workload_identity::WorkloadIdentity;
