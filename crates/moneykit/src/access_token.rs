@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use http::HeaderMap;
 use moneykit_wire::{AppClientResponse, GenerateAccessTokenResponse, JwkSet};
 use serde::de::DeserializeOwned;
 
 use crate::client::{HttpClient, WithHttpInfo};
 use crate::configuration::Configuration;
-use crate::dpop::{DpopKey, DpopSession, authorization_headers, demanded_nonce};
-use crate::error::ApiError;
+use crate::dpop::{DPOP, DpopKey, DpopSession, authorization_headers, demanded_nonce};
+use crate::error::{ApiError, CredentialError};
 use crate::token_request::{GenerateAccessTokenOpts, request_token};
 use crate::token_source::TokenSource;
 
@@ -49,7 +50,7 @@ impl AccessTokenApi {
         self
     }
 
-    /// Takes bearer tokens from `source` instead of a fixed access token.
+    /// Takes tokens from `source` instead of a fixed access token.
     pub fn with_token_source(mut self, source: TokenSource) -> Self {
         self.tokens = Some(source);
         self
@@ -211,7 +212,7 @@ impl AccessTokenApi {
     pub async fn instrospect_client_with_http_info(
         &self,
     ) -> Result<WithHttpInfo<AppClientResponse>, ApiError> {
-        self.bearer_get("/auth/introspect").await
+        self.authorized_get("/auth/introspect").await
     }
 
     /// The correctly spelled [`AccessTokenApi::instrospect_client`].
@@ -244,7 +245,8 @@ impl AccessTokenApi {
         self.instrospect_client_with_http_info().await
     }
 
-    async fn bearer_get<T: DeserializeOwned>(
+    /// `GET path` with the token of the source, or of the configuration.
+    async fn authorized_get<T: DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<WithHttpInfo<T>, ApiError> {
@@ -282,11 +284,11 @@ impl AccessTokenApi {
     async fn get_presenting<T: DeserializeOwned>(
         &self,
         path: &str,
-        present: impl Fn(&str, Option<&str>) -> Result<http::HeaderMap, crate::CredentialError>,
+        present: impl Fn(&str, Option<&str>) -> Result<HeaderMap, CredentialError>,
     ) -> Result<WithHttpInfo<T>, ApiError> {
         let url = self.client.config.url(path);
         let headers = present(&url, None)?;
-        let has_proof = headers.contains_key(crate::dpop::DPOP);
+        let has_proof = headers.contains_key(DPOP);
         match self.client.get_with_headers(path, headers).await {
             Err(e) if has_proof => match demanded_nonce(&e) {
                 Some(nonce) => {

@@ -5,8 +5,9 @@
 //! proof (RFC 9449), and certificate-bound tokens (RFC 8705) against the request's
 //! [`PeerCertificate`].
 //!
-//! Refusals follow RFC 6750 §3 and RFC 9449 §7.1: 401 with
-//! `WWW-Authenticate: Bearer, DPoP algs="…"` when there is no token, 401 with
+//! Refusals follow RFC 6750 §3 and RFC 9449 §7.1: 401 with `WWW-Authenticate: Bearer`
+//! when there is no token (a bare challenge, as before DPoP; RFC 9449 §7.2 would also
+//! allow a `DPoP` one beside it), 401 with
 //! `Bearer error="invalid_token"` when a bearer token does not verify, 401 with
 //! `DPoP error="invalid_dpop_proof"` or `DPoP error="invalid_token"` (and `algs`) when a
 //! DPoP request does not hold — or a DPoP-bound token came as a bearer token — and 403
@@ -140,7 +141,7 @@ fn uses_dpop_scheme(parts: &Parts) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthRejection {
-    /// No access token: 401, `WWW-Authenticate: Bearer, DPoP algs="…"`.
+    /// No access token: 401, `WWW-Authenticate: Bearer`.
     #[error("no access token")]
     MissingToken,
     /// Several `Authorization` headers, or one that is not text: 400 `invalid_request`.
@@ -246,7 +247,7 @@ impl AuthRejection {
         let (error, description) = self.error();
         let algs = ALGS.as_str();
         let value = match self {
-            Self::MissingToken => format!("Bearer, DPoP algs=\"{algs}\""),
+            Self::MissingToken => "Bearer".to_owned(),
             Self::InvalidDpop(_) => format!(
                 "DPoP error=\"{error}\", error_description=\"{description}\", algs=\"{algs}\""
             ),

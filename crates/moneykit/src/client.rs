@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::configuration::Configuration;
+use crate::dpop::DPOP;
 use crate::error::ApiError;
 use crate::secret::Secret;
 
@@ -65,7 +66,7 @@ impl HttpClient {
     ) -> Result<WithHttpInfo<T>, ApiError> {
         let mut request = self.request(reqwest::Method::POST, path).form(form);
         if let Some(proof) = dpop_proof {
-            request = request.header(crate::dpop::DPOP, proof);
+            request = request.header(DPOP, proof);
         }
         if let Some(user) = &self.config.username {
             let password = self.config.password.as_ref().map(Secret::expose);

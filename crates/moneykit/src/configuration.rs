@@ -25,7 +25,8 @@ pub struct Configuration {
     pub username: Option<String>,
     /// HTTP Basic password: your client secret.
     pub password: Option<Secret>,
-    /// Bearer token for the operations that need one (introspection, JWKS).
+    /// Access token for the operations that need one (introspection, JWKS): a bearer
+    /// token, or a DPoP-bound one with [`crate::AccessTokenApi::with_dpop`].
     pub access_token: Option<Secret>,
     /// `User-Agent` header.
     pub user_agent: String,
