@@ -22,16 +22,14 @@ const CREDENTIAL: &str = "Credential (one of --client-secret, --private-key, \
 /// `--help`'s heading for the options that bind the token to a key or a certificate.
 const BINDING: &str = "Sender-constrained tokens";
 
-/// `--help`'s long description.
-const LONG_ABOUT: &str = "Get an access token from a running server, as a client would: \
-with a client secret, a private key (private_key_jwt), a workload's platform token \
-(federation), or a TLS client certificate alone (tls_client_auth: --cert and --key with \
---client-id and no secret).
-
-With --dpop-key, the request carries a DPoP proof (RFC 9449) and the token is bound to \
-the key (token_type DPoP): every call with it needs a new proof signed by that key. With \
---cert and --key, the client certificate is presented over TLS (RFC 8705) and the token \
-is bound to it; add --cacert when the server's certificate comes from a private CA.";
+/// What `--help` adds after the options. (The summary above them is the `token` command's
+/// doc in `cli/mod.rs`: a variant's doc replaces an `about` set here.)
+const AFTER_HELP: &str = "Sender-constrained tokens: with --dpop-key, the token request \
+carries a DPoP proof (RFC 9449) and the token is bound to the key (token_type DPoP), so \
+every call with it needs a new proof signed by that key. With --cert and --key, the client \
+certificate is presented over TLS (RFC 8705) and the token is bound to it; with --client-id \
+and no other credential, the certificate is the client's only credential \
+(tls_client_auth). Add --cacert when the server's certificate comes from a private CA.";
 
 // The options of one credential name the others as conflicts too: clap skips `requires`
 // when the required argument conflicts with one given, so `--client-secret S --key-id K`
@@ -39,7 +37,7 @@ is bound to it; add --cacert when the server's certificate comes from a private 
 // come with any of them.
 #[derive(Debug, Args)]
 #[command(
-    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
     group(
         ArgGroup::new("credential")
             .args(["client_secret", "private_key", "assertion_file"])
@@ -395,14 +393,19 @@ mod tests {
     }
 
     #[test]
-    fn the_long_help_explains_sender_constrained_tokens() {
+    fn the_help_explains_sender_constrained_tokens() {
         let e = Cli::try_parse_from(["moneykit-auth", "token", "--help"]).unwrap_err();
-        let help = e.to_string();
+        // Unwrapped: clap wraps lines at the terminal's width.
+        let help = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         for expected in [
             "--dpop-key <PATH>",
             "--cert <PATH>",
             "--key <PATH>",
-            "token_type DPoP",
+            "every call with it needs a new proof",
         ] {
             assert!(help.contains(expected), "{expected}: {help}");
         }
