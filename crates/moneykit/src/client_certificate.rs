@@ -72,7 +72,8 @@ impl ClientCertificate {
     }
 
     /// The certificate chain (PEM, the client's certificate first) and its private key
-    /// (PEM: PKCS#8, SEC1 or PKCS#1). Other PEM sections (`EC PARAMETERS`) are skipped.
+    /// (PEM: PKCS#8, SEC1 or PKCS#1). Other PEM sections (`EC PARAMETERS`) are skipped; a
+    /// key that is not the certificate's is refused.
     pub fn from_pem(certificate_chain: &[u8], private_key: &[u8]) -> Result<Self, CredentialError> {
         Self::new(
             &certificates(certificate_chain)?,
@@ -93,9 +94,19 @@ impl ClientCertificate {
             _ => "PRIVATE KEY",
         };
         document.push_str(&pem(label, key.secret_der()));
-        let identity = reqwest::Identity::from_pem(document.as_bytes()).map_err(|_| {
-            CredentialError::new("the certificate or its key cannot be used for TLS")
-        })?;
+        let unusable = |_| {
+            CredentialError::new(
+                "the certificate and the private key cannot be used together for TLS \
+                 (is the key the certificate's?)",
+            )
+        };
+        let identity = reqwest::Identity::from_pem(document.as_bytes()).map_err(unusable)?;
+        // TLS checks the pair only when a client is built: build one now, so a key that is
+        // not the certificate's fails here, as a credential error.
+        reqwest::Client::builder()
+            .identity(identity.clone())
+            .build()
+            .map_err(unusable)?;
         Ok(Self(Arc::new(Inner {
             identity,
             thumbprint: certificate_thumbprint(&chain[0]),

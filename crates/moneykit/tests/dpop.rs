@@ -558,9 +558,21 @@ fn certificates_and_keys_that_do_not_load_are_refused() {
     assert!(ClientCertificate::from_pem(b"", key.as_bytes()).is_err());
     assert!(ClientCertificate::from_pem(pem.as_bytes(), b"").is_err());
     assert!(ClientCertificate::from_pem(key.as_bytes(), key.as_bytes()).is_err());
-    // Another key than the certificate's loads; TLS refuses it when the client starts.
-    let mismatched = ClientCertificate::from_pem(pem.as_bytes(), key.as_bytes()).unwrap();
-    assert_eq!(mismatched.thumbprint(), certificate_thumbprint(&der));
+    // Another key than the certificate's.
+    let e = ClientCertificate::from_pem(pem.as_bytes(), key.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string().contains("is the key the certificate's?"),
+        "{e}"
+    );
+    let (certificate, _, _) = generated_certificate("client.example");
+    assert_eq!(
+        format!("{certificate:?}"),
+        format!(
+            "ClientCertificate {{ thumbprint: {:?}, .. }}",
+            certificate.thumbprint()
+        )
+    );
+    assert_ne!(certificate.thumbprint(), certificate_thumbprint(&der));
 }
 
 mod tls {
