@@ -1,6 +1,7 @@
-//! A protected API: `GET /accounts` needs an access token with scope `accounts:read`.
+//! A protected API: `GET /accounts` needs an access token with scope `accounts:read`, a
+//! bearer token or a DPoP-bound one (RFC 9449) with its proof.
 //!
-//! With a server running (`cargo run -p moneykit-auth -- serve --demo`):
+//! With a server running (`cargo run -p moneykit-auth -- serve --demo`), a bearer token:
 //!
 //! ```sh
 //! cargo run -p moneykit --features axum --example resource_server
@@ -9,8 +10,20 @@
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/accounts
 //! ```
 //!
+//! A DPoP-bound token (one whose token request carried a `DPoP` proof) goes with
+//! `Authorization: DPoP <token>` and a new `DPoP` proof for `GET
+//! http://127.0.0.1:3000/accounts` with `ath`, signed by the token's key — curl cannot
+//! sign one. From Rust, `TokenSource::builder(…).dpop(DpopKey::generate()?)` and
+//! `tokens.authorization_headers("GET", url)` make both headers; from Python,
+//! requests-oauth2client's DPoP support does (its `DPoPToken` as the request's `auth`).
+//! Refusals answer 401 with
+//! `WWW-Authenticate: DPoP error="invalid_dpop_proof"` or `error="invalid_token"`; a
+//! DPoP-bound token sent as `Bearer` is refused.
+//!
 //! Environment: `MONEYKIT_ISSUER` (default `http://127.0.0.1:8080`), `MONEYKIT_AUDIENCE`
-//! (default: the issuer), `LISTEN` (default `127.0.0.1:3000`).
+//! (default: the issuer), `LISTEN` (default `127.0.0.1:3000`), `PUBLIC_URL` (the URL
+//! clients call, which DPoP proofs name; default `http://` + the request's `Host`: set it
+//! behind a proxy or TLS).
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,7 +47,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let audience = env("MONEYKIT_AUDIENCE").unwrap_or_else(|| issuer.clone());
     let listen = env("LISTEN").unwrap_or_else(|| "127.0.0.1:3000".into());
 
-    let verifier = AccessTokenVerifier::builder(&issuer, &audience).build()?;
+    let mut verifier = AccessTokenVerifier::builder(&issuer, &audience);
+    if let Some(public_url) = env("PUBLIC_URL") {
+        verifier = verifier.public_url(public_url)?;
+    }
+    let verifier = verifier.build()?;
     // Not fatal: the first request discovers again if the issuer is not up yet.
     if let Err(e) = verifier.discover().await {
         eprintln!("warning: {e}");

@@ -1,25 +1,30 @@
 //! [`AccessTokenApi`]: the three operations of MoneyKit's `AccessTokenApi`, with the
 //! official SDKs' names (including `instrospect_client`, spelled as MoneyKit spells it).
 
+use std::sync::Arc;
+
+use http::HeaderMap;
 use moneykit_wire::{AppClientResponse, GenerateAccessTokenResponse, JwkSet};
 use serde::de::DeserializeOwned;
 
 use crate::client::{HttpClient, WithHttpInfo};
 use crate::configuration::Configuration;
-use crate::error::ApiError;
+use crate::dpop::{DPOP, DpopKey, DpopSession, authorization_headers, demanded_nonce};
+use crate::error::{ApiError, CredentialError};
 use crate::token_request::{GenerateAccessTokenOpts, request_token};
 use crate::token_source::TokenSource;
 
 /// Client for `/auth/token`, `/auth/introspect` and `/.well-known/jwks.json`.
 ///
-/// Cheap to clone (the connection pool is shared). Operations that need a bearer token
-/// take it from the attached [`TokenSource`] if there is one (refreshing and retrying
-/// once when the server says it expired), else from
-/// [`Configuration::access_token`].
+/// Cheap to clone (the connection pool is shared). Operations that need a token take it
+/// from the attached [`TokenSource`] if there is one (refreshing and retrying once when
+/// the server says it expired, and presenting a DPoP-bound token with a proof), else
+/// from [`Configuration::access_token`].
 #[derive(Debug, Clone)]
 pub struct AccessTokenApi {
     client: HttpClient,
     tokens: Option<TokenSource>,
+    dpop: Option<Arc<DpopSession>>,
 }
 
 impl AccessTokenApi {
@@ -28,10 +33,24 @@ impl AccessTokenApi {
         Ok(Self {
             client: HttpClient::new(configuration)?,
             tokens: None,
+            dpop: None,
         })
     }
 
-    /// Takes bearer tokens from `source` instead of a fixed access token.
+    /// Binds the tokens this client gets to `key` (DPoP, RFC 9449): every
+    /// `generate_access_token` carries a new proof (retried once with the server's nonce
+    /// when it asks for one), and [`Configuration::access_token`] is presented as a
+    /// DPoP-bound token, with a proof. A token from an attached [`TokenSource`] is
+    /// presented as that source says.
+    ///
+    /// A retry after a nonce demand sends `opts` again: a client assertion in it may
+    /// have been used up. [`TokenSource`] makes a new one for the retry.
+    pub fn with_dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(Arc::new(DpopSession::new(key)));
+        self
+    }
+
+    /// Takes tokens from `source` instead of a fixed access token.
     pub fn with_token_source(mut self, source: TokenSource) -> Self {
         self.tokens = Some(source);
         self
@@ -100,7 +119,8 @@ impl AccessTokenApi {
         &self,
         opts: GenerateAccessTokenOpts,
     ) -> Result<WithHttpInfo<GenerateAccessTokenResponse>, ApiError> {
-        request_token(&self.client, &opts).await
+        let form = || async { Ok(opts.clone()) };
+        request_token(&self.client, self.dpop.as_deref(), form).await
     }
 
     /// `GET /.well-known/jwks.json`: the public keys that verify webhook JWTs (and access
@@ -192,7 +212,7 @@ impl AccessTokenApi {
     pub async fn instrospect_client_with_http_info(
         &self,
     ) -> Result<WithHttpInfo<AppClientResponse>, ApiError> {
-        self.bearer_get("/auth/introspect").await
+        self.authorized_get("/auth/introspect").await
     }
 
     /// The correctly spelled [`AccessTokenApi::instrospect_client`].
@@ -225,20 +245,59 @@ impl AccessTokenApi {
         self.instrospect_client_with_http_info().await
     }
 
-    async fn bearer_get<T: DeserializeOwned>(
+    /// `GET path` with the token of the source, or of the configuration.
+    async fn authorized_get<T: DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<WithHttpInfo<T>, ApiError> {
         match &self.tokens {
             Some(source) => {
                 source
-                    .with_token(|token| async move { self.client.get(path, Some(&token)).await })
+                    .with_access_token(|token| async move {
+                        self.get_presenting(path, |url, nonce| {
+                            token.authorization_headers_with_nonce("GET", url, nonce)
+                        })
+                        .await
+                    })
                     .await
             }
-            None => {
-                let token = self.client.config.access_token.clone();
-                self.client.get(path, token.as_ref()).await
-            }
+            None => match (&self.client.config.access_token, &self.dpop) {
+                (Some(token), Some(session)) => {
+                    self.get_presenting(path, |url, nonce| {
+                        authorization_headers(
+                            token.expose(),
+                            Some(session.key()),
+                            "GET",
+                            url,
+                            nonce,
+                        )
+                    })
+                    .await
+                }
+                (token, _) => self.client.get(path, token.as_ref()).await,
+            },
+        }
+    }
+
+    /// `GET path` with the headers `present` makes for its URL; when they carry a DPoP
+    /// proof and the server demands a nonce, once more with that nonce.
+    async fn get_presenting<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        present: impl Fn(&str, Option<&str>) -> Result<HeaderMap, CredentialError>,
+    ) -> Result<WithHttpInfo<T>, ApiError> {
+        let url = self.client.config.url(path);
+        let headers = present(&url, None)?;
+        let has_proof = headers.contains_key(DPOP);
+        match self.client.get_with_headers(path, headers).await {
+            Err(e) if has_proof => match demanded_nonce(&e) {
+                Some(nonce) => {
+                    let headers = present(&url, Some(&nonce))?;
+                    self.client.get_with_headers(path, headers).await
+                }
+                None => Err(e),
+            },
+            other => other,
         }
     }
 }

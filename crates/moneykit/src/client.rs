@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::configuration::Configuration;
+use crate::dpop::DPOP;
 use crate::error::ApiError;
 use crate::secret::Secret;
 
@@ -24,11 +25,21 @@ pub(crate) struct HttpClient {
 
 impl HttpClient {
     pub(crate) fn new(config: Configuration) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(10)))
-            .build()?;
+            .tls_certs_merge(
+                config
+                    .root_certificates
+                    .iter()
+                    .map(|der| reqwest::Certificate::from_der(der))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        if let Some(certificate) = &config.client_certificate {
+            builder = builder.identity(certificate.identity());
+        }
+        let http = builder.build()?;
         Ok(Self {
             config: Arc::new(config),
             http,
@@ -45,13 +56,18 @@ impl HttpClient {
             )
     }
 
-    /// `POST` a form, with HTTP Basic when the configuration has a user name.
+    /// `POST` a form, with HTTP Basic when the configuration has a user name, and a
+    /// `DPoP` proof when given one.
     pub(crate) async fn post_form<F: serde::Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         form: &F,
+        dpop_proof: Option<&str>,
     ) -> Result<WithHttpInfo<T>, ApiError> {
         let mut request = self.request(reqwest::Method::POST, path).form(form);
+        if let Some(proof) = dpop_proof {
+            request = request.header(DPOP, proof);
+        }
         if let Some(user) = &self.config.username {
             let password = self.config.password.as_ref().map(Secret::expose);
             request = request.basic_auth(user, password);
@@ -70,6 +86,16 @@ impl HttpClient {
             request = request.bearer_auth(token.expose());
         }
         self.send(request).await
+    }
+
+    /// `GET` with these headers (a token's `Authorization`, and its `DPoP` proof).
+    pub(crate) async fn get_with_headers<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<WithHttpInfo<T>, ApiError> {
+        self.send(self.request(reqwest::Method::GET, path).headers(headers))
+            .await
     }
 
     async fn send<T: DeserializeOwned>(

@@ -150,7 +150,7 @@ fn json_part(value: &impl Serialize) -> Result<String, CredentialError> {
 }
 
 /// 128 random bits, base64url: unique per assertion without any state.
-fn random_jti() -> Result<String, CredentialError> {
+pub(crate) fn random_jti() -> Result<String, CredentialError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| CredentialError::new("no random bytes for the assertion's jti"))?;

@@ -4,6 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+
+use crate::client_certificate::{ClientCertificate, certificates};
+use crate::error::CredentialError;
 use crate::secret::Secret;
 
 /// The MoneyKit production API: where [`Configuration::moneykit`] sends requests.
@@ -21,7 +25,8 @@ pub struct Configuration {
     pub username: Option<String>,
     /// HTTP Basic password: your client secret.
     pub password: Option<Secret>,
-    /// Bearer token for the operations that need one (introspection, JWKS).
+    /// Access token for the operations that need one (introspection, JWKS): a bearer
+    /// token, or a DPoP-bound one with [`crate::AccessTokenApi::with_dpop`].
     pub access_token: Option<Secret>,
     /// `User-Agent` header.
     pub user_agent: String,
@@ -29,6 +34,11 @@ pub struct Configuration {
     pub timeout: Duration,
     /// `MoneyKit-Version` header; the version this SDK is written against.
     pub api_version: String,
+    /// The TLS client certificate presented when the server asks for one (RFC 8705).
+    pub client_certificate: Option<ClientCertificate>,
+    /// Certificate authorities trusted besides the system's (a private CA, or a
+    /// self-signed server certificate), as DER.
+    pub root_certificates: Vec<CertificateDer<'static>>,
 }
 
 /// Why [`Configuration::self_hosted`] refused a base URL.
@@ -58,6 +68,8 @@ impl Configuration {
             user_agent: format!("moneykit-rust/{}", env!("CARGO_PKG_VERSION")),
             timeout: Duration::from_secs(30),
             api_version: moneykit_wire::headers::SUPPORTED_VERSION.into(),
+            client_certificate: None,
+            root_certificates: Vec::new(),
         }
     }
 
@@ -139,6 +151,21 @@ impl Configuration {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Presents `certificate` to the server over TLS: the tokens issued then are bound
+    /// to it, and a client registered for certificate authentication needs no secret
+    /// (see [`crate::TokenSource::with_client_certificate`]).
+    pub fn client_certificate(mut self, certificate: ClientCertificate) -> Self {
+        self.client_certificate = Some(certificate);
+        self
+    }
+
+    /// Trusts the certificates of a PEM document too (`CERTIFICATE` sections): the CA of
+    /// a server whose certificate the system does not know.
+    pub fn add_root_certificates(mut self, pem: &[u8]) -> Result<Self, CredentialError> {
+        self.root_certificates.extend(certificates(pem)?);
+        Ok(self)
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

@@ -16,14 +16,25 @@
 //!   returning `(data, status, headers)`.
 //! - [`TokenSource`]: a cached access token, refreshed ahead of expiry, one refresh
 //!   shared by concurrent callers; the client proves itself with a secret, a
-//!   [`PrivateKey`] (`private_key_jwt`, through [`PrivateKeyJwt`]) or, holding no
-//!   credential at all, a platform token ([`WorkloadIdentity`]).
+//!   [`PrivateKey`] (`private_key_jwt`, through [`PrivateKeyJwt`]), a TLS client
+//!   certificate alone ([`ClientCertificate`]) or, holding no credential at all, a
+//!   platform token ([`WorkloadIdentity`]).
+//! - Sender-constrained tokens, which a thief cannot use: [`DpopKey`] binds tokens to a
+//!   key (DPoP, RFC 9449; every call carries a proof, made by
+//!   [`AccessToken::authorization_headers`]), [`ClientCertificate`] to a TLS client
+//!   certificate (RFC 8705). [`jwk_thumbprint`] and [`certificate_thumbprint`] compute
+//!   what such tokens name in `cnf`.
 //! - [`webhooks::Verifier`]: checks `MoneyKit-Signature` headers against the JWKS.
 //! - [`AccessTokenVerifier`]: checks access tokens (RFC 9068 JWTs) in a resource server,
 //!   against the JWKS found through the issuer's RFC 8414 metadata, giving a
-//!   [`VerifiedAccessToken`] or a [`TokenError`].
+//!   [`VerifiedAccessToken`] or a [`TokenError`]; with
+//!   [`AccessTokenVerifier::verify_request`] and a [`ResourceRequest`], DPoP-bound tokens
+//!   with their proof ([`DpopProofError`] says why one was refused) and certificate-bound
+//!   tokens with their certificate.
 //! - `axum` (feature `axum`, off by default): the `Authenticated` extractor, which
-//!   verifies the bearer token of a request and answers 401/403 as RFC 6750 says.
+//!   verifies the access token of a request — bearer, DPoP, or bound to the
+//!   `PeerCertificate` the application gives it — and answers 401/403 as RFC 6750 and
+//!   RFC 9449 say.
 //! - [`ApiError`]: transport failures, unexpected bodies and API errors kept apart
 //!   ([`ErrorKind`]), with the MoneyKit error fields parsed.
 //! - The JSON types ([`GenerateAccessTokenResponse`], [`AppClientResponse`], [`JwkSet`], …)
@@ -93,6 +104,41 @@
 //! # }
 //! ```
 //!
+//! ## Sender-constrained tokens
+//!
+//! With a DPoP key, tokens are bound to it, and each of your calls carries a new proof:
+//!
+//! ```no_run
+//! use moneykit::{Configuration, DpopKey, TokenSource};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Configuration::self_hosted("https://auth.example.com")?;
+//! let tokens = TokenSource::builder(config, "live_…", "mks_…")
+//!     .dpop(DpopKey::generate()?)
+//!     .build()?;
+//! let url = "https://api.example.com/accounts";
+//! let headers = tokens.authorization_headers("GET", url).await?; // Authorization + DPoP
+//! let accounts = reqwest::Client::new().get(url).headers(headers).send().await?;
+//! # let _ = accounts;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With a TLS client certificate, the certificate can be the client's only credential,
+//! and the tokens are bound to it:
+//!
+//! ```no_run
+//! use moneykit::{ClientCertificate, Configuration, TokenSource};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let certificate = ClientCertificate::from_files("client.crt", "client.key")?;
+//! let config = Configuration::self_hosted("https://auth.example.com")?;
+//! let tokens = TokenSource::with_client_certificate(config, "live_…", certificate).build()?;
+//! # let _ = tokens.token().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Protecting an API
 //!
 //! ```no_run
@@ -114,13 +160,15 @@
 //! # }
 //! ```
 //!
-//! With the `axum` feature, `moneykit::axum::Authenticated` does this as an extractor; see
+//! `verify` takes bearer tokens only. To accept DPoP-bound and certificate-bound tokens,
+//! give the whole request to [`AccessTokenVerifier::verify_request`]; with the `axum`
+//! feature, `moneykit::axum::Authenticated` does this as an extractor; see
 //! `examples/resource_server.rs`.
 //!
 //! ## Cargo features
 //!
 //! - `axum` (off by default): `moneykit::axum`, the `Authenticated` extractor and its
-//!   RFC 6750 rejections.
+//!   RFC 6750 and RFC 9449 rejections.
 //!
 //! ## Errors
 //!
@@ -146,8 +194,12 @@ mod access_token;
 pub mod axum;
 mod client;
 mod client_assertion;
+mod client_certificate;
 mod configuration;
+mod dpop;
+mod dpop_proof;
 mod error;
+mod jwk;
 mod jwks_cache;
 mod private_key;
 mod secret;
@@ -165,8 +217,12 @@ struct ReadmeDoctests;
 pub use access_token::AccessTokenApi;
 pub use client::WithHttpInfo;
 pub use client_assertion::PrivateKeyJwt;
+pub use client_certificate::{ClientCertificate, certificate_thumbprint};
 pub use configuration::{Configuration, DEFAULT_HOST, InvalidBaseUrl};
+pub use dpop::DpopKey;
+pub use dpop_proof::DpopProofError;
 pub use error::{ApiError, CredentialError, ErrorKind, TransportError};
+pub use jwk::jwk_thumbprint;
 pub use moneykit_wire::{
     AppClientResponse, AppResponse, ErrorBody, GenerateAccessTokenResponse, Jwk, JwkSet,
     ValidationError, WebhookSignatureClaims,
@@ -176,6 +232,7 @@ pub use secret::Secret;
 pub use token_request::GenerateAccessTokenOpts;
 pub use token_source::{AccessToken, TokenSource, TokenSourceBuilder};
 pub use verifier::{
-    AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, TokenError, VerifiedAccessToken,
+    AccessTokenVerifier, AccessTokenVerifierBuilder, MAX_TOKEN_LEN, ResourceRequest, TokenError,
+    VerifiedAccessToken,
 };
 pub use workload_identity::WorkloadIdentity;

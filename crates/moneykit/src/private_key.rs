@@ -12,7 +12,7 @@ use aws_lc_rs::signature::{
     EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaKeyPair,
 };
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use moneykit_wire::Jwk;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::{self, PemObject};
@@ -38,6 +38,15 @@ pub enum JwsAlgorithm {
 }
 
 impl JwsAlgorithm {
+    /// Every algorithm, in the order the `algs` of a DPoP challenge lists them.
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Es256,
+        Self::Es384,
+        Self::EdDsa,
+        Self::Rs256,
+        Self::Ps256,
+    ];
+
     /// The name in a JWT header's `alg`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,6 +228,13 @@ impl PrivateKey {
         Ok(key)
     }
 
+    /// A new P-256 key (ES256), generated here.
+    pub(crate) fn generate_es256() -> Result<Self, CredentialError> {
+        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map(|key| Self::new(Signer::Ecdsa(key), JwsAlgorithm::Es256))
+            .map_err(|_| CredentialError::new("cannot generate a P-256 key"))
+    }
+
     fn new(signer: Signer, algorithm: JwsAlgorithm) -> Self {
         Self {
             signer,
@@ -326,20 +342,14 @@ impl std::str::FromStr for JwsAlgorithm {
     type Err = CredentialError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        [
-            Self::Es256,
-            Self::Es384,
-            Self::EdDsa,
-            Self::Rs256,
-            Self::Ps256,
-        ]
-        .into_iter()
-        .find(|alg| alg.as_str() == name)
-        .ok_or_else(|| {
-            CredentialError::new(format!(
-                "unsupported alg {name:?}: expected ES256, ES384, EdDSA, RS256 or PS256"
-            ))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|alg| alg.as_str() == name)
+            .ok_or_else(|| {
+                CredentialError::new(format!(
+                    "unsupported alg {name:?}: expected ES256, ES384, EdDSA, RS256 or PS256"
+                ))
+            })
     }
 }
 
@@ -364,6 +374,20 @@ fn curve_name(algorithm: JwsAlgorithm) -> &'static str {
         JwsAlgorithm::Es384 => "P-384",
         _ => "P-256",
     }
+}
+
+/// A PEM document of `der`, as `openssl` writes one.
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -480,24 +504,9 @@ pub(crate) mod tests {
         ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256,
         RSA_PSS_2048_8192_SHA256, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm,
     };
-    use base64::engine::general_purpose::STANDARD;
     use serde_json::json;
 
     use super::*;
-
-    /// A PEM document of `der`, as `openssl` writes one.
-    pub(crate) fn pem(label: &str, der: &[u8]) -> String {
-        let body = STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|l| std::str::from_utf8(l).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            lines.join("\n")
-        )
-    }
 
     /// A new key of each kind: its PKCS#8 PEM, and what verifies its signatures (made
     /// by aws-lc-rs directly, not through `PrivateKey`).

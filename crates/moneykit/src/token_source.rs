@@ -6,17 +6,24 @@
 //! share one refresh (single flight) instead of each asking the server. A call rejected with
 //! `api_error.auth.expired_access_token` (clock skew, a server restart with a shorter
 //! lifetime) triggers one refresh and one retry.
+//!
+//! Any credential can be combined with a DPoP key ([`TokenSourceBuilder::dpop`]), whose
+//! tokens are bound to the key, and with a TLS client certificate
+//! ([`TokenSourceBuilder::client_certificate`]), which binds them to the certificate.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::client::HttpClient;
 use crate::client_assertion::PrivateKeyJwt;
+use crate::client_certificate::ClientCertificate;
 use crate::configuration::Configuration;
-use crate::error::ApiError;
+use crate::dpop::{DpopKey, DpopSession, authorization_headers};
+use crate::error::{ApiError, CredentialError};
 use crate::private_key::PrivateKey;
 use crate::secret::Secret;
 use crate::token_request::{GenerateAccessTokenOpts, request_token};
@@ -25,16 +32,48 @@ use crate::workload_identity::WorkloadIdentity;
 /// A token from the cache or a refresh.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
-    /// The bearer token.
+    /// The access token.
     pub token: Secret,
+    /// How it is presented: `DPoP` for a token bound to the source's DPoP key, else
+    /// `bearer` or `Bearer`, as the server said.
+    pub token_type: String,
     /// The scopes granted.
     pub scope: String,
     /// When it expires, by this process's clock.
     pub expires_at: Instant,
     issued_at: Instant,
+    /// The key the token is bound to, when the server bound it.
+    dpop: Option<DpopKey>,
 }
 
 impl AccessToken {
+    /// Whether the token is DPoP-bound: every request with it needs a proof, which
+    /// [`AccessToken::authorization_headers`] makes.
+    pub fn is_dpop(&self) -> bool {
+        self.dpop.is_some()
+    }
+
+    /// The headers that present the token on a request to `url` with `method`:
+    /// `Authorization: Bearer …`, or for a DPoP-bound token `Authorization: DPoP …` and a
+    /// new `DPoP` proof for this method and URL (with `ath`). Make them for each request:
+    /// a proof is good for one.
+    pub fn authorization_headers(
+        &self,
+        method: impl AsRef<str>,
+        url: &str,
+    ) -> Result<HeaderMap, CredentialError> {
+        self.authorization_headers_with_nonce(method.as_ref(), url, None)
+    }
+
+    pub(crate) fn authorization_headers_with_nonce(
+        &self,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+    ) -> Result<HeaderMap, CredentialError> {
+        authorization_headers(self.token.expose(), self.dpop.as_ref(), method, url, nonce)
+    }
+
     /// Whether it is still worth using at `now`: not expired, and not within
     /// `refresh_ahead` of expiring (capped at half its lifetime, so very short-lived tokens
     /// are still used for a while).
@@ -78,6 +117,7 @@ pub struct TokenSource {
 struct Inner {
     client: HttpClient,
     credential: Credential,
+    dpop: Option<DpopSession>,
     scope: Option<String>,
     refresh_ahead: Duration,
     cached: Mutex<Option<AccessToken>>,
@@ -89,6 +129,8 @@ struct Inner {
 enum Credential {
     /// The client secret, sent as HTTP Basic from the configuration.
     ClientSecret,
+    /// The TLS client certificate alone: the form names the client.
+    ClientCertificate { client_id: String },
     /// A new signed assertion for every refresh.
     PrivateKeyJwt(PrivateKeyJwt),
     /// The platform token file, read again for every refresh.
@@ -103,6 +145,11 @@ impl Credential {
                 grant_type: Some("client_credentials".into()),
                 ..Default::default()
             },
+            Self::ClientCertificate { client_id } => GenerateAccessTokenOpts {
+                grant_type: Some("client_credentials".into()),
+                client_id: Some(client_id.clone()),
+                ..Default::default()
+            },
             Self::PrivateKeyJwt(assertions) => assertions.token_request()?,
             Self::Federated(identity) => identity.token_request().await?,
         })
@@ -114,6 +161,7 @@ impl Credential {
 pub struct TokenSourceBuilder {
     configuration: Configuration,
     credential: Credential,
+    dpop: Option<DpopKey>,
     scope: Option<String>,
     refresh_ahead: Duration,
 }
@@ -123,6 +171,7 @@ impl TokenSourceBuilder {
         Self {
             configuration,
             credential,
+            dpop: None,
             scope: None,
             refresh_ahead: Duration::from_secs(60),
         }
@@ -140,12 +189,31 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// Asks for tokens bound to `key` (DPoP, RFC 9449): every token request carries a
+    /// new proof (retried once with the server's nonce when it asks for one), and the
+    /// tokens must be presented with a proof too — see
+    /// [`TokenSource::authorization_headers`].
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// Presents `certificate` on the token requests (RFC 8705): the tokens are bound to
+    /// it, so calls with them must present it as well (set it on their
+    /// [`Configuration`] too). The client still proves itself with its credential; for
+    /// the certificate alone, see [`TokenSource::with_client_certificate`].
+    pub fn client_certificate(mut self, certificate: ClientCertificate) -> Self {
+        self.configuration = self.configuration.client_certificate(certificate);
+        self
+    }
+
     /// Builds the source. Fails only if the TLS backend cannot start.
     pub fn build(self) -> Result<TokenSource, ApiError> {
         Ok(TokenSource {
             inner: Arc::new(Inner {
                 client: HttpClient::new(self.configuration)?,
                 credential: self.credential,
+                dpop: self.dpop.map(DpopSession::new),
                 scope: self.scope,
                 refresh_ahead: self.refresh_ahead,
                 cached: Mutex::new(None),
@@ -235,6 +303,36 @@ impl TokenSource {
         )
     }
 
+    /// A builder for a client that authenticates with its TLS client certificate alone
+    /// (`tls_client_auth` or `self_signed_tls_client_auth`, RFC 8705 §2): the request
+    /// names the client in the form, with no secret and no HTTP Basic header. The tokens
+    /// are bound to the certificate.
+    ///
+    /// ```no_run
+    /// use moneykit::{ClientCertificate, Configuration, TokenSource};
+    ///
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Configuration::self_hosted("https://auth.example.com")?;
+    /// let certificate = ClientCertificate::from_files("client.crt", "client.key")?;
+    /// let tokens = TokenSource::with_client_certificate(config, "live_…", certificate).build()?;
+    /// let token = tokens.token().await?;
+    /// # let _ = token;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_client_certificate(
+        configuration: Configuration,
+        client_id: impl Into<String>,
+        certificate: ClientCertificate,
+    ) -> TokenSourceBuilder {
+        TokenSourceBuilder::new(
+            without_basic_auth(configuration).client_certificate(certificate),
+            Credential::ClientCertificate {
+                client_id: client_id.into(),
+            },
+        )
+    }
+
     /// A builder for a workload that holds no credential of its own (workload identity
     /// federation): every refresh reads the platform token file again and presents it
     /// with the `jwt-bearer` grant, or with a token exchange (see [`WorkloadIdentity`]).
@@ -304,34 +402,79 @@ impl TokenSource {
     }
 
     /// Runs `call` with a token; if the server answers that the token expired, refreshes
-    /// once and runs it again.
+    /// once and runs it again. For a DPoP-bound token, use
+    /// [`TokenSource::with_access_token`], whose token makes the proof.
     pub async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
     where
         F: Fn(Secret) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        self.with_access_token(|token| call(token.token)).await
+    }
+
+    /// [`TokenSource::with_token`] with the whole [`AccessToken`], whose
+    /// [`AccessToken::authorization_headers`] present it whatever its type.
+    ///
+    /// ```no_run
+    /// # use moneykit::{ApiError, TokenSource};
+    /// # async fn example(tokens: TokenSource) -> Result<(), ApiError> {
+    /// let url = "https://api.example.com/accounts";
+    /// let status = tokens
+    ///     .with_access_token(|token| async move {
+    ///         let headers = token.authorization_headers("GET", url)?;
+    ///         let response = reqwest::Client::new().get(url).headers(headers).send().await?;
+    ///         Ok(response.status())
+    ///     })
+    ///     .await?;
+    /// # let _ = status;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn with_access_token<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(AccessToken) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
         let token = self.token().await?;
-        match call(token.token.clone()).await {
+        let rejected = token.token.clone();
+        match call(token).await {
             Err(e) if e.is_expired_token() => {
-                let fresh = self.refresh_after_rejection(&token.token).await?;
-                call(fresh.token).await
+                let fresh = self.refresh_after_rejection(&rejected).await?;
+                call(fresh).await
             }
             other => other,
         }
     }
 
+    /// The headers for a request of your own to `url` with `method`, with a token valid
+    /// for a while yet: `Authorization: Bearer …`, or for DPoP `Authorization: DPoP …`
+    /// and a new proof for this request (see [`AccessToken::authorization_headers`]).
+    pub async fn authorization_headers(
+        &self,
+        method: impl AsRef<str>,
+        url: &str,
+    ) -> Result<HeaderMap, ApiError> {
+        Ok(self.token().await?.authorization_headers(method, url)?)
+    }
+
     async fn fetch(&self) -> Result<AccessToken, ApiError> {
         let issued_at = Instant::now();
-        let opts = GenerateAccessTokenOpts {
-            scope: self.inner.scope.clone(),
-            ..self.inner.credential.token_request().await?
+        let make_form = || async {
+            Ok(GenerateAccessTokenOpts {
+                scope: self.inner.scope.clone(),
+                ..self.inner.credential.token_request().await?
+            })
         };
-        let (response, _, _) = request_token(&self.inner.client, &opts).await?;
+        let dpop = self.inner.dpop.as_ref();
+        let (response, _, _) = request_token(&self.inner.client, dpop, make_form).await?;
+        let bound = response.token_type.eq_ignore_ascii_case("dpop");
         let token = AccessToken {
             token: Secret::new(response.access_token),
+            token_type: response.token_type,
             scope: response.scope,
             expires_at: issued_at + Duration::from_secs(response.expires_in),
             issued_at,
+            dpop: dpop.filter(|_| bound).map(|session| session.key().clone()),
         };
         *self.inner.cached.lock().expect("not poisoned") = Some(token.clone());
         Ok(token)
@@ -356,9 +499,11 @@ mod tests {
         let now = Instant::now();
         AccessToken {
             token: Secret::new("t"),
+            token_type: "bearer".into(),
             scope: String::new(),
             expires_at: now + Duration::from_secs(lifetime),
             issued_at: now,
+            dpop: None,
         }
     }
 

@@ -11,6 +11,22 @@
 //!
 //! A token that passed is remembered by its SHA-256 until it expires, so verifying it
 //! again skips the signature; the time checks still run every time.
+//!
+//! Sender-constrained tokens — bound to a DPoP key (`cnf.jkt`, RFC 9449) or to a TLS
+//! client certificate (`cnf["x5t#S256"]`, RFC 8705) — are accepted only by
+//! [`AccessTokenVerifier::verify_request`], which sees the proof of possession: the
+//! request's `DPoP` proof, or the certificate its connection presented.
+//! [`AccessTokenVerifier::verify`] refuses them, since a bound token alone proves nothing.
+//!
+//! The DPoP checks (RFC 9449 §4.3 and §7.1): the token comes with the `DPoP` scheme and
+//! exactly one `DPoP` header; the proof's `typ` is `dpop+jwt`, its `alg` one of ES256,
+//! ES384, EdDSA, RS256, PS256, its `jwk` a public key of that kind that verifies the
+//! signature; `htm` is the request's method and `htu` its URL (see
+//! [`AccessTokenVerifierBuilder::public_url`]); `iat` is within
+//! [`AccessTokenVerifierBuilder::dpop_proof_window`] of now; `ath` is the hash of the
+//! token; the `jwk`'s thumbprint is the token's `cnf.jkt`; and its `jti` was not accepted
+//! before within the window. A token without `cnf.jkt` sent with the `DPoP` scheme is
+//! refused as well (RFC 9449 §7.1: the scheme claims a binding the token does not have).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,11 +37,18 @@ use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{AUTHORIZATION, HOST};
+use http::{HeaderMap, Method, Uri};
 use moneykit_wire::{Audience, JwkSet};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::{Map, Value};
 
 use crate::client::read_body;
+use crate::client_certificate::certificate_thumbprint;
+use crate::configuration::{Configuration, InvalidBaseUrl};
+use crate::dpop::DPOP;
+use crate::dpop_proof::{DpopProofError, ExpectedProof, ReplayCache, ReplayRefusal, check_proof};
 use crate::error::ApiError;
 use crate::jwks_cache::JwksCache;
 
@@ -36,6 +59,8 @@ const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
 const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+const DEFAULT_DPOP_PROOF_WINDOW: Duration = Duration::from_secs(60);
+const DEFAULT_DPOP_REPLAY_CAPACITY: usize = 100_000;
 const WELL_KNOWN_METADATA: &str = "/.well-known/oauth-authorization-server";
 
 /// Why an access token was not accepted, or could not be checked.
@@ -83,6 +108,40 @@ pub enum TokenError {
     /// The JWKS could not be fetched or read.
     #[error("cannot fetch the JWKS: {0}")]
     Jwks(#[source] ApiError),
+    /// The request has no `Authorization` header with the `Bearer` or `DPoP` scheme.
+    #[error("the request carries no access token")]
+    MissingToken,
+    /// Several `Authorization` headers, or one that is not text.
+    #[error("malformed Authorization header")]
+    InvalidAuthorization,
+    /// A DPoP-bound token (`cnf.jkt`) without its proof: sent as a bearer token, or
+    /// given to [`AccessTokenVerifier::verify`].
+    #[error("the token is DPoP-bound: present it with the DPoP scheme and a proof")]
+    DpopBound,
+    /// The `DPoP` scheme with a token that is not DPoP-bound.
+    #[error("the token is not DPoP-bound, but was sent with the DPoP scheme")]
+    NotDpopBound,
+    /// The request's DPoP proof is missing or does not hold.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(#[source] DpopProofError),
+    /// The DPoP proof holds, but its key is not the one the token is bound to.
+    #[error("the DPoP proof's key is not the one the token is bound to")]
+    DpopKeyMismatch,
+    /// So many DPoP proofs arrived within the window that no more can be remembered:
+    /// refused until some leave it (see
+    /// [`AccessTokenVerifierBuilder::dpop_replay_capacity`]).
+    #[error("too many DPoP proofs to check for replay right now")]
+    DpopReplayCacheFull,
+    /// A certificate-bound token (`cnf["x5t#S256"]`), and the request presented no client
+    /// certificate.
+    #[error("the token is bound to a client certificate, and none was presented")]
+    CertificateRequired,
+    /// The client certificate presented is not the one the token is bound to.
+    #[error("the token is bound to another client certificate")]
+    CertificateMismatch,
+    /// `cnf` binds the token by a method this verifier cannot check.
+    #[error("the token is bound by an unsupported confirmation method")]
+    UnsupportedConfirmation,
 }
 
 /// The claims of an access token that verified. Cheap to clone.
@@ -105,6 +164,22 @@ struct Claims {
     #[serde(default)]
     nbf: Option<i64>,
     jti: String,
+    #[serde(default)]
+    cnf: Option<Confirmation>,
+}
+
+/// `cnf` (RFC 7800): what the token is bound to.
+#[derive(Debug, Deserialize)]
+struct Confirmation {
+    /// The thumbprint of a DPoP key (RFC 9449 §6).
+    #[serde(default)]
+    jkt: Option<String>,
+    /// The thumbprint of a client certificate (RFC 8705 §3.1).
+    #[serde(default, rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+    /// Other confirmation methods, which cannot be checked here.
+    #[serde(flatten)]
+    other: Map<String, Value>,
 }
 
 impl VerifiedAccessToken {
@@ -162,6 +237,90 @@ impl VerifiedAccessToken {
     pub fn token_id(&self) -> &str {
         &self.0.jti
     }
+
+    /// `cnf.jkt`: the thumbprint of the DPoP key the token is bound to, if it is.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.0.cnf.as_ref()?.jkt.as_deref()
+    }
+
+    /// `cnf["x5t#S256"]`: the thumbprint of the client certificate the token is bound to,
+    /// if it is.
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.0.cnf.as_ref()?.x5t_s256.as_deref()
+    }
+
+    /// `Ok` if the client certificate `der` (the DER of the leaf the TLS connection
+    /// presented) is the one the token is bound to, or the token is not bound to one.
+    pub fn check_client_certificate(&self, der: &[u8]) -> Result<(), TokenError> {
+        match self.certificate_thumbprint() {
+            Some(bound) if bound != certificate_thumbprint(der) => {
+                Err(TokenError::CertificateMismatch)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a request to a resource server presents, for
+/// [`AccessTokenVerifier::verify_request`]: its method, URI and headers, and the client
+/// certificate of its TLS connection if there was one. Any HTTP framework built on the
+/// `http` crate has these.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRequest<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    client_certificate: Option<&'a [u8]>,
+}
+
+impl<'a> ResourceRequest<'a> {
+    /// A request as received: `uri` is usually only a path, and the URL a DPoP proof is
+    /// checked against is then made from the `Host` header or the verifier's
+    /// [`public_url`](AccessTokenVerifierBuilder::public_url).
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Self {
+            method,
+            uri,
+            headers,
+            client_certificate: None,
+        }
+    }
+
+    /// The DER of the client certificate the request's TLS connection presented (its
+    /// leaf), which a certificate-bound token must match.
+    pub fn client_certificate(mut self, der: &'a [u8]) -> Self {
+        self.client_certificate = Some(der);
+        self
+    }
+}
+
+/// The access token of a request, by scheme.
+enum Presented<'a> {
+    Bearer(&'a str),
+    Dpop(&'a str),
+}
+
+/// The token of the request's one `Authorization` header, `Bearer` or `DPoP` (any case).
+fn presented_token(headers: &HeaderMap) -> Result<Presented<'_>, TokenError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(match headers.contains_key(AUTHORIZATION) {
+            true => TokenError::InvalidAuthorization,
+            false => TokenError::MissingToken,
+        });
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| TokenError::InvalidAuthorization)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Presented::Bearer(token.trim()))
+        }
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(DPOP) => {
+            Ok(Presented::Dpop(token.trim()))
+        }
+        _ => Err(TokenError::MissingToken),
+    }
 }
 
 #[derive(Deserialize)]
@@ -212,6 +371,12 @@ struct Inner {
     /// `None` for a fixed key set.
     remote: Option<Remote>,
     verified: VerifiedCache,
+    /// The base of the URLs clients call, without a trailing slash; `None`: from the
+    /// request.
+    public_url: Option<String>,
+    /// How far a DPoP proof's `iat` may be from now, in seconds.
+    dpop_proof_window: i64,
+    used_proofs: ReplayCache,
 }
 
 struct Remote {
@@ -244,6 +409,9 @@ pub struct AccessTokenVerifierBuilder {
     http: Option<reqwest::Client>,
     jwks_uri: Option<String>,
     cache_capacity: usize,
+    public_url: Option<String>,
+    dpop_proof_window: Duration,
+    dpop_replay_capacity: usize,
 }
 
 impl AccessTokenVerifierBuilder {
@@ -293,6 +461,33 @@ impl AccessTokenVerifierBuilder {
         self
     }
 
+    /// The URL clients call this API at — scheme, host, port and any path prefix a proxy
+    /// strips, e.g. `https://api.example.com` — so a DPoP proof's `htu` is checked
+    /// against what the client saw rather than what reached this process. Without it,
+    /// the URL is the request's own if absolute (HTTP/2), else `http://` + its `Host`
+    /// header + its path: set it whenever TLS or a proxy stands between the client and
+    /// this process. Refused unless `http://` or `https://` with a host and no query.
+    pub fn public_url(mut self, url: impl AsRef<str>) -> Result<Self, InvalidBaseUrl> {
+        self.public_url = Some(Configuration::self_hosted(url)?.host);
+        Ok(self)
+    }
+
+    /// How far a DPoP proof's `iat` may be from now, either way (default 60 s): its
+    /// lifetime, and how long its `jti` is remembered against replay.
+    pub fn dpop_proof_window(mut self, window: Duration) -> Self {
+        self.dpop_proof_window = window;
+        self
+    }
+
+    /// How many DPoP proofs to remember against replay (default 100 000, about 10 MB):
+    /// when that many arrived within the proof window, further DPoP requests are refused
+    /// with [`TokenError::DpopReplayCacheFull`] until some leave it — the verifier fails
+    /// closed rather than forget a proof that could be replayed.
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
+        self.dpop_replay_capacity = capacity;
+        self
+    }
+
     /// A verifier that discovers the keys on the first [`AccessTokenVerifier::verify`]
     /// (or [`AccessTokenVerifier::discover`]). Fails only if the HTTP client cannot start.
     pub fn build(mut self) -> Result<AccessTokenVerifier, ApiError> {
@@ -326,6 +521,9 @@ impl AccessTokenVerifierBuilder {
             keys,
             remote,
             verified: VerifiedCache::new(self.cache_capacity),
+            public_url: self.public_url,
+            dpop_proof_window: i64::try_from(self.dpop_proof_window.as_secs()).unwrap_or(i64::MAX),
+            used_proofs: ReplayCache::new(self.dpop_replay_capacity),
         }))
     }
 }
@@ -366,6 +564,9 @@ impl AccessTokenVerifier {
             http: None,
             jwks_uri: None,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            public_url: None,
+            dpop_proof_window: DEFAULT_DPOP_PROOF_WINDOW,
+            dpop_replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
         }
     }
 
@@ -387,13 +588,148 @@ impl AccessTokenVerifier {
         Ok(())
     }
 
-    /// Verifies `token` (the bare JWT, without `Bearer `) now.
+    /// Verifies `token` (the bare JWT, without `Bearer `) now, as a bearer token: a token
+    /// bound to a DPoP key or a client certificate is refused ([`TokenError::DpopBound`],
+    /// [`TokenError::CertificateRequired`]), since only
+    /// [`AccessTokenVerifier::verify_request`] sees the proof it needs.
     pub async fn verify(&self, token: &str) -> Result<VerifiedAccessToken, TokenError> {
         self.verify_at(token, unix_now()).await
     }
 
     /// [`AccessTokenVerifier::verify`] as if the time were `now` (Unix seconds).
     pub async fn verify_at(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedAccessToken, TokenError> {
+        let token = self.verify_signed_at(token, now).await?;
+        check_confirmation(&token)?;
+        if token.dpop_thumbprint().is_some() {
+            return Err(TokenError::DpopBound);
+        }
+        if token.certificate_thumbprint().is_some() {
+            return Err(TokenError::CertificateRequired);
+        }
+        Ok(token)
+    }
+
+    /// Verifies the access token of a request now: a bearer token as
+    /// [`AccessTokenVerifier::verify`] does, a DPoP-bound one with its `DPoP` proof, a
+    /// certificate-bound one against the request's client certificate.
+    ///
+    /// ```no_run
+    /// use moneykit::{AccessTokenVerifier, ResourceRequest};
+    ///
+    /// # async fn example(request: http::Request<()>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = AccessTokenVerifier::builder("https://auth.example.com", "https://api.example.com")
+    ///     .public_url("https://api.example.com")?
+    ///     .build()?;
+    /// let presented = ResourceRequest::new(request.method(), request.uri(), request.headers());
+    /// let token = verifier.verify_request(&presented).await?;
+    /// println!("{} (DPoP: {})", token.client_id(), token.dpop_thumbprint().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn verify_request(
+        &self,
+        request: &ResourceRequest<'_>,
+    ) -> Result<VerifiedAccessToken, TokenError> {
+        self.verify_request_at(request, unix_now()).await
+    }
+
+    /// [`AccessTokenVerifier::verify_request`] as if the time were `now` (Unix seconds).
+    pub async fn verify_request_at(
+        &self,
+        request: &ResourceRequest<'_>,
+        now: i64,
+    ) -> Result<VerifiedAccessToken, TokenError> {
+        let presented = presented_token(request.headers)?;
+        let (Presented::Bearer(raw) | Presented::Dpop(raw)) = presented;
+        let token = self.verify_signed_at(raw, now).await?;
+        check_confirmation(&token)?;
+        match (presented, token.dpop_thumbprint()) {
+            (Presented::Bearer(_), Some(_)) => return Err(TokenError::DpopBound),
+            (Presented::Dpop(_), None) => return Err(TokenError::NotDpopBound),
+            (Presented::Dpop(raw), Some(jkt)) => self.check_dpop(request, raw, jkt, now)?,
+            (Presented::Bearer(_), None) => {}
+        }
+        if token.certificate_thumbprint().is_some() {
+            let der = request
+                .client_certificate
+                .ok_or(TokenError::CertificateRequired)?;
+            token.check_client_certificate(der)?;
+        }
+        Ok(token)
+    }
+
+    /// Checks the request's one DPoP proof for the token `raw` bound to `jkt`, and
+    /// records it as used.
+    fn check_dpop(
+        &self,
+        request: &ResourceRequest<'_>,
+        raw: &str,
+        jkt: &str,
+        now: i64,
+    ) -> Result<(), TokenError> {
+        let invalid = TokenError::InvalidDpopProof;
+        let mut proofs = request.headers.get_all(DPOP).iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => return Err(invalid(DpopProofError::Missing)),
+            (Some(_), Some(_)) => return Err(invalid(DpopProofError::Several)),
+            (Some(proof), None) => proof
+                .to_str()
+                .map_err(|_| invalid(DpopProofError::Malformed("not text")))?,
+        };
+        let url = self
+            .request_url(request)
+            .ok_or(invalid(DpopProofError::WrongUrl))?;
+        let window = self.0.dpop_proof_window;
+        let expected = ExpectedProof {
+            method: request.method.as_str(),
+            url: &url,
+            access_token: raw,
+            now,
+            window,
+        };
+        let proof = check_proof(proof, &expected).map_err(invalid)?;
+        if proof.thumbprint != jkt {
+            return Err(TokenError::DpopKeyMismatch);
+        }
+        let forget_after = proof.iat.saturating_add(window);
+        match self
+            .0
+            .used_proofs
+            .record(proof.replay_key, forget_after, now)
+        {
+            Ok(()) => Ok(()),
+            Err(ReplayRefusal::Replayed) => Err(invalid(DpopProofError::Replayed)),
+            Err(ReplayRefusal::Full) => Err(TokenError::DpopReplayCacheFull),
+        }
+    }
+
+    /// The URL the client called: the public URL, or the request's own, or its `Host`'s.
+    fn request_url(&self, request: &ResourceRequest<'_>) -> Option<reqwest::Url> {
+        let path = request.uri.path();
+        let base = match (
+            &self.0.public_url,
+            request.uri.scheme(),
+            request.uri.authority(),
+        ) {
+            (Some(base), _, _) => base.clone(),
+            (None, Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            (None, _, _) => {
+                let mut hosts = request.headers.get_all(HOST).iter();
+                let (Some(host), None) = (hosts.next(), hosts.next()) else {
+                    return None;
+                };
+                format!("http://{}", host.to_str().ok()?)
+            }
+        };
+        reqwest::Url::parse(&format!("{base}{path}")).ok()
+    }
+
+    /// The checks of every token: signature, issuer, audience, times.
+    async fn verify_signed_at(
         &self,
         token: &str,
         now: i64,
@@ -531,6 +867,16 @@ impl Remote {
     }
 }
 
+/// `Ok` unless `cnf` binds the token only by methods this verifier cannot check.
+fn check_confirmation(token: &VerifiedAccessToken) -> Result<(), TokenError> {
+    match &token.0.cnf {
+        Some(cnf) if !cnf.other.is_empty() || (cnf.jkt.is_none() && cnf.x5t_s256.is_none()) => {
+            Err(TokenError::UnsupportedConfirmation)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Largest metadata or JWKS document read; real ones are a few KiB.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
@@ -619,6 +965,7 @@ mod tests {
                 exp,
                 nbf: None,
                 jti: String::new(),
+                cnf: None,
             })
         };
         let cache = VerifiedCache::new(2);

@@ -4,8 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use moneykit::AccessTokenVerifier;
-use moneykit::axum::{AuthRejection, Authenticated};
+use moneykit::axum::{AuthRejection, Authenticated, PeerCertificate};
+use moneykit::{AccessTokenVerifier, DpopKey, certificate_thumbprint};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -52,11 +52,11 @@ async fn call(app: &Router, path: &str, auth: &[&str]) -> (StatusCode, Option<St
     for value in auth {
         request = request.header(header::AUTHORIZATION, *value);
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    send(app, request.body(Body::empty()).unwrap()).await
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Option<String>, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let www = response
         .headers()
@@ -88,6 +88,8 @@ async fn a_token_with_the_scope_gets_through() {
     );
 }
 
+const ALGS: &str = r#"algs="ES256 ES384 EdDSA RS256 PS256""#;
+
 #[tokio::test]
 async fn no_token_is_a_bare_bearer_challenge() {
     let signer = Signer::new("key_1");
@@ -96,6 +98,120 @@ async fn no_token_is_a_bare_bearer_challenge() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(www.as_deref(), Some("Bearer"));
         assert_eq!(body["error"], "missing_token");
+    }
+}
+
+/// A token issued now and bound by `cnf`.
+fn bound_token(signer: &Signer, cnf: Value) -> String {
+    let mut claims = claims();
+    claims["iat"] = json!(now());
+    claims["exp"] = json!(now() + 300);
+    claims["cnf"] = cnf;
+    signer.sign(&signer.header(), &claims)
+}
+
+/// `GET http://api.example.test/accounts` with `Authorization: DPoP <token>` and `proof`.
+fn dpop_request(token: &str, proof: &str) -> Request<Body> {
+    Request::get("/accounts")
+        .header(header::HOST, "api.example.test")
+        .header(header::AUTHORIZATION, format!("DPoP {token}"))
+        .header("dpop", proof)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_with_its_proof_gets_through() {
+    let signer = Signer::new("key_1");
+    let key = DpopKey::generate().unwrap();
+    let token = bound_token(&signer, json!({ "jkt": key.thumbprint() }));
+    let url = "http://api.example.test/accounts";
+    let proof = key.proof("GET", url, Some(&token), None).unwrap();
+    let (status, _, body) = send(&app(&signer), dpop_request(&token, &proof)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["client_id"], "live_client");
+}
+
+#[tokio::test]
+async fn dpop_refusals_are_dpop_challenges() {
+    let signer = Signer::new("key_1");
+    let key = DpopKey::generate().unwrap();
+    let token = bound_token(&signer, json!({ "jkt": key.thumbprint() }));
+    let url = "http://api.example.test/accounts";
+    let challenge = |error: &str, description: &str| {
+        format!(r#"DPoP error="{error}", error_description="{description}", {ALGS}"#)
+    };
+
+    // A proof for another URL.
+    let proof = key
+        .proof("GET", "http://api.example.test/admin", Some(&token), None)
+        .unwrap();
+    let (status, www, body) = send(&app(&signer), dpop_request(&token, &proof)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www.unwrap(),
+        challenge("invalid_dpop_proof", "the DPoP proof is invalid")
+    );
+    assert_eq!(body["error"], "invalid_dpop_proof");
+
+    // A proof by another key.
+    let other = DpopKey::generate().unwrap();
+    let proof = other.proof("GET", url, Some(&token), None).unwrap();
+    let (status, www, _) = send(&app(&signer), dpop_request(&token, &proof)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www.unwrap(),
+        challenge("invalid_token", "invalid DPoP key binding")
+    );
+
+    // The DPoP-bound token as a bearer token.
+    let (status, www, body) = call(&app(&signer), "/accounts", &[&format!("Bearer {token}")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www.unwrap(),
+        challenge(
+            "invalid_token",
+            "the access token is DPoP-bound: send it with the DPoP scheme and a proof"
+        )
+    );
+    assert_eq!(body["error"], "invalid_token");
+
+    // An expired token with the DPoP scheme: a DPoP challenge too.
+    let expired = token_at(&signer, now() - 3600);
+    let proof = key.proof("GET", url, Some(&expired), None).unwrap();
+    let (_, www, _) = send(&app(&signer), dpop_request(&expired, &proof)).await;
+    assert_eq!(
+        www.unwrap(),
+        challenge("invalid_token", "the access token expired")
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_bound_token_needs_the_peer_certificate_extension() {
+    let signer = Signer::new("key_1");
+    let der = b"DER of the client certificate".to_vec();
+    let token = bound_token(&signer, json!({ "x5t#S256": certificate_thumbprint(&der) }));
+    let request = |certificate: Option<&[u8]>| {
+        let mut request = Request::get("/accounts")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        if let Some(der) = certificate {
+            request
+                .extensions_mut()
+                .insert(PeerCertificate(der.to_vec()));
+        }
+        request
+    };
+    let (status, _, _) = send(&app(&signer), request(Some(&der))).await;
+    assert_eq!(status, StatusCode::OK);
+    for certificate in [None, Some(&b"another certificate"[..])] {
+        let (status, www, _) = send(&app(&signer), request(certificate)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            www.unwrap(),
+            r#"Bearer error="invalid_token", error_description="the access token is invalid""#
+        );
     }
 }
 

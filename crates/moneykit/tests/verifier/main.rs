@@ -3,6 +3,7 @@
 
 mod claims;
 mod discovery;
+mod dpop;
 #[cfg(feature = "axum")]
 mod extractor;
 mod support;
