@@ -35,6 +35,13 @@ else
   fi
 fi
 RUST_SUITE="$ROOT/target/debug/interop-rust-oauth2"
+# The sender suite drives the moneykit SDK's example API (its access token verifier).
+export RESOURCE_SERVER_BIN="$ROOT/target/debug/examples/resource_server"
+if want sender; then
+  log "building the moneykit SDK's example resource server"
+  (cd "$ROOT" && cargo build -q -p moneykit --features axum --example resource_server) \
+    || die "cargo build -p moneykit --example resource_server failed"
+fi
 if want rust-oauth2; then
   log "building the Rust oauth2 suite"
   (cd "$ROOT" && cargo build -q -p interop-rust-oauth2) || die "cargo build -p interop-rust-oauth2 failed"

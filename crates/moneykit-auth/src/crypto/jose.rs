@@ -287,12 +287,27 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
         "RSA" => &["e", "kty", "n"],
         _ => return None,
     };
-    let mut canonical = std::collections::BTreeMap::new();
-    for name in required {
-        canonical.insert(*name, member(jwk, name)?);
+    // The members in lexicographic order, written without whitespace: the RFC's
+    // canonical form. In a key `from_jwk` accepted they are base64url or fixed names,
+    // which JSON writes as they are; anything that would need escaping gets no thumbprint.
+    let mut json = String::with_capacity(256);
+    json.push('{');
+    for (i, name) in required.iter().enumerate() {
+        let value = member(jwk, name)?;
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        if i > 0 {
+            json.push(',');
+        }
+        for part in ["\"", name, "\":\"", value, "\""] {
+            json.push_str(part);
+        }
     }
-    // A sorted map, written without whitespace: the RFC's canonical form.
-    let json = serde_json::to_string(&canonical).ok()?;
+    json.push('}');
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
     Some(URL_SAFE_NO_PAD.encode(hash.as_ref()))
 }

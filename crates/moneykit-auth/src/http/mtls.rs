@@ -230,7 +230,14 @@ fn xfcc_cert(header: &str) -> Option<&str> {
         let (key, after) = rest.split_once('=')?;
         let (value, next) = match after.strip_prefix('"') {
             Some(quoted) => {
-                let end = quoted.find('"')?;
+                // Inside quotes a `"` is escaped as `\"`: the value ends at the first
+                // unescaped one.
+                let mut escaped = false;
+                let end = quoted.char_indices().find_map(|(i, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes.then_some(i)
+                })?;
                 (&quoted[..end], &quoted[end + 1..])
             }
             None => {
@@ -286,6 +293,8 @@ mod tests {
         assert_eq!(forwarded_pem(&smuggled), None);
         let later = format!("By=x;Hash=00,By=y;Cert=\"{encoded}\"");
         assert_eq!(forwarded_pem(&later), None);
+        let escaped = format!("Subject=\"CN=\\\";Cert={encoded};x=\\\"\";By=y");
+        assert_eq!(forwarded_pem(&escaped), None, "{escaped}");
         let quoted_separators = format!("Subject=\"CN=a,O=b;c\";Cert=\"{encoded}\"");
         assert_eq!(forwarded_pem(&quoted_separators).as_deref(), Some(pem));
     }

@@ -26,6 +26,7 @@ mod logs;
 mod mtls;
 mod oauth2;
 mod sdk;
+mod sdk_sender;
 mod secretless;
 mod security;
 mod tls;

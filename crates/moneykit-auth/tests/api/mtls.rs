@@ -17,13 +17,13 @@ use crate::helpers::*;
 use crate::tls::self_signed;
 
 /// A certificate authority for client certificates.
-struct Ca {
+pub(crate) struct Ca {
     params: CertificateParams,
     key: KeyPair,
     pem: String,
 }
 
-fn new_ca(name: &str) -> Ca {
+pub(crate) fn new_ca(name: &str) -> Ca {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, name);
@@ -38,14 +38,15 @@ fn new_ca(name: &str) -> Ca {
 
 /// A client certificate: PEM of certificate and key together (what reqwest's identity
 /// takes), and the certificate's DER.
-struct ClientCert {
-    identity: Vec<u8>,
-    cert_pem: String,
-    der: Vec<u8>,
+pub(crate) struct ClientCert {
+    pub(crate) identity: Vec<u8>,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) der: Vec<u8>,
 }
 
 impl ClientCert {
-    fn thumbprint(&self) -> String {
+    pub(crate) fn thumbprint(&self) -> String {
         use base64::Engine;
         let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.der);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref())
@@ -54,7 +55,7 @@ impl ClientCert {
 
 /// A client certificate for `cn` (organisation Acme) with DNS name `dns`, signed by `ca`
 /// or self-signed; `expired` puts its validity in the past.
-fn client_cert(ca: Option<&Ca>, cn: &str, dns: &str, expired: bool) -> ClientCert {
+pub(crate) fn client_cert(ca: Option<&Ca>, cn: &str, dns: &str, expired: bool) -> ClientCert {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -74,15 +75,17 @@ fn client_cert(ca: Option<&Ca>, cn: &str, dns: &str, expired: bool) -> ClientCer
         None => params.self_signed(&key).unwrap(),
     };
     let cert_pem = cert.pem();
+    let key_pem = key.serialize_pem();
     ClientCert {
-        identity: format!("{cert_pem}{}", key.serialize_pem()).into_bytes(),
+        identity: format!("{cert_pem}{key_pem}").into_bytes(),
+        key_pem,
         cert_pem,
         der: cert.der().to_vec(),
     }
 }
 
 /// An HTTPS server trusting `ca` for client certificates, and its certificate.
-async fn mtls_app(dir: &Path, ca: &Ca) -> (TestApp, PathBuf) {
+pub(crate) async fn mtls_app(dir: &Path, ca: &Ca) -> (TestApp, PathBuf) {
     let (cert, key) = self_signed(dir, "server");
     let ca_file = dir.join("client-ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
@@ -134,12 +137,12 @@ async fn bound_to(response: reqwest::Response, status: u16) -> (String, Value) {
     (token, cnf)
 }
 
-fn https(app: &TestApp) -> String {
+pub(crate) fn https(app: &TestApp) -> String {
     app.base.replace("http://", "https://")
 }
 
 /// Creates a certificate client with `args` (after `--app`) through the CLI; its id.
-async fn cli_client(app: &TestApp, args: &[&str]) -> String {
+pub(crate) async fn cli_client(app: &TestApp, args: &[&str]) -> String {
     let created = app.create_app("m").await;
     let mut all = vec![
         "clients",

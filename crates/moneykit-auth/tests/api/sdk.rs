@@ -564,27 +564,11 @@ async fn the_access_token_verifier_accepts_the_servers_tokens_and_nothing_else()
 
 #[tokio::test]
 async fn the_axum_extractor_protects_an_api_with_the_servers_tokens() {
-    use axum::routing::get;
-    use moneykit::AccessTokenVerifier;
-    use moneykit::axum::{AuthRejection, Authenticated};
-
     let app = spawn_app().await;
     let (client, secret) = app
         .create_client("accounts:read transactions:read", None)
         .await;
-    async fn accounts(auth: Authenticated) -> Result<String, AuthRejection> {
-        auth.require_scope("accounts:read")?;
-        Ok(auth.client_id().to_owned())
-    }
-    let verifier = AccessTokenVerifier::builder(&app.issuer, &app.issuer)
-        .build()
-        .unwrap();
-    let api = axum::Router::new()
-        .route("/accounts", get(accounts))
-        .with_state(verifier);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/accounts", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api).await });
+    let url = accounts_api(&app.issuer).await;
 
     let get_with = |token: Option<String>| {
         let mut request = app.http.get(&url);
@@ -624,8 +608,29 @@ async fn the_axum_extractor_protects_an_api_with_the_servers_tokens() {
     );
 }
 
+/// An API behind the SDK's axum extractor trusting `issuer`: `GET /accounts` needs scope
+/// `accounts:read` and answers the client id. Its URL.
+pub(crate) async fn accounts_api(issuer: &str) -> String {
+    use moneykit::AccessTokenVerifier;
+    use moneykit::axum::{AuthRejection, Authenticated};
+    async fn accounts(auth: Authenticated) -> Result<String, AuthRejection> {
+        auth.require_scope("accounts:read")?;
+        Ok(auth.client_id().to_owned())
+    }
+    let verifier = AccessTokenVerifier::builder(issuer, issuer)
+        .build()
+        .unwrap();
+    let api = axum::Router::new()
+        .route("/accounts", axum::routing::get(accounts))
+        .with_state(verifier);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/accounts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    url
+}
+
 /// A P-256 private key as a PKCS#8 PEM document, as `openssl genpkey` writes it.
-fn p256_pem() -> String {
+pub(crate) fn p256_pem() -> String {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
     let der = EcdsaKeyPair::generate_pkcs8(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
