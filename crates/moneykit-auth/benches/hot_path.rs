@@ -175,6 +175,7 @@ fn hot_path(c: &mut Criterion) {
         )),
         replay: moneykit_auth::engine::replay::ReplayCache::new(1024),
         proofs: moneykit_auth::engine::replay::ReplayCache::new(1024),
+        proof_keys: Default::default(),
     };
     let engine = moneykit_auth::engine::Engine {
         snapshot: &snap,

@@ -205,6 +205,7 @@ impl Application {
                 remote_keys: remote_keys.clone(),
                 replay: ReplayCache::new(secretless.replay_capacity),
                 proofs: ReplayCache::new(settings.sender.dpop_replay_capacity),
+                proof_keys: Default::default(),
             }),
         });
         let admin = match (admin_listener, admin_token) {

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::crypto::jose::{JwkError, Jws, JwsError, VerifyingKey, thumbprint};
+use crate::crypto::jose::{Algorithm, JwkError, Jws, JwsError, VerifyingKey, thumbprint};
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const PROOF_TYPE: &str = "dpop+jwt";
@@ -98,13 +98,32 @@ struct Claims {
     nonce: Option<String>,
 }
 
-/// Checks `proof` against the request it came with, at `now` (Unix seconds): form,
-/// type, algorithm, key, signature, then the claims.
-pub fn check_proof(
-    proof: &str,
-    expected: &Expected<'_>,
-    now: i64,
-) -> Result<CheckedProof, ProofError> {
+/// A proof's header, judged: its algorithm and the public key it carries, with the key's
+/// RFC 7638 thumbprint. It is the same for every proof a client signs with one key, so the
+/// engine keeps it by the header's bytes instead of parsing the key again.
+#[derive(Debug)]
+pub struct ProofHeader {
+    alg: Algorithm,
+    key: VerifyingKey,
+    /// The key's thumbprint: what a token is bound to (`cnf.jkt`).
+    pub jkt: String,
+}
+
+/// The header segment of a proof (what [`ProofHeader`]s are kept by); refuses a proof
+/// too long to look at, or one with no segments.
+pub fn header_segment(proof: &str) -> Result<&str, ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(JwsError::TooLong(MAX_PROOF_LEN).into());
+    }
+    proof
+        .split_once('.')
+        .map(|(header, _)| header)
+        .ok_or(ProofError::Jws(JwsError::Malformed))
+}
+
+/// Judges a proof's header: a compact JWS with an accepted `alg` and no `crit`, `typ`
+/// `dpop+jwt`, and a `jwk` holding a public key this server verifies with.
+pub fn parse_header(proof: &str) -> Result<ProofHeader, ProofError> {
     let jws = Jws::parse(proof, MAX_PROOF_LEN)?;
     if jws.typ.as_deref() != Some(PROOF_TYPE) {
         return Err(ProofError::Type);
@@ -120,10 +139,51 @@ pub fn check_proof(
         JwkError::Unsupported { why, .. } => ProofError::Key(format!("the jwk: {why}")),
         other => ProofError::Key(other.to_string()),
     })?;
-    jws.verify(std::slice::from_ref(&key))
-        .map_err(|_| ProofError::Signature)?;
     let jkt = thumbprint(jwk).ok_or_else(|| ProofError::Key("no thumbprint".into()))?;
-    let claims: Claims = serde_json::from_slice(jws.payload()).map_err(|_| ProofError::Claims)?;
+    Ok(ProofHeader {
+        alg: jws.alg,
+        key,
+        jkt,
+    })
+}
+
+/// Checks `proof` against the request it came with, at `now` (Unix seconds): form,
+/// type, algorithm, key, signature, then the claims.
+pub fn check_proof(
+    proof: &str,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<CheckedProof, ProofError> {
+    check_proof_with(proof, &parse_header(proof)?, expected, now)
+}
+
+/// [`check_proof`] for a proof whose header has been judged already (`header`, parsed
+/// from this proof's header segment): the signature under its key, then the claims.
+pub fn check_proof_with(
+    proof: &str,
+    header: &ProofHeader,
+    expected: &Expected<'_>,
+    now: i64,
+) -> Result<CheckedProof, ProofError> {
+    use base64::Engine as _;
+    let malformed = || ProofError::Jws(JwsError::Malformed);
+    let (signing_input, signature) = proof.rsplit_once('.').ok_or_else(malformed)?;
+    let (_, payload) = signing_input.split_once('.').ok_or_else(malformed)?;
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| malformed())
+    };
+    let signature = decode(signature)?;
+    if !header
+        .key
+        .verify(header.alg, signing_input.as_bytes(), &signature)
+    {
+        return Err(ProofError::Signature);
+    }
+    let jkt = header.jkt.clone();
+    let claims: Claims =
+        serde_json::from_slice(&decode(payload)?).map_err(|_| ProofError::Claims)?;
     if claims.jti.is_empty() || claims.jti.len() > MAX_JTI_LEN {
         return Err(ProofError::Jti);
     }

@@ -6,17 +6,20 @@
 //! and a MAC of it under a key derived from the master key all replicas share. The
 //! current and the previous slot are accepted, so a nonce lives one to two periods.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moneykit_wire::Confirmation;
 use subtle::ConstantTimeEq;
 
 use super::Engine;
-use super::replay::{AssertionId, ReplayError};
-use super::replay::{UsedAssertion, UsedKind};
-use moneykit_wire::Confirmation;
-
+use super::replay::{AssertionId, ReplayError, UsedAssertion, UsedKind};
 use crate::domain::certificates::ClientCertificate;
-use crate::domain::dpop::{CheckedProof, Expected, check_proof};
+use crate::domain::dpop::{
+    CheckedProof, Expected, ProofError, ProofHeader, check_proof_with, header_segment, parse_header,
+};
 
 /// How DPoP proofs are judged; fixed for the life of a server.
 #[derive(Debug, Clone)]
@@ -95,6 +98,34 @@ impl NonceKey {
     }
 }
 
+/// Most proof headers kept; past it the set starts again (a flood of one-off keys only
+/// costs their parsing, as it would without the cache).
+const PROOF_KEYS: usize = 10_000;
+
+/// The judged headers of recent proofs, by the header segment's bytes: a client signs
+/// every proof with one key, so its key is parsed, checked on its curve and thumbprinted
+/// once, not on every request. A header is a pure function of those bytes (its `alg`,
+/// `typ` and `jwk`; `crit` is refused), so a proof that starts with them has that header.
+#[derive(Debug, Default)]
+pub struct ProofKeys(Mutex<HashMap<Box<str>, Arc<ProofHeader>>>);
+
+impl ProofKeys {
+    /// The judged header of `proof`: kept, or parsed now and kept.
+    fn header_of(&self, proof: &str) -> Result<Arc<ProofHeader>, ProofError> {
+        let segment = header_segment(proof)?;
+        if let Some(header) = self.0.lock().expect("not poisoned").get(segment) {
+            return Ok(header.clone());
+        }
+        let header = Arc::new(parse_header(proof)?);
+        let mut kept = self.0.lock().expect("not poisoned");
+        if kept.len() >= PROOF_KEYS {
+            kept.clear();
+        }
+        kept.insert(segment.into(), header.clone());
+        Ok(header)
+    }
+}
+
 /// Why a proof was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DpopRefusal {
@@ -144,7 +175,12 @@ impl Engine<'_> {
             jti,
             iat,
             nonce,
-        } = check_proof(proof, &expected, now).map_err(|e| refuse(e.to_string()))?;
+        } = self
+            .assertions
+            .proof_keys
+            .header_of(proof)
+            .and_then(|header| check_proof_with(proof, &header, &expected, now))
+            .map_err(|e| refuse(e.to_string()))?;
         if nonces && let Some(key) = &settings.nonces {
             let fresh = nonce.as_deref().is_some_and(|n| key.accepts(n, now));
             if !fresh {
@@ -267,6 +303,64 @@ impl Engine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    /// A DPoP proof of `pair` with `claims`.
+    fn proof(pair: &EcdsaKeyPair, claims: &str) -> String {
+        let point = pair.public_key().as_ref();
+        let header = format!(
+            r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}}}"#,
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..])
+        );
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    fn pair() -> EcdsaKeyPair {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn a_keys_header_is_judged_once_and_its_signatures_every_time() {
+        let keys = ProofKeys::default();
+        let (alice, mallory) = (pair(), pair());
+        let expected = Expected {
+            method: "POST",
+            url: "https://as.example/token",
+            access_token: None,
+            window_secs: 60,
+        };
+        let claims = |jti: &str| {
+            format!(r#"{{"jti":"{jti}","htm":"POST","htu":"https://as.example/token","iat":1000}}"#)
+        };
+        let first = proof(&alice, &claims("1"));
+        let second = proof(&alice, &claims("2"));
+        let a = keys.header_of(&first).unwrap();
+        let b = keys.header_of(&second).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one parse for both proofs of the key");
+        assert_eq!(keys.0.lock().unwrap().len(), 1);
+        assert!(check_proof_with(&second, &b, &expected, 1000).is_ok());
+        // Alice's header on a body Mallory signed: the kept key still checks the signature.
+        let forged = proof(&mallory, &claims("3"));
+        let (_, forged_rest) = forged.split_once('.').unwrap();
+        let spliced = format!("{}.{forged_rest}", header_segment(&first).unwrap());
+        let header = keys.header_of(&spliced).unwrap();
+        assert_eq!(
+            check_proof_with(&spliced, &header, &expected, 1000),
+            Err(ProofError::Signature)
+        );
+        assert!(keys.header_of("no-dots").is_err());
+        assert!(keys.header_of(&"a.b.c".repeat(4000)).is_err());
+    }
 
     #[test]
     fn nonces_verify_for_two_periods_under_the_same_key_only() {

@@ -116,6 +116,8 @@ pub struct Assertions {
     pub replay: replay::ReplayCache,
     /// DPoP proofs used and still within their window.
     pub proofs: replay::ReplayCache,
+    /// The keys of recent DPoP proofs, parsed once.
+    pub proof_keys: dpop::ProofKeys,
 }
 
 impl Engine<'_> {

@@ -17,7 +17,7 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
     let app = spawn_app_with(|s| s.sender.dpop_nonce = true).await;
     let (client, secret) = app.create_client("accounts:read", None).await;
     let key = DpopKey::generate().unwrap();
-    let tokens = TokenSource::builder(config(&app), &client.id, &secret)
+    let tokens = TokenSource::builder(config(&app), &client.id, secret.as_str())
         .dpop(key.clone())
         .build()
         .unwrap();
@@ -25,7 +25,7 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
     let token = tokens.token().await.unwrap();
     assert!(token.is_dpop(), "{}", token.token_type);
     assert_eq!(
-        jwt_part(&token.access_token, 1)["cnf"]["jkt"],
+        jwt_part(&token.token.expose(), 1)["cnf"]["jkt"],
         key.thumbprint()
     );
 
@@ -46,7 +46,7 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
     let as_bearer = app
         .http
         .get(&url)
-        .bearer_auth(&token.access_token)
+        .bearer_auth(&token.token.expose())
         .send()
         .await
         .unwrap();
@@ -59,13 +59,13 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
         .await;
     assert!(out.status.success(), "{out:?}");
     app.synced().await;
-    let plain = TokenSource::new(config(&app), &client.id, &secret).unwrap();
+    let plain = TokenSource::new(config(&app), &client.id, secret.as_str()).unwrap();
     let refused = plain.token().await.unwrap_err();
     assert!(
         refused.to_string().contains("invalid_dpop_proof"),
         "{refused}"
     );
-    let fresh = TokenSource::builder(config(&app), &client.id, &secret)
+    let fresh = TokenSource::builder(config(&app), &client.id, secret.as_str())
         .dpop(DpopKey::generate().unwrap())
         .build()
         .unwrap();
@@ -92,7 +92,7 @@ async fn a_token_source_with_a_client_certificate_gets_certificate_bound_tokens(
         .unwrap();
     let token = tokens.token().await.unwrap();
     assert_eq!(
-        jwt_part(&token.access_token, 1)["cnf"]["x5t#S256"],
+        jwt_part(&token.token.expose(), 1)["cnf"]["x5t#S256"],
         cert.thumbprint()
     );
     // Introspected over a connection with the certificate: accepted.
@@ -111,21 +111,20 @@ async fn the_token_command_binds_tokens_to_a_dpop_key_or_a_certificate() {
     let key_file = dir.path().join("dpop.pem");
     std::fs::write(&key_file, crate::sdk::p256_pem()).unwrap();
     let base = https(&app);
-    let token_command = |args: Vec<&str>| {
-        let mut all = vec!["token", "--url", &base, "--json", "--cacert"];
-        all.push(server_cert.to_str().unwrap());
-        all.extend(args);
-        let app = &app;
-        async move { cli_json(&app.cli_async(&all).await) }
-    };
-    let token = token_command(vec![
-        "--client-id",
-        &client.id,
-        "--client-secret",
-        &secret,
-        "--dpop-key",
-        key_file.to_str().unwrap(),
-    ])
+    let cacert = server_cert.to_str().unwrap();
+    let token = token_command(
+        &app,
+        &base,
+        cacert,
+        &[
+            "--client-id",
+            &client.id,
+            "--client-secret",
+            &secret,
+            "--dpop-key",
+            key_file.to_str().unwrap(),
+        ],
+    )
     .await;
     assert_eq!(token["token_type"], "DPoP", "{token}");
     let claims = jwt_part(token["access_token"].as_str().unwrap(), 1);
@@ -139,15 +138,32 @@ async fn the_token_command_binds_tokens_to_a_dpop_key_or_a_certificate() {
     let (cert_file, cert_key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
     std::fs::write(&cert_file, &cert.cert_pem).unwrap();
     std::fs::write(&cert_key, &cert.key_pem).unwrap();
-    let token = token_command(vec![
-        "--client-id",
-        &id,
-        "--cert",
-        cert_file.to_str().unwrap(),
-        "--key",
-        cert_key.to_str().unwrap(),
-    ])
+    let token = token_command(
+        &app,
+        &base,
+        cacert,
+        &[
+            "--client-id",
+            &id,
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            cert_key.to_str().unwrap(),
+        ],
+    )
     .await;
     let claims = jwt_part(token["access_token"].as_str().unwrap(), 1);
     assert_eq!(claims["cnf"]["x5t#S256"], cert.thumbprint(), "{claims}");
+}
+
+/// `moneykit-auth token --url BASE --cacert CACERT --json ARGS…`: the JSON it prints.
+async fn token_command(
+    app: &TestApp,
+    base: &str,
+    cacert: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut all = vec!["token", "--url", base, "--json", "--cacert", cacert];
+    all.extend_from_slice(args);
+    cli_json(&app.cli_async(&all).await)
 }
