@@ -700,6 +700,31 @@ async fn every_documented_environment_variable_takes_effect() {
             Fails("aud must be"),
         ),
     );
+    // The binding options of `token`, with a client that would otherwise get a token: a
+    // file that is not there is refused naming the option.
+    let bound = |with: &[(&'static str, &str)], check: &'static str| Case {
+        args: vec!["token".into()],
+        value: "x%y".into(),
+        with: [
+            ("MONEYKIT_AUTH_URL", base.clone()),
+            ("MONEYKIT_AUTH_CLIENT_ID", client_id.clone()),
+            ("MONEYKIT_AUTH_CLIENT_SECRET", client_secret.clone()),
+        ]
+        .into_iter()
+        .chain(with.iter().map(|(n, v)| (*n, (*v).to_owned())))
+        .collect(),
+        check: Fails(check),
+    };
+    special.insert("MONEYKIT_AUTH_CACERT", bound(&[], "--cacert"));
+    special.insert("MONEYKIT_AUTH_DPOP_KEY", bound(&[], "--dpop-key"));
+    special.insert(
+        "MONEYKIT_AUTH_CLIENT_CERT",
+        bound(&[("MONEYKIT_AUTH_CLIENT_CERT_KEY", "x%y")], "--cert/--key"),
+    );
+    special.insert(
+        "MONEYKIT_AUTH_CLIENT_CERT_KEY",
+        bound(&[("MONEYKIT_AUTH_CLIENT_CERT", "x%y")], "--cert/--key"),
+    );
     special.insert(
         "MONEYKIT_AUTH_ASSERTION_FILE",
         Case {
