@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{HttpClient, WithHttpInfo};
 use crate::configuration::Configuration;
-use crate::dpop::{DPOP, DpopKey, DpopSession, authorization_headers, demanded_nonce};
+use crate::dpop::{DpopKey, DpopSession, authorization_headers, demanded_nonce};
 use crate::error::{ApiError, CredentialError};
+use crate::jwt::DPOP;
 use crate::token_request::{GenerateAccessTokenOpts, request_token};
 use crate::token_source::TokenSource;
 

@@ -8,8 +8,8 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::configuration::Configuration;
-use crate::dpop::DPOP;
 use crate::error::ApiError;
+use crate::jwt::DPOP;
 use crate::secret::Secret;
 
 /// A successful response: the parsed body, the status and the headers — what the

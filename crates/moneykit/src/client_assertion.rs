@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::configuration::Configuration;
 use crate::error::CredentialError;
+use crate::jwt::random_jti;
 use crate::private_key::PrivateKey;
 use crate::secret::Secret;
 use crate::token_request::GenerateAccessTokenOpts;
@@ -106,7 +107,7 @@ impl PrivateKeyJwt {
 
     /// A new signed assertion (compact JWT), issued now.
     pub fn assertion(&self) -> Result<Secret, CredentialError> {
-        self.assertion_at(crate::verifier::unix_now())
+        self.assertion_at(crate::jwt::unix_now())
     }
 
     fn assertion_at(&self, now: i64) -> Result<Secret, CredentialError> {
@@ -147,14 +148,6 @@ fn json_part(value: &impl Serialize) -> Result<String, CredentialError> {
     let json = serde_json::to_vec(value)
         .map_err(|_| CredentialError::new("cannot encode the assertion"))?;
     Ok(URL_SAFE_NO_PAD.encode(json))
-}
-
-/// 128 random bits, base64url: unique per assertion without any state.
-pub(crate) fn random_jti() -> Result<String, CredentialError> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| CredentialError::new("no random bytes for the assertion's jti"))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[cfg(test)]

@@ -7,22 +7,15 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use moneykit_wire::Jwk;
 use serde_json::{Map, Value, json};
 
-use crate::client_assertion::random_jti;
 use crate::error::{ApiError, CredentialError};
+use crate::jwt::{DPOP, DPOP_NONCE, access_token_hash, random_jti, unix_now};
 use crate::private_key::{JwsAlgorithm, PrivateKey};
-
-/// The request header that carries a proof, and the `Authorization` scheme of a
-/// DPoP-bound token.
-pub(crate) const DPOP: &str = "DPoP";
-/// The response header with the nonce the next proof must carry.
-pub(crate) const DPOP_NONCE: &str = "DPoP-Nonce";
 
 /// A key that signs DPoP proofs, so the tokens issued to its holder are bound to it
 /// (`cnf.jkt`, its thumbprint): any algorithm [`PrivateKey`] supports, or a fresh P-256
@@ -144,13 +137,7 @@ impl DpopKey {
         access_token: Option<&str>,
         nonce: Option<&str>,
     ) -> Result<String, CredentialError> {
-        self.proof_at(
-            method.as_ref(),
-            url,
-            access_token,
-            nonce,
-            crate::verifier::unix_now(),
-        )
+        self.proof_at(method.as_ref(), url, access_token, nonce, unix_now())
     }
 
     pub(crate) fn proof_at(
@@ -186,11 +173,6 @@ impl DpopKey {
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
         Ok(jwt)
     }
-}
-
-/// `ath`: base64url of the SHA-256 of the access token.
-pub(crate) fn access_token_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, token.as_bytes()))
 }
 
 /// `url` as a proof's `htu`: without query, fragment or credentials.

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
-use crate::dpop::access_token_hash;
 use crate::jwk::{PublicKey, has_private_members, thumbprint};
+use crate::jwt::access_token_hash;
 use crate::private_key::JwsAlgorithm;
 
 /// Longest proof looked at: an RSA-8192 key and signature are under 3 KiB.

@@ -201,6 +201,7 @@ mod dpop_proof;
 mod error;
 mod jwk;
 mod jwks_cache;
+mod jwt;
 mod private_key;
 mod secret;
 mod token_request;

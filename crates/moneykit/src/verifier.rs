@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::ParsedPublicKey;
@@ -47,10 +47,10 @@ use serde_json::{Map, Value};
 use crate::client::read_body;
 use crate::client_certificate::certificate_thumbprint;
 use crate::configuration::{Configuration, InvalidBaseUrl};
-use crate::dpop::DPOP;
 use crate::dpop_proof::{DpopProofError, ExpectedProof, ReplayCache, ReplayRefusal, check_proof};
 use crate::error::ApiError;
 use crate::jwks_cache::JwksCache;
+use crate::jwt::{DPOP, unix_now};
 
 /// Longest token [`AccessTokenVerifier::verify`] looks at; real tokens are about 600 bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -538,14 +538,6 @@ fn metadata_url(issuer: &str) -> String {
         ),
         _ => format!("{}{WELL_KNOWN_METADATA}", issuer.trim_end_matches('/')),
     }
-}
-
-/// Seconds since the Unix epoch, by this machine's clock.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 impl AccessTokenVerifier {

@@ -25,7 +25,7 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
     let token = tokens.token().await.unwrap();
     assert!(token.is_dpop(), "{}", token.token_type);
     assert_eq!(
-        jwt_part(&token.token.expose(), 1)["cnf"]["jkt"],
+        jwt_part(token.token.expose(), 1)["cnf"]["jkt"],
         key.thumbprint()
     );
 
@@ -46,7 +46,7 @@ async fn a_dpop_token_source_gets_bound_tokens_and_uses_them() {
     let as_bearer = app
         .http
         .get(&url)
-        .bearer_auth(&token.token.expose())
+        .bearer_auth(token.token.expose())
         .send()
         .await
         .unwrap();
@@ -82,7 +82,7 @@ async fn a_token_source_with_a_client_certificate_gets_certificate_bound_tokens(
     let certificate =
         ClientCertificate::from_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
     assert_eq!(certificate.thumbprint(), cert.thumbprint());
-    let config = Configuration::self_hosted(&https(&app))
+    let config = Configuration::self_hosted(https(&app))
         .unwrap()
         .add_root_certificates(&std::fs::read(&server_cert).unwrap())
         .unwrap()
@@ -92,7 +92,7 @@ async fn a_token_source_with_a_client_certificate_gets_certificate_bound_tokens(
         .unwrap();
     let token = tokens.token().await.unwrap();
     assert_eq!(
-        jwt_part(&token.token.expose(), 1)["cnf"]["x5t#S256"],
+        jwt_part(token.token.expose(), 1)["cnf"]["x5t#S256"],
         cert.thumbprint()
     );
     // Introspected over a connection with the certificate: accepted.
