@@ -39,6 +39,7 @@ fuzz_target!(|input: (&str, u8)| {
         iat: 1_700_000_000,
         exp: 1_700_003_600,
         jti: "j".into(),
+        cnf: None,
     };
     let token = tokens::sign(&keys.pair, &tokens::access_token_header("key_f"), &claims);
     assert!(tokens::validate(&token, key_for, "https://issuer", 1_700_000_000).is_ok());
