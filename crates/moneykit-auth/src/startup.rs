@@ -115,7 +115,6 @@ impl Application {
         settings.connection.certificates = Arc::new(http::mtls::CertificateSource {
             ca: client_cas,
             header: cert_header,
-            proxies: settings.connection.trusted_proxies.clone(),
         });
 
         let store = open_store(&settings, &listener, tls.clone()).await?;

@@ -141,6 +141,20 @@ impl TlsIdentity {
         }
     }
 
+    /// The identity of kind `kind` (a name [`Self::kind`] gives) with `value`; `None` for
+    /// an unknown kind or an IP value that is not an address.
+    pub fn from_kind(kind: &str, value: &str) -> Option<Self> {
+        let value = value.to_owned();
+        Some(match kind {
+            "tls_client_auth_subject_dn" => TlsIdentity::SubjectDn(value),
+            "tls_client_auth_san_dns" => TlsIdentity::Dns(value),
+            "tls_client_auth_san_uri" => TlsIdentity::Uri(value),
+            "tls_client_auth_san_email" => TlsIdentity::Email(value),
+            "tls_client_auth_san_ip" => TlsIdentity::Ip(value.parse().ok()?),
+            _ => return None,
+        })
+    }
+
     /// The identity's value, as registered.
     pub fn value(&self) -> String {
         match self {
@@ -258,6 +272,22 @@ mod tests {
         for bad in ["", "CN", "=x", "CN=", "CN=a,,O=b", "CN=a\\"] {
             assert!(parse_dn(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn identities_read_back_from_their_kind_and_value() {
+        for identity in [
+            TlsIdentity::SubjectDn("CN=a,O=b".into()),
+            TlsIdentity::Dns("a.test".into()),
+            TlsIdentity::Uri("spiffe://a/b".into()),
+            TlsIdentity::Email("a@b.test".into()),
+            TlsIdentity::Ip("::1".parse().unwrap()),
+        ] {
+            let back = TlsIdentity::from_kind(identity.kind(), &identity.value());
+            assert_eq!(back, Some(identity));
+        }
+        assert_eq!(TlsIdentity::from_kind("tls_client_auth_san_ip", "x"), None);
+        assert_eq!(TlsIdentity::from_kind("other", "x"), None);
     }
 
     #[test]

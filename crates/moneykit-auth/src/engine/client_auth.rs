@@ -4,11 +4,9 @@
 //! calls [`Engine::authenticate`], so a new method is added here once and reaches all of
 //! them, with the same rate limits and the same failure answer.
 
-use std::time::Duration;
-
 use time::OffsetDateTime;
 
-use super::replay::{AssertionId, ReplayError, UsedAssertion, UsedKind};
+use super::replay::{AssertionId, REPLAY_FULL_RETRY, ReplayError, UsedAssertion, UsedKind};
 use super::snapshot::ClientEntry;
 use super::{Engine, GrantError};
 use crate::crypto::jose::Jws;
@@ -74,9 +72,6 @@ pub struct Authenticated<'a> {
     /// The assertion used.
     pub assertion: Option<UsedAssertion>,
 }
-
-/// How long a client is told to wait when the replay set is full.
-const REPLAY_FULL_RETRY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Credentials<'_> {
     // The secret must never reach a log line, even through `{:?}`.

@@ -11,7 +11,7 @@ use moneykit_wire::Confirmation;
 
 use super::client_auth::Credentials;
 use super::dpop::{AcceptedProof, DpopRefusal};
-use super::replay::UsedAssertion;
+use super::replay::{REPLAY_FULL_RETRY, UsedAssertion};
 use super::snapshot::ClientEntry;
 use super::verified::TokenKey;
 use super::{Engine, GrantError};
@@ -175,7 +175,7 @@ impl<'a> Engine<'a> {
                     self.count_failure(None, GrantError::InvalidDpopProof(why), |_| {})
                 }
                 DpopRefusal::UseNonce(nonce) => GrantError::UseDpopNonce(nonce),
-                DpopRefusal::Full => GrantError::RateLimited(std::time::Duration::from_secs(5)),
+                DpopRefusal::Full => GrantError::RateLimited(REPLAY_FULL_RETRY),
             })
     }
 

@@ -62,6 +62,9 @@ pub enum UsedKind {
     DpopProof,
 }
 
+/// How long a client is told to wait when a replay set is full.
+pub const REPLAY_FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why an assertion was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {

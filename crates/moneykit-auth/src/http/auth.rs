@@ -9,12 +9,11 @@ use moneykit_wire::{AppClientResponse, ErrorBody, GenerateAccessTokenResponse, T
 use super::error::ApiError;
 use super::extract::{
     AuthenticatedForm, DpopProofHeader, FormRequest, MoneyKitVersion, MoneyKitVersionHeader,
-    PresentedToken, Source, dpop_header,
+    PresentedToken, Source,
 };
 use super::response::{json_bytes, token_response};
 use super::state::AppState;
 use crate::engine::client_auth::{self, Failure};
-use crate::engine::grant::Binding;
 
 /// `POST /auth/token`: client credentials (a secret or a client assertion) or a federated
 /// workload's platform token in, a bearer token out, with **201 Created** because that is
@@ -49,17 +48,14 @@ pub async fn token(
         request.source,
     )?
     .with_certificate(request.certificate.as_ref().map(|c| c.0.as_ref()));
-    let binding = Binding {
-        dpop: dpop_header(&request.headers).map_err(ApiError::InvalidDpopProof)?,
-        endpoint: "/auth/token",
-        certificate: None,
-    };
-    let issued = state.issue_token(&form, request.source, binding).await?;
+    let (issued, nonce) = state
+        .issue_token(&form, &request.headers, request.source, "/auth/token")
+        .await?;
     Ok(token_response(
         StatusCode::CREATED,
         &issued,
         "bearer",
-        state.dpop_nonce(),
+        nonce,
     ))
 }
 

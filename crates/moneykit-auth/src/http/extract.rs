@@ -411,8 +411,13 @@ impl<'a> AuthenticatedForm<'a> {
 
     /// The request as the grant engine takes it (for forms parsed with `TokenForm::FIELDS`):
     /// the audiences asked for are the `resource` values, then `audience` split on
-    /// spaces.
-    pub fn as_grant_request(&self, binding: Binding<'a>) -> TokenRequest<'_> {
+    /// spaces; the token is bound to `dpop`'s key (a proof for `endpoint`) and to the
+    /// form's certificate.
+    pub fn as_grant_request<'r>(
+        &'r self,
+        dpop: Option<&'r str>,
+        endpoint: &'r str,
+    ) -> TokenRequest<'r> {
         let audience = self.field("audience").unwrap_or_default();
         let grant_type = self.field("grant_type");
         let federation = self.federated_request(grant_type);
@@ -438,8 +443,9 @@ impl<'a> AuthenticatedForm<'a> {
                 .collect(),
             credentials,
             binding: Binding {
+                dpop,
+                endpoint,
                 certificate: self.certificate,
-                ..binding
             },
         }
     }
@@ -802,7 +808,7 @@ mod tests {
             Err(ApiError::InvalidClient { basic: true })
         ));
         let parsed = AuthenticatedForm::parse(&h, b"", TokenForm::FIELDS).unwrap();
-        let req = parsed.as_grant_request(Binding::default());
+        let req = parsed.as_grant_request(None, "/auth/token");
         assert_eq!(req.credentials.unwrap().client_id(), Some("id1"));
     }
 

@@ -138,10 +138,8 @@ pub struct CertificateSource {
     /// The client CAs (`--client-ca-file`).
     pub ca: Option<Arc<dyn ClientCertVerifier>>,
     /// The header a TLS-terminating proxy forwards the client's certificate in
-    /// (`--client-cert-header`).
+    /// (`--client-cert-header`), believed only from the connection's trusted proxies.
     pub header: Option<HeaderName>,
-    /// The proxies believed (`--trusted-proxy`); the header is ignored from anyone else.
-    pub proxies: Vec<Cidr>,
 }
 
 impl std::fmt::Debug for CertificateSource {
@@ -149,7 +147,6 @@ impl std::fmt::Debug for CertificateSource {
         f.debug_struct("CertificateSource")
             .field("ca", &self.ca.is_some())
             .field("header", &self.header)
-            .field("proxies", &self.proxies)
             .finish()
     }
 }
@@ -182,12 +179,17 @@ impl CertificateSource {
 
     /// The certificate a trusted proxy forwarded for a request from `peer`: the header
     /// holds a URL-encoded PEM (nginx `$ssl_client_escaped_cert`), or an Envoy
-    /// `X-Forwarded-Client-Cert` element whose `Cert=` is one. From a peer that is not a
-    /// trusted proxy the header is ignored (and that is logged, once).
-    pub fn from_header(&self, headers: &HeaderMap, peer: IpAddr) -> Option<ClientCertificate> {
+    /// `X-Forwarded-Client-Cert` element whose `Cert=` is one. From a peer not among
+    /// `proxies` (`--trusted-proxy`) the header is ignored (and that is logged, once).
+    pub fn from_header(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        proxies: &[Cidr],
+    ) -> Option<ClientCertificate> {
         let name = self.header.as_ref()?;
         let value = headers.get(name)?;
-        if !self.proxies.iter().any(|proxy| proxy.contains(peer)) {
+        if !proxies.iter().any(|proxy| proxy.contains(peer)) {
             warn_once_untrusted(name, peer);
             return None;
         }

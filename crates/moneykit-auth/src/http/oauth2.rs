@@ -16,15 +16,12 @@ use moneykit_wire::{
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{
-    AuthenticatedForm, DpopProofHeader, FormRequest, PresentedCertificate, dpop_header,
-};
+use super::extract::{AuthenticatedForm, DpopProofHeader, FormRequest, PresentedCertificate};
 use super::hygiene::request_id;
 use super::response::{no_store, token_response};
 use super::state::AppState;
 use crate::engine::Engine;
 use crate::engine::client_auth::Authenticated;
-use crate::engine::grant::Binding;
 use crate::engine::revocation;
 
 /// `POST /oauth2/token`: the client-credentials grant for any OAuth 2.0 client library,
@@ -60,21 +57,11 @@ pub async fn token(
     if form.field("grant_type").is_none() {
         return Err(ApiError::missing_parameter("grant_type"));
     }
-    let binding = Binding {
-        dpop: dpop_header(&headers).map_err(ApiError::InvalidDpopProof)?,
-        endpoint: "/oauth2/token",
-        certificate: None,
-    };
-    let issued = state
-        .issue_token(&form, source, binding)
+    let (issued, nonce) = state
+        .issue_token(&form, &headers, source, "/oauth2/token")
         .await
         .map_err(ApiError::for_oauth2)?;
-    Ok(token_response(
-        StatusCode::OK,
-        &issued,
-        "Bearer",
-        state.dpop_nonce(),
-    ))
+    Ok(token_response(StatusCode::OK, &issued, "Bearer", nonce))
 }
 
 /// Parses a token-hint form and authenticates its caller: the shared first half of

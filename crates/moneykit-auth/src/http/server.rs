@@ -286,7 +286,7 @@ impl Connection {
                 let presented = certificate.clone().or_else(|| {
                     limits
                         .certificates
-                        .from_header(request.headers(), peer.ip())
+                        .from_header(request.headers(), peer.ip(), &limits.trusted_proxies)
                         .map(|c| PresentedCertificate(Arc::new(c)))
                 });
                 let extensions = request.extensions_mut();

@@ -8,14 +8,16 @@ use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
-use super::extract::{AuthenticatedForm, PresentedToken};
+use axum::http::HeaderMap;
+
+use super::extract::{AuthenticatedForm, PresentedToken, dpop_header};
 use crate::crypto::MasterKey;
 use crate::engine::client_auth::{self, Failure};
 use crate::engine::dpop::{Presentation, PresentationError};
-use crate::engine::grant::{Authorized, BearerError, Binding, IssuedToken};
+use crate::engine::grant::{Authorized, BearerError, IssuedToken};
 use crate::engine::ratelimit::RateLimits;
 use crate::engine::refresh::Health;
-use crate::engine::replay::{UsedAssertion, UsedKind};
+use crate::engine::replay::{REPLAY_FULL_RETRY, UsedAssertion, UsedKind};
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell};
 use crate::engine::verified::VerifiedTokens;
@@ -95,17 +97,26 @@ impl Shared {
     /// endpoints share before shaping their own response. A client assertion that passed
     /// is recorded as used, whether or not a token follows, and a token is handed out
     /// only once that record is written.
-    pub async fn issue_token<'f>(
+    ///
+    /// `headers` may carry a DPoP proof for `endpoint`. Returns the token, and the DPoP
+    /// nonce clients should use next when the server demands nonces.
+    pub async fn issue_token(
         &self,
-        form: &'f AuthenticatedForm<'f>,
+        form: &AuthenticatedForm<'_>,
+        headers: &HeaderMap,
         source: Option<std::net::IpAddr>,
-        binding: Binding<'f>,
-    ) -> Result<IssuedToken, ApiError> {
-        let grant = {
+        endpoint: &str,
+    ) -> Result<(IssuedToken, Option<String>), ApiError> {
+        let dpop = dpop_header(headers).map_err(ApiError::InvalidDpopProof)?;
+        let now = OffsetDateTime::now_utc();
+        let (grant, nonce) = {
             let snapshot = self.snapshot();
-            self.engine(&snapshot)
+            let grant = self
+                .engine(&snapshot)
                 .from_source(source)
-                .token(&form.as_grant_request(binding), OffsetDateTime::now_utc())
+                .token(&form.as_grant_request(dpop, endpoint), now);
+            let nonces = snapshot.settings.dpop.nonces.as_ref();
+            (grant, nonces.map(|key| key.current(now.unix_timestamp())))
         };
         for used in &grant.used {
             self.record_assertion(used).await?;
@@ -115,7 +126,7 @@ impl Shared {
             .map_err(|e| ApiError::from_grant(e, form.used_basic()))?;
         self.metrics.tokens_issued.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client_id = %issued.claims.client_id, "issued token");
-        Ok(issued)
+        Ok((issued, nonce))
     }
 
     /// Authorizes an access token presented at one of this server's protected resources
@@ -183,9 +194,7 @@ impl Shared {
                         ApiError::InvalidToken
                     }
                     PresentationError::InvalidProof(why) => unauthorized("invalid_dpop_proof", why),
-                    PresentationError::Full => {
-                        ApiError::RateLimited(std::time::Duration::from_secs(5))
-                    }
+                    PresentationError::Full => ApiError::RateLimited(REPLAY_FULL_RETRY),
                 })?;
             (read(&authorized), used)
         };
@@ -198,13 +207,6 @@ impl Shared {
                 })?;
         }
         Ok(value)
-    }
-
-    /// The DPoP nonce clients should use now, when the server demands nonces.
-    pub fn dpop_nonce(&self) -> Option<String> {
-        let snapshot = self.snapshot();
-        let key = snapshot.settings.dpop.nonces.as_ref()?;
-        Some(key.current(OffsetDateTime::now_utc().unix_timestamp()))
     }
 
     /// Records the use of a client assertion or a DPoP proof where every replica sees it

@@ -139,15 +139,7 @@ pub(super) fn auth_columns(auth: &ClientAuth) -> AuthColumns<'_> {
 /// A `tls_client_auth` client's identity from its `tls_identity` column.
 fn tls_identity(column: &str) -> Option<TlsIdentity> {
     let (kind, value) = column.split_once(' ')?;
-    let value = value.to_owned();
-    Some(match kind {
-        "tls_client_auth_subject_dn" => TlsIdentity::SubjectDn(value),
-        "tls_client_auth_san_dns" => TlsIdentity::Dns(value),
-        "tls_client_auth_san_uri" => TlsIdentity::Uri(value),
-        "tls_client_auth_san_email" => TlsIdentity::Email(value),
-        "tls_client_auth_san_ip" => TlsIdentity::Ip(value.parse().ok()?),
-        _ => return None,
-    })
+    TlsIdentity::from_kind(kind, value)
 }
 
 /// A client's audiences as stored: space-separated (audiences hold no spaces).
