@@ -402,6 +402,11 @@ def run_moneykit(opts, results, floor_base):
                    "--scope", "accounts:read transactions:read")
     rs = b.cli("clients", "create", "--app", app["app_id"], "--name", "resource-server")
     cid, secret = client["client_id"], client["client_secret"]
+    # A client mid-rotation with the most secrets it may hold, presenting its oldest:
+    # the check compares against every slot either way, so this should cost the same.
+    rotating = b.cli("clients", "create", "--app", app["app_id"], "--name", "rotating")
+    for _ in range(4):
+        b.cli("clients", "add-secret", rotating["client_id"])
     b.start()
     token = b.token(cid, secret)
     form = "application/x-www-form-urlencoded"
@@ -415,12 +420,16 @@ def run_moneykit(opts, results, floor_base):
                           {"Content-Type": form},
                           urllib.parse.urlencode({"grant_type": "client_credentials",
                                                   "client_id": cid, "client_secret": secret}))
+    token_five = Scenario("POST /auth/token (Basic, 5 secrets)", "/auth/token", "POST",
+                          {"Authorization": basic(rotating["client_id"], rotating["client_secret"]),
+                           "Content-Type": form}, "grant_type=client_credentials")
     oauth2_token = Scenario("POST /oauth2/token", "/oauth2/token", "POST",
                             {"Authorization": basic(cid, secret), "Content-Type": form},
                             "grant_type=client_credentials")
     scenarios = [
         (baseline, floor(FLOOR_HELLO)),
         (token_basic, floor(floor_sign(token_basic))),
+        (token_five, floor(floor_sign(token_five))),
         (token_body, floor(floor_sign(token_body))),
         (oauth2_token, floor(floor_sign(oauth2_token))),
         (Scenario("GET /auth/introspect (one repeated token)", "/auth/introspect",
@@ -860,7 +869,7 @@ def report(results, opts) -> str:
     ]
     names = ["floor: axum hello", FLOOR_SIGN_NAME, FLOOR_VERIFY_NAME,
              "baseline /healthz/live", "POST /auth/token (Basic)",
-             "POST /auth/token (body credentials)", "POST /oauth2/token",
+             "POST /auth/token (Basic, 5 secrets)", "POST /auth/token (body credentials)", "POST /oauth2/token",
              "GET /auth/introspect (one repeated token)",
              "GET /auth/introspect (distinct fresh tokens)", "POST /oauth2/introspect",
              "GET /.well-known/jwks.json"]

@@ -59,9 +59,15 @@ fn snapshot(n: usize) -> Snapshot {
             scopes: Scopes::parse("accounts:read transactions:read").unwrap(),
             audiences: Vec::new(),
             token_ttl_secs: None,
-            auth: moneykit_auth::domain::clients::ClientAuth::Secret(
-                moneykit_auth::domain::secrets::SecretHash::of(SNAPSHOT_SECRET),
-            ),
+            auth: moneykit_auth::domain::clients::ClientAuth::Secret(vec![
+                moneykit_auth::domain::secrets::StoredSecret {
+                    id: format!("sec_{i:024}"),
+                    hash: moneykit_auth::domain::secrets::SecretHash::of(SNAPSHOT_SECRET),
+                    created_at: now,
+                    expires_at: None,
+                    last_used_at: None,
+                },
+            ]),
             created_at: now,
             disabled_at: None,
             require_dpop: false,
@@ -96,7 +102,7 @@ fn snapshot(n: usize) -> Snapshot {
         dpop: Default::default(),
         client_certificates: false,
     });
-    Snapshot::build(state, &master, settings, now).unwrap()
+    Snapshot::build(state, &master, settings, &Default::default(), now).unwrap()
 }
 
 fn hot_path(c: &mut Criterion) {

@@ -77,6 +77,8 @@ pub struct ServeSettings {
     pub tls: Option<crate::http::tls::TlsFiles>,
     /// Log every public request at info (target `access`).
     pub access_log: bool,
+    /// Where the audit trail is streamed as JSON lines, if anywhere.
+    pub audit_log: Option<crate::operations::audit_log::AuditSink>,
     /// Client assertions and federated workloads.
     pub secretless: SecretlessSettings,
     /// Sender-constrained tokens: DPoP and client certificates.
@@ -170,6 +172,7 @@ impl ServeSettings {
             admin_token: None,
             tls: None,
             access_log: false,
+            audit_log: None,
             secretless: SecretlessSettings::default(),
             sender: SenderSettings::default(),
         }

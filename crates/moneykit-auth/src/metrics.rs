@@ -28,6 +28,8 @@ pub struct OperatorState {
     pub pool: PoolGauges,
     /// Webhook events waiting for delivery; `None` when the database did not say.
     pub outbox_pending: Option<u64>,
+    /// Clients whose last live secret expires within the warning window.
+    pub secrets_expiring: u64,
     /// This process, where the platform tells.
     pub process: Option<ProcessStats>,
     /// Now (Unix seconds), for the refresh lag.
@@ -401,6 +403,12 @@ fn render_operator_state(out: &mut String, state: &OperatorState) {
             &[("{status=\"pending\"}", pending.to_string())],
         );
     }
+    family(
+        "moneykit_auth_client_secrets_expiring",
+        "gauge",
+        "Clients whose last live secret expires within --secret-expiry-warning.",
+        &[("", state.secrets_expiring.to_string())],
+    );
     if let Some(process) = &state.process {
         process.render(out);
     }
@@ -463,6 +471,7 @@ mod tests {
                     acquire_seconds: 0.5,
                 },
                 outbox_pending: Some(7),
+                secrets_expiring: 2,
                 ..OperatorState::default()
             },
         );
@@ -473,6 +482,7 @@ mod tests {
             "moneykit_auth_db_pool_waiters 1",
             "moneykit_auth_db_pool_acquire_seconds_count 10",
             r#"moneykit_auth_webhook_outbox_events{status="pending"} 7"#,
+            "moneykit_auth_client_secrets_expiring 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

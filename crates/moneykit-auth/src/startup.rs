@@ -33,6 +33,7 @@ use crate::http::tls::ReloadingConfig;
 use crate::http::{self, admin_api};
 use crate::metrics::Metrics;
 use crate::operations;
+use crate::operations::audit_log::{self, AuditSink};
 use crate::store::{self, Migrations, OpenMode, Store, StoreError};
 use crate::webhooks::worker::Worker;
 
@@ -65,6 +66,7 @@ pub struct Application {
     shutdown_delay: Duration,
     master_key_origin: MasterKeyOrigin,
     demo: Option<DemoCredentials>,
+    audit_log: Option<AuditSink>,
 }
 
 impl Application {
@@ -78,6 +80,9 @@ impl Application {
             Some(_) => Some(admin_api::token_digest(settings.admin_token.as_deref())?),
             None => None,
         };
+        if let Some(sink) = &settings.audit_log {
+            audit_log::check(sink).context("cannot open --audit-log")?;
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -170,6 +175,7 @@ impl Application {
         let shutdown_delay = settings.shutdown_delay;
         let admin_master = master.clone();
         let key_activation_delay = settings.refresh.key_activation_delay;
+        let secret_expiry_warning = settings.refresh.secret_expiry_warning;
         let refresher = Refresher::start(
             store.clone(),
             master,
@@ -221,6 +227,9 @@ impl Application {
                     webhook_policy: settings.webhooks.policy,
                     key_fetch_policy: secretless.key_fetch.policy,
                     token_digest,
+                    public: state.clone(),
+                    refusals: Default::default(),
+                    secret_expiry_warning,
                 });
                 Some((listener, admin_api::router(admin_state, settings.limits)))
             }
@@ -243,6 +252,7 @@ impl Application {
             shutdown_delay,
             master_key_origin,
             demo,
+            audit_log: settings.audit_log,
         })
     }
 
@@ -304,6 +314,9 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
         let key_fetcher = tokio::spawn(self.key_fetcher.run(stop_rx.clone()));
+        if let Some(sink) = self.audit_log {
+            tokio::spawn(audit_log::run(self.store.clone(), sink, stop_rx.clone()));
+        }
         if let Some(tls) = &self.tls {
             tokio::spawn(
                 tls.clone()

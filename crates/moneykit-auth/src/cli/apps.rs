@@ -7,7 +7,7 @@ use super::output::{Output, table};
 use crate::domain::time::rfc3339;
 use crate::net::guard::TargetPolicy;
 use crate::operations::views::app_json;
-use crate::operations::{self, Via};
+use crate::operations::{self, Actor};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum AppsCommand {
@@ -46,7 +46,7 @@ pub(super) async fn run(cmd: AppsCommand, db: &super::Database, out: Output) -> 
     match cmd {
         AppsCommand::Create { name } => {
             let store = db.open_or_create().await?;
-            let app = operations::create_app(store.as_ref(), &name, Via::Cli).await?;
+            let app = operations::create_app(store.as_ref(), &name, &Actor::cli()).await?;
             out.emit(&app_json(&app), || {
                 format!("Created app {} ({})", app.id, app.name)
             });
@@ -81,7 +81,7 @@ pub(super) async fn run(cmd: AppsCommand, db: &super::Database, out: Output) -> 
                 &app_id,
                 url.as_deref(),
                 policy,
-                Via::Cli,
+                &Actor::cli(),
             )
             .await?;
             out.emit(&app_json(&app), || match &app.webhook_url {

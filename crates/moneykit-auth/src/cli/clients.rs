@@ -1,4 +1,5 @@
-//! `moneykit-auth clients create|list|show|update|disable|enable|rotate-secret|trust|untrust`.
+//! `moneykit-auth clients create|list|show|update|disable|enable|rotate-secret|add-secret|
+//! revoke-secret|trust|untrust`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,11 @@ use crate::net::guard::TargetPolicy;
 use crate::operations::secretless::{
     self, KeysInput, MAX_JWKS_BYTES, NewTrustRule, SecretlessAuth,
 };
+use crate::operations::secrets::{self, Rotation};
 use crate::operations::views::{
     client_json, client_secret_json, client_status, jwks_kids, trust_rule_json,
 };
-use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
+use crate::operations::{self, Actor, AdminError, ClientUpdate, NewClient};
 
 /// How a new client authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +232,9 @@ pub(super) enum ClientsCommand {
         /// ever gets tokens bound to its key.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         require_dpop: Option<bool>,
+        /// Lifetime of its first secret, e.g. 90d (default: it never expires).
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+        secret_ttl: Option<std::time::Duration>,
     },
     /// Change a client's name, scopes, audiences, token lifetime, DPoP requirement or (for a
     /// client without a secret) keys or certificate identity; running servers apply it to
@@ -295,10 +300,32 @@ pub(super) enum ClientsCommand {
         /// The client id.
         client_id: String,
     },
-    /// Replace a client's secret; prints the new one once.
+    /// Give a client a new secret and retire its others: at once, or after --grace (both
+    /// work meanwhile); prints the new one once.
     RotateSecret {
         /// The client id.
         client_id: String,
+        /// How long the old secrets keep working, e.g. 24h (default: they stop now).
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration, default_value = "0")]
+        grace: std::time::Duration,
+        /// Lifetime of the new secret, e.g. 90d (default: it never expires).
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+        secret_ttl: Option<std::time::Duration>,
+    },
+    /// Add a secret beside the client's others (up to 5 live); prints it once.
+    AddSecret {
+        /// The client id.
+        client_id: String,
+        /// Lifetime of the new secret, e.g. 90d (default: it never expires).
+        #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+        secret_ttl: Option<std::time::Duration>,
+    },
+    /// Revoke one of a client's secrets at once (not its last live one).
+    RevokeSecret {
+        /// The client id.
+        client_id: String,
+        /// The secret (`sec_…`, from `clients show`).
+        secret_id: String,
     },
     /// Let workloads holding a token of an external issuer (Kubernetes, GitHub Actions,
     /// SPIFFE) get this client's tokens, with no credential of their own.
@@ -403,6 +430,23 @@ fn describe(client: &Client) -> String {
     if let Some(at) = client.disabled_at {
         lines.push(format!("disabled_at: {}", rfc3339(at)));
     }
+    if let ClientAuth::Secret(secrets) = &client.auth {
+        for secret in secrets {
+            let state = match secret.expires_at {
+                _ if !secret.is_live(now) => "expired".to_owned(),
+                Some(at) => format!("expires {}", rfc3339(at)),
+                None => "no expiry".to_owned(),
+            };
+            let used = secret.last_used_at.map_or("never used".to_owned(), |at| {
+                format!("last used {}", rfc3339(at))
+            });
+            lines.push(format!(
+                "secret:      {} (created {}, {state}, {used})",
+                secret.id,
+                rfc3339(secret.created_at)
+            ));
+        }
+    }
     lines.join("\n")
 }
 
@@ -414,6 +458,7 @@ pub(super) async fn run(
     // Every clients command needs an existing app, hence an existing database.
     let store = db.open().await?;
     let store = store.as_ref();
+    let actor = &Actor::cli();
     match cmd {
         ClientsCommand::Create {
             app_id,
@@ -425,6 +470,7 @@ pub(super) async fn run(
             keys,
             tls,
             require_dpop,
+            secret_ttl,
         } => {
             let new = NewClient {
                 app_id,
@@ -433,10 +479,11 @@ pub(super) async fn run(
                 audiences,
                 token_ttl_secs: token_ttl,
                 require_dpop: require_dpop.unwrap_or(false),
+                secret_ttl_secs: secret_ttl.map(|d| d.as_secs()),
             };
             match secretless_auth(auth_method, &keys, &tls)? {
                 None => {
-                    let (client, secret) = operations::create_client(store, &new, Via::Cli).await?;
+                    let (client, secret) = operations::create_client(store, &new, actor).await?;
                     client_with_secret(out, "Created", &client, &secret);
                 }
                 Some(auth) => {
@@ -445,7 +492,7 @@ pub(super) async fn run(
                         &new,
                         &auth,
                         keys.policy(),
-                        Via::Cli,
+                        actor,
                     )
                     .await?;
                     out.emit(&client_json(&client), || {
@@ -491,7 +538,7 @@ pub(super) async fn run(
                 &update,
                 credentials.as_ref(),
                 keys.policy(),
-                Via::Cli,
+                actor,
             )
             .await?;
             out.emit(&client_json(&client), || {
@@ -562,20 +609,20 @@ pub(super) async fn run(
                 audience,
                 keys: keys.keys()?,
             };
-            let rule = secretless::trust(store, &client_id, &rule, keys.policy(), Via::Cli).await?;
+            let rule = secretless::trust(store, &client_id, &rule, keys.policy(), actor).await?;
             out.emit(&trust_rule_json(&rule), || {
                 format!("Client {client_id} now trusts {}", describe_rule(&rule))
             });
         }
         ClientsCommand::Untrust { client_id, rule_id } => {
-            secretless::untrust(store, &client_id, &rule_id, Via::Cli).await?;
+            secretless::untrust(store, &client_id, &rule_id, actor).await?;
             out.emit(
                 &serde_json::json!({"client_id": client_id, "rule_id": rule_id, "removed": true}),
                 || format!("Removed trust rule {rule_id} of client {client_id}"),
             );
         }
         ClientsCommand::Disable { client_id, at } => {
-            let client = operations::disable_client(store, &client_id, at, Via::Cli).await?;
+            let client = operations::disable_client(store, &client_id, at, actor).await?;
             out.emit(&client_json(&client), || {
                 let when = client.disabled_at.map(rfc3339).unwrap_or_default();
                 if client.is_disabled(OffsetDateTime::now_utc()) {
@@ -586,15 +633,44 @@ pub(super) async fn run(
             });
         }
         ClientsCommand::Enable { client_id } => {
-            let client = operations::enable_client(store, &client_id, Via::Cli).await?;
+            let client = operations::enable_client(store, &client_id, actor).await?;
             out.emit(&client_json(&client), || {
                 format!("Enabled client {}", client.id)
             });
         }
-        ClientsCommand::RotateSecret { client_id } => {
+        ClientsCommand::RotateSecret {
+            client_id,
+            grace,
+            secret_ttl,
+        } => {
+            let rotation = Rotation {
+                grace_secs: grace.as_secs(),
+                secret_ttl_secs: secret_ttl.map(|d| d.as_secs()),
+            };
             let (client, secret) =
-                operations::rotate_client_secret(store, &client_id, Via::Cli).await?;
+                secrets::rotate_client_secret(store, &client_id, &rotation, actor).await?;
             client_with_secret(out, "Rotated the secret of", &client, &secret);
+        }
+        ClientsCommand::AddSecret {
+            client_id,
+            secret_ttl,
+        } => {
+            let ttl = secret_ttl.map(|d| d.as_secs());
+            let made = secrets::add_client_secret(store, &client_id, ttl, actor).await?;
+            client_with_secret(out, "Added a secret to", &made.client, &made.secret);
+        }
+        ClientsCommand::RevokeSecret {
+            client_id,
+            secret_id,
+        } => {
+            let client =
+                secrets::revoke_client_secret(store, &client_id, &secret_id, actor).await?;
+            out.emit(&client_json(&client), || {
+                format!(
+                    "Revoked secret {secret_id} of client {client_id}\n{}",
+                    describe(&client)
+                )
+            });
         }
     }
     Ok(())
@@ -620,8 +696,10 @@ fn describe_rule(rule: &TrustRule) -> String {
 pub fn client_with_secret(out: Output, verb: &str, client: &Client, secret: &ClientSecret) {
     let value = client_secret_json(client, secret);
     out.emit(&value, || {
+        let secret_id = value["secret_id"].as_str().unwrap_or("-");
+        let expires = value["secret_expires_at"].as_str().unwrap_or("never");
         format!(
-            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  scope:         {scope}\n  audiences:     {audiences}\n\nThe secret is shown only now: store it safely.",
+            "{verb} client {id} (app {app})\n  client_id:     {id}\n  client_secret: {secret}\n  secret_id:     {secret_id} (expires: {expires})\n  scope:         {scope}\n  audiences:     {audiences}\n\nThe secret is shown only now: store it safely.",
             id = client.id,
             app = client.app_id,
             secret = secret.expose(),

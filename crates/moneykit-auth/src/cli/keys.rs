@@ -9,7 +9,7 @@ use crate::config::{check_master_secret, resolve_master_key};
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::time::rfc3339;
 use crate::operations::views::{key_json, revocation_json, rotation_json};
-use crate::operations::{self, Rotation, Via};
+use crate::operations::{self, Actor, Rotation};
 use crate::webhooks::WebhookSettings;
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +69,8 @@ pub(super) async fn run(cmd: KeysCommand, db: &super::Database, out: Output) -> 
             let (master, _) =
                 resolve_master_key(db.url(), secret.as_deref(), &store.list_keys().await?)?;
             let rotation =
-                operations::rotate_key_by(store.as_ref(), &master, delay, now, Via::Cli).await?;
+                operations::rotate_key_by(store.as_ref(), &master, delay, now, &Actor::cli())
+                    .await?;
             let (key, text) = match &rotation {
                 Rotation::Published(k) => (k, "Published next key"),
                 Rotation::AlreadyPending(k) => (
@@ -94,7 +95,7 @@ pub(super) async fn run(cmd: KeysCommand, db: &super::Database, out: Output) -> 
                 resolve_master_key(db.url(), secret.as_deref(), &store.list_keys().await?)?;
             let retry_window = WebhookSettings::default().retry_window;
             let done =
-                operations::revoke_key(store.as_ref(), &master, &kid, retry_window, Via::Cli)
+                operations::revoke_key(store.as_ref(), &master, &kid, retry_window, &Actor::cli())
                     .await?;
             out.emit(&revocation_json(&done), || {
                 let mut text =

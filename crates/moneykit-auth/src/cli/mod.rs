@@ -10,6 +10,7 @@
 //! non-zero; nothing is written unless the whole input is valid.
 
 mod apps;
+mod audit;
 mod clients;
 mod config_file;
 mod database;
@@ -89,6 +90,9 @@ enum Command {
     /// Get an access token from a running server: with a client secret, a private key
     /// (private_key_jwt) or a workload's platform token (federation).
     Token(token::TokenArgs),
+    /// Read the audit trail: who changed what, and refused attempts.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Queue, list and retry webhook events.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
@@ -171,6 +175,7 @@ async fn dispatch(cli: Cli, db: &Database) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys::run(cmd, db, out).await,
         Command::Token(args) => token::run(args, out).await,
         Command::Webhooks(cmd) => webhooks::run(cmd, db, out).await,
+        Command::Audit(cmd) => audit::run(cmd, db, out).await,
         Command::Init => database::init(db, out).await,
         Command::Migrate(args) => database::migrate(args, db, out).await,
         Command::Backup(args) => database::backup(args, db, out).await,

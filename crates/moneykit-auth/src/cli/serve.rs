@@ -248,6 +248,18 @@ pub(super) struct ServeArgs {
     /// X-Forwarded-Client-Cert. Believed only from --trusted-proxy addresses (required).
     #[arg(long, env = "MONEYKIT_AUTH_CLIENT_CERT_HEADER", value_name = "NAME")]
     client_cert_header: Option<axum::http::HeaderName>,
+    /// A client whose last live secret expires within this long counts in the metric
+    /// moneykit_auth_client_secrets_expiring, and its app is sent a
+    /// client.secret_expiring webhook event (once).
+    #[arg(long, env = "MONEYKIT_AUTH_SECRET_EXPIRY_WARNING", default_value = "7d", value_parser = super::parse_duration)]
+    secret_expiry_warning: Duration,
+    /// How long audit records are kept ("0": forever).
+    #[arg(long, env = "MONEYKIT_AUTH_AUDIT_RETENTION", default_value = "365d", value_parser = super::parse_duration)]
+    audit_retention: Duration,
+    /// Stream the audit trail as JSON lines while it grows, to this file (appended to,
+    /// 0600, resumed after its last record) or "-" for standard output.
+    #[arg(long, env = "MONEYKIT_AUTH_AUDIT_LOG", value_name = "FILE|-")]
+    audit_log: Option<String>,
     /// Print the effective settings as TOML, each with where it came from (flag, env, file,
     /// default), secrets masked; then exit without opening the database.
     #[arg(long)]
@@ -285,6 +297,16 @@ pub(super) async fn run(args: ServeArgs, db: &Database, out: Output) -> anyhow::
     settings.master_secret = super::config_file::master_secret();
     settings.refresh.key_activation_delay = time::Duration::try_from(args.key_activation_delay)?;
     settings.refresh.key_rotation_interval = time::Duration::try_from(args.key_rotation_interval)?;
+    settings.refresh.secret_expiry_warning = time::Duration::try_from(args.secret_expiry_warning)?;
+    settings.refresh.audit_retention = match args.audit_retention.is_zero() {
+        true => None,
+        false => Some(time::Duration::try_from(args.audit_retention)?),
+    };
+    settings.refresh.webhook_retry_window = args.webhook_retry_window;
+    settings.audit_log = args
+        .audit_log
+        .as_deref()
+        .map(crate::operations::audit_log::AuditSink::parse);
     settings.limits.request_timeout = args.request_timeout;
     settings.refresh.poll_interval = args.refresh_interval;
     settings.limits.max_body_bytes = args.max_body_bytes;

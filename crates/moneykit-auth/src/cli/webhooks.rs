@@ -8,7 +8,7 @@ use super::output::{Output, table};
 use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::payloads;
 use crate::operations::views::event_json;
-use crate::operations::{self, AdminError};
+use crate::operations::{self, Actor, AdminError};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WebhooksCommand {
@@ -77,9 +77,15 @@ pub(super) async fn run(
                 .map_err(|e| AdminError::Invalid(format!("--data is not JSON: {e}")))?;
             let body = payloads::operator_payload(&event, &data, OffsetDateTime::now_utc())
                 .map_err(|e| AdminError::Invalid(e.to_string()))?;
-            let queued =
-                operations::queue_webhook_event(store.as_ref(), &app, &event, body, retry_window)
-                    .await?;
+            let queued = operations::send_webhook_event(
+                store.as_ref(),
+                &app,
+                &event,
+                body,
+                retry_window,
+                &Actor::cli(),
+            )
+            .await?;
             out.emit(&event_json(&queued), || event_line("Queued", &queued));
         }
         WebhooksCommand::List { app, status, limit } => {
@@ -116,8 +122,13 @@ pub(super) async fn run(
             event_id,
             retry_window,
         } => {
-            let event =
-                operations::retry_webhook_event(store.as_ref(), &event_id, retry_window).await?;
+            let event = operations::retry_webhook_event(
+                store.as_ref(),
+                &event_id,
+                retry_window,
+                &Actor::cli(),
+            )
+            .await?;
             out.emit(&event_json(&event), || event_line("Requeued", &event));
         }
     }

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::certificates::TlsIdentity;
 use super::scope::Scopes;
-use super::secrets::SecretHash;
+use super::secrets::StoredSecret;
 
 /// An app: the owner of clients and (later) of a webhook endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +49,9 @@ pub struct Client {
 /// How a client authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientAuth {
-    /// With a secret (`client_secret_basic` or `client_secret_post`); the hash of its
-    /// current secret.
-    Secret(SecretHash),
+    /// With a secret (`client_secret_basic` or `client_secret_post`): any of these that
+    /// has not expired; during a rotation's grace, the old and the new.
+    Secret(Vec<StoredSecret>),
     /// With a JWT signed by one of its keys (`private_key_jwt`); it has no secret.
     PrivateKeyJwt(ClientKeys),
     /// With a client certificate that chains to a configured CA and shows this identity
@@ -120,7 +120,7 @@ mod tests {
             scopes: Scopes::default(),
             audiences: Vec::new(),
             token_ttl_secs: None,
-            auth: ClientAuth::Secret(SecretHash::of("x")),
+            auth: ClientAuth::Secret(Vec::new()),
             created_at: OffsetDateTime::UNIX_EPOCH,
             disabled_at,
             require_dpop: false,

@@ -37,6 +37,17 @@ pub fn new_trust_rule_id() -> String {
     prefixed_hex::<12>("trust_")
 }
 
+/// A new client secret id, e.g. `sec_1a2b…` (96 random bits; names the secret, reveals
+/// nothing of it).
+pub fn new_secret_id() -> String {
+    prefixed_hex::<12>("sec_")
+}
+
+/// A new audit record id, e.g. `aud_4c2e…` (96 random bits).
+pub fn new_audit_id() -> String {
+    prefixed_hex::<12>("aud_")
+}
+
 /// A new token id (`jti`): 128 random bits, so revocation lists never see a collision.
 /// Also the opaque webhook delivery tokens and idempotency keys, which need the same.
 pub fn new_token_id() -> String {
@@ -59,6 +70,8 @@ mod tests {
         assert!(new_app_id().starts_with("app_"));
         assert!(new_key_id().starts_with("key_"));
         assert!(new_trust_rule_id().starts_with("trust_"));
+        assert!(new_secret_id().starts_with("sec_") && new_secret_id().len() == 4 + 24);
+        assert!(new_audit_id().starts_with("aud_"));
         assert!(new_event_id().starts_with("evt_") && new_event_id().len() == 4 + 24);
         assert_eq!(new_token_id().len(), 32);
     }

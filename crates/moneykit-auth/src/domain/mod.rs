@@ -3,7 +3,8 @@
 //! the time takes `now` as an argument, so tests can pin it.
 //!
 //! - [`ids`]: generated identifiers (client, app, key, event and token ids).
-//! - [`secrets`]: client secrets, their hashes and the constant-time check.
+//! - [`secrets`]: client secrets, their hashes, a client's several secrets and the
+//!   constant-time check against all of them.
 //! - [`scope`]: scope lists and down-scoping.
 //! - [`audience`]: audience URIs and RFC 8707 resource indicators.
 //! - [`clients`]: apps and clients as stored, how each authenticates, and what
@@ -15,12 +16,14 @@
 //! - [`tokens`]: the access token format (RFC 9068 JWT) — signing and validation — and
 //!   revoked tokens as stored.
 //! - [`signing_keys`]: a signing key's life (next → active → retired → expired).
+//! - [`audit`]: records of the audit trail and how they are filtered.
 //! - [`events`], [`payloads`]: webhook events as the outbox keeps them, and their bodies.
 //! - [`time`]: RFC 3339 and Unix-millisecond times.
 //! - [`json`]: writing JSON strings by hand on the hot path.
 
 pub mod assertions;
 pub mod audience;
+pub mod audit;
 pub mod certificates;
 pub mod clients;
 pub mod dpop;

@@ -9,6 +9,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
 
 use crate::crypto::random_bytes;
 
@@ -81,6 +82,88 @@ impl SecretHash {
     }
 }
 
+/// Most secrets a client holds that have not expired: enough to overlap a rotation with
+/// a spare, few enough that the check below stays a handful of comparisons.
+pub const MAX_LIVE_SECRETS: usize = 5;
+
+/// One of a client's secrets, as stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// `sec_…` id: names the secret in listings, the audit trail and `revoke-secret`.
+    pub id: String,
+    /// The hash of the secret.
+    pub hash: SecretHash,
+    /// When it was added.
+    pub created_at: OffsetDateTime,
+    /// When it stops working; `None`: never (until revoked).
+    pub expires_at: Option<OffsetDateTime>,
+    /// When a token request last presented it, as last flushed to the store (minutes
+    /// behind at most); `None`: never.
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl StoredSecret {
+    /// A new secret's record, created at `now`, expiring after `ttl` if given.
+    pub fn new(secret: &ClientSecret, now: OffsetDateTime, ttl: Option<Duration>) -> Self {
+        Self {
+            id: crate::domain::ids::new_secret_id(),
+            hash: secret.hash(),
+            created_at: now,
+            expires_at: ttl.map(|ttl| now + ttl),
+            last_used_at: None,
+        }
+    }
+
+    /// Whether it still works at `now`.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Which of `secrets` (live at `now`) `presented` is. The presented secret is hashed once
+/// and compared with [`MAX_LIVE_SECRETS`] hashes every time, the client's and dummies,
+/// without stopping at a match, so the answer takes the same time whichever secret
+/// matched, whether one did, and however many secrets the client has.
+pub fn find_secret<'a>(
+    secrets: &'a [StoredSecret],
+    presented: &str,
+    now: OffsetDateTime,
+) -> Option<(usize, &'a StoredSecret)> {
+    const DUMMY: SecretHash = SecretHash([0x5a; 32]);
+    let hash = SecretHash::of(presented);
+    let mut found = None;
+    for slot in 0..MAX_LIVE_SECRETS.max(secrets.len()) {
+        let (stored, live) = match secrets.get(slot) {
+            Some(s) => (&s.hash, s.is_live(now)),
+            None => (&DUMMY, false),
+        };
+        let matches: bool = hash.0.ct_eq(&stored.0).into();
+        if matches & live {
+            found = Some(slot);
+        }
+    }
+    found.map(|slot| (slot, &secrets[slot]))
+}
+
+/// The secret whose expiry leaves the client without a live one, if that happens within
+/// `window` of `now`: the live secret that expires last, when every live secret expires.
+/// A secret a rotation scheduled to expire has a successor, so it is not this one.
+pub fn last_expiring_within(
+    secrets: &[StoredSecret],
+    now: OffsetDateTime,
+    window: Duration,
+) -> Option<&StoredSecret> {
+    let live = secrets.iter().filter(|s| s.is_live(now));
+    let mut last: Option<&StoredSecret> = None;
+    for secret in live {
+        let at = secret.expires_at?;
+        if last.is_none_or(|l| l.expires_at.is_some_and(|l| l < at)) {
+            last = Some(secret);
+        }
+    }
+    last.filter(|s| s.expires_at.is_some_and(|at| at <= now + window))
+}
+
 impl std::fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretHash(..)")
@@ -113,6 +196,46 @@ mod tests {
         assert!(!h.verify(""));
         assert_eq!(SecretHash::from_bytes(h.as_bytes()), Some(h));
         assert_eq!(SecretHash::from_bytes(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn any_live_secret_matches_and_expired_ones_do_not() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        let (a, b, c) = (
+            ClientSecret::generate(),
+            ClientSecret::generate(),
+            ClientSecret::generate(),
+        );
+        let secrets = vec![
+            StoredSecret::new(&a, now, Some(Duration::hours(1))),
+            StoredSecret::new(&b, now, None),
+            StoredSecret::new(&c, now - Duration::hours(2), Some(Duration::hours(1))),
+        ];
+        assert_eq!(find_secret(&secrets, a.expose(), now).unwrap().0, 0);
+        assert_eq!(find_secret(&secrets, b.expose(), now).unwrap().0, 1);
+        assert!(find_secret(&secrets, c.expose(), now).is_none(), "expired");
+        assert!(find_secret(&secrets, a.expose(), now + Duration::hours(1)).is_none());
+        assert!(find_secret(&secrets, "mks_other", now).is_none());
+        assert!(find_secret(&[], a.expose(), now).is_none());
+        // The dummy slots never match, whatever is presented.
+        assert!(find_secret(&secrets[..1], "", now).is_none());
+    }
+
+    #[test]
+    fn a_client_is_warned_of_only_its_last_secret_expiring() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        let s = |ttl: Option<Duration>| StoredSecret::new(&ClientSecret::generate(), now, ttl);
+        let week = Duration::days(7);
+        // Rotated: the old one expires tomorrow, the new one never.
+        let rotated = vec![s(Some(Duration::days(1))), s(None)];
+        assert!(last_expiring_within(&rotated, now, week).is_none());
+        // Both expire, the last one within the window: that one.
+        let both = vec![s(Some(Duration::days(1))), s(Some(Duration::days(3)))];
+        assert_eq!(last_expiring_within(&both, now, week), Some(&both[1]));
+        // The last one beyond the window: nothing yet.
+        let later = vec![s(Some(Duration::days(1))), s(Some(Duration::days(30)))];
+        assert!(last_expiring_within(&later, now, week).is_none());
+        assert!(last_expiring_within(&[], now, week).is_none());
     }
 
     #[test]

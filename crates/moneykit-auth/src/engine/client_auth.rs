@@ -13,7 +13,7 @@ use crate::crypto::jose::Jws;
 use crate::domain::assertions::{JwtClaims, MAX_ASSERTION_LEN, check_client_assertion};
 use crate::domain::certificates::ClientCertificate;
 use crate::domain::clients::ClientAuth;
-use crate::domain::secrets::SecretHash;
+use crate::domain::secrets::{SecretHash, find_secret};
 
 /// The credentials a request presents, however it presents them.
 pub enum Credentials<'a> {
@@ -128,17 +128,20 @@ impl<'a> Engine<'a> {
             } => {
                 let entry = self.snapshot.client(client_id);
                 let failure = match entry.map(|e| (e, &e.client.auth)) {
-                    Some((_, ClientAuth::Secret(hash))) if !hash.verify(client_secret) => {
-                        Failure::WrongSecret
-                    }
-                    Some((entry, ClientAuth::Secret(_))) if entry.client.is_disabled(now) => {
-                        Failure::Disabled
-                    }
-                    Some((entry, ClientAuth::Secret(_))) => {
-                        return Ok(Authenticated {
-                            entry,
-                            assertion: None,
-                        });
+                    Some((entry, ClientAuth::Secret(secrets))) => {
+                        match find_secret(secrets, client_secret, now) {
+                            None => Failure::WrongSecret,
+                            Some(_) if entry.client.is_disabled(now) => Failure::Disabled,
+                            Some((slot, _)) => {
+                                if let Some(uses) = entry.secret_uses.get(slot) {
+                                    uses.touch(now.unix_timestamp());
+                                }
+                                return Ok(Authenticated {
+                                    entry,
+                                    assertion: None,
+                                });
+                            }
+                        }
                     }
                     Some((_, ClientAuth::PrivateKeyJwt(_))) => {
                         SecretHash::verify_against_nothing(client_secret);

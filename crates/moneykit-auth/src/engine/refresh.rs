@@ -18,9 +18,12 @@ use tokio::sync::watch;
 
 use crate::crypto::MasterKey;
 use crate::domain::EXPIRY_LEEWAY_SECS;
+use crate::domain::clients::ClientAuth;
+use crate::domain::secrets::last_expiring_within;
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::time::now_ms;
 use crate::engine::revocation::RevocationList;
+use crate::engine::secret_uses::SecretUses;
 use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::operations;
 use crate::store::{ChangeFeed, Store, StoredState};
@@ -39,6 +42,13 @@ pub struct RefreshSettings {
     /// How long the database may take to answer the check on each tick before the
     /// server reports not-ready: readiness follows an outage within about this long.
     pub ping_timeout: Duration,
+    /// A client whose last secret expires within this long is announced (metric and
+    /// operator webhook event).
+    pub secret_expiry_warning: time::Duration,
+    /// Audit records older than this are forgotten; `None`: kept forever.
+    pub audit_retention: Option<time::Duration>,
+    /// How long the announcements queued here are retried.
+    pub webhook_retry_window: Duration,
 }
 
 impl Default for RefreshSettings {
@@ -49,6 +59,9 @@ impl Default for RefreshSettings {
             key_rotation_interval: time::Duration::days(30),
             key_activation_delay: time::Duration::minutes(10),
             ping_timeout: Duration::from_secs(1),
+            secret_expiry_warning: time::Duration::days(7),
+            audit_retention: Some(time::Duration::days(365)),
+            webhook_retry_window: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -75,6 +88,10 @@ pub struct Refresher {
     health: Arc<Health>,
     settings: RefreshSettings,
     revocations: Arc<RevocationList>,
+    /// Last uses of client secrets, waiting to be flushed.
+    uses: Arc<SecretUses>,
+    /// Secrets whose coming expiry this process announced (or found announced).
+    announced: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When scheduled rotation is next due, from the last loaded key schedule.
     rotation_due_at: std::sync::Mutex<Option<OffsetDateTime>>,
 }
@@ -92,7 +109,8 @@ impl Refresher {
         let state = store.load().await?;
         let now = OffsetDateTime::now_utc();
         let rotation_due_at = rotation_due_at(&settings, &state, now);
-        let first = Snapshot::build(state, &master, tokens.clone(), now)?;
+        let uses = Arc::new(SecretUses::default());
+        let first = Snapshot::build(state, &master, tokens.clone(), &uses, now)?;
         store
             .prune_revocations(now.unix_timestamp() - EXPIRY_LEEWAY_SECS)
             .await?;
@@ -100,6 +118,8 @@ impl Refresher {
         revocations.apply(&store.revocations_since(0).await?);
         let refresher = Self {
             revocations,
+            uses,
+            announced: Default::default(),
             store,
             master,
             tokens,
@@ -138,6 +158,7 @@ impl Refresher {
             // assertion that a replica behind it still takes as unexpired.
             self.store.prune_assertions(horizon).await?;
             self.revocations.prune(now.unix_timestamp());
+            self.housekeeping(now).await;
         }
         let current = self.cell.load();
         let rotation_due = self
@@ -155,10 +176,67 @@ impl Refresher {
             return Ok(false);
         }
         let due = rotation_due_at(&self.settings, &state, now);
-        let next = Snapshot::build(state, &self.master, self.tokens.clone(), now)?;
+        let next = Snapshot::build(state, &self.master, self.tokens.clone(), &self.uses, now)?;
         self.cell.store(next);
         *self.rotation_due_at.lock().expect("not poisoned") = due;
         Ok(true)
+    }
+
+    /// The chores of every full refresh, each best effort (a failure is logged and tried
+    /// again next time): flushing last uses of secrets, announcing clients about to run
+    /// out of secrets, and audit retention.
+    async fn housekeeping(&self, now: OffsetDateTime) {
+        let uses = self.uses.take();
+        if let Err(error) = self.store.record_secret_use(&uses).await {
+            self.uses.restore(&uses);
+            tracing::warn!(%error, "cannot record when client secrets were last used; retrying later");
+        }
+        let expiring: Vec<_> = {
+            let snapshot = self.cell.load();
+            snapshot
+                .clients()
+                .filter_map(|entry| {
+                    let ClientAuth::Secret(secrets) = &entry.client.auth else {
+                        return None;
+                    };
+                    let window = self.settings.secret_expiry_warning;
+                    let secret = last_expiring_within(secrets, now, window)?;
+                    let announced = self.announced.lock().expect("not poisoned");
+                    (!announced.contains(&secret.id))
+                        .then(|| (entry.client.clone(), secret.clone()))
+                })
+                .collect()
+        };
+        for (client, secret) in expiring {
+            let announce = operations::secrets::announce_secret_expiry(
+                self.store.as_ref(),
+                &client,
+                &secret,
+                self.settings.webhook_retry_window,
+            );
+            match announce.await {
+                Ok(()) => {
+                    self.announced
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(secret.id);
+                }
+                Err(error) => {
+                    tracing::warn!(client_id = %client.id, %error, "cannot announce an expiring client secret")
+                }
+            }
+        }
+        if let Some(retention) = self.settings.audit_retention {
+            let before = now - retention;
+            let before_ms = i64::try_from(before.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            match self.store.prune_audit(before_ms).await {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    tracing::info!(pruned, "audit records past their retention forgotten")
+                }
+                Err(error) => tracing::warn!(%error, "cannot apply the audit retention"),
+            }
+        }
     }
 
     async fn rotate_if_due(

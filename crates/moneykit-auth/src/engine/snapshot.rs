@@ -25,6 +25,7 @@ use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::signing_keys::KeyStatus;
 use crate::domain::tokens::access_token_header;
+use crate::engine::secret_uses::{SecretUses, UseSlot};
 use crate::store::StoredState;
 
 /// Settings that shape tokens, fixed for the life of a server.
@@ -97,6 +98,8 @@ pub struct ClientEntry {
     /// A `private_key_jwt` client's keys: parsed from its registered JWKS, or where its
     /// JWKS URI's keys are cached.
     pub keys: KeySet,
+    /// Where each of a secret client's secrets (in order) records its last use.
+    pub secret_uses: Box<[Arc<UseSlot>]>,
     /// The `/auth/introspect` body, serialized on first use (most clients are never
     /// introspected, and with 100 000 clients eager bodies would cost ~30 MB).
     introspection_json: OnceLock<Bytes>,
@@ -243,6 +246,7 @@ impl Snapshot {
         state: StoredState,
         master: &MasterKey,
         settings: Arc<TokenSettings>,
+        uses: &SecretUses,
         now: OffsetDateTime,
     ) -> Result<Self, SnapshotError> {
         let metadata = server_metadata(&settings, &state.clients);
@@ -257,8 +261,13 @@ impl Snapshot {
                 .get(&client.app_id)
                 .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
                 .clone();
+            let secret_uses = match &client.auth {
+                ClientAuth::Secret(secrets) => secrets.iter().map(|s| uses.slot(&s.id)).collect(),
+                _ => Box::default(),
+            };
             clients.insert(ClientEntry {
                 keys: KeySet::of_client(&client),
+                secret_uses,
                 client,
                 app,
                 introspection_json: OnceLock::new(),
@@ -314,6 +323,11 @@ impl Snapshot {
     /// The client with this id, if it exists (enabled or not).
     pub fn client(&self, id: &str) -> Option<&ClientEntry> {
         self.clients.get(id)
+    }
+
+    /// Every client.
+    pub fn clients(&self) -> impl Iterator<Item = &ClientEntry> {
+        self.clients.iter()
     }
 
     /// The trust rules for platform tokens of `issuer`.

@@ -1,25 +1,34 @@
 //! The admin HTTP API and Prometheus metrics, on their own listener (`--admin-listen`,
-//! off by default), behind an admin token (`MONEYKIT_AUTH_ADMIN_TOKEN`, sent as
-//! `Authorization: Bearer …`, compared in constant time). It does what the CLI does, with
-//! the same JSON shapes as the CLI's `--json` ([`crate::operations::views`]) and the same admin
-//! operations ([`crate::operations`]), so the two cannot disagree.
+//! off by default). It does what the CLI does, with the same JSON shapes as the CLI's
+//! `--json` ([`crate::operations::views`]) and the same admin operations
+//! ([`crate::operations`]), so the two cannot disagree.
+//!
+//! A caller sends `Authorization: Bearer …` with either the bootstrap admin token
+//! (`MONEYKIT_AUTH_ADMIN_TOKEN`, compared in constant time; it may do everything) or an
+//! access token this server issued to a client holding admin scopes
+//! ([`crate::operations::audit::ADMIN_SCOPES`]): each route in [`ROUTES`] names its area,
+//! and reading needs `admin:read` or the area's scope, changing needs the area's scope
+//! (403 `insufficient_scope` otherwise). Every change, every refusal and every
+//! unauthenticated attempt goes to the audit trail, naming the caller.
 //!
 //! | | |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /admin/apps`, `POST /admin/apps` `{"name"}` | apps |
 //! | `PUT /admin/apps/{id}/webhook` `{"url","allow_http","allow_private_targets"}` (the flags only narrow the server's policy), `DELETE …` | webhook URL |
-//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl","token_endpoint_auth_method","jwks","jwks_uri"}` | clients |
-//! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl","jwks","jwks_uri"}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` | one client |
+//! | `GET /admin/clients?app=`, `POST /admin/clients` `{"app_id","name","scope","audiences","token_ttl","secret_ttl","token_endpoint_auth_method","jwks","jwks_uri",…}` | clients |
+//! | `GET /admin/clients/{id}`, `PATCH …` `{"name","scope","audiences","token_ttl","jwks","jwks_uri",…}`; `POST …/disable` `{"at"}`, `…/enable`, `…/rotate-secret` `{"grace","secret_ttl"}` | one client |
+//! | `POST /admin/clients/{id}/secrets` `{"secret_ttl"}`, `DELETE …/secrets/{secret_id}` | a client's secrets |
 //! | `GET /admin/clients/{id}/trust-rules`, `POST …` `{"issuer","subject","audience","jwks","jwks_uri"}`, `DELETE …/{rule_id}` | a client's trust rules (federated workloads) |
 //! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}`, `POST /admin/keys/{kid}/revoke` | signing keys |
 //! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
+//! | `GET /admin/audit?since=&until=&target=&actor=&limit=&cursor=` | the audit trail, newest first |
 
 use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,18 +41,24 @@ use time::format_description::well_known::Rfc3339;
 
 use super::Limits;
 use super::error::ApiError;
-use super::extract::{ClientAddr, bearer_token};
-use super::hygiene::HygieneLayer;
+use super::extract::{ClientAddr, PresentedToken, bearer_token};
+use super::hygiene::{HygieneLayer, REQUEST_ID};
 use super::state::AdminState;
+use crate::domain::audit::{AuditFilter, Outcome};
 use crate::domain::certificates::TlsIdentity;
+use crate::domain::clients::ClientAuth;
 use crate::domain::events::EventStatus;
 use crate::domain::payloads;
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::last_expiring_within;
 use crate::domain::signing_keys::KeySchedule;
 use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
+use crate::operations::audit::{self, record_json};
 use crate::operations::secretless::{self, KeysInput, NewTrustRule, SecretlessAuth};
+use crate::operations::secrets::{self, Rotation};
 use crate::operations::views;
-use crate::operations::{self, AdminError, ClientUpdate, NewClient, Via};
+use crate::operations::{self, Actor, AdminError, ClientUpdate, NewClient};
 
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
@@ -77,7 +92,7 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
         max_body_bytes: MAX_BODY_BYTES,
         ..limits
     };
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/admin/apps", get(list_apps).post(create_app))
         .route(
@@ -89,6 +104,11 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
         .route("/admin/clients/{id}/disable", post(disable_client))
         .route("/admin/clients/{id}/enable", post(enable_client))
         .route("/admin/clients/{id}/rotate-secret", post(rotate_secret))
+        .route("/admin/clients/{id}/secrets", post(add_secret))
+        .route(
+            "/admin/clients/{id}/secrets/{secret_id}",
+            axum::routing::delete(revoke_secret),
+        )
         .route(
             "/admin/clients/{id}/trust-rules",
             get(list_trust_rules).post(add_trust_rule),
@@ -102,39 +122,372 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
         .route("/admin/keys/{kid}/revoke", post(revoke_key))
         .route("/admin/webhooks", get(list_events).post(send_event))
         .route("/admin/webhooks/{id}/retry", post(retry_event))
-        .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::from_fn_with_state(
+        .route("/admin/audit", get(list_audit));
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_token,
+            authorize,
         ))
+        .fallback(|| async { ApiError::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .layer(HygieneLayer::new(limits, None))
 }
 
-async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let presented = bearer_token(req.headers());
-    let ok = presented.as_ref().is_ok_and(|t| {
-        let d = digest(&SHA256, t.as_bytes());
-        bool::from(d.as_ref().ct_eq(&state.token_digest))
-    });
-    if !ok {
-        // Never the token: only why it was refused.
-        let reason = match presented {
-            Ok(_) => "wrong_token",
-            Err(ApiError::MissingToken) => "missing_token",
-            Err(_) => "malformed",
-        };
-        let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
-        tracing::info!(
-            reason = %reason,
-            client = source.map(tracing::field::display),
-            path = %req.uri().path(),
-            "admin API authentication failed"
-        );
-        return ApiError::InvalidToken.into_response();
+/// What a route reads or changes: the admin scope it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Prometheus metrics: read with `admin:read`.
+    Metrics,
+    /// Apps and their webhook URLs: `admin:apps`.
+    Apps,
+    /// Clients, their secrets, keys, certificates and trust rules: `admin:clients`.
+    Clients,
+    /// Signing keys: `admin:keys`.
+    Keys,
+    /// Webhook events: `admin:webhooks`.
+    Webhooks,
+    /// The audit trail: read with `admin:read`.
+    Audit,
+}
+
+impl Area {
+    /// The scope that reads and changes this area (besides `admin:read` for reading).
+    fn scope(self) -> &'static str {
+        match self {
+            Area::Metrics | Area::Audit => "admin:read",
+            Area::Apps => "admin:apps",
+            Area::Clients => "admin:clients",
+            Area::Keys => "admin:keys",
+            Area::Webhooks => "admin:webhooks",
+        }
     }
-    next.run(req).await
+}
+
+/// One admin route: method, path as routed, area, and for a change the audit action
+/// its refusals are recorded under.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRoute {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// What it reads or changes.
+    pub area: Area,
+    /// The audit action of a change; `None` for a read.
+    pub action: Option<&'static str>,
+}
+
+const fn read(path: &'static str, area: Area) -> AdminRoute {
+    AdminRoute {
+        method: "GET",
+        path,
+        area,
+        action: None,
+    }
+}
+
+const fn change(
+    method: &'static str,
+    path: &'static str,
+    area: Area,
+    action: &'static str,
+) -> AdminRoute {
+    AdminRoute {
+        method,
+        path,
+        area,
+        action: Some(action),
+    }
+}
+
+/// Every admin route. A route the router has and this table lacks is refused to every
+/// caller (fail closed), so a new route cannot go out without its scope; the tests
+/// enumerate this table to check that every change leaves an audit record.
+pub const ROUTES: &[AdminRoute] = &[
+    read("/metrics", Area::Metrics),
+    read("/admin/apps", Area::Apps),
+    change("POST", "/admin/apps", Area::Apps, "app.create"),
+    change(
+        "PUT",
+        "/admin/apps/{id}/webhook",
+        Area::Apps,
+        "app.webhook.set",
+    ),
+    change(
+        "DELETE",
+        "/admin/apps/{id}/webhook",
+        Area::Apps,
+        "app.webhook.clear",
+    ),
+    read("/admin/clients", Area::Clients),
+    change("POST", "/admin/clients", Area::Clients, "client.create"),
+    read("/admin/clients/{id}", Area::Clients),
+    change(
+        "PATCH",
+        "/admin/clients/{id}",
+        Area::Clients,
+        "client.update",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/disable",
+        Area::Clients,
+        "client.disable",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/enable",
+        Area::Clients,
+        "client.enable",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/rotate-secret",
+        Area::Clients,
+        "client.secret.rotate",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/secrets",
+        Area::Clients,
+        "client.secret.add",
+    ),
+    change(
+        "DELETE",
+        "/admin/clients/{id}/secrets/{secret_id}",
+        Area::Clients,
+        "client.secret.revoke",
+    ),
+    read("/admin/clients/{id}/trust-rules", Area::Clients),
+    change(
+        "POST",
+        "/admin/clients/{id}/trust-rules",
+        Area::Clients,
+        "client.trust_rule.add",
+    ),
+    change(
+        "DELETE",
+        "/admin/clients/{id}/trust-rules/{rule_id}",
+        Area::Clients,
+        "client.trust_rule.remove",
+    ),
+    read("/admin/keys", Area::Keys),
+    change("POST", "/admin/keys/rotate", Area::Keys, "key.rotate"),
+    change("POST", "/admin/keys/{kid}/revoke", Area::Keys, "key.revoke"),
+    read("/admin/webhooks", Area::Webhooks),
+    change("POST", "/admin/webhooks", Area::Webhooks, "webhook.send"),
+    change(
+        "POST",
+        "/admin/webhooks/{id}/retry",
+        Area::Webhooks,
+        "webhook.retry",
+    ),
+    read("/admin/audit", Area::Audit),
+];
+
+impl AdminRoute {
+    /// The scopes any one of which lets a caller through.
+    fn scopes(&self) -> Vec<&'static str> {
+        match self.action {
+            None if self.area.scope() == "admin:read" => vec!["admin:read"],
+            None => vec!["admin:read", self.area.scope()],
+            Some(_) => vec![self.area.scope()],
+        }
+    }
+
+    /// The first path parameter's value in `path` (the object acted on).
+    fn target(&self, path: &str) -> Option<String> {
+        self.path
+            .split('/')
+            .zip(path.split('/'))
+            .find(|(template, _)| template.starts_with('{'))
+            .map(|(_, value)| value.to_owned())
+    }
+}
+
+/// Most refused authentications one process records in the audit trail per minute; the
+/// rest are logged in a count, so an unauthenticated flood cannot fill the database.
+const MAX_RECORDED_REFUSALS_PER_MINUTE: u32 = 60;
+
+/// Counts recorded refusals in the current minute.
+#[derive(Debug, Default)]
+pub struct RefusalBudget(std::sync::Mutex<(i64, u32)>);
+
+impl RefusalBudget {
+    /// Whether one more refusal may be recorded now; logs once per minute how many were
+    /// not.
+    fn take(&self) -> bool {
+        let minute = OffsetDateTime::now_utc().unix_timestamp() / 60;
+        let mut budget = self.0.lock().expect("not poisoned");
+        if budget.0 != minute {
+            if budget.1 > MAX_RECORDED_REFUSALS_PER_MINUTE {
+                let unrecorded = budget.1 - MAX_RECORDED_REFUSALS_PER_MINUTE;
+                tracing::warn!(
+                    unrecorded,
+                    "refused admin API authentications over the audit budget were not recorded"
+                );
+            }
+            *budget = (minute, 0);
+        }
+        budget.1 = budget.1.saturating_add(1);
+        budget.1 <= MAX_RECORDED_REFUSALS_PER_MINUTE
+    }
+}
+
+/// Authenticates the caller, checks the route's scope, hands the handler its [`Actor`],
+/// and records in the audit trail what no operation did: refused authentications,
+/// missing scopes, and changes refused before an operation ran (a malformed body).
+async fn authorize(State(state): State<Arc<AdminState>>, mut req: Request, next: Next) -> Response {
+    let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let route = ROUTES
+        .iter()
+        .find(|r| Some(r.path) == matched.as_deref() && r.method == req.method().as_str());
+    let method = req.method().as_str().to_owned();
+    let authorization = bearer_token(req.headers()).map(str::to_owned);
+    let actor = match authenticate(&state, authorization, &method, &path, source).await {
+        Ok(actor) => actor.at(source, request_id),
+        Err((reason, error)) => {
+            // Never the token: only why it was refused.
+            tracing::info!(
+                reason = %reason,
+                client = source.map(tracing::field::display),
+                path = %path,
+                "admin API authentication failed"
+            );
+            if state.refusals.take() {
+                let actor = Actor::anonymous().at(source, request_id);
+                let action = route.and_then(|r| r.action).unwrap_or("admin.read");
+                let detail = format!("authentication failed: {reason}");
+                let target = route.and_then(|r| r.target(&path));
+                let store = state.store.as_ref();
+                audit::append(
+                    store,
+                    &actor,
+                    action,
+                    target.as_deref(),
+                    None,
+                    Outcome::Refused,
+                    Some(&detail),
+                )
+                .await;
+            }
+            return error.into_response();
+        }
+    };
+    let Some(route) = route else {
+        tracing::error!(path = %path, "admin route without an entry in ROUTES: refused");
+        return ApiError::InsufficientScope("this route has no scope assigned".into())
+            .into_response();
+    };
+    let scopes = route.scopes();
+    if !scopes.iter().any(|scope| actor.grants.has(scope)) {
+        let why = format!("this needs the scope {}", scopes.join(" or "));
+        let action = route.action.unwrap_or("admin.read");
+        let target = route.target(&path);
+        let store = state.store.as_ref();
+        audit::append(
+            store,
+            &actor,
+            action,
+            target.as_deref(),
+            None,
+            Outcome::Refused,
+            Some(&why),
+        )
+        .await;
+        return ApiError::InsufficientScope(why).into_response();
+    }
+    req.extensions_mut().insert(actor.clone());
+    let response = next.run(req).await;
+    if let Some(action) = route.action
+        && !actor.recorded()
+    {
+        let status = response.status();
+        let outcome = match status {
+            s if s.is_success() => Outcome::Ok,
+            s if s.is_server_error() => Outcome::Failed,
+            _ => Outcome::Refused,
+        };
+        let detail = format!("HTTP {}", status.as_u16());
+        let target = route.target(&path);
+        let store = state.store.as_ref();
+        audit::append(
+            store,
+            &actor,
+            action,
+            target.as_deref(),
+            None,
+            outcome,
+            Some(&detail),
+        )
+        .await;
+    }
+    response
+}
+
+/// Who the caller is: the holder of the bootstrap admin token, or a client presenting a
+/// token this server issued and that is still good (not expired, revoked or of a disabled
+/// client). A token bound to a DPoP key or a certificate is refused here: the admin
+/// listener cannot check its proof.
+async fn authenticate(
+    state: &AdminState,
+    authorization: Result<String, ApiError>,
+    method: &str,
+    path: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<Actor, (&'static str, ApiError)> {
+    let presented = match authorization {
+        Ok(token) => token,
+        Err(ApiError::MissingToken) => return Err(("missing_token", ApiError::MissingToken)),
+        Err(error) => return Err(("malformed", error)),
+    };
+    let d = digest(&SHA256, presented.as_bytes());
+    if bool::from(d.as_ref().ct_eq(&state.token_digest)) {
+        return Ok(Actor::admin_token());
+    }
+    let token = PresentedToken {
+        token: presented,
+        dpop_scheme: false,
+        proof: Ok(None),
+        certificate: None,
+    };
+    let holder = state
+        .public
+        .authorize_presented(&token, method, path, source, |authorized| {
+            let scopes = Scopes::parse(&authorized.claims.scope).unwrap_or_default();
+            let bound = authorized.claims.cnf.is_some();
+            (authorized.client.client.id.clone(), scopes, bound)
+        })
+        .await;
+    match holder {
+        Ok((_, _, true)) => Err(("sender_constrained_token", ApiError::InvalidToken)),
+        Ok((client_id, scopes, false)) => {
+            let admin: Vec<&str> = scopes.iter().filter(|s| s.starts_with("admin:")).collect();
+            if admin.is_empty() {
+                return Err((
+                    "no_admin_scope",
+                    ApiError::InsufficientScope("the token holds no admin scope".into()),
+                ));
+            }
+            Ok(Actor::admin_client(
+                &client_id,
+                Scopes::parse(&admin.join(" ")).unwrap_or_default(),
+            ))
+        }
+        Err(ApiError::ExpiredToken) => Err(("expired_token", ApiError::ExpiredToken)),
+        Err(_) => Err(("wrong_token", ApiError::InvalidToken)),
+    }
 }
 
 /// Body validation failures share one location and kind.
@@ -153,7 +506,18 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     /// A scrape must not hang on a database that does not answer.
     const OUTBOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
     let now = OffsetDateTime::now_utc();
-    let keys = state.snapshot.load().key_ages(now);
+    let snapshot = state.snapshot.load();
+    let keys = snapshot.key_ages(now);
+    let secrets_expiring = snapshot
+        .clients()
+        .filter(|entry| match &entry.client.auth {
+            ClientAuth::Secret(secrets) => {
+                last_expiring_within(secrets, now, state.secret_expiry_warning).is_some()
+            }
+            _ => false,
+        })
+        .count() as u64;
+    drop(snapshot);
     let pool = state.store.pool_stats();
     let outbox = tokio::time::timeout(OUTBOX_TIMEOUT, state.store.count_pending_webhook_events());
     let operator = OperatorState {
@@ -169,6 +533,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
             acquire_seconds: pool.waited.as_secs_f64(),
         },
         outbox_pending: outbox.await.ok().and_then(Result::ok),
+        secrets_expiring,
         process: ProcessStats::read(),
         now_unix: now.unix_timestamp_nanos() as f64 / 1e9,
     };
@@ -194,8 +559,12 @@ async fn list_apps(State(state): State<Arc<AdminState>>) -> Reply {
     )
 }
 
-async fn create_app(State(state): State<Arc<AdminState>>, Json(new): Json<NewApp>) -> Reply {
-    let app = operations::create_app(state.store.as_ref(), &new.name, Via::AdminApi).await?;
+async fn create_app(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Json(new): Json<NewApp>,
+) -> Reply {
+    let app = operations::create_app(state.store.as_ref(), &new.name, &actor).await?;
     ok(StatusCode::CREATED, views::app_json(&app))
 }
 
@@ -210,6 +579,7 @@ struct WebhookTarget {
 
 async fn set_webhook(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     Json(target): Json<WebhookTarget>,
 ) -> Reply {
@@ -219,15 +589,17 @@ async fn set_webhook(
         .webhook_policy
         .narrowed(target.allow_http, target.allow_private_targets);
     let url = Some(target.url.as_str());
-    let app =
-        operations::set_app_webhook(state.store.as_ref(), &id, url, policy, Via::AdminApi).await?;
+    let app = operations::set_app_webhook(state.store.as_ref(), &id, url, policy, &actor).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
-async fn clear_webhook(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+async fn clear_webhook(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Reply {
     let policy = TargetPolicy::default();
-    let app =
-        operations::set_app_webhook(state.store.as_ref(), &id, None, policy, Via::AdminApi).await?;
+    let app = operations::set_app_webhook(state.store.as_ref(), &id, None, policy, &actor).await?;
     ok(StatusCode::OK, views::app_json(&app))
 }
 
@@ -262,6 +634,8 @@ struct CreateClient {
     token_endpoint_auth_method: Option<String>,
     #[serde(default)]
     require_dpop: bool,
+    /// Lifetime of the first secret in seconds; absent: it never expires.
+    secret_ttl: Option<u64>,
     #[serde(flatten)]
     credentials: CredentialFields,
 }
@@ -328,6 +702,7 @@ fn default_client_name() -> String {
 
 async fn create_client(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Json(new): Json<CreateClient>,
 ) -> Reply {
     let credentials = secretless::credentials_for_method(
@@ -341,11 +716,12 @@ async fn create_client(
         audiences: new.audiences,
         token_ttl_secs: new.token_ttl,
         require_dpop: new.require_dpop,
+        secret_ttl_secs: new.secret_ttl,
     };
     let store = state.store.as_ref();
     match credentials {
         None => {
-            let (client, secret) = operations::create_client(store, &new, Via::AdminApi).await?;
+            let (client, secret) = operations::create_client(store, &new, &actor).await?;
             ok(
                 StatusCode::CREATED,
                 views::client_secret_json(&client, &secret),
@@ -357,7 +733,7 @@ async fn create_client(
                 &new,
                 &auth,
                 state.key_fetch_policy,
-                Via::AdminApi,
+                &actor,
             )
             .await?;
             ok(StatusCode::CREATED, views::client_json(&client))
@@ -404,6 +780,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>
 
 async fn update_client(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     Json(change): Json<UpdateClient>,
 ) -> Reply {
@@ -427,7 +804,7 @@ async fn update_client(
         &update,
         credentials.as_ref(),
         state.key_fetch_policy,
-        Via::AdminApi,
+        &actor,
     )
     .await?;
     ok(StatusCode::OK, views::client_json(&client))
@@ -454,6 +831,7 @@ struct AddTrustRule {
 
 async fn add_trust_rule(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     Json(rule): Json<AddTrustRule>,
 ) -> Reply {
@@ -468,7 +846,7 @@ async fn add_trust_rule(
         &id,
         &new,
         state.key_fetch_policy,
-        Via::AdminApi,
+        &actor,
     )
     .await?;
     ok(StatusCode::CREATED, views::trust_rule_json(&rule))
@@ -476,9 +854,10 @@ async fn add_trust_rule(
 
 async fn remove_trust_rule(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Path((id, rule_id)): Path<(String, String)>,
 ) -> Reply {
-    secretless::untrust(state.store.as_ref(), &id, &rule_id, Via::AdminApi).await?;
+    secretless::untrust(state.store.as_ref(), &id, &rule_id, &actor).await?;
     ok(
         StatusCode::OK,
         json!({"client_id": id, "rule_id": rule_id, "removed": true}),
@@ -492,6 +871,7 @@ struct DisableAt {
 
 async fn disable_client(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     body: Option<Json<DisableAt>>,
 ) -> Reply {
@@ -502,19 +882,74 @@ async fn disable_client(
                 .map_err(|_| invalid("at must be an RFC 3339 time"))
         })
         .transpose()?;
-    let client = operations::disable_client(state.store.as_ref(), &id, at, Via::AdminApi).await?;
+    let client = operations::disable_client(state.store.as_ref(), &id, at, &actor).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
-async fn enable_client(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let client = operations::enable_client(state.store.as_ref(), &id, Via::AdminApi).await?;
+async fn enable_client(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Reply {
+    let client = operations::enable_client(state.store.as_ref(), &id, &actor).await?;
     ok(StatusCode::OK, views::client_json(&client))
 }
 
-async fn rotate_secret(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
+/// `POST /admin/clients/{id}/rotate-secret`: `grace` (seconds the old secrets keep
+/// working; 0 or absent: none) and `secret_ttl` (seconds; absent: no expiry).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateSecret {
+    #[serde(default)]
+    grace: u64,
+    secret_ttl: Option<u64>,
+}
+
+async fn rotate_secret(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Option<Json<RotateSecret>>,
+) -> Reply {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let rotation = Rotation {
+        grace_secs: body.grace,
+        secret_ttl_secs: body.secret_ttl,
+    };
     let (client, secret) =
-        operations::rotate_client_secret(state.store.as_ref(), &id, Via::AdminApi).await?;
+        secrets::rotate_client_secret(state.store.as_ref(), &id, &rotation, &actor).await?;
     ok(StatusCode::OK, views::client_secret_json(&client, &secret))
+}
+
+/// `POST /admin/clients/{id}/secrets`: `secret_ttl` in seconds (absent: no expiry).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AddSecret {
+    secret_ttl: Option<u64>,
+}
+
+async fn add_secret(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Option<Json<AddSecret>>,
+) -> Reply {
+    let ttl = body.and_then(|Json(b)| b.secret_ttl);
+    let made = secrets::add_client_secret(state.store.as_ref(), &id, ttl, &actor).await?;
+    ok(
+        StatusCode::CREATED,
+        views::client_secret_json(&made.client, &made.secret),
+    )
+}
+
+async fn revoke_secret(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path((id, secret_id)): Path<(String, String)>,
+) -> Reply {
+    let client =
+        secrets::revoke_client_secret(state.store.as_ref(), &id, &secret_id, &actor).await?;
+    ok(StatusCode::OK, views::client_json(&client))
 }
 
 async fn list_keys(State(state): State<Arc<AdminState>>) -> Reply {
@@ -527,13 +962,17 @@ async fn list_keys(State(state): State<Arc<AdminState>>) -> Reply {
     )
 }
 
-async fn revoke_key(State(state): State<Arc<AdminState>>, Path(kid): Path<String>) -> Reply {
+async fn revoke_key(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(kid): Path<String>,
+) -> Reply {
     let done = operations::revoke_key(
         state.store.as_ref(),
         &state.master,
         &kid,
         state.webhook_retry_window,
-        Via::AdminApi,
+        &actor,
     )
     .await?;
     state.webhook_waker.notify_one();
@@ -546,14 +985,18 @@ struct RotateKey {
     now: bool,
 }
 
-async fn rotate_key(State(state): State<Arc<AdminState>>, body: Option<Json<RotateKey>>) -> Reply {
+async fn rotate_key(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    body: Option<Json<RotateKey>>,
+) -> Reply {
     let now = body.map(|Json(b)| b.now).unwrap_or_default();
     let rotation = operations::rotate_key_by(
         state.store.as_ref(),
         &state.master,
         state.key_activation_delay,
         now,
-        Via::AdminApi,
+        &actor,
     )
     .await?;
     ok(StatusCode::OK, views::rotation_json(&rotation))
@@ -600,25 +1043,86 @@ fn empty_object() -> Value {
     json!({})
 }
 
-async fn send_event(State(state): State<Arc<AdminState>>, Json(send): Json<SendEvent>) -> Reply {
+async fn send_event(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Json(send): Json<SendEvent>,
+) -> Reply {
     let body = payloads::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
         .map_err(|e| invalid(&e.to_string()))?;
-    let event = operations::queue_webhook_event(
+    let event = operations::send_webhook_event(
         state.store.as_ref(),
         &send.app_id,
         &send.event,
         body,
         state.webhook_retry_window,
+        &actor,
     )
     .await?;
     state.webhook_waker.notify_one();
     ok(StatusCode::CREATED, views::event_json(&event))
 }
 
-async fn retry_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Reply {
-    let event =
-        operations::retry_webhook_event(state.store.as_ref(), &id, state.webhook_retry_window)
-            .await?;
+async fn retry_event(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Reply {
+    let event = operations::retry_webhook_event(
+        state.store.as_ref(),
+        &id,
+        state.webhook_retry_window,
+        &actor,
+    )
+    .await?;
     state.webhook_waker.notify_one();
     ok(StatusCode::OK, views::event_json(&event))
+}
+
+/// `GET /admin/audit`: RFC 3339 `since` (inclusive) and `until` (exclusive), exact
+/// `target` and `actor`, `limit` (default 100, at most 1000) and the `cursor` of the
+/// previous page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since: Option<String>,
+    until: Option<String>,
+    target: Option<String>,
+    actor: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_audit(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<AuditQuery>,
+) -> Reply {
+    let time = |name: &str, text: Option<String>| {
+        text.map(|t| {
+            OffsetDateTime::parse(&t, &Rfc3339).map_err(|_| {
+                ApiError::validation(&["query", name], "must be an RFC 3339 time", "value_error")
+            })
+        })
+        .transpose()
+    };
+    let filter = AuditFilter {
+        since: time("since", query.since)?,
+        until: time("until", query.until)?,
+        target: query.target,
+        actor: query.actor,
+        before_seq: query
+            .cursor
+            .as_deref()
+            .map(audit::parse_cursor)
+            .transpose()?,
+        limit: query.limit.unwrap_or(100),
+    };
+    let (records, next_cursor) = audit::list(state.store.as_ref(), &filter).await?;
+    ok(
+        StatusCode::OK,
+        json!({
+            "records": records.iter().map(record_json).collect::<Vec<_>>(),
+            "next_cursor": next_cursor,
+        }),
+    )
 }

@@ -78,6 +78,10 @@ pub enum ApiError {
     RateLimited(std::time::Duration),
     /// An admin request named an app, client or event that does not exist (404).
     UnknownObject(String),
+    /// The admin API caller's token lacks the scope this needs, or it may not give or
+    /// take over a scope it lacks (403 `insufficient_scope`, RFC 6750 §3.1), with what
+    /// is missing.
+    InsufficientScope(String),
     /// The service cannot serve this now (503), with the reason.
     Unavailable(&'static str),
     /// A bug or an unexpected failure (500); the cause is logged, never sent.
@@ -198,6 +202,11 @@ impl ApiError {
                 Some("invalid_request"),
             ),
             UnknownObject(_) => (StatusCode::NOT_FOUND, "api_error.admin.not_found", None),
+            InsufficientScope(_) => (
+                StatusCode::FORBIDDEN,
+                "api_error.admin.insufficient_scope",
+                Some("insufficient_scope"),
+            ),
             RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "api_error.rate_limit_exceeded",
@@ -279,6 +288,7 @@ impl ApiError {
             HeadersTooLarge => "Request headers too large".into(),
             RequestTimeout => "Request took too long".into(),
             UnknownObject(what) => format!("Not found: {what}"),
+            InsufficientScope(what) => what.clone(),
             RateLimited(wait) => format!(
                 "Too many requests; try again in {} s",
                 retry_after_secs(*wait)
@@ -384,6 +394,14 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
+            ApiError::InsufficientScope(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="moneykit-auth", error="insufficient_scope""#,
+                    ),
+                );
+            }
             ApiError::UseDpopNonce(nonce) => {
                 if let Ok(value) = HeaderValue::from_str(nonce) {
                     headers.insert(DPOP_NONCE, value);
@@ -476,6 +494,7 @@ impl From<AdminError> for ApiError {
             | AdminError::UnknownKey(_)
             | AdminError::UnknownEvent(_) => ApiError::UnknownObject(e.to_string()),
             AdminError::Invalid(why) => ApiError::validation(&["body"], why, "value_error"),
+            AdminError::Forbidden(why) => ApiError::InsufficientScope(why),
             AdminError::NoWebhookUrl(_) => ApiError::WebhookNotConfigured,
             AdminError::TooManyPending { .. } => ApiError::TooManyPendingWebhooks,
             AdminError::Store(error) => {

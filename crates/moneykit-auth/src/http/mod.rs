@@ -27,7 +27,7 @@
 //! status and request id.
 
 mod access;
-pub(crate) mod admin_api;
+pub mod admin_api;
 mod auth;
 mod connection;
 mod discovery;

@@ -291,4 +291,11 @@ pub struct AdminState {
     pub key_fetch_policy: TargetPolicy,
     /// SHA-256 of the admin token.
     pub token_digest: [u8; 32],
+    /// The public side, whose engine checks the access tokens admin clients present.
+    pub public: AppState,
+    /// Refused authentications recorded in the audit trail this minute.
+    pub refusals: super::admin_api::RefusalBudget,
+    /// A client whose last secret expires within this long counts in the
+    /// `client_secrets_expiring` gauge.
+    pub secret_expiry_warning: time::Duration,
 }

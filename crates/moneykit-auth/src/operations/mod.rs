@@ -12,8 +12,15 @@
 //! May import `store`, `domain`, `net` and `crypto`; the engine calls in here (scheduled
 //! key rotation), never the reverse.
 
+pub mod audit;
+pub mod audit_log;
 pub mod secretless;
+pub mod secrets;
 pub mod views;
+
+pub use audit::Actor;
+use audit::Change;
+use serde_json::Value;
 
 use time::{Duration, OffsetDateTime};
 
@@ -25,7 +32,7 @@ use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::ids::{new_app_id, new_client_id, new_key_id};
 use crate::domain::payloads;
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::ClientSecret;
+use crate::domain::secrets::{ClientSecret, StoredSecret};
 use crate::domain::signing_keys::KeyRecord;
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::time::{millis, now_ms, rfc3339};
@@ -61,6 +68,9 @@ pub enum AdminError {
     /// Input that is not acceptable, with the reason.
     #[error("{0}")]
     Invalid(String),
+    /// The caller lacks the administrative scope this needs, with what it lacks.
+    #[error("{0}")]
+    Forbidden(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -76,7 +86,8 @@ impl From<StoreError> for AdminError {
     }
 }
 
-/// Who asked for an administrative change: the `via` of its log line.
+/// Which door an administrative change came through: the `via` of its log line and of
+/// its audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// An admin command (`moneykit-auth apps …`, `clients …`, `keys …`).
@@ -85,6 +96,8 @@ pub enum Via {
     AdminApi,
     /// `serve --demo` setting up its demo app and client.
     Demo,
+    /// The server itself (announcements it queues).
+    Server,
 }
 
 impl std::fmt::Display for Via {
@@ -93,6 +106,7 @@ impl std::fmt::Display for Via {
             Via::Cli => "cli",
             Via::AdminApi => "admin_api",
             Via::Demo => "demo",
+            Via::Server => "server",
         })
     }
 }
@@ -128,15 +142,20 @@ pub fn check_token_ttl(secs: u64) -> Result<u32, AdminError> {
 }
 
 /// Creates an app.
-pub async fn create_app(store: &dyn Store, name: &str, via: Via) -> Result<App, AdminError> {
-    let app = App {
-        id: new_app_id(),
-        name: check_name("app", name)?,
-        created_at: now(),
-        webhook_url: None,
+pub async fn create_app(store: &dyn Store, name: &str, actor: &Actor) -> Result<App, AdminError> {
+    let created = async {
+        let app = App {
+            id: new_app_id(),
+            name: check_name("app", name)?,
+            created_at: now(),
+            webhook_url: None,
+        };
+        store.insert_app(&app).await?;
+        let change = Change::of(&app.id, Value::Null, views::app_json(&app));
+        Ok((app, change))
     };
-    store.insert_app(&app).await?;
-    tracing::info!(app_id = %app.id, name = app.name.as_str(), %via, "app created");
+    let app = audit::finish(store, actor, "app.create", None, created.await).await?;
+    tracing::info!(app_id = %app.id, name = app.name.as_str(), via = %actor.via, "app created");
     Ok(app)
 }
 
@@ -155,6 +174,8 @@ pub struct NewClient {
     pub token_ttl_secs: Option<u64>,
     /// Whether its token requests must carry a DPoP proof.
     pub require_dpop: bool,
+    /// Lifetime of its first secret in seconds; `None`: it never expires.
+    pub secret_ttl_secs: Option<u64>,
 }
 
 fn check_scope(scope: &str) -> Result<Scopes, AdminError> {
@@ -169,21 +190,57 @@ fn check_audiences(audiences: &[String]) -> Result<Vec<String>, AdminError> {
 pub async fn create_client(
     store: &dyn Store,
     new: &NewClient,
-    via: Via,
+    actor: &Actor,
 ) -> Result<(Client, ClientSecret), AdminError> {
     let secret = ClientSecret::generate();
-    let client = insert_new_client(store, new, ClientAuth::Secret(secret.hash()), via).await?;
+    let ttl = new
+        .secret_ttl_secs
+        .map(secrets::check_secret_ttl)
+        .transpose();
+    let auth = ttl.map(|ttl| ClientAuth::Secret(vec![StoredSecret::new(&secret, now(), ttl)]));
+    let client = match auth {
+        Ok(auth) => insert_new_client(store, new, auth, actor).await?,
+        Err(error) => {
+            return audit::finish(store, actor, "client.create", None, Err(error)).await;
+        }
+    };
     Ok((client, secret))
 }
 
-/// Checks `new` and stores it as a client authenticating with `auth`.
+/// Checks `new` and stores it as a client authenticating with `auth`, on behalf of
+/// `actor` (who must hold any admin scope it gives).
 pub(crate) async fn insert_new_client(
     store: &dyn Store,
     new: &NewClient,
     auth: ClientAuth,
-    via: Via,
+    actor: &Actor,
+) -> Result<Client, AdminError> {
+    let created = insert_checked_client(store, new, auth, actor)
+        .await
+        .map(|client| {
+            let change = Change::of(&client.id, Value::Null, views::client_json(&client));
+            (client, change)
+        });
+    let client = audit::finish(store, actor, "client.create", None, created).await?;
+    tracing::info!(
+        client_id = %client.id,
+        app_id = %client.app_id,
+        scope = client.scopes.as_str(),
+        auth_method = client.auth.method(),
+        via = %actor.via,
+        "client created"
+    );
+    Ok(client)
+}
+
+async fn insert_checked_client(
+    store: &dyn Store,
+    new: &NewClient,
+    auth: ClientAuth,
+    actor: &Actor,
 ) -> Result<Client, AdminError> {
     let scopes = check_scope(&new.scope)?;
+    actor.grants.may_confer(&scopes)?;
     let audiences = check_audiences(&new.audiences)?;
     let token_ttl_secs = new.token_ttl_secs.map(check_token_ttl).transpose()?;
     let name = check_name("client", &new.name)?;
@@ -203,14 +260,6 @@ pub(crate) async fn insert_new_client(
         require_dpop: new.require_dpop,
     };
     store.insert_client(&client).await?;
-    tracing::info!(
-        client_id = %client.id,
-        app_id = %client.app_id,
-        scope = client.scopes.as_str(),
-        auth_method = client.auth.method(),
-        %via,
-        "client created"
-    );
     Ok(client)
 }
 
@@ -219,6 +268,18 @@ pub(crate) async fn existing_client(store: &dyn Store, id: &str) -> Result<Clien
         .get_client(id)
         .await?
         .ok_or_else(|| AdminError::UnknownClient(id.to_owned()))
+}
+
+/// A client `actor` may manage: one whose admin scopes (if any) it holds, so nobody takes
+/// control of a more powerful client by changing its credentials.
+pub(crate) async fn managed_client(
+    store: &dyn Store,
+    id: &str,
+    actor: &Actor,
+) -> Result<Client, AdminError> {
+    let client = existing_client(store, id).await?;
+    actor.grants.may_confer(&client.scopes)?;
+    Ok(client)
 }
 
 /// Changes to a client; `None` leaves a field as it is.
@@ -263,14 +324,33 @@ pub async fn update_client(
     store: &dyn Store,
     id: &str,
     update: &ClientUpdate,
-    via: Via,
+    actor: &Actor,
 ) -> Result<Client, AdminError> {
-    let mut client = existing_client(store, id).await?;
+    let result = change_client(store, id, update, actor).await;
+    let client = audit::finish(store, actor, "client.update", Some(id), result).await?;
+    tracing::info!(
+        client_id = %client.id,
+        changed = %update.changed(),
+        via = %actor.via,
+        "client updated"
+    );
+    Ok(client)
+}
+
+pub(crate) async fn change_client(
+    store: &dyn Store,
+    id: &str,
+    update: &ClientUpdate,
+    actor: &Actor,
+) -> Result<(Client, Change), AdminError> {
+    let mut client = managed_client(store, id, actor).await?;
+    let before = views::client_json(&client);
     if let Some(name) = &update.name {
         client.name = check_name("client", name)?;
     }
     if let Some(scope) = &update.scope {
         client.scopes = check_scope(scope)?;
+        actor.grants.may_confer(&client.scopes)?;
     }
     if let Some(audiences) = &update.audiences {
         client.audiences = check_audiences(audiences)?;
@@ -284,13 +364,8 @@ pub async fn update_client(
     if !store.update_client(&client).await? {
         return Err(AdminError::UnknownClient(id.to_owned()));
     }
-    tracing::info!(
-        client_id = %client.id,
-        changed = %update.changed(),
-        %via,
-        "client updated"
-    );
-    Ok(client)
+    let change = Change::of(&client.id, before, views::client_json(&client));
+    Ok((client, change))
 }
 
 /// Disables a client at `at` (now when `None`); a future time schedules it.
@@ -298,43 +373,40 @@ pub async fn disable_client(
     store: &dyn Store,
     id: &str,
     at: Option<OffsetDateTime>,
-    via: Via,
+    actor: &Actor,
 ) -> Result<Client, AdminError> {
     let at = at.unwrap_or_else(OffsetDateTime::now_utc);
-    if !store.set_client_disabled_at(id, Some(at)).await? {
-        return Err(AdminError::UnknownClient(id.to_owned()));
-    }
-    tracing::info!(client_id = %id, at = %rfc3339(at), %via, "client disabled");
-    existing_client(store, id).await
+    let result = set_disabled_at(store, id, Some(at), actor).await;
+    let client = audit::finish(store, actor, "client.disable", Some(id), result).await?;
+    tracing::info!(client_id = %id, at = %rfc3339(at), via = %actor.via, "client disabled");
+    Ok(client)
 }
 
 /// Enables a client again, cancelling any scheduled disablement.
-pub async fn enable_client(store: &dyn Store, id: &str, via: Via) -> Result<Client, AdminError> {
-    if !store.set_client_disabled_at(id, None).await? {
-        return Err(AdminError::UnknownClient(id.to_owned()));
-    }
-    tracing::info!(client_id = %id, %via, "client enabled");
-    existing_client(store, id).await
-}
-
-/// Replaces a client's secret; the old one stops working at once, tokens already issued
-/// stay valid until they expire. A `private_key_jwt` client has no secret to rotate.
-pub async fn rotate_client_secret(
+pub async fn enable_client(
     store: &dyn Store,
     id: &str,
-    via: Via,
-) -> Result<(Client, ClientSecret), AdminError> {
-    let secret = ClientSecret::generate();
-    if !store.set_client_secret_hash(id, &secret.hash()).await? {
-        let client = existing_client(store, id).await?;
-        return Err(AdminError::Invalid(format!(
-            "client {} authenticates with {}: it has no secret to rotate",
-            client.id,
-            client.auth.method()
-        )));
+    actor: &Actor,
+) -> Result<Client, AdminError> {
+    let result = set_disabled_at(store, id, None, actor).await;
+    let client = audit::finish(store, actor, "client.enable", Some(id), result).await?;
+    tracing::info!(client_id = %id, via = %actor.via, "client enabled");
+    Ok(client)
+}
+
+async fn set_disabled_at(
+    store: &dyn Store,
+    id: &str,
+    at: Option<OffsetDateTime>,
+    actor: &Actor,
+) -> Result<(Client, Change), AdminError> {
+    let before = managed_client(store, id, actor).await?;
+    if !store.set_client_disabled_at(id, at).await? {
+        return Err(AdminError::UnknownClient(id.to_owned()));
     }
-    tracing::info!(client_id = %id, %via, "client secret rotated");
-    Ok((existing_client(store, id).await?, secret))
+    let after = existing_client(store, id).await?;
+    let change = Change::of(id, views::client_json(&before), views::client_json(&after));
+    Ok((after, change))
 }
 
 /// A new signing key sealed under `master`, created at `now`, signing from
@@ -390,9 +462,27 @@ pub async fn rotate_key_by(
     master: &MasterKey,
     activation_delay: Duration,
     immediately: bool,
-    via: Via,
+    actor: &Actor,
 ) -> Result<Rotation, AdminError> {
-    let rotation = rotate_key(store, master, activation_delay, immediately).await?;
+    let result = rotate_key(store, master, activation_delay, immediately)
+        .await
+        .map(|rotation| {
+            let change = match &rotation {
+                Rotation::Published(key) | Rotation::ActivatedPending(key) => Change::of(
+                    &key.kid,
+                    Value::Null,
+                    serde_json::json!({
+                        "kid": key.kid,
+                        "activates_at": rfc3339(key.activates_at),
+                        "immediately": immediately,
+                    }),
+                ),
+                Rotation::AlreadyPending(key) => Change::of(&key.kid, Value::Null, Value::Null),
+            };
+            (rotation, change)
+        });
+    let rotation = audit::finish(store, actor, "key.rotate", None, result).await?;
+    let via = actor.via;
     match &rotation {
         Rotation::Published(key) => tracing::info!(
             kid = %key.kid,
@@ -481,8 +571,61 @@ pub async fn revoke_key(
     master: &MasterKey,
     kid: &str,
     retry_window: std::time::Duration,
-    via: Via,
+    actor: &Actor,
 ) -> Result<KeyRevocation, AdminError> {
+    let result = withdraw_key(store, master, kid).await;
+    let (revoked, replacement) =
+        audit::finish(store, actor, "key.revoke", Some(kid), result).await?;
+    let now = revoked.revoked_at.unwrap_or_else(now);
+    tracing::info!(
+        kid = %kid,
+        replaced_by = replacement.as_ref().map(|k| tracing::field::display(&k.kid)),
+        via = %actor.via,
+        "signing key revoked"
+    );
+    let data = serde_json::json!({
+        "kid": kid,
+        "revoked_at": rfc3339(now),
+        "replaced_by": replacement.as_ref().map(|k| k.kid.as_str()),
+    });
+    let body = payloads::operator_payload(KEY_REVOKED_EVENT, &data, OffsetDateTime::now_utc())
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    // The revocation is committed: telling receivers is best effort, never a failure.
+    let apps_notified = notify_apps(store, KEY_REVOKED_EVENT, &body, retry_window).await;
+    Ok(KeyRevocation {
+        revoked,
+        replacement,
+        apps_notified,
+    })
+}
+
+/// Queues an operator event for every app with a webhook URL; returns how many took it.
+async fn notify_apps(
+    store: &dyn Store,
+    event: &str,
+    body: &[u8],
+    retry_window: std::time::Duration,
+) -> usize {
+    let mut notified = 0;
+    let apps = store.list_apps().await.unwrap_or_default();
+    for app in apps.iter().filter(|a| a.webhook_url.is_some()) {
+        let queued = queue_webhook_event(store, &app.id, event, body.to_vec(), retry_window);
+        match queued.await {
+            Ok(_) => notified += 1,
+            Err(error) => {
+                tracing::warn!(app_id = %app.id, %error, event, "cannot queue an operator event")
+            }
+        }
+    }
+    notified
+}
+
+/// [`revoke_key`]'s change: the key withdrawn and, if it was signing, its replacement.
+async fn withdraw_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    kid: &str,
+) -> Result<((KeyRecord, Option<KeyRecord>), Change), AdminError> {
     let now = now();
     let keys = store.list_keys().await?;
     let mut revoked = keys
@@ -505,42 +648,15 @@ pub async fn revoke_key(
         )));
     }
     revoked.revoked_at = Some(now);
-    tracing::info!(
-        kid = %kid,
-        replaced_by = replacement.as_ref().map(|k| tracing::field::display(&k.kid)),
-        %via,
-        "signing key revoked"
+    let change = Change::of(
+        kid,
+        serde_json::json!({"revoked_at": null, "replaced_by": null}),
+        serde_json::json!({
+            "revoked_at": rfc3339(now),
+            "replaced_by": replacement.as_ref().map(|k| k.kid.as_str()),
+        }),
     );
-    let data = serde_json::json!({
-        "kid": kid,
-        "revoked_at": crate::domain::time::rfc3339(now),
-        "replaced_by": replacement.as_ref().map(|k| k.kid.as_str()),
-    });
-    let body = payloads::operator_payload(KEY_REVOKED_EVENT, &data, OffsetDateTime::now_utc())
-        .map_err(|e| AdminError::Invalid(e.to_string()))?;
-    // The revocation is committed: telling receivers is best effort, never a failure.
-    let mut apps_notified = 0;
-    let apps = store.list_apps().await.unwrap_or_default();
-    for app in apps.iter().filter(|a| a.webhook_url.is_some()) {
-        let queued = queue_webhook_event(
-            store,
-            &app.id,
-            KEY_REVOKED_EVENT,
-            body.clone(),
-            retry_window,
-        );
-        match queued.await {
-            Ok(_) => apps_notified += 1,
-            Err(error) => {
-                tracing::warn!(app_id = %app.id, %error, "cannot queue the key revocation event")
-            }
-        }
-    }
-    Ok(KeyRevocation {
-        revoked,
-        replacement,
-        apps_notified,
-    })
+    Ok(((revoked, replacement), change))
 }
 
 /// The demo app and client of `serve --demo`, with a fresh secret to print.
@@ -559,7 +675,7 @@ pub async fn ensure_demo_client(
         .find(|a| a.name == APP_NAME)
     {
         Some(app) => app,
-        None => create_app(store, APP_NAME, Via::Demo).await?,
+        None => create_app(store, APP_NAME, &Actor::demo()).await?,
     };
     let existing = store
         .list_clients(Some(&app.id))
@@ -567,7 +683,10 @@ pub async fn ensure_demo_client(
         .into_iter()
         .find(|c| c.name == CLIENT_NAME);
     let (client, secret) = match existing {
-        Some(client) => rotate_client_secret(store, &client.id, Via::Demo).await?,
+        Some(client) => {
+            let rotation = secrets::Rotation::now();
+            secrets::rotate_client_secret(store, &client.id, &rotation, &Actor::demo()).await?
+        }
         None => {
             create_client(
                 store,
@@ -578,8 +697,9 @@ pub async fn ensure_demo_client(
                     audiences: Vec::new(),
                     token_ttl_secs: None,
                     require_dpop: false,
+                    secret_ttl_secs: None,
                 },
-                Via::Demo,
+                &Actor::demo(),
             )
             .await?
         }
@@ -594,12 +714,28 @@ pub async fn set_app_webhook(
     app_id: &str,
     url: Option<&str>,
     policy: TargetPolicy,
-    via: Via,
+    actor: &Actor,
 ) -> Result<App, AdminError> {
+    let action = match url {
+        Some(_) => "app.webhook.set",
+        None => "app.webhook.clear",
+    };
+    let result = change_app_webhook(store, app_id, url, policy, actor.via).await;
+    audit::finish(store, actor, action, Some(app_id), result).await
+}
+
+async fn change_app_webhook(
+    store: &dyn Store,
+    app_id: &str,
+    url: Option<&str>,
+    policy: TargetPolicy,
+    via: Via,
+) -> Result<(App, Change), AdminError> {
     let mut app = store
         .get_app(app_id)
         .await?
         .ok_or_else(|| AdminError::UnknownApp(app_id.to_owned()))?;
+    let before = views::app_json(&app);
     let target = match url {
         Some(text) => Some(
             guard::check_target(text, policy)
@@ -623,7 +759,28 @@ pub async fn set_app_webhook(
         None => tracing::info!(app_id = %app_id, %via, "app webhook URL cleared"),
     }
     app.webhook_url = url;
-    Ok(app)
+    let change = Change::of(app_id, before, views::app_json(&app));
+    Ok((app, change))
+}
+
+/// Queues an event an operator asked for (`webhooks send`, `POST /admin/webhooks`).
+pub async fn send_webhook_event(
+    store: &dyn Store,
+    app_id: &str,
+    event: &str,
+    body: Vec<u8>,
+    retry_window: std::time::Duration,
+    actor: &Actor,
+) -> Result<WebhookEvent, AdminError> {
+    let result = queue_webhook_event(store, app_id, event, body, retry_window)
+        .await
+        .map(|queued| {
+            let after =
+                serde_json::json!({"event_id": queued.id, "app_id": app_id, "event": event});
+            let change = Change::of(&queued.id, Value::Null, after);
+            (queued, change)
+        });
+    audit::finish(store, actor, "webhook.send", Some(app_id), result).await
 }
 
 /// Queues an event with this exact `body` for delivery to the app's webhook URL, retried
@@ -674,7 +831,17 @@ pub async fn retry_webhook_event(
     store: &dyn Store,
     id: &str,
     retry_window: std::time::Duration,
+    actor: &Actor,
 ) -> Result<WebhookEvent, AdminError> {
+    let result = requeue_webhook_event(store, id, retry_window).await;
+    audit::finish(store, actor, "webhook.retry", Some(id), result).await
+}
+
+async fn requeue_webhook_event(
+    store: &dyn Store,
+    id: &str,
+    retry_window: std::time::Duration,
+) -> Result<(WebhookEvent, Change), AdminError> {
     let unknown = || AdminError::UnknownEvent(id.to_owned());
     let event = store.get_webhook_event(id).await?.ok_or_else(unknown)?;
     if event.status == EventStatus::Pending {
@@ -687,5 +854,11 @@ pub async fn retry_webhook_event(
     store
         .retry_webhook_event(id, now, now.saturating_add(millis(retry_window)))
         .await?;
-    store.get_webhook_event(id).await?.ok_or_else(unknown)
+    let after = store.get_webhook_event(id).await?.ok_or_else(unknown)?;
+    let change = Change::of(
+        id,
+        serde_json::json!({"status": event.status.as_str()}),
+        serde_json::json!({"status": after.status.as_str()}),
+    );
+    Ok((after, change))
 }

@@ -11,10 +11,12 @@ use crate::domain::clients::{Client, ClientAuth, ClientKeys};
 use crate::domain::ids::new_trust_rule_id;
 use crate::net::guard::{self, TargetPolicy};
 use crate::store::Store;
+use serde_json::Value;
 
+use super::audit::{self, Actor, Change};
 use super::{
-    AdminError, ClientUpdate, NewClient, Via, existing_client, insert_new_client, now,
-    update_client,
+    AdminError, ClientUpdate, NewClient, change_client, insert_new_client, managed_client, now,
+    views,
 };
 
 /// Largest JWKS document registered: a handful of RSA keys fit in a few KiB.
@@ -178,10 +180,13 @@ pub async fn create_secretless_client(
     new: &NewClient,
     auth: &SecretlessAuth,
     policy: TargetPolicy,
-    via: Via,
+    actor: &Actor,
 ) -> Result<Client, AdminError> {
-    let auth = check_auth(auth, policy).await?;
-    insert_new_client(store, new, auth, via).await
+    let auth = match check_auth(auth, policy).await {
+        Ok(auth) => auth,
+        Err(error) => return audit::finish(store, actor, "client.create", None, Err(error)).await,
+    };
+    insert_new_client(store, new, auth, actor).await
 }
 
 /// Changes a client as [`super::update_client`] does and, for a client without a secret,
@@ -196,35 +201,56 @@ pub async fn update_client_credentials(
     update: &ClientUpdate,
     auth: Option<&SecretlessAuth>,
     policy: TargetPolicy,
-    via: Via,
+    actor: &Actor,
 ) -> Result<Client, AdminError> {
+    let result = change_credentials(store, id, update, auth, policy, actor).await;
+    let client = audit::finish(store, actor, "client.update", Some(id), result).await?;
+    tracing::info!(
+        client_id = %id,
+        auth_method = client.auth.method(),
+        credentials = auth.is_some(),
+        via = %actor.via,
+        "client updated"
+    );
+    Ok(client)
+}
+
+async fn change_credentials(
+    store: &dyn Store,
+    id: &str,
+    update: &ClientUpdate,
+    auth: Option<&SecretlessAuth>,
+    policy: TargetPolicy,
+    actor: &Actor,
+) -> Result<(Client, Change), AdminError> {
+    let current = managed_client(store, id, actor).await?;
     let auth = match auth {
         Some(input) => {
             let checked = check_auth(input, policy).await?;
-            let client = existing_client(store, id).await?;
-            if matches!(client.auth, ClientAuth::Secret(_)) {
+            if matches!(current.auth, ClientAuth::Secret(_)) {
                 return Err(AdminError::Invalid(format!(
                     "client {} authenticates with a secret: keys and certificates are for \
                      clients created without one",
-                    client.id
+                    current.id
                 )));
             }
             Some(checked)
         }
         None => None,
     };
-    let mut client = match auth.is_some() && update.is_empty() {
-        true => existing_client(store, id).await?,
-        false => update_client(store, id, update, via).await?,
+    let before = views::client_json(&current);
+    let mut client = match update.is_empty() {
+        true => current,
+        false => change_client(store, id, update, actor).await?.0,
     };
     if let Some(auth) = auth {
         if !store.set_client_credentials(id, &auth).await? {
             return Err(AdminError::UnknownClient(id.to_owned()));
         }
-        tracing::info!(client_id = %id, auth_method = auth.method(), %via, "client credentials replaced");
         client.auth = auth;
     }
-    Ok(client)
+    let change = Change::of(id, before, views::client_json(&client));
+    Ok((client, change))
 }
 
 /// What a new trust rule should be.
@@ -258,8 +284,34 @@ pub async fn trust(
     client_id: &str,
     rule: &NewTrustRule,
     policy: TargetPolicy,
-    via: Via,
+    actor: &Actor,
 ) -> Result<TrustRule, AdminError> {
+    let result = add_trust_rule(store, client_id, rule, policy, actor).await;
+    let rule = audit::finish(
+        store,
+        actor,
+        "client.trust_rule.add",
+        Some(client_id),
+        result,
+    )
+    .await?;
+    tracing::info!(
+        client_id = %client_id,
+        rule_id = %rule.id,
+        issuer = %rule.issuer,
+        via = %actor.via,
+        "trust rule added"
+    );
+    Ok(rule)
+}
+
+async fn add_trust_rule(
+    store: &dyn Store,
+    client_id: &str,
+    rule: &NewTrustRule,
+    policy: TargetPolicy,
+    actor: &Actor,
+) -> Result<(TrustRule, Change), AdminError> {
     let issuer = check_rule_value("issuer", &rule.issuer)?;
     let subject = check_rule_value("subject", &rule.subject)?;
     let audience = rule
@@ -282,7 +334,7 @@ pub async fn trust(
             IssuerKeys::Discovery
         }
     };
-    existing_client(store, client_id).await?;
+    managed_client(store, client_id, actor).await?;
     let rule = TrustRule {
         id: new_trust_rule_id(),
         client_id: client_id.to_owned(),
@@ -293,14 +345,8 @@ pub async fn trust(
         created_at: now(),
     };
     store.insert_trust_rule(&rule).await?;
-    tracing::info!(
-        client_id = %client_id,
-        rule_id = %rule.id,
-        issuer = %rule.issuer,
-        %via,
-        "trust rule added"
-    );
-    Ok(rule)
+    let change = Change::of(client_id, Value::Null, views::trust_rule_json(&rule));
+    Ok((rule, change))
 }
 
 /// Removes one of a client's trust rules.
@@ -308,14 +354,28 @@ pub async fn untrust(
     store: &dyn Store,
     client_id: &str,
     rule_id: &str,
-    via: Via,
+    actor: &Actor,
 ) -> Result<(), AdminError> {
-    if !store.delete_trust_rule(client_id, rule_id).await? {
-        existing_client(store, client_id).await?;
-        return Err(AdminError::Invalid(format!(
-            "client {client_id} has no trust rule {rule_id}"
-        )));
-    }
-    tracing::info!(client_id = %client_id, rule_id = %rule_id, %via, "trust rule removed");
+    let result = async {
+        managed_client(store, client_id, actor).await?;
+        let rules = store.list_trust_rules(Some(client_id)).await?;
+        let rule = rules.iter().find(|r| r.id == rule_id);
+        if !store.delete_trust_rule(client_id, rule_id).await? {
+            return Err(AdminError::Invalid(format!(
+                "client {client_id} has no trust rule {rule_id}"
+            )));
+        }
+        let before = rule.map_or(Value::Null, views::trust_rule_json);
+        Ok(((), Change::of(client_id, before, Value::Null)))
+    };
+    audit::finish(
+        store,
+        actor,
+        "client.trust_rule.remove",
+        Some(client_id),
+        result.await,
+    )
+    .await?;
+    tracing::info!(client_id = %client_id, rule_id = %rule_id, via = %actor.via, "trust rule removed");
     Ok(())
 }

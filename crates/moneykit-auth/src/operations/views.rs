@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use crate::domain::assertions::{IssuerKeys, TrustRule};
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{EventStatus, WebhookEvent};
-use crate::domain::secrets::ClientSecret;
+use crate::domain::secrets::{ClientSecret, StoredSecret};
 use crate::domain::signing_keys::ScheduledKey;
 use crate::domain::time::rfc3339;
 
@@ -48,7 +48,10 @@ pub fn client_json(client: &Client) -> Value {
         "status": client_status(client, OffsetDateTime::now_utc()),
     });
     match &client.auth {
-        ClientAuth::Secret(_) => {}
+        ClientAuth::Secret(secrets) => {
+            let now = OffsetDateTime::now_utc();
+            value["secrets"] = secrets.iter().map(|s| secret_json(s, now)).collect();
+        }
         ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => {
             value["jwks_kids"] = json!(jwks_kids(jwks));
         }
@@ -101,11 +104,30 @@ pub fn trust_rule_json(rule: &TrustRule) -> Value {
     value
 }
 
-/// A client with its new secret, shown once (`clients create`, `clients rotate-secret`).
+/// One of a client's secrets, never its value: its id, times and state at `now`.
+pub fn secret_json(secret: &StoredSecret, now: OffsetDateTime) -> Value {
+    json!({
+        "secret_id": secret.id,
+        "created_at": rfc3339(secret.created_at),
+        "expires_at": secret.expires_at.map(rfc3339),
+        "last_used_at": secret.last_used_at.map(rfc3339),
+        "status": if secret.is_live(now) { "active" } else { "expired" },
+    })
+}
+
+/// A client with its new secret, shown once (`clients create`, `clients rotate-secret`,
+/// `clients add-secret`), with the new secret's id and expiry.
 pub fn client_secret_json(client: &Client, secret: &ClientSecret) -> Value {
+    let hash = secret.hash();
+    let stored = match &client.auth {
+        ClientAuth::Secret(secrets) => secrets.iter().find(|s| s.hash == hash),
+        _ => None,
+    };
     json!({
         "client_id": client.id,
         "client_secret": secret.expose(),
+        "secret_id": stored.map(|s| s.id.as_str()),
+        "secret_expires_at": stored.and_then(|s| s.expires_at).map(rfc3339),
         "app_id": client.app_id,
         "name": client.name,
         "scope": client.scopes.to_string(),

@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::assertions::TrustRule;
+use crate::domain::audit::{AuditFilter, AuditRecord};
 use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
-use crate::domain::secrets::SecretHash;
+use crate::domain::secrets::StoredSecret;
 use crate::domain::signing_keys::KeyRecord;
 use crate::domain::tokens::RevokedToken;
 
@@ -55,6 +56,21 @@ pub enum InsertKeyIf {
     NoKeys,
     /// Only if no key activates after this moment (rotation: one pending key at most).
     NonePendingAt(OffsetDateTime),
+}
+
+/// What a change to a client's secrets did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretChange {
+    /// Done.
+    Done,
+    /// No such client, or it does not authenticate with a secret.
+    NotSecretClient,
+    /// The client holds [`crate::domain::secrets::MAX_LIVE_SECRETS`] live secrets already.
+    TooMany,
+    /// The client has no secret with this id.
+    UnknownSecret,
+    /// The secret is the client's last live one.
+    LastLive,
 }
 
 /// A storage failure.
@@ -150,10 +166,30 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError>;
-    /// Replaces a client's secret hash; false if no such client or it has no secret
-    /// (a `private_key_jwt` client).
-    async fn set_client_secret_hash(&self, id: &str, hash: &SecretHash)
-    -> Result<bool, StoreError>;
+    /// Adds a secret to a secret client, in one transaction: forgets its secrets expired
+    /// at `now`; with `others_expire_at`, makes every other secret expire then at the
+    /// latest (a rotation's grace; `now` or earlier removes them); refuses when the client
+    /// would hold more than [`crate::domain::secrets::MAX_LIVE_SECRETS`] live secrets.
+    async fn add_client_secret(
+        &self,
+        client_id: &str,
+        secret: &StoredSecret,
+        others_expire_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<SecretChange, StoreError>;
+    /// Removes one of a client's secrets, unless it is the last one live at `now`.
+    async fn revoke_client_secret(
+        &self,
+        client_id: &str,
+        secret_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<SecretChange, StoreError>;
+    /// Records when secrets were last used (secret id, Unix seconds), keeping the later
+    /// time where one is stored already. Bumps no revision.
+    async fn record_secret_use(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;
+    /// Marks a secret's coming expiry as announced; false if it was already (by this or
+    /// another process), so one announcement goes out per secret.
+    async fn claim_secret_expiry_notice(&self, secret_id: &str) -> Result<bool, StoreError>;
     /// Replaces how a client without a secret authenticates (its keys, its TLS identity,
     /// or the method itself, to another one without a secret: `auth` must not be
     /// [`ClientAuth::Secret`]); false if no such client or it authenticates with a secret.
@@ -254,6 +290,18 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         retry_until_ms: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Appends a record to the audit trail; returns its `seq`. There is no way to change
+    /// a record, and the database refuses one (a trigger); only [`Store::prune_audit`]
+    /// removes records.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
+    /// Audit records matching `filter`, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Audit records with `seq` above `after`, oldest first, at most `limit`: how a
+    /// server streams the trail as it grows.
+    async fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Forgets audit records older than `before_ms` (retention); returns how many.
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// How many webhook events wait for delivery (the outbox depth, for metrics).
     async fn count_pending_webhook_events(&self) -> Result<u64, StoreError>;

@@ -77,6 +77,8 @@ impl Dialect for Postgres {
             Exclusive::Revocations => 0x6d6b_6175_7468_7276,
             // "mkauthob"
             Exclusive::Outbox => 0x6d6b_6175_7468_6f62,
+            // "mkauthsc"
+            Exclusive::Secrets => 0x6d6b_6175_7468_7363,
         };
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock)

@@ -8,11 +8,12 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::domain::assertions::{IssuerKeys, TrustRule};
 use crate::domain::audience::parse_audiences;
+use crate::domain::audit::{AuditRecord, Outcome};
 use crate::domain::certificates::TlsIdentity;
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::SecretHash;
+use crate::domain::secrets::{SecretHash, StoredSecret};
 use crate::domain::signing_keys::KeyRecord;
 use crate::domain::tokens::RevokedToken;
 
@@ -90,7 +91,7 @@ pub(super) fn app(row: &impl Columns) -> Result<App, StoreError> {
 
 /// The columns `client` reads.
 pub(super) const CLIENT_COLUMNS: &str = "id, app_id, name, scopes, audiences, token_ttl_secs, \
-     secret_hash, auth_method, jwks, jwks_uri, tls_identity, require_dpop, created_at, \
+     auth_method, jwks, jwks_uri, tls_identity, require_dpop, created_at, \
      disabled_at";
 
 /// The `auth_method` column of a secret client.
@@ -120,9 +121,11 @@ pub(super) fn auth_columns(auth: &ClientAuth) -> AuthColumns<'_> {
         tls_identity: None,
     };
     match auth {
-        ClientAuth::Secret(hash) => {
+        ClientAuth::Secret(secrets) => {
             columns.method = SECRET_METHOD;
-            columns.secret_hash = *hash.as_bytes();
+            if let Some(newest) = secrets.iter().max_by_key(|s| s.created_at) {
+                columns.secret_hash = *newest.hash.as_bytes();
+            }
         }
         ClientAuth::PrivateKeyJwt(ClientKeys::Jwks(jwks)) => columns.jwks = Some(jwks),
         ClientAuth::PrivateKeyJwt(ClientKeys::Uri(uri)) => columns.jwks_uri = Some(uri),
@@ -160,10 +163,8 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
         )
         .map_err(|e| corrupt(&e.to_string()))?,
         auth: match row.text("auth_method")?.as_str() {
-            SECRET_METHOD => ClientAuth::Secret(
-                SecretHash::from_bytes(&row.bytes("secret_hash")?)
-                    .ok_or_else(|| corrupt("secret hash"))?,
-            ),
+            // Its secrets are rows of their own, attached by the caller.
+            SECRET_METHOD => ClientAuth::Secret(Vec::new()),
             "private_key_jwt" => ClientAuth::PrivateKeyJwt(
                 match (row.opt_text("jwks")?, row.opt_text("jwks_uri")?) {
                     (Some(jwks), None) => ClientKeys::Jwks(jwks),
@@ -196,6 +197,66 @@ pub(super) fn client(row: &impl Columns) -> Result<Client, StoreError> {
         name: row.text("name")?,
         created_at: from_unix(row.int("created_at")?)?,
         disabled_at: row.opt_int("disabled_at")?.map(from_unix).transpose()?,
+        id,
+    })
+}
+
+/// The columns `secret` reads, with `client_id` first.
+pub(super) const SECRET_COLUMNS: &str = "client_id, id, hash, created_at, expires_at, last_used_at";
+
+/// A client secret row, with the client it belongs to.
+pub(super) fn secret(row: &impl Columns) -> Result<(String, StoredSecret), StoreError> {
+    let id = row.text("id")?;
+    Ok((
+        row.text("client_id")?,
+        StoredSecret {
+            hash: SecretHash::from_bytes(&row.bytes("hash")?)
+                .ok_or_else(|| StoreError::Corrupt(format!("client secret {id}: hash")))?,
+            created_at: from_unix(row.int("created_at")?)?,
+            expires_at: row.opt_int("expires_at")?.map(from_unix).transpose()?,
+            last_used_at: row.opt_int("last_used_at")?.map(from_unix).transpose()?,
+            id,
+        },
+    ))
+}
+
+/// Gives each secret client in `clients` its secrets (`secrets` in any order).
+pub(super) fn attach_secrets(clients: &mut [Client], secrets: Vec<(String, StoredSecret)>) {
+    let mut by_client: std::collections::HashMap<String, Vec<StoredSecret>> =
+        std::collections::HashMap::new();
+    for (client_id, secret) in secrets {
+        by_client.entry(client_id).or_default().push(secret);
+    }
+    for client in clients {
+        if let ClientAuth::Secret(secrets) = &mut client.auth {
+            *secrets = by_client.remove(&client.id).unwrap_or_default();
+            secrets.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        }
+    }
+}
+
+/// The columns `audit` reads.
+pub(super) const AUDIT_COLUMNS: &str = "seq, id, at_ms, actor, via, source, action, target, \
+     changes, request_id, outcome, detail";
+
+/// An audit trail row.
+pub(super) fn audit(row: &impl Columns) -> Result<AuditRecord, StoreError> {
+    let id = row.text("id")?;
+    let at_ms = row.int("at_ms")?;
+    Ok(AuditRecord {
+        seq: row.int("seq")?,
+        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+            .map_err(|_| StoreError::Corrupt(format!("audit record {id}: time")))?,
+        actor: row.text("actor")?,
+        via: row.text("via")?,
+        source: row.opt_text("source")?,
+        action: row.text("action")?,
+        target: row.opt_text("target")?,
+        changes: row.opt_text("changes")?,
+        request_id: row.opt_text("request_id")?,
+        outcome: Outcome::parse(&row.text("outcome")?)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit record {id}: outcome")))?,
+        detail: row.opt_text("detail")?,
         id,
     })
 }

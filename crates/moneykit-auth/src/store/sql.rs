@@ -20,16 +20,18 @@ use sqlx::{
 use time::OffsetDateTime;
 
 use super::rows::{
-    self, APP_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS, SECRET_METHOD,
-    TRUST_RULE_COLUMNS,
+    self, APP_COLUMNS, AUDIT_COLUMNS, CLIENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, REVOKED_COLUMNS,
+    SECRET_COLUMNS, SECRET_METHOD, TRUST_RULE_COLUMNS,
 };
 use super::{
-    ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, Store, StoreError, StoredState,
+    ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, SecretChange, Store, StoreError,
+    StoredState,
 };
 use crate::domain::assertions::TrustRule;
+use crate::domain::audit::{AuditFilter, AuditRecord};
 use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
-use crate::domain::secrets::SecretHash;
+use crate::domain::secrets::{MAX_LIVE_SECRETS, StoredSecret};
 use crate::domain::signing_keys::KeyRecord;
 use crate::domain::tokens::RevokedToken;
 
@@ -41,6 +43,9 @@ pub(super) enum Exclusive {
     /// Recording revocations: sequence order is commit order, so a server catching up
     /// "after seq N" never skips one that committed late with a lower number.
     Revocations,
+    /// Changing a client's secrets: the count of its live secrets and the insert it
+    /// allows are one step.
+    Secrets,
     /// Queuing capped webhook events: the count of an app's pending events and the
     /// insert it allows are one step, so concurrent triggers never pass the cap.
     Outbox,
@@ -225,7 +230,88 @@ fn all_keys_sql() -> String {
     format!("SELECT {KEY_COLUMNS} FROM signing_keys ORDER BY seq")
 }
 
+fn secrets_sql(filter: &str) -> String {
+    format!("SELECT {SECRET_COLUMNS} FROM client_secrets {filter}")
+}
+
 const REVISION: &str = "SELECT value FROM revision WHERE id = 1";
+
+/// Stores one of a client's secrets.
+async fn insert_secret<DB>(
+    conn: &mut DB::Connection,
+    client_id: &str,
+    secret: &StoredSecret,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+{
+    sqlx::query(
+        "INSERT INTO client_secrets (id, client_id, hash, created_at, expires_at, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(secret.id.as_str())
+    .bind(client_id)
+    .bind(secret.hash.as_bytes().as_slice())
+    .bind(secret.created_at.unix_timestamp())
+    .bind(secret.expires_at.map(OffsetDateTime::unix_timestamp))
+    .bind(secret.last_used_at.map(OffsetDateTime::unix_timestamp))
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Deletes a client's secrets that expired at `now`: they can never work again.
+async fn forget_expired_secrets<DB>(
+    conn: &mut DB::Connection,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query("DELETE FROM client_secrets WHERE client_id = $1 AND expires_at <= $2")
+        .bind(client_id)
+        .bind(now.unix_timestamp())
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Copies the newest secret's hash into `clients.secret_hash`, the one column a replica
+/// of the previous release reads during a rolling upgrade (and bumps the revision).
+async fn newest_secret_for_old_releases<DB>(
+    conn: &mut DB::Connection,
+    client_id: &str,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(
+        "UPDATE clients SET secret_hash = (SELECT hash FROM client_secrets \
+         WHERE client_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1) \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM client_secrets WHERE client_id = $1)",
+    )
+    .bind(client_id)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
 
 #[async_trait]
 impl<DB> Store for SqlStore<DB>
@@ -261,7 +347,9 @@ where
             .await
             .map_err(backend)?;
         let apps = fetch_all(&mut *tx, sqlx::query(&all_apps_sql()), rows::app).await?;
-        let clients = fetch_all(&mut *tx, sqlx::query(&clients_sql("")), rows::client).await?;
+        let mut clients = fetch_all(&mut *tx, sqlx::query(&clients_sql("")), rows::client).await?;
+        let secrets = fetch_all(&mut *tx, sqlx::query(&secrets_sql("")), rows::secret).await?;
+        rows::attach_secrets(&mut clients, secrets);
         let keys = fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?;
         let trust_rules = fetch_all(
             &mut *tx,
@@ -312,6 +400,8 @@ where
     async fn insert_client(&self, c: &Client) -> Result<(), StoreError> {
         let audiences = rows::audiences_column(&c.audiences);
         let auth = rows::auth_columns(&c.auth);
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO clients (id, app_id, name, scopes, audiences, token_ttl_secs, \
              secret_hash, auth_method, jwks, jwks_uri, tls_identity, require_dpop, created_at, \
@@ -331,31 +421,49 @@ where
         .bind(i64::from(c.require_dpop))
         .bind(c.created_at.unix_timestamp())
         .bind(c.disabled_at.map(OffsetDateTime::unix_timestamp))
-        .execute(&mut *self.conn().await?)
+        .execute(&mut *tx)
         .await
         .map_err(|e| unknown_app_or_backend(e, &c.app_id))?;
+        if let ClientAuth::Secret(secrets) = &c.auth {
+            for secret in secrets {
+                insert_secret(&mut tx, &c.id, secret).await?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 
     async fn list_clients(&self, app_id: Option<&str>) -> Result<Vec<Client>, StoreError> {
         // A NULL app matches every client.
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        DB::read_one_snapshot(&mut tx).await?;
         let sql = clients_sql("WHERE ($1 IS NULL OR app_id = $1)");
-        fetch_all(
-            &mut *self.conn().await?,
-            sqlx::query(&sql).bind(app_id),
-            rows::client,
-        )
-        .await
+        let mut clients = fetch_all(&mut *tx, sqlx::query(&sql).bind(app_id), rows::client).await?;
+        let sql = secrets_sql(
+            "WHERE ($1 IS NULL OR client_id IN (SELECT id FROM clients WHERE app_id = $1))",
+        );
+        let secrets = fetch_all(&mut *tx, sqlx::query(&sql).bind(app_id), rows::secret).await?;
+        tx.commit().await.map_err(backend)?;
+        rows::attach_secrets(&mut clients, secrets);
+        Ok(clients)
     }
 
     async fn get_client(&self, id: &str) -> Result<Option<Client>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        DB::read_one_snapshot(&mut tx).await?;
         let sql = clients_sql("WHERE id = $1");
-        fetch_optional(
-            &mut *self.conn().await?,
-            sqlx::query(&sql).bind(id),
-            rows::client,
-        )
-        .await
+        let client = fetch_optional(&mut *tx, sqlx::query(&sql).bind(id), rows::client).await?;
+        let sql = secrets_sql("WHERE client_id = $1");
+        let secrets = fetch_all(&mut *tx, sqlx::query(&sql).bind(id), rows::secret).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(client.map(|client| {
+            let mut one = [client];
+            rows::attach_secrets(&mut one, secrets);
+            let [client] = one;
+            client
+        }))
     }
 
     async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
@@ -390,19 +498,120 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
-    async fn set_client_secret_hash(
+    async fn add_client_secret(
         &self,
-        id: &str,
-        hash: &SecretHash,
-    ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE clients SET secret_hash = $1 WHERE id = $2 AND auth_method = $3")
-                .bind(hash.as_bytes().as_slice())
-                .bind(id)
-                .bind(SECRET_METHOD)
-                .execute(&mut *self.conn().await?)
+        client_id: &str,
+        secret: &StoredSecret,
+        others_expire_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<SecretChange, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Secrets).await?;
+        // A write first: on SQLite it takes the write lock, so the count below holds
+        // until the insert.
+        forget_expired_secrets(&mut tx, client_id, now).await?;
+        let method: Option<String> =
+            sqlx::query_scalar("SELECT auth_method FROM clients WHERE id = $1")
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
+        if method.as_deref() != Some(SECRET_METHOD) {
+            return Ok(SecretChange::NotSecretClient);
+        }
+        if let Some(at) = others_expire_at {
+            let query = if at <= now {
+                sqlx::query("DELETE FROM client_secrets WHERE client_id = $1").bind(client_id)
+            } else {
+                sqlx::query(
+                    "UPDATE client_secrets SET expires_at = $2 WHERE client_id = $1 \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(client_id)
+                .bind(at.unix_timestamp())
+            };
+            query.execute(&mut *tx).await.map_err(backend)?;
+        }
+        let live: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM client_secrets WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if usize::try_from(live).unwrap_or(usize::MAX) >= MAX_LIVE_SECRETS {
+            return Ok(SecretChange::TooMany);
+        }
+        insert_secret(&mut tx, client_id, secret).await?;
+        newest_secret_for_old_releases(&mut tx, client_id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(SecretChange::Done)
+    }
+
+    async fn revoke_client_secret(
+        &self,
+        client_id: &str,
+        secret_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<SecretChange, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        DB::exclude_others(&mut tx, Exclusive::Secrets).await?;
+        forget_expired_secrets(&mut tx, client_id, now).await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM client_secrets WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if !ids.iter().any(|id| id == secret_id) {
+            // Committed: forgetting the expired ones is worth keeping.
+            tx.commit().await.map_err(backend)?;
+            return Ok(SecretChange::UnknownSecret);
+        }
+        if ids.len() == 1 {
+            return Ok(SecretChange::LastLive);
+        }
+        sqlx::query("DELETE FROM client_secrets WHERE id = $1 AND client_id = $2")
+            .bind(secret_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        newest_secret_for_old_releases(&mut tx, client_id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(SecretChange::Done)
+    }
+
+    async fn record_secret_use(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE client_secrets SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(*at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_secret_expiry_notice(&self, secret_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE client_secrets SET expiry_notified = 1 WHERE id = $1 AND expiry_notified = 0",
+        )
+        .bind(secret_id)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -805,6 +1014,76 @@ where
 
     async fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
         DB::subscribe(&self.pool).await
+    }
+
+    async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
+        let at_ms = i64::try_from(r.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        sqlx::query_scalar(
+            "INSERT INTO audit_events (id, at_ms, actor, via, source, action, target, changes, \
+             request_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             RETURNING seq",
+        )
+        .bind(r.id.as_str())
+        .bind(at_ms)
+        .bind(r.actor.as_str())
+        .bind(r.via.as_str())
+        .bind(r.source.as_deref())
+        .bind(r.action.as_str())
+        .bind(r.target.as_deref())
+        .bind(r.changes.as_deref())
+        .bind(r.request_id.as_deref())
+        .bind(r.outcome.as_str())
+        .bind(r.detail.as_deref())
+        .fetch_one(&mut *self.conn().await?)
+        .await
+        .map_err(backend)
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let ms = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events \
+             WHERE ($1 IS NULL OR at_ms >= $1) AND ($2 IS NULL OR at_ms < $2) \
+             AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR actor = $4) \
+             AND ($5 IS NULL OR seq < $5) ORDER BY seq DESC LIMIT $6"
+        );
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&sql)
+                .bind(f.since.and_then(ms))
+                .bind(f.until.and_then(ms))
+                .bind(f.target.as_deref())
+                .bind(f.actor.as_deref())
+                .bind(f.before_seq)
+                .bind(i64::from(f.limit)),
+            rows::audit,
+        )
+        .await
+    }
+
+    async fn audit_since(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        fetch_all(
+            &mut *self.conn().await?,
+            sqlx::query(&sql).bind(after).bind(i64::from(limit)),
+            rows::audit,
+        )
+        .await
+    }
+
+    async fn prune_audit(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM audit_events WHERE seq IN \
+             (SELECT seq FROM audit_events WHERE at_ms < $1 ORDER BY seq LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(PRUNE_BATCH)
+        .execute(&mut *self.conn().await?)
+        .await
+        .map_err(backend)?;
+        Ok(DB::rows_affected(&done))
     }
 
     async fn count_pending_webhook_events(&self) -> Result<u64, StoreError> {

@@ -642,6 +642,14 @@ async fn every_documented_environment_variable_takes_effect() {
             case(SERVE, "true", Logs("DPoP nonces on")),
         ),
         (
+            "MONEYKIT_AUTH_AUDIT_LOG",
+            case(
+                SERVE,
+                "/nonexistent/dir/audit.jsonl",
+                Fails("cannot open --audit-log"),
+            ),
+        ),
+        (
             "MONEYKIT_AUTH_CLIENT_CERT_HEADER",
             case(SERVE, "x-client-cert", Fails("--trusted-proxy")),
         ),

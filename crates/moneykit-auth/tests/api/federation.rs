@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use moneykit_auth::net::guard::TargetPolicy;
-use moneykit_auth::operations::Via;
+use moneykit_auth::operations::Actor;
 use moneykit_auth::operations::secretless::{self, KeysInput, NewTrustRule};
 use serde_json::{Value, json};
 
@@ -23,9 +23,15 @@ const LOOPBACK: TargetPolicy = TargetPolicy {
 const SUBJECT: &str = "system:serviceaccount:payments:ledger";
 
 async fn trust(app: &TestApp, client_id: &str, rule: NewTrustRule) -> String {
-    let rule = secretless::trust(app.store.as_ref(), client_id, &rule, LOOPBACK, Via::Cli)
-        .await
-        .unwrap();
+    let rule = secretless::trust(
+        app.store.as_ref(),
+        client_id,
+        &rule,
+        LOOPBACK,
+        &Actor::cli(),
+    )
+    .await
+    .unwrap();
     app.synced().await;
     rule.id
 }
@@ -209,7 +215,7 @@ async fn registered_keys_key_rotation_at_the_issuer_and_several_rules() {
 
     // Removing the rule ends the trust.
     let rules = app.store.list_trust_rules(Some(&first.id)).await.unwrap();
-    secretless::untrust(app.store.as_ref(), &first.id, &rules[0].id, Via::Cli)
+    secretless::untrust(app.store.as_ref(), &first.id, &rules[0].id, &Actor::cli())
         .await
         .unwrap();
     app.synced().await;

@@ -16,7 +16,7 @@ use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
 use moneykit_auth::engine::snapshot::SnapshotCell;
 use moneykit_auth::metrics::Metrics;
-use moneykit_auth::operations::{self, NewClient, Via};
+use moneykit_auth::operations::{self, Actor, NewClient};
 use moneykit_auth::startup::Application;
 use moneykit_auth::store::Store;
 use moneykit_wire::JwkSet;
@@ -184,7 +184,7 @@ impl TestApp {
     /// Disables `client_id` (from `at`, or now) as the CLI does, and waits until the
     /// server has picked the change up.
     pub async fn disable_client(&self, client_id: &str, at: Option<OffsetDateTime>) {
-        operations::disable_client(self.store.as_ref(), client_id, at, Via::Cli)
+        operations::disable_client(self.store.as_ref(), client_id, at, &Actor::cli())
             .await
             .unwrap();
         self.synced().await;
@@ -192,14 +192,14 @@ impl TestApp {
 
     /// Enables `client_id` again, and waits until the server has picked the change up.
     pub async fn enable_client(&self, client_id: &str) {
-        operations::enable_client(self.store.as_ref(), client_id, Via::Cli)
+        operations::enable_client(self.store.as_ref(), client_id, &Actor::cli())
             .await
             .unwrap();
         self.synced().await;
     }
 
     pub async fn create_app(&self, name: &str) -> App {
-        let app = operations::create_app(self.store.as_ref(), name, Via::Cli)
+        let app = operations::create_app(self.store.as_ref(), name, &Actor::cli())
             .await
             .unwrap();
         self.synced().await;
@@ -209,7 +209,7 @@ impl TestApp {
     /// A client of a new app, with the given scopes (and optional TTL); returns the client
     /// and its secret.
     pub async fn create_client(&self, scope: &str, ttl: Option<u64>) -> (Client, String) {
-        let app = operations::create_app(self.store.as_ref(), "Test App", Via::Cli)
+        let app = operations::create_app(self.store.as_ref(), "Test App", &Actor::cli())
             .await
             .unwrap();
         self.create_client_in(&app.id, scope, ttl).await
@@ -228,8 +228,9 @@ impl TestApp {
             audiences: Vec::new(),
             token_ttl_secs: ttl,
             require_dpop: false,
+            secret_ttl_secs: None,
         };
-        let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new, &Actor::cli())
             .await
             .unwrap();
         self.synced().await;
@@ -242,7 +243,7 @@ impl TestApp {
         scope: &str,
         audiences: &[&str],
     ) -> (Client, String) {
-        let app = operations::create_app(self.store.as_ref(), "Test App", Via::Cli)
+        let app = operations::create_app(self.store.as_ref(), "Test App", &Actor::cli())
             .await
             .unwrap();
         let new = NewClient {
@@ -252,8 +253,9 @@ impl TestApp {
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             token_ttl_secs: None,
             require_dpop: false,
+            secret_ttl_secs: None,
         };
-        let (client, secret) = operations::create_client(self.store.as_ref(), &new, Via::Cli)
+        let (client, secret) = operations::create_client(self.store.as_ref(), &new, &Actor::cli())
             .await
             .unwrap();
         self.synced().await;

@@ -11,7 +11,9 @@ mod support;
 
 mod abuse;
 mod admin;
+mod admin_scopes;
 mod audience;
+mod audit;
 mod cli;
 mod connections;
 mod contract;
@@ -21,6 +23,7 @@ mod federation;
 mod introspect;
 mod jwks;
 mod keys;
+mod lifecycle;
 mod limits;
 mod logs;
 mod mtls;

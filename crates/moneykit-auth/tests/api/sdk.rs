@@ -702,7 +702,7 @@ async fn the_sdk_gets_tokens_with_a_private_key_and_as_a_federated_workload() {
         &trusting.id,
         &rule,
         Default::default(),
-        moneykit_auth::operations::Via::Cli,
+        &moneykit_auth::operations::Actor::cli(),
     )
     .await
     .unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use moneykit_auth::domain::clients::Client;
 use moneykit_auth::operations::secretless::{self, KeysInput, SecretlessAuth};
-use moneykit_auth::operations::{NewClient, Via};
+use moneykit_auth::operations::{Actor, NewClient};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -41,6 +41,7 @@ pub async fn key_client(app: &TestApp, scope: &str, keys: KeysInput) -> Client {
         audiences: Vec::new(),
         token_ttl_secs: None,
         require_dpop: false,
+        secret_ttl_secs: None,
     };
     let policy = moneykit_auth::net::guard::TargetPolicy {
         allow_http: true,
@@ -51,7 +52,7 @@ pub async fn key_client(app: &TestApp, scope: &str, keys: KeysInput) -> Client {
         &new,
         &SecretlessAuth::Keys(keys),
         policy,
-        Via::Cli,
+        &Actor::cli(),
     )
     .await
     .unwrap();

@@ -309,10 +309,11 @@ async fn rotated_secrets_replace_the_old_one_and_keep_issued_tokens_valid() {
     let app = spawn_app().await;
     let (client, old_secret) = app.create_client("a", None).await;
     let token = app.token(&client.id, &old_secret, None).await;
-    let (_, new_secret) = moneykit_auth::operations::rotate_client_secret(
+    let (_, new_secret) = moneykit_auth::operations::secrets::rotate_client_secret(
         app.store.as_ref(),
         &client.id,
-        moneykit_auth::operations::Via::Cli,
+        &moneykit_auth::operations::secrets::Rotation::now(),
+        &moneykit_auth::operations::Actor::cli(),
     )
     .await
     .unwrap();

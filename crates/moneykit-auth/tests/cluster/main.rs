@@ -278,11 +278,44 @@ async fn two_replicas_on_one_database_behave_as_one_service() {
     })
     .await;
 
+    // Rotated with a grace → the old and the new secret work on every replica; the old
+    // one revoked → only the new one, everywhere within the second.
+    let args = ["clients", "rotate-secret", &id, "--grace", "1h", "--json"];
+    let graced = cli_json(&cli_async(&url, &args).await);
+    let newest = graced["client_secret"].as_str().unwrap().to_owned();
+    until_all("secret rotated with a grace", &both, PROPAGATION, |r| {
+        let (http, id, old, new) = (&http, &id, &new_secret, &newest);
+        async move {
+            token_status(http, r, (id, old), None).await == 201
+                && token_status(http, r, (id, new), None).await == 201
+        }
+    })
+    .await;
+    let shown = cli_json(&cli_async(&url, &["clients", "show", &id, "--json"]).await);
+    let old_id = shown["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["secret_id"].as_str().unwrap())
+        .find(|s| *s != graced["secret_id"])
+        .unwrap()
+        .to_owned();
+    let output = cli_async(&url, &["clients", "revoke-secret", &id, &old_id]).await;
+    assert!(output.status.success());
+    until_all("old secret revoked", &both, PROPAGATION, |r| {
+        let (http, id, old, new) = (&http, &id, &new_secret, &newest);
+        async move {
+            token_status(http, r, (id, old), None).await == 401
+                && token_status(http, r, (id, new), None).await == 201
+        }
+    })
+    .await;
+
     // Disabled through the CLI → both refuse tokens and reject its existing ones.
     let output = cli_async(&url, &["clients", "disable", &id]).await;
     assert!(output.status.success());
     until_all("client disabled", &both, PROPAGATION, |r| {
-        let (http, id, secret, token) = (&http, &id, &new_secret, &token_b);
+        let (http, id, secret, token) = (&http, &id, &newest, &token_b);
         async move {
             token_status(http, r, (id, secret), None).await == 401
                 && introspect(http, r.base(), token).await.status() == 401

@@ -1,0 +1,229 @@
+//! Least privilege: a client holding admin scopes manages what its scopes cover through
+//! the admin API with its own access token, is refused elsewhere with 403
+//! `insufficient_scope`, and cannot hand out or take over scopes it lacks.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+
+async fn call_as(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", app.admin_base.as_ref().unwrap());
+    admin_call(&app.http, token, method, &url, body).await
+}
+
+/// A client of a new app with `scope`, through the CLI; returns (app id, client id, its
+/// token).
+async fn admin_client(app: &TestApp, scope: &str) -> (String, String, String) {
+    let app_id = cli_app(&app.database_url, "Automation");
+    let created = cli_json(
+        &app.cli_async(&[
+            "clients", "create", "--app", &app_id, "--scope", scope, "--json",
+        ])
+        .await,
+    );
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    app.synced().await;
+    let token = app
+        .token(&id, created["client_secret"].as_str().unwrap(), None)
+        .await;
+    (app_id, id, token)
+}
+
+fn assert_insufficient(status: u16, body: &Value) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "insufficient_scope", "{body}");
+    assert_eq!(
+        body["error_code"], "api_error.admin.insufficient_scope",
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
+    let app = spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await;
+    let (app_id, pipeline, token) = admin_client(&app, "admin:clients").await;
+
+    // Within its scope: list, create, update, rotate.
+    let (status, listed) = call_as(&app, &token, "GET", "/admin/clients", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let (status, created) = call_as(
+        &app,
+        &token,
+        "POST",
+        "/admin/clients",
+        Some(json!({"app_id": app_id, "scope": "accounts:read"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let made = created["client_id"].as_str().unwrap();
+    let (status, _) = call_as(
+        &app,
+        &token,
+        "POST",
+        &format!("/admin/clients/{made}/rotate-secret"),
+        Some(json!({"grace": 60})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The trail names it.
+    let (_, trail) = call_as(
+        &app,
+        ADMIN_TOKEN,
+        "GET",
+        &format!("/admin/audit?target={made}"),
+        None,
+    )
+    .await;
+    let actors: Vec<&str> = trail["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors.iter().all(|a| *a == format!("client:{pipeline}")),
+        "{trail}"
+    );
+
+    // Outside it: keys, webhooks, apps, the audit trail, metrics.
+    for (method, path, body) in [
+        ("POST", "/admin/keys/rotate", None),
+        ("GET", "/admin/keys", None),
+        ("POST", "/admin/apps", Some(json!({"name": "x"}))),
+        ("GET", "/admin/webhooks", None),
+        ("GET", "/admin/audit", None),
+        ("GET", "/metrics", None),
+    ] {
+        let (status, body) = call_as(&app, &token, method, path, body).await;
+        assert_insufficient(status, &body);
+    }
+    let (status, refused) = call_as(
+        &app,
+        ADMIN_TOKEN,
+        "GET",
+        "/admin/audit?outcome=refused",
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "unknown filter refused: {refused}");
+    let (_, trail) = call_as(
+        &app,
+        ADMIN_TOKEN,
+        "GET",
+        &format!("/admin/audit?actor=client:{pipeline}"),
+        None,
+    )
+    .await;
+    let refusals: Vec<&Value> = trail["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .collect();
+    assert_eq!(refusals.len(), 6, "{trail}");
+    assert!(refusals.iter().any(|r| r["action"] == "key.rotate"));
+
+    // No escalation: it cannot give, add or take over admin scopes it lacks.
+    let (status, body) = call_as(
+        &app,
+        &token,
+        "POST",
+        "/admin/clients",
+        Some(json!({"app_id": app_id, "scope": "admin:keys"})),
+    )
+    .await;
+    assert_insufficient(status, &body);
+    let (status, body) = call_as(
+        &app,
+        &token,
+        "PATCH",
+        &format!("/admin/clients/{pipeline}"),
+        Some(json!({"scope": "admin:clients admin:keys"})),
+    )
+    .await;
+    assert_insufficient(status, &body);
+    let (_, keys_admin, _) = admin_client(&app, "admin:keys").await;
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/admin/clients/{keys_admin}/rotate-secret"),
+            None,
+        ),
+        ("POST", format!("/admin/clients/{keys_admin}/secrets"), None),
+        ("POST", format!("/admin/clients/{keys_admin}/disable"), None),
+        (
+            "PATCH",
+            format!("/admin/clients/{keys_admin}"),
+            Some(json!({"name": "mine now"})),
+        ),
+    ] {
+        let (status, body) = call_as(&app, &token, method, &path, body).await;
+        assert_insufficient(status, &body);
+    }
+    let unchanged = app.store.get_client(&keys_admin).await.unwrap().unwrap();
+    assert!(unchanged.disabled_at.is_none());
+    assert_ne!(unchanged.name, "mine now");
+    // Granting what it holds is fine.
+    let (status, body) = call_as(
+        &app,
+        &token,
+        "POST",
+        "/admin/clients",
+        Some(json!({"app_id": app_id, "scope": "admin:clients"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn only_good_tokens_of_admin_clients_get_in() {
+    let app = spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+    })
+    .await;
+    let (_, reader, token) = admin_client(&app, "admin:read").await;
+    let (status, body) = call_as(&app, &token, "GET", "/admin/audit", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call_as(
+        &app,
+        &token,
+        "POST",
+        "/admin/apps",
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_insufficient(status, &body);
+
+    // A token without any admin scope.
+    let (_, _, plain) = admin_client(&app, "accounts:read").await;
+    let (status, body) = call_as(&app, &plain, "GET", "/admin/clients", None).await;
+    assert_insufficient(status, &body);
+    // Revoked, of a disabled client, forged: 401.
+    let revoke = app
+        .http
+        .post(app.url("/oauth2/revoke"))
+        .form(&[("token", plain.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoke.status().is_client_error() || revoke.status().is_success());
+    app.disable_client(&reader, None).await;
+    let (status, _) = call_as(&app, &token, "GET", "/admin/audit", None).await;
+    assert_eq!(status, 401);
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let (status, _) = call_as(&app, &forged, "GET", "/admin/audit", None).await;
+    assert_eq!(status, 401);
+}
