@@ -306,35 +306,6 @@ impl AdminRoute {
     }
 }
 
-/// Most refused authentications one process records in the audit trail per minute; the
-/// rest are logged in a count, so an unauthenticated flood cannot fill the database.
-const MAX_RECORDED_REFUSALS_PER_MINUTE: u32 = 60;
-
-/// Counts recorded refusals in the current minute.
-#[derive(Debug, Default)]
-pub struct RefusalBudget(std::sync::Mutex<(i64, u32)>);
-
-impl RefusalBudget {
-    /// Whether one more refusal may be recorded now; logs once per minute how many were
-    /// not.
-    fn take(&self) -> bool {
-        let minute = OffsetDateTime::now_utc().unix_timestamp() / 60;
-        let mut budget = self.0.lock().expect("not poisoned");
-        if budget.0 != minute {
-            if budget.1 > MAX_RECORDED_REFUSALS_PER_MINUTE {
-                let unrecorded = budget.1 - MAX_RECORDED_REFUSALS_PER_MINUTE;
-                tracing::warn!(
-                    unrecorded,
-                    "refused admin API authentications over the audit budget were not recorded"
-                );
-            }
-            *budget = (minute, 0);
-        }
-        budget.1 = budget.1.saturating_add(1);
-        budget.1 <= MAX_RECORDED_REFUSALS_PER_MINUTE
-    }
-}
-
 /// Authenticates the caller, checks the route's scope, hands the handler its [`Actor`],
 /// and records in the audit trail what no operation did: refused authentications,
 /// missing scopes, and changes refused before an operation ran (a malformed body).

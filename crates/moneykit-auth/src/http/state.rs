@@ -294,8 +294,37 @@ pub struct AdminState {
     /// The public side, whose engine checks the access tokens admin clients present.
     pub public: AppState,
     /// Refused authentications recorded in the audit trail this minute.
-    pub refusals: super::admin_api::RefusalBudget,
+    pub refusals: RefusalBudget,
     /// A client whose last secret expires within this long counts in the
     /// `client_secrets_expiring` gauge.
     pub secret_expiry_warning: time::Duration,
+}
+
+/// Most refused authentications one process records in the audit trail per minute; the
+/// rest are logged in a count, so an unauthenticated flood cannot fill the database.
+const MAX_RECORDED_REFUSALS_PER_MINUTE: u32 = 60;
+
+/// Counts recorded refusals in the current minute.
+#[derive(Debug, Default)]
+pub struct RefusalBudget(std::sync::Mutex<(i64, u32)>);
+
+impl RefusalBudget {
+    /// Whether one more refusal may be recorded now; logs once per minute how many were
+    /// not.
+    pub fn take(&self) -> bool {
+        let minute = OffsetDateTime::now_utc().unix_timestamp() / 60;
+        let mut budget = self.0.lock().expect("not poisoned");
+        if budget.0 != minute {
+            if budget.1 > MAX_RECORDED_REFUSALS_PER_MINUTE {
+                let unrecorded = budget.1 - MAX_RECORDED_REFUSALS_PER_MINUTE;
+                tracing::warn!(
+                    unrecorded,
+                    "refused admin API authentications over the audit budget were not recorded"
+                );
+            }
+            *budget = (minute, 0);
+        }
+        budget.1 = budget.1.saturating_add(1);
+        budget.1 <= MAX_RECORDED_REFUSALS_PER_MINUTE
+    }
 }
