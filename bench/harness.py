@@ -738,6 +738,10 @@ def run_scale(opts, results, floor_base, clients=100_000):
             " VALUES (?, ?, ?, ?, NULL, ?, ?, NULL)",
             ((f"live_scale{i:019d}", app["app_id"], f"scale {i}", "accounts:read", digest, now)
              for i in range(clients - 1)))
+        db.executemany(
+            "INSERT INTO client_secrets (id, client_id, hash, created_at) VALUES (?, ?, ?, ?)",
+            ((f"sec_scale{i:019d}", f"live_scale{i:019d}", digest, now)
+             for i in range(clients - 1)))
     startup = b.start()
     idle = rss_kib(b.server.pid)[0]
     print(f"  POST /auth/token with {clients} clients …", flush=True)

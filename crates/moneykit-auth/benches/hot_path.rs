@@ -102,7 +102,7 @@ fn snapshot(n: usize) -> Snapshot {
         dpop: Default::default(),
         client_certificates: false,
     });
-    Snapshot::build(state, &master, settings, &Default::default(), now).unwrap()
+    Snapshot::build(state, &master, settings, now).unwrap()
 }
 
 fn hot_path(c: &mut Criterion) {

@@ -11,8 +11,6 @@
 //!   reports the store's [`Health`].
 //! - [`revocation`]: the revoked-token list, caught up incrementally.
 //! - [`verified`]: tokens already signed or verified here, so they are not verified again.
-//! - [`secret_uses`]: when each client secret was last used, stamped in memory and
-//!   flushed in batches.
 //! - [`ratelimit`]: bounded budgets of issuance and failed authentication.
 //! - [`federation`]: tokens for workloads that present their platform's token (RFC 7523
 //!   §2.1 jwt-bearer, RFC 8693 token exchange), matched against trust rules.
@@ -30,7 +28,6 @@ pub mod refresh;
 pub mod remote_keys;
 pub mod replay;
 pub mod revocation;
-pub mod secret_uses;
 pub mod snapshot;
 pub mod verified;
 

@@ -23,7 +23,6 @@ use crate::domain::secrets::last_expiring_within;
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::time::now_ms;
 use crate::engine::revocation::RevocationList;
-use crate::engine::secret_uses::SecretUses;
 use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::operations;
 use crate::store::{ChangeFeed, Store, StoredState};
@@ -88,8 +87,9 @@ pub struct Refresher {
     health: Arc<Health>,
     settings: RefreshSettings,
     revocations: Arc<RevocationList>,
-    /// Last uses of client secrets, waiting to be flushed.
-    uses: Arc<SecretUses>,
+    /// Last uses of client secrets swept from replaced snapshots (or not written by a
+    /// failed flush), by secret id, waiting to be flushed.
+    uses: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Secrets whose coming expiry this process announced (or found announced).
     announced: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When scheduled rotation is next due, from the last loaded key schedule.
@@ -109,8 +109,7 @@ impl Refresher {
         let state = store.load().await?;
         let now = OffsetDateTime::now_utc();
         let rotation_due_at = rotation_due_at(&settings, &state, now);
-        let uses = Arc::new(SecretUses::default());
-        let first = Snapshot::build(state, &master, tokens.clone(), &uses, now)?;
+        let first = Snapshot::build(state, &master, tokens.clone(), now)?;
         store
             .prune_revocations(now.unix_timestamp() - EXPIRY_LEEWAY_SECS)
             .await?;
@@ -118,7 +117,7 @@ impl Refresher {
         revocations.apply(&store.revocations_since(0).await?);
         let refresher = Self {
             revocations,
-            uses,
+            uses: Default::default(),
             announced: Default::default(),
             store,
             master,
@@ -176,7 +175,8 @@ impl Refresher {
             return Ok(false);
         }
         let due = rotation_due_at(&self.settings, &state, now);
-        let next = Snapshot::build(state, &self.master, self.tokens.clone(), &self.uses, now)?;
+        let next = Snapshot::build(state, &self.master, self.tokens.clone(), now)?;
+        self.keep_uses(current.take_secret_uses());
         self.cell.store(next);
         *self.rotation_due_at.lock().expect("not poisoned") = due;
         Ok(true)
@@ -186,10 +186,11 @@ impl Refresher {
     /// again next time): flushing last uses of secrets, announcing clients about to run
     /// out of secrets, and audit retention.
     async fn housekeeping(&self, now: OffsetDateTime) {
-        let uses = self.uses.take();
+        self.keep_uses(self.cell.load().take_secret_uses());
+        let uses: Vec<(String, i64)> = self.uses.lock().expect("not poisoned").drain().collect();
         if let Err(error) = self.store.record_secret_use(&uses).await {
-            self.uses.restore(&uses);
             tracing::warn!(%error, "cannot record when client secrets were last used; retrying later");
+            self.keep_uses(uses);
         }
         let expiring: Vec<_> = {
             let snapshot = self.cell.load();
@@ -236,6 +237,15 @@ impl Refresher {
                 }
                 Err(error) => tracing::warn!(%error, "cannot apply the audit retention"),
             }
+        }
+    }
+
+    /// Keeps swept uses until the next flush, the latest per secret.
+    fn keep_uses(&self, swept: Vec<(String, i64)>) {
+        let mut kept = self.uses.lock().expect("not poisoned");
+        for (id, at) in swept {
+            let latest = kept.entry(id).or_insert(at);
+            *latest = (*latest).max(at);
         }
     }
 

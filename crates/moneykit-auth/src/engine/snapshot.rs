@@ -7,6 +7,7 @@
 //! stored state changes or a key changes state.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -25,7 +26,6 @@ use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::signing_keys::KeyStatus;
 use crate::domain::tokens::access_token_header;
-use crate::engine::secret_uses::{SecretUses, UseSlot};
 use crate::store::StoredState;
 
 /// Settings that shape tokens, fixed for the life of a server.
@@ -98,8 +98,9 @@ pub struct ClientEntry {
     /// A `private_key_jwt` client's keys: parsed from its registered JWKS, or where its
     /// JWKS URI's keys are cached.
     pub keys: KeySet,
-    /// Where each of a secret client's secrets (in order) records its last use.
-    pub secret_uses: Box<[Arc<UseSlot>]>,
+    /// When each of a secret client's secrets (in order) was last used, in Unix seconds,
+    /// since the last sweep (0: not since); swept by [`Snapshot::take_secret_uses`].
+    pub secret_uses: Box<[AtomicI64]>,
     /// The `/auth/introspect` body, serialized on first use (most clients are never
     /// introspected, and with 100 000 clients eager bodies would cost ~30 MB).
     introspection_json: OnceLock<Bytes>,
@@ -246,7 +247,6 @@ impl Snapshot {
         state: StoredState,
         master: &MasterKey,
         settings: Arc<TokenSettings>,
-        uses: &SecretUses,
         now: OffsetDateTime,
     ) -> Result<Self, SnapshotError> {
         let metadata = server_metadata(&settings, &state.clients);
@@ -262,7 +262,7 @@ impl Snapshot {
                 .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
                 .clone();
             let secret_uses = match &client.auth {
-                ClientAuth::Secret(secrets) => secrets.iter().map(|s| uses.slot(&s.id)).collect(),
+                ClientAuth::Secret(secrets) => secrets.iter().map(|_| AtomicI64::new(0)).collect(),
                 _ => Box::default(),
             };
             clients.insert(ClientEntry {
@@ -328,6 +328,25 @@ impl Snapshot {
     /// Every client.
     pub fn clients(&self) -> impl Iterator<Item = &ClientEntry> {
         self.clients.iter()
+    }
+
+    /// The secret uses stamped since the last sweep (secret id, Unix seconds), clearing
+    /// them: what the refresh flushes to the store, and sweeps from a snapshot it replaces.
+    /// A use stamped by a request still holding a replaced snapshot after its sweep is
+    /// lost, which only makes a last-use time a little older than it could be.
+    pub fn take_secret_uses(&self) -> Vec<(String, i64)> {
+        let mut taken = Vec::new();
+        for entry in &self.clients {
+            let ClientAuth::Secret(secrets) = &entry.client.auth else {
+                continue;
+            };
+            for (secret, stamp) in secrets.iter().zip(&entry.secret_uses) {
+                if stamp.load(Ordering::Relaxed) != 0 {
+                    taken.push((secret.id.clone(), stamp.swap(0, Ordering::Relaxed)));
+                }
+            }
+        }
+        taken
     }
 
     /// The trust rules for platform tokens of `issuer`.
