@@ -599,3 +599,23 @@ async fn audit_records_cannot_be_changed() {
     let kept = app.store.list_audit(&filter(10)).await.unwrap();
     assert!(kept.iter().all(|r| r.actor.starts_with("cli:")));
 }
+
+#[tokio::test]
+async fn records_past_the_retention_are_forgotten_oldest_first() {
+    let app = spawn_app_with(|s| {
+        s.refresh.full_refresh_interval = Duration::from_millis(200);
+        s.refresh.audit_retention = Some(time::Duration::seconds(2));
+    })
+    .await;
+    app.create_app("old").await;
+    assert_eq!(app.store.list_audit(&filter(10)).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.create_app("new").await;
+    within(Duration::from_secs(5), "the old record forgotten", || async {
+        let kept = app.store.list_audit(&filter(10)).await.unwrap();
+        kept.len() == 1
+    })
+    .await;
+    let kept = app.store.list_audit(&filter(10)).await.unwrap();
+    assert!(kept[0].changes.as_deref().unwrap().contains("\"new\""), "the newer stays");
+}
