@@ -252,6 +252,34 @@ def test_disabled_client_tokens_are_inactive_and_enable_restores(metadata, make_
     assert active, "enabling the client again did not restore its unexpired token"
 
 
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_a_secret_rotated_with_a_grace_keeps_both_working_until_the_old_is_revoked(
+    metadata, make_client, method
+):
+    old = make_client("accounts:read")
+    rotated = cli("clients", "rotate-secret", old.client_id, "--grace", "1h")
+    new = Client(old.client_id, rotated["client_secret"], old.scope)
+    def works(c: Client) -> bool:
+        try:
+            return bool(fetch(c, metadata, method).get("access_token"))
+        except OAuthError:
+            return False
+
+    assert wait_until(lambda: works(new)), "the new secret did not work within 3 s of the rotation"
+    # An unchanged instance of the client, still configured with the old secret, works on.
+    assert fetch(old, metadata, method)["token_type"].lower() == "bearer"
+
+    shown = cli("clients", "show", old.client_id)
+    old_id = next(s["secret_id"] for s in shown["secrets"] if s["secret_id"] != rotated["secret_id"])
+    cli("clients", "revoke-secret", old.client_id, old_id)
+
+    assert wait_until(lambda: not works(old)), "the revoked secret still worked 3 s after `clients revoke-secret`"
+    with pytest.raises(OAuthError) as err:
+        fetch(old, metadata, method)
+    assert err.value.error == "invalid_client"
+    assert fetch(new, metadata, method)["access_token"]
+
+
 # --- RFC 7009 revocation -------------------------------------------------------------------
 
 
