@@ -19,7 +19,8 @@ pub(super) enum AuditCommand {
         /// Only records before this time: RFC 3339, or a duration ago.
         #[arg(long, value_parser = parse_when)]
         until: Option<OffsetDateTime>,
-        /// Only records about this object (a client, app, key, event or secret id).
+        /// Only records about this object: a client id (its secrets and trust rules
+        /// included), an app id, a key id or a webhook event id.
         #[arg(long, value_name = "ID")]
         target: Option<String>,
         /// Only records of this actor (e.g. cli:alice@host, admin_token, client:live_…).

@@ -197,9 +197,12 @@ impl Refresher {
             snapshot
                 .clients()
                 .filter_map(|entry| {
+                    // Announced to the app's webhook URL; without one, the gauge is all
+                    // there is, and no announcement is spent.
                     let ClientAuth::Secret(secrets) = &entry.client.auth else {
                         return None;
                     };
+                    entry.app.webhook_url.as_ref()?;
                     let window = self.settings.secret_expiry_warning;
                     let secret = last_expiring_within(secrets, now, window)?;
                     let announced = self.announced.lock().expect("not poisoned");

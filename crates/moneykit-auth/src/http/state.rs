@@ -301,7 +301,7 @@ pub struct AdminState {
 }
 
 /// Most refused authentications one process records in the audit trail per minute; the
-/// rest are logged in a count, so an unauthenticated flood cannot fill the database.
+/// rest are only logged, so an unauthenticated flood cannot fill the database.
 const MAX_RECORDED_REFUSALS_PER_MINUTE: u32 = 60;
 
 /// Counts recorded refusals in the current minute.
@@ -309,22 +309,22 @@ const MAX_RECORDED_REFUSALS_PER_MINUTE: u32 = 60;
 pub struct RefusalBudget(std::sync::Mutex<(i64, u32)>);
 
 impl RefusalBudget {
-    /// Whether one more refusal may be recorded now; logs once per minute how many were
-    /// not.
+    /// Whether one more refusal may be recorded now; the first refusal over the budget in
+    /// a minute logs that the rest of that minute's are not recorded.
     pub fn take(&self) -> bool {
         let minute = OffsetDateTime::now_utc().unix_timestamp() / 60;
         let mut budget = self.0.lock().expect("not poisoned");
         if budget.0 != minute {
-            if budget.1 > MAX_RECORDED_REFUSALS_PER_MINUTE {
-                let unrecorded = budget.1 - MAX_RECORDED_REFUSALS_PER_MINUTE;
-                tracing::warn!(
-                    unrecorded,
-                    "refused admin API authentications over the audit budget were not recorded"
-                );
-            }
             *budget = (minute, 0);
         }
         budget.1 = budget.1.saturating_add(1);
+        if budget.1 == MAX_RECORDED_REFUSALS_PER_MINUTE + 1 {
+            tracing::warn!(
+                recorded = MAX_RECORDED_REFUSALS_PER_MINUTE,
+                "refused admin API authentications over the audit budget: the rest of this \
+                 minute's are logged but not recorded in the audit trail"
+            );
+        }
         budget.1 <= MAX_RECORDED_REFUSALS_PER_MINUTE
     }
 }

@@ -4,7 +4,7 @@
 //! streamed too (each replica with the flag streams them all: set it on one, or dedupe by
 //! `id`).
 //!
-//! A file is appended to (created `0600`) and resumed after its last line's `seq`, so a
+//! A file is appended to (made `0600`) and resumed after its last line's `seq`, so a
 //! restart neither repeats nor skips a record; `-` (standard output) starts with the
 //! records written from then on.
 
@@ -56,7 +56,14 @@ impl AuditSink {
                 options.create(true).append(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                Ok(Box::new(options.open(path)?))
+                let file = options.open(path)?;
+                // The mode above applies only to a file it creates.
+                #[cfg(unix)]
+                std::fs::set_permissions(
+                    path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )?;
+                Ok(Box::new(file))
             }
         }
     }

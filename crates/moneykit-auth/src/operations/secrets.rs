@@ -143,7 +143,7 @@ async fn add(
         SecretChange::TooMany => {
             return Err(AdminError::Invalid(format!(
                 "client {id} has {MAX_LIVE_SECRETS} live secrets, the most it may have: \
-                 revoke one first (`clients revoke-secret`), or rotate"
+                 revoke one first (`clients revoke-secret`), or rotate without a grace"
             )));
         }
         _ => return Err(no_secret(&before)),

@@ -207,19 +207,51 @@ async fn only_good_tokens_of_admin_clients_get_in() {
     .await;
     assert_insufficient(status, &body);
 
-    // A token without any admin scope.
-    let (_, _, plain) = admin_client(&app, "accounts:read").await;
+    // A token without any admin scope: 403, recorded in its client's name.
+    let (_, plain_id, plain) = admin_client(&app, "accounts:read").await;
     let (status, body) = call_as(&app, &plain, "GET", "/admin/clients", None).await;
     assert_insufficient(status, &body);
-    // Revoked, of a disabled client, forged: 401.
+    let (_, trail) = call_as(
+        &app,
+        ADMIN_TOKEN,
+        "GET",
+        &format!("/admin/audit?actor=client:{plain_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(trail["records"][0]["outcome"], "refused", "{trail}");
+    // A wrong method is the router's 405, not a scope refusal.
+    let (status, _) = call_as(&app, &token, "PUT", "/admin/audit", None).await;
+    assert_eq!(status, 405);
+    // Revoked (by its own client, RFC 7009), of a disabled client, forged: 401.
+    let (_, revoked_id, revoked) = admin_client(&app, "admin:read").await;
+    let secret = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "rotate-secret",
+            &revoked_id,
+            "--grace",
+            "1h",
+            "--json",
+        ])
+        .await,
+    );
+    app.synced().await;
     let revoke = app
         .http
         .post(app.url("/oauth2/revoke"))
-        .form(&[("token", plain.as_str())])
+        .basic_auth(&revoked_id, secret["client_secret"].as_str())
+        .form(&[("token", revoked.as_str())])
         .send()
         .await
         .unwrap();
-    assert!(revoke.status().is_client_error() || revoke.status().is_success());
+    assert_eq!(revoke.status(), 200);
+    within(
+        std::time::Duration::from_secs(2),
+        "the revocation",
+        || async { call_as(&app, &revoked, "GET", "/admin/audit", None).await.0 == 401 },
+    )
+    .await;
     app.disable_client(&reader, None).await;
     let (status, _) = call_as(&app, &token, "GET", "/admin/audit", None).await;
     assert_eq!(status, 401);

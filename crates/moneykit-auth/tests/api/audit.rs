@@ -611,11 +611,18 @@ async fn records_past_the_retention_are_forgotten_oldest_first() {
     assert_eq!(app.store.list_audit(&filter(10)).await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     app.create_app("new").await;
-    within(Duration::from_secs(5), "the old record forgotten", || async {
-        let kept = app.store.list_audit(&filter(10)).await.unwrap();
-        kept.len() == 1
-    })
+    within(
+        Duration::from_secs(5),
+        "the old record forgotten",
+        || async {
+            let kept = app.store.list_audit(&filter(10)).await.unwrap();
+            kept.len() == 1
+        },
+    )
     .await;
     let kept = app.store.list_audit(&filter(10)).await.unwrap();
-    assert!(kept[0].changes.as_deref().unwrap().contains("\"new\""), "the newer stays");
+    assert!(
+        kept[0].changes.as_deref().unwrap().contains("\"new\""),
+        "the newer stays"
+    );
 }
