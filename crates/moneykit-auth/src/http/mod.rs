@@ -27,6 +27,7 @@
 //! status and request id.
 
 mod access;
+pub mod admin_access;
 pub mod admin_api;
 mod auth;
 mod connection;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use moneykit_auth::http::admin_api::ROUTES;
+use moneykit_auth::http::admin_access::ROUTES;
 use serde_json::{Value, json};
 
 use crate::helpers::*;

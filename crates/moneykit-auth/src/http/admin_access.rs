@@ -1,0 +1,356 @@
+//! Who may call the admin API, and for what. A caller sends `Authorization: Bearer …`
+//! with either the bootstrap admin token (`MONEYKIT_AUTH_ADMIN_TOKEN`, compared in
+//! constant time; it may do everything) or an access token this server issued to a client
+//! holding admin scopes ([`ADMIN_SCOPES`]). Each route in [`ROUTES`] names its area:
+//! reading needs `admin:read` or the area's scope, changing needs the area's scope (403
+//! `insufficient_scope` otherwise). Refused authentications, missing scopes and changes
+//! refused before any operation ran go to the audit trail here; the operations record
+//! the rest.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::extract::{ClientAddr, PresentedToken, bearer_token};
+use super::hygiene::REQUEST_ID;
+use super::state::AdminState;
+use crate::domain::audit::Outcome;
+use crate::domain::scope::Scopes;
+use crate::operations::Actor;
+use crate::operations::audit::{self, ADMIN_SCOPES};
+
+/// What a route reads or changes: the admin scope it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Prometheus metrics: read with `admin:read`.
+    Metrics,
+    /// Apps and their webhook URLs: `admin:apps`.
+    Apps,
+    /// Clients, their secrets, keys, certificates and trust rules: `admin:clients`.
+    Clients,
+    /// Signing keys: `admin:keys`.
+    Keys,
+    /// Webhook events: `admin:webhooks`.
+    Webhooks,
+    /// The audit trail: read with `admin:read`.
+    Audit,
+}
+
+impl Area {
+    /// The scope that reads and changes this area (besides `admin:read` for reading).
+    fn scope(self) -> &'static str {
+        match self {
+            Area::Metrics | Area::Audit => "admin:read",
+            Area::Apps => "admin:apps",
+            Area::Clients => "admin:clients",
+            Area::Keys => "admin:keys",
+            Area::Webhooks => "admin:webhooks",
+        }
+    }
+}
+
+/// One admin route: method, path as routed, area, and for a change the audit action
+/// its refusals are recorded under.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRoute {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template.
+    pub path: &'static str,
+    /// What it reads or changes.
+    pub area: Area,
+    /// The audit action of a change; `None` for a read.
+    pub action: Option<&'static str>,
+}
+
+const fn read(path: &'static str, area: Area) -> AdminRoute {
+    AdminRoute {
+        method: "GET",
+        path,
+        area,
+        action: None,
+    }
+}
+
+const fn change(
+    method: &'static str,
+    path: &'static str,
+    area: Area,
+    action: &'static str,
+) -> AdminRoute {
+    AdminRoute {
+        method,
+        path,
+        area,
+        action: Some(action),
+    }
+}
+
+/// Every admin route. A route the router has and this table lacks is refused to every
+/// caller (fail closed), so a new route cannot go out without its scope; the tests
+/// enumerate this table to check that every change leaves an audit record.
+pub const ROUTES: &[AdminRoute] = &[
+    read("/metrics", Area::Metrics),
+    read("/admin/apps", Area::Apps),
+    change("POST", "/admin/apps", Area::Apps, "app.create"),
+    change(
+        "PUT",
+        "/admin/apps/{id}/webhook",
+        Area::Apps,
+        "app.webhook.set",
+    ),
+    change(
+        "DELETE",
+        "/admin/apps/{id}/webhook",
+        Area::Apps,
+        "app.webhook.clear",
+    ),
+    read("/admin/clients", Area::Clients),
+    change("POST", "/admin/clients", Area::Clients, "client.create"),
+    read("/admin/clients/{id}", Area::Clients),
+    change(
+        "PATCH",
+        "/admin/clients/{id}",
+        Area::Clients,
+        "client.update",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/disable",
+        Area::Clients,
+        "client.disable",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/enable",
+        Area::Clients,
+        "client.enable",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/rotate-secret",
+        Area::Clients,
+        "client.secret.rotate",
+    ),
+    change(
+        "POST",
+        "/admin/clients/{id}/secrets",
+        Area::Clients,
+        "client.secret.add",
+    ),
+    change(
+        "DELETE",
+        "/admin/clients/{id}/secrets/{secret_id}",
+        Area::Clients,
+        "client.secret.revoke",
+    ),
+    read("/admin/clients/{id}/trust-rules", Area::Clients),
+    change(
+        "POST",
+        "/admin/clients/{id}/trust-rules",
+        Area::Clients,
+        "client.trust_rule.add",
+    ),
+    change(
+        "DELETE",
+        "/admin/clients/{id}/trust-rules/{rule_id}",
+        Area::Clients,
+        "client.trust_rule.remove",
+    ),
+    read("/admin/keys", Area::Keys),
+    change("POST", "/admin/keys/rotate", Area::Keys, "key.rotate"),
+    change("POST", "/admin/keys/{kid}/revoke", Area::Keys, "key.revoke"),
+    read("/admin/webhooks", Area::Webhooks),
+    change("POST", "/admin/webhooks", Area::Webhooks, "webhook.send"),
+    change(
+        "POST",
+        "/admin/webhooks/{id}/retry",
+        Area::Webhooks,
+        "webhook.retry",
+    ),
+    read("/admin/audit", Area::Audit),
+];
+
+impl AdminRoute {
+    /// The scopes any one of which lets a caller through.
+    fn scopes(&self) -> Vec<&'static str> {
+        match self.action {
+            None if self.area.scope() == "admin:read" => vec!["admin:read"],
+            None => vec!["admin:read", self.area.scope()],
+            Some(_) => vec![self.area.scope()],
+        }
+    }
+
+    /// The first path parameter's value in `path` (the object acted on).
+    fn target(&self, path: &str) -> Option<String> {
+        self.path
+            .split('/')
+            .zip(path.split('/'))
+            .find(|(template, _)| template.starts_with('{'))
+            .map(|(_, value)| value.to_owned())
+    }
+}
+
+/// Authenticates the caller, checks the route's scope, hands the handler its [`Actor`],
+/// and records in the audit trail what no operation did: refused authentications,
+/// missing scopes, and changes refused before an operation ran (a malformed body).
+pub(super) async fn authorize(
+    State(state): State<Arc<AdminState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    // axum answers HEAD with the GET handler.
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
+    let route = ROUTES
+        .iter()
+        .find(|r| Some(r.path) == matched.as_deref() && r.method == method);
+    let method = req.method().as_str().to_owned();
+    let authorization = bearer_token(req.headers()).map(str::to_owned);
+    let actor = match authenticate(&state, authorization, &method, &path, source).await {
+        Ok(actor) => actor.at(source, request_id),
+        Err((reason, error)) => {
+            // Never the token: only why it was refused.
+            tracing::info!(
+                reason = %reason,
+                client = source.map(tracing::field::display),
+                path = %path,
+                "admin API authentication failed"
+            );
+            if state.refusals.take() {
+                let actor = Actor::anonymous().at(source, request_id);
+                let action = route.and_then(|r| r.action).unwrap_or("admin.read");
+                let detail = format!("authentication failed: {reason}");
+                let target = route.and_then(|r| r.target(&path));
+                let store = state.store.as_ref();
+                audit::append(
+                    store,
+                    &actor,
+                    action,
+                    target.as_deref(),
+                    None,
+                    Outcome::Refused,
+                    Some(&detail),
+                )
+                .await;
+            }
+            return error.into_response();
+        }
+    };
+    let Some(route) = route else {
+        if ROUTES.iter().any(|r| Some(r.path) == matched.as_deref()) {
+            // A method the path does not have: the router's 405, with `Allow`.
+            return next.run(req).await;
+        }
+        tracing::error!(path = %path, "admin route without an entry in ROUTES: refused");
+        return ApiError::InsufficientScope("this route has no scope assigned".into())
+            .into_response();
+    };
+    let scopes = route.scopes();
+    if !scopes.iter().any(|scope| actor.grants.has(scope)) {
+        let why = format!("this needs the scope {}", scopes.join(" or "));
+        let action = route.action.unwrap_or("admin.read");
+        let target = route.target(&path);
+        let store = state.store.as_ref();
+        audit::append(
+            store,
+            &actor,
+            action,
+            target.as_deref(),
+            None,
+            Outcome::Refused,
+            Some(&why),
+        )
+        .await;
+        return ApiError::InsufficientScope(why).into_response();
+    }
+    req.extensions_mut().insert(actor.clone());
+    let response = next.run(req).await;
+    if let Some(action) = route.action
+        && !actor.recorded()
+    {
+        let status = response.status();
+        let outcome = match status {
+            s if s.is_success() => Outcome::Ok,
+            s if s.is_server_error() => Outcome::Failed,
+            _ => Outcome::Refused,
+        };
+        let detail = format!("HTTP {}", status.as_u16());
+        let target = route.target(&path);
+        let store = state.store.as_ref();
+        audit::append(
+            store,
+            &actor,
+            action,
+            target.as_deref(),
+            None,
+            outcome,
+            Some(&detail),
+        )
+        .await;
+    }
+    response
+}
+
+/// Who the caller is: the holder of the bootstrap admin token, or a client presenting a
+/// token this server issued and that is still good (not expired, revoked or of a disabled
+/// client), with the admin scopes the token was granted (perhaps none: the route's scope
+/// check then refuses it, in its name). A token bound to a DPoP key or a certificate is
+/// refused here, as a bearer token without its proof.
+async fn authenticate(
+    state: &AdminState,
+    authorization: Result<String, ApiError>,
+    method: &str,
+    path: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<Actor, (&'static str, ApiError)> {
+    let presented = match authorization {
+        Ok(token) => token,
+        Err(ApiError::MissingToken) => return Err(("missing_token", ApiError::MissingToken)),
+        Err(error) => return Err(("malformed", error)),
+    };
+    let d = digest(&SHA256, presented.as_bytes());
+    if bool::from(d.as_ref().ct_eq(&state.token_digest)) {
+        return Ok(Actor::admin_token());
+    }
+    let token = PresentedToken {
+        token: presented,
+        dpop_scheme: false,
+        proof: Ok(None),
+        certificate: None,
+    };
+    let holder = state
+        .public
+        .authorize_presented(&token, method, path, source, |authorized| {
+            let scopes = Scopes::parse(&authorized.claims.scope).unwrap_or_default();
+            (authorized.client.client.id.clone(), scopes)
+        })
+        .await;
+    match holder {
+        Ok((client_id, scopes)) => {
+            let admin: Vec<&str> = scopes.iter().filter(|s| ADMIN_SCOPES.contains(s)).collect();
+            let admin = Scopes::parse(&admin.join(" ")).unwrap_or_default();
+            Ok(Actor::admin_client(&client_id, admin))
+        }
+        Err(ApiError::ExpiredToken) => Err(("expired_token", ApiError::ExpiredToken)),
+        Err(_) => Err(("wrong_token", ApiError::InvalidToken)),
+    }
+}
