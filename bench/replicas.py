@@ -160,6 +160,18 @@ def children_of(pid):
     return out
 
 
+def softirq_thread_ticks():
+    """CPU of the kernel's ksoftirqd threads (network receive work deferred to them)."""
+    total = 0
+    for comm in glob.glob("/proc/[0-9]*/comm"):
+        try:
+            if Path(comm).read_text().startswith("ksoftirqd"):
+                total += proc_cpu_ticks(int(comm.split("/")[2])) or 0
+        except OSError:
+            continue
+    return total
+
+
 def rss_kib(pid):
     """(VmRSS, VmHWM) in KiB."""
     try:
@@ -1040,6 +1052,7 @@ def run_throughput(dep, opts, results):
         cpu0 = {r.index: proc_cpu_ticks(r.pid) for r in dep.replicas}
         pg0 = dep.cluster.cpu_ticks() if dep.cluster else None
         kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        soft0 = softirq_thread_ticks()
         t0 = time.monotonic()
         procs = [subprocess.Popen(["wrk", "-t1", f"-c{per_wrk}", f"-d{duration}s", "-s", str(lua),
                                    f"http://127.0.0.1:{dep.replicas[i].port}/auth/token"],
@@ -1055,6 +1068,7 @@ def run_throughput(dep, opts, results):
                 outs.append(p.communicate()[0])
         t1 = time.monotonic()
         kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        soft1 = softirq_thread_ticks()
         pg1 = dep.cluster.cpu_ticks() if dep.cluster else None
         cpu1 = {r.index: proc_cpu_ticks(r.pid) for r in dep.replicas}
         busy1, total1 = machine_ticks()
@@ -1082,6 +1096,7 @@ def run_throughput(dep, opts, results):
             "idle_replicas_cpu_s": sum(v for k, v in cpu.items() if k not in loaded),
             "wrk_cpu_s": (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime),
             "pg_cpu_s": (pg1 - pg0) / CLK_TCK if pg0 is not None and pg1 is not None else None,
+            "softirq_cpu_s": (soft1 - soft0) / CLK_TCK,
             "machine_busy_cores": (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1),
             "problems": problems,
             "peak_rss_kib": {k: rss_kib(dep.replicas[k - 1].pid)[1] for k in loaded},
@@ -1367,12 +1382,13 @@ def report(results, opts):
             return (f"| {label} | {r['rps']:,.0f} | {r['loaded_cpu_s'] / r['seconds']:.2f} | "
                     f"{per_cpu:,.0f} | {r['idle_replicas_cpu_s'] / r['seconds']:.2f} | "
                     f"{r['wrk_cpu_s'] / r['seconds']:.2f} | "
-                    f"{(r['pg_cpu_s'] or 0) / r['seconds']:.2f} | {other(r):.2f} | "
+                    f"{(r['pg_cpu_s'] or 0) / r['seconds']:.2f} | "
+                    f"{r.get('softirq_cpu_s', 0) / r['seconds']:.2f} | {other(r):.2f} | "
                     f"{r['machine_busy_cores']:.2f} |")
 
         def other(r):
             ours = (r["loaded_cpu_s"] + r["idle_replicas_cpu_s"] + r["wrk_cpu_s"]
-                    + (r["pg_cpu_s"] or 0)) / r["seconds"]
+                    + (r["pg_cpu_s"] or 0) + r.get("softirq_cpu_s", 0)) / r["seconds"]
             return max(0.0, r["machine_busy_cores"] - ours)
 
         lines += [
@@ -1385,9 +1401,9 @@ def report(results, opts):
             f"stime); req per CPU-second divides the requests by the loaded replicas' CPU time.",
             "",
             "| setup | req/s | cores used by the loaded replicas | req per replica CPU-second "
-            "| cores, idle replicas | cores, wrk | cores, PostgreSQL | cores, anything else "
-            "| cores busy, whole machine |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| cores, idle replicas | cores, wrk | cores, PostgreSQL | cores, ksoftirqd "
+            "| cores, anything else | cores busy, whole machine |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             row(f"{n} replicas", a),
             row("replica 1 alone", o),
             "",
