@@ -183,11 +183,13 @@ def rss_kib(pid):
 
 
 def machine_ticks():
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    """(busy, total, interrupts, steal) jiffies of the whole machine, from /proc/stat:
+    interrupts is irq + softirq time (network receive work among it), which with IRQ time
+    accounting belongs to no process; steal is time the hypervisor gave to others."""
     f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     total = sum(f[:8])
     idle = f[3] + f[4]
-    return total - idle, total
+    return total - idle - f[7], total, f[5] + f[6], f[7]
 
 
 def tcp_local_ports_by_inode(remote_port):
@@ -1048,7 +1050,7 @@ def run_throughput(dep, opts, results):
 
     def run(targets, duration):
         """One wrk per entry of `targets` (replica indices, 0-based), concurrently."""
-        busy0, total0 = machine_ticks()
+        busy0, total0, irq0, steal0 = machine_ticks()
         cpu0 = {r.index: proc_cpu_ticks(r.pid) for r in dep.replicas}
         pg0 = dep.cluster.cpu_ticks() if dep.cluster else None
         kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -1071,7 +1073,7 @@ def run_throughput(dep, opts, results):
         soft1 = softirq_thread_ticks()
         pg1 = dep.cluster.cpu_ticks() if dep.cluster else None
         cpu1 = {r.index: proc_cpu_ticks(r.pid) for r in dep.replicas}
-        busy1, total1 = machine_ticks()
+        busy1, total1, irq1, steal1 = machine_ticks()
         requests, problems = 0, []
         for i, out in zip(targets, outs):
             m = WRK_REQUESTS.search(out)
@@ -1098,6 +1100,8 @@ def run_throughput(dep, opts, results):
             "pg_cpu_s": (pg1 - pg0) / CLK_TCK if pg0 is not None and pg1 is not None else None,
             "softirq_cpu_s": (soft1 - soft0) / CLK_TCK,
             "machine_busy_cores": (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1),
+            "interrupt_cores": (irq1 - irq0) / (total1 - total0) * (os.cpu_count() or 1),
+            "steal_cores": (steal1 - steal0) / (total1 - total0) * (os.cpu_count() or 1),
             "problems": problems,
             "peak_rss_kib": {k: rss_kib(dep.replicas[k - 1].pid)[1] for k in loaded},
         }
@@ -1242,8 +1246,9 @@ def report(results, opts):
     meta = results["meta"]
     n = meta["replicas"]
     lines = [
-        f"Run {meta['date']} on {meta['nproc']} vCPU ({meta['cpu_model']}), commit "
-        f"`{meta['commit']}` (`{meta['version']}`), {meta['postgres']}"
+        f"Run {meta['date']} on {meta['nproc']} vCPU ({meta['cpu_model']}): `{meta['version']}` "
+        f"built from commit `{meta.get('binary_commit', '?')}`, this script at `{meta['commit']}`, "
+        f"{meta['postgres']}"
         f"{' (a throwaway cluster, default settings: max_connections ' + meta['max_connections'] + ', fsync on)' if meta['own_cluster'] else ''}. "
         f"{n} replicas of `serve` and PostgreSQL share the machine's cores with the load "
         f"generator and the probes; every replica runs with its default pool "
@@ -1383,13 +1388,14 @@ def report(results, opts):
                     f"{per_cpu:,.0f} | {r['idle_replicas_cpu_s'] / r['seconds']:.2f} | "
                     f"{r['wrk_cpu_s'] / r['seconds']:.2f} | "
                     f"{(r['pg_cpu_s'] or 0) / r['seconds']:.2f} | "
-                    f"{r.get('softirq_cpu_s', 0) / r['seconds']:.2f} | {other(r):.2f} | "
+                    f"{r.get('softirq_cpu_s', 0) / r['seconds']:.2f} | "
+                    f"{r.get('interrupt_cores', 0):.2f} | {other(r):.2f} | "
                     f"{r['machine_busy_cores']:.2f} |")
 
         def other(r):
             ours = (r["loaded_cpu_s"] + r["idle_replicas_cpu_s"] + r["wrk_cpu_s"]
                     + (r["pg_cpu_s"] or 0) + r.get("softirq_cpu_s", 0)) / r["seconds"]
-            return max(0.0, r["machine_busy_cores"] - ours)
+            return max(0.0, r["machine_busy_cores"] - ours - r.get("interrupt_cores", 0))
 
         lines += [
             "",
@@ -1402,8 +1408,9 @@ def report(results, opts):
             "",
             "| setup | req/s | cores used by the loaded replicas | req per replica CPU-second "
             "| cores, idle replicas | cores, wrk | cores, PostgreSQL | cores, ksoftirqd "
-            "| cores, anything else | cores busy, whole machine |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| cores, irq + softirq (no process) | cores, anything else | cores busy, whole "
+            "machine (steal excluded) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             row(f"{n} replicas", a),
             row("replica 1 alone", o),
             "",
@@ -1497,6 +1504,15 @@ def meta(opts, dep, cluster):
                            capture_output=True, text=True).stdout.strip()
     version = subprocess.run([dep.binary, "--version"], capture_output=True,
                              text=True).stdout.strip() or "unknown"
+    # The commit the binary was built from, as it reports it itself.
+    built = "unknown"
+    try:
+        status, body = dep.admin("GET", "/metrics")
+        m = re.search(r'moneykit_auth_build_info\{[^}]*commit="([^"]*)"', body.decode())
+        if status == 200 and m:
+            built = m.group(1)
+    except OSError:
+        pass
     server = psql(dep.stats_url, "SHOW server_version")[0][0]
     max_conn = psql(dep.stats_url, "SHOW max_connections")[0][0]
     refresh = next((a.split("=", 1)[1] for a in (opts.serve_arg or [])
@@ -1506,6 +1522,7 @@ def meta(opts, dep, cluster):
         "nproc": os.cpu_count(),
         "cpu_model": model,
         "commit": commit + ("+changes" if dirty else ""),
+        "binary_commit": built,
         "version": version,
         "postgres": f"PostgreSQL {server}",
         "max_connections": max_conn,
