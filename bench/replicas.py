@@ -378,11 +378,6 @@ def psql(url, sql, timeout=30):
     return [line.split("|") for line in r.stdout.splitlines() if line]
 
 
-def with_database(url, db):
-    p = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((p.scheme, p.netloc, "/" + db, p.query, p.fragment))
-
-
 # --- the replicas ---------------------------------------------------------------------------
 
 
