@@ -1137,9 +1137,16 @@ def run_scale(dep, opts, results):
               "created_at, disabled_at) SELECT 'live_scale' || lpad(i::text, 19, '0'), "
               f"'{app}', 'scale ' || i, 'accounts:read', NULL, decode('{digest}', 'hex'), "
               f"{int(time.time())}, NULL FROM generate_series(0, {k - 1}) AS i")
+    # Each client's secret is a row of its own (migration 0009).
+    secrets = ("INSERT INTO client_secrets (id, client_id, hash, created_at) SELECT "
+               "'sec_scale' || lpad(i::text, 19, '0'), 'live_scale' || lpad(i::text, 19, '0'), "
+               f"decode('{digest}', 'hex'), {int(time.time())} FROM generate_series(0, {k - 1}) AS i")
     r = subprocess.run(["psql", dep.url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1",
                         "-c", "ALTER TABLE clients DISABLE TRIGGER clients_changed",
+                        "-c", "ALTER TABLE client_secrets DISABLE TRIGGER client_secrets_changed",
                         "-c", insert,
+                        "-c", secrets,
+                        "-c", "ALTER TABLE client_secrets ENABLE TRIGGER client_secrets_changed",
                         "-c", "ALTER TABLE clients ENABLE TRIGGER clients_changed",
                         "-c", "UPDATE revision SET value = value + 1 WHERE id = 1",
                         "-c", "NOTIFY moneykit_auth_changes, 'state'"],

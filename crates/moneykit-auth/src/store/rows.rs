@@ -225,7 +225,9 @@ pub(super) fn attach_secrets(clients: &mut [Client], secrets: Vec<(String, Store
     let mut by_client: std::collections::HashMap<String, Vec<StoredSecret>> =
         std::collections::HashMap::new();
     for (client_id, secret) in secrets {
-        by_client.entry(client_id).or_default().push(secret);
+        let list = by_client.entry(client_id).or_default();
+        list.reserve_exact(1);
+        list.push(secret);
     }
     for client in clients {
         if let ClientAuth::Secret(secrets) = &mut client.auth {

@@ -162,6 +162,38 @@ where
     Ok(out)
 }
 
+/// Streams the secrets `query` selects (ordered by client, then age) into their clients
+/// (`clients` sorted by id), one row at a time: with 100 000 clients, a list of every
+/// secret beside them would add its size to the peak of every refresh. Each client's list
+/// grows by exactly one (a vector's first push would reserve room for four, and with
+/// 100 000 clients the allocator keeps the pages of what a later trim frees).
+async fn stream_secrets_into<'q, 'c, DB, E>(
+    executor: E,
+    query: Query<'q, DB, DB::Arguments<'q>>,
+    clients: &mut [Client],
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB> + 'q,
+    'c: 'q,
+    DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+{
+    let mut rows = query.fetch(executor);
+    while let Some(row) = rows.try_next().await.map_err(backend)? {
+        let (client_id, secret) = rows::secret(&row)?;
+        let found = clients.binary_search_by(|c| c.id.as_str().cmp(&client_id));
+        if let Some(ClientAuth::Secret(secrets)) = found.ok().map(|i| &mut clients[i].auth) {
+            secrets.reserve_exact(1);
+            secrets.push(secret);
+        }
+    }
+    Ok(())
+}
+
 /// The decoded row of `query`, if there is one.
 async fn fetch_optional<'q, 'c, DB, E, T>(
     executor: E,
@@ -348,8 +380,10 @@ where
             .map_err(backend)?;
         let apps = fetch_all(&mut *tx, sqlx::query(&all_apps_sql()), rows::app).await?;
         let mut clients = fetch_all(&mut *tx, sqlx::query(&clients_sql("")), rows::client).await?;
-        let secrets = fetch_all(&mut *tx, sqlx::query(&secrets_sql("")), rows::secret).await?;
-        rows::attach_secrets(&mut clients, secrets);
+        // Sorted by id for the secrets to find their clients (the snapshot keeps no order).
+        clients.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let secrets = secrets_sql("ORDER BY client_id, created_at, id");
+        stream_secrets_into(&mut *tx, sqlx::query(&secrets), &mut clients).await?;
         let keys = fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?;
         let trust_rules = fetch_all(
             &mut *tx,
