@@ -237,20 +237,8 @@ pub(super) async fn authorize(
             );
             if state.refusals.take() {
                 let actor = Actor::anonymous().at(source, request_id);
-                let action = route.and_then(|r| r.action).unwrap_or("admin.read");
                 let detail = format!("authentication failed: {reason}");
-                let target = route.and_then(|r| r.target(&path));
-                let store = state.store.as_ref();
-                audit::append(
-                    store,
-                    &actor,
-                    action,
-                    target.as_deref(),
-                    None,
-                    Outcome::Refused,
-                    Some(&detail),
-                )
-                .await;
+                record(&state, &actor, route, &path, Outcome::Refused, &detail).await;
             }
             return error.into_response();
         }
@@ -267,26 +255,12 @@ pub(super) async fn authorize(
     let scopes = route.scopes();
     if !scopes.iter().any(|scope| actor.grants.has(scope)) {
         let why = format!("this needs the scope {}", scopes.join(" or "));
-        let action = route.action.unwrap_or("admin.read");
-        let target = route.target(&path);
-        let store = state.store.as_ref();
-        audit::append(
-            store,
-            &actor,
-            action,
-            target.as_deref(),
-            None,
-            Outcome::Refused,
-            Some(&why),
-        )
-        .await;
+        record(&state, &actor, Some(route), &path, Outcome::Refused, &why).await;
         return ApiError::InsufficientScope(why).into_response();
     }
     req.extensions_mut().insert(actor.clone());
     let response = next.run(req).await;
-    if let Some(action) = route.action
-        && !actor.recorded()
-    {
+    if route.action.is_some() && !actor.recorded() {
         let status = response.status();
         let outcome = match status {
             s if s.is_success() => Outcome::Ok,
@@ -294,20 +268,34 @@ pub(super) async fn authorize(
             _ => Outcome::Refused,
         };
         let detail = format!("HTTP {}", status.as_u16());
-        let target = route.target(&path);
-        let store = state.store.as_ref();
-        audit::append(
-            store,
-            &actor,
-            action,
-            target.as_deref(),
-            None,
-            outcome,
-            Some(&detail),
-        )
-        .await;
+        record(&state, &actor, Some(route), &path, outcome, &detail).await;
     }
     response
+}
+
+/// Records a request to `route` (at `path`) that no operation recorded: its action (a
+/// read's is `admin.read`), the object its path names, and how it ended.
+async fn record(
+    state: &AdminState,
+    actor: &Actor,
+    route: Option<&AdminRoute>,
+    path: &str,
+    outcome: Outcome,
+    detail: &str,
+) {
+    let action = route.and_then(|r| r.action).unwrap_or("admin.read");
+    let target = route.and_then(|r| r.target(path));
+    let store = state.store.as_ref();
+    audit::append(
+        store,
+        actor,
+        action,
+        target.as_deref(),
+        None,
+        outcome,
+        Some(detail),
+    )
+    .await;
 }
 
 /// Who the caller is: the holder of the bootstrap admin token, or a client presenting a

@@ -8,17 +8,6 @@ use crate::helpers::*;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 
-async fn call_as(
-    app: &TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", app.admin_base.as_ref().unwrap());
-    admin_call(&app.http, token, method, &url, body).await
-}
-
 /// A client of a new app with `scope`, through the CLI; returns (app id, client id, its
 /// token).
 async fn admin_client(app: &TestApp, scope: &str) -> (String, String, String) {
@@ -56,36 +45,36 @@ async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
     let (app_id, pipeline, token) = admin_client(&app, "admin:clients").await;
 
     // Within its scope: list, create, update, rotate.
-    let (status, listed) = call_as(&app, &token, "GET", "/admin/clients", None).await;
+    let (status, listed) = app.admin_as(&token, "GET", "/admin/clients", None).await;
     assert_eq!(status, 200, "{listed}");
-    let (status, created) = call_as(
-        &app,
-        &token,
-        "POST",
-        "/admin/clients",
-        Some(json!({"app_id": app_id, "scope": "accounts:read"})),
-    )
-    .await;
+    let (status, created) = app
+        .admin_as(
+            &token,
+            "POST",
+            "/admin/clients",
+            Some(json!({"app_id": app_id, "scope": "accounts:read"})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let made = created["client_id"].as_str().unwrap();
-    let (status, _) = call_as(
-        &app,
-        &token,
-        "POST",
-        &format!("/admin/clients/{made}/rotate-secret"),
-        Some(json!({"grace": 60})),
-    )
-    .await;
+    let (status, _) = app
+        .admin_as(
+            &token,
+            "POST",
+            &format!("/admin/clients/{made}/rotate-secret"),
+            Some(json!({"grace": 60})),
+        )
+        .await;
     assert_eq!(status, 200);
     // The trail names it.
-    let (_, trail) = call_as(
-        &app,
-        ADMIN_TOKEN,
-        "GET",
-        &format!("/admin/audit?target={made}"),
-        None,
-    )
-    .await;
+    let (_, trail) = app
+        .admin_as(
+            ADMIN_TOKEN,
+            "GET",
+            &format!("/admin/audit?target={made}"),
+            None,
+        )
+        .await;
     let actors: Vec<&str> = trail["records"]
         .as_array()
         .unwrap()
@@ -106,26 +95,21 @@ async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
         ("GET", "/admin/audit", None),
         ("GET", "/metrics", None),
     ] {
-        let (status, body) = call_as(&app, &token, method, path, body).await;
+        let (status, body) = app.admin_as(&token, method, path, body).await;
         assert_insufficient(status, &body);
     }
-    let (status, refused) = call_as(
-        &app,
-        ADMIN_TOKEN,
-        "GET",
-        "/admin/audit?outcome=refused",
-        None,
-    )
-    .await;
+    let (status, refused) = app
+        .admin_as(ADMIN_TOKEN, "GET", "/admin/audit?outcome=refused", None)
+        .await;
     assert_eq!(status, 422, "unknown filter refused: {refused}");
-    let (_, trail) = call_as(
-        &app,
-        ADMIN_TOKEN,
-        "GET",
-        &format!("/admin/audit?actor=client:{pipeline}"),
-        None,
-    )
-    .await;
+    let (_, trail) = app
+        .admin_as(
+            ADMIN_TOKEN,
+            "GET",
+            &format!("/admin/audit?actor=client:{pipeline}"),
+            None,
+        )
+        .await;
     let refusals: Vec<&Value> = trail["records"]
         .as_array()
         .unwrap()
@@ -136,23 +120,23 @@ async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
     assert!(refusals.iter().any(|r| r["action"] == "key.rotate"));
 
     // No escalation: it cannot give, add or take over admin scopes it lacks.
-    let (status, body) = call_as(
-        &app,
-        &token,
-        "POST",
-        "/admin/clients",
-        Some(json!({"app_id": app_id, "scope": "admin:keys"})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_as(
+            &token,
+            "POST",
+            "/admin/clients",
+            Some(json!({"app_id": app_id, "scope": "admin:keys"})),
+        )
+        .await;
     assert_insufficient(status, &body);
-    let (status, body) = call_as(
-        &app,
-        &token,
-        "PATCH",
-        &format!("/admin/clients/{pipeline}"),
-        Some(json!({"scope": "admin:clients admin:keys"})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_as(
+            &token,
+            "PATCH",
+            &format!("/admin/clients/{pipeline}"),
+            Some(json!({"scope": "admin:clients admin:keys"})),
+        )
+        .await;
     assert_insufficient(status, &body);
     let (_, keys_admin, _) = admin_client(&app, "admin:keys").await;
     for (method, path, body) in [
@@ -169,21 +153,21 @@ async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
             Some(json!({"name": "mine now"})),
         ),
     ] {
-        let (status, body) = call_as(&app, &token, method, &path, body).await;
+        let (status, body) = app.admin_as(&token, method, &path, body).await;
         assert_insufficient(status, &body);
     }
     let unchanged = app.store.get_client(&keys_admin).await.unwrap().unwrap();
     assert!(unchanged.disabled_at.is_none());
     assert_ne!(unchanged.name, "mine now");
     // Granting what it holds is fine.
-    let (status, body) = call_as(
-        &app,
-        &token,
-        "POST",
-        "/admin/clients",
-        Some(json!({"app_id": app_id, "scope": "admin:clients"})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_as(
+            &token,
+            "POST",
+            "/admin/clients",
+            Some(json!({"app_id": app_id, "scope": "admin:clients"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -195,33 +179,28 @@ async fn only_good_tokens_of_admin_clients_get_in() {
     })
     .await;
     let (_, reader, token) = admin_client(&app, "admin:read").await;
-    let (status, body) = call_as(&app, &token, "GET", "/admin/audit", None).await;
+    let (status, body) = app.admin_as(&token, "GET", "/admin/audit", None).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call_as(
-        &app,
-        &token,
-        "POST",
-        "/admin/apps",
-        Some(json!({"name": "x"})),
-    )
-    .await;
+    let (status, body) = app
+        .admin_as(&token, "POST", "/admin/apps", Some(json!({"name": "x"})))
+        .await;
     assert_insufficient(status, &body);
 
     // A token without any admin scope: 403, recorded in its client's name.
     let (_, plain_id, plain) = admin_client(&app, "accounts:read").await;
-    let (status, body) = call_as(&app, &plain, "GET", "/admin/clients", None).await;
+    let (status, body) = app.admin_as(&plain, "GET", "/admin/clients", None).await;
     assert_insufficient(status, &body);
-    let (_, trail) = call_as(
-        &app,
-        ADMIN_TOKEN,
-        "GET",
-        &format!("/admin/audit?actor=client:{plain_id}"),
-        None,
-    )
-    .await;
+    let (_, trail) = app
+        .admin_as(
+            ADMIN_TOKEN,
+            "GET",
+            &format!("/admin/audit?actor=client:{plain_id}"),
+            None,
+        )
+        .await;
     assert_eq!(trail["records"][0]["outcome"], "refused", "{trail}");
     // A wrong method is the router's 405, not a scope refusal.
-    let (status, _) = call_as(&app, &token, "PUT", "/admin/audit", None).await;
+    let (status, _) = app.admin_as(&token, "PUT", "/admin/audit", None).await;
     assert_eq!(status, 405);
     // Revoked (by its own client, RFC 7009), of a disabled client, forged: 401.
     let (_, revoked_id, revoked) = admin_client(&app, "admin:read").await;
@@ -249,13 +228,13 @@ async fn only_good_tokens_of_admin_clients_get_in() {
     within(
         std::time::Duration::from_secs(2),
         "the revocation",
-        || async { call_as(&app, &revoked, "GET", "/admin/audit", None).await.0 == 401 },
+        || async { app.admin_as(&revoked, "GET", "/admin/audit", None).await.0 == 401 },
     )
     .await;
     app.disable_client(&reader, None).await;
-    let (status, _) = call_as(&app, &token, "GET", "/admin/audit", None).await;
+    let (status, _) = app.admin_as(&token, "GET", "/admin/audit", None).await;
     assert_eq!(status, 401);
     let forged = format!("{}x", &token[..token.len() - 1]);
-    let (status, _) = call_as(&app, &forged, "GET", "/admin/audit", None).await;
+    let (status, _) = app.admin_as(&forged, "GET", "/admin/audit", None).await;
     assert_eq!(status, 401);
 }

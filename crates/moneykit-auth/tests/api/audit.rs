@@ -23,19 +23,8 @@ async fn admin_app_with(adjust: impl FnOnce(&mut moneykit_auth::config::ServeSet
     .await
 }
 
-async fn call_as(
-    app: &TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", app.admin_base.as_ref().unwrap());
-    admin_call(&app.http, token, method, &url, body).await
-}
-
 async fn call(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    call_as(app, ADMIN_TOKEN, method, path, body).await
+    app.admin_as(ADMIN_TOKEN, method, path, body).await
 }
 
 /// Every record, newest first, through the admin API (following the pages).
@@ -344,7 +333,9 @@ async fn refused_attempts_are_recorded() {
         .unwrap();
     assert_eq!(none.status(), 401);
     let wrong = "wrong-token-wrong-token-wrong-token-0000";
-    let (status, _) = call_as(&app, wrong, "DELETE", "/admin/apps/app_1/webhook", None).await;
+    let (status, _) = app
+        .admin_as(wrong, "DELETE", "/admin/apps/app_1/webhook", None)
+        .await;
     assert_eq!(status, 401);
     // Invalid input the operation refuses, and a body no operation sees.
     let (status, _) = call(&app, "POST", "/admin/apps", Some(json!({"name": ""}))).await;

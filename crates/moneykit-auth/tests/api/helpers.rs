@@ -290,6 +290,22 @@ impl TestApp {
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.database_url, args)
     }
+
+    /// A call to this server's admin API with `token` (the admin token or an admin
+    /// client's access token): the status and the JSON answer.
+    pub async fn admin_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!(
+            "{}{path}",
+            self.admin_base.as_ref().expect("an admin listener")
+        );
+        admin_call(&self.http, token, method, &url, body).await
+    }
 }
 
 /// Tests that load this 2-core machine (floods, SIGTERM under load, rate measurements)
