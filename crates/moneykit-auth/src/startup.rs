@@ -33,7 +33,7 @@ use crate::http::tls::ReloadingConfig;
 use crate::http::{self, admin_api};
 use crate::metrics::Metrics;
 use crate::operations;
-use crate::operations::audit_log::{self, AuditSink};
+use crate::operations::audit_log::{self, AuditStream};
 use crate::store::{self, Migrations, OpenMode, Store, StoreError};
 use crate::webhooks::worker::Worker;
 
@@ -66,7 +66,7 @@ pub struct Application {
     shutdown_delay: Duration,
     master_key_origin: MasterKeyOrigin,
     demo: Option<DemoCredentials>,
-    audit_log: Option<AuditSink>,
+    audit_log: Option<AuditStream>,
 }
 
 impl Application {
@@ -123,6 +123,10 @@ impl Application {
         });
 
         let store = open_store(&settings, &listener, tls.clone()).await?;
+        let audit_log = match settings.audit_log.take() {
+            Some(sink) => Some(AuditStream::start(store.as_ref(), sink).await?),
+            None => None,
+        };
         let (master, master_key_origin) = resolve_master_key(
             &settings.database_url,
             settings.master_secret.as_deref(),
@@ -252,7 +256,7 @@ impl Application {
             shutdown_delay,
             master_key_origin,
             demo,
-            audit_log: settings.audit_log,
+            audit_log,
         })
     }
 
@@ -314,8 +318,8 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let refresh = tokio::spawn(self.refresher.run(stop_rx.clone()));
         let key_fetcher = tokio::spawn(self.key_fetcher.run(stop_rx.clone()));
-        if let Some(sink) = self.audit_log {
-            tokio::spawn(audit_log::run(self.store.clone(), sink, stop_rx.clone()));
+        if let Some(stream) = self.audit_log {
+            tokio::spawn(audit_log::run(self.store.clone(), stream, stop_rx.clone()));
         }
         if let Some(tls) = &self.tls {
             tokio::spawn(

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::audit::record_json;
 use crate::domain::audit::AuditRecord;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often the trail is read for new records.
 const POLL: Duration = Duration::from_secs(1);
@@ -87,18 +87,35 @@ pub fn check(sink: &AuditSink) -> std::io::Result<()> {
     sink.open().map(drop)
 }
 
-/// Streams new records to `sink` until `shutdown` changes.
-pub async fn run(store: Arc<dyn Store>, sink: AuditSink, mut shutdown: watch::Receiver<bool>) {
+/// A stream about to start: where to, and after which record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStream {
+    sink: AuditSink,
+    cursor: i64,
+}
+
+impl AuditStream {
+    /// Where the stream to `sink` starts: after the last record a file holds, else after
+    /// the newest record now. Taken before the server serves, so every record written
+    /// after start-up is streamed.
+    pub async fn start(store: &dyn Store, sink: AuditSink) -> Result<Self, StoreError> {
+        let cursor = match sink.last_seq() {
+            Some(seq) => seq,
+            None => latest_seq(store).await?,
+        };
+        Ok(Self { sink, cursor })
+    }
+}
+
+/// Streams new records until `shutdown` changes.
+pub async fn run(store: Arc<dyn Store>, stream: AuditStream, mut shutdown: watch::Receiver<bool>) {
+    let AuditStream { sink, mut cursor } = stream;
     let mut out = match sink.open() {
         Ok(out) => out,
         Err(error) => {
             tracing::error!(%error, "cannot open the audit log; not streaming the audit trail");
             return;
         }
-    };
-    let mut cursor = match sink.last_seq() {
-        Some(seq) => seq,
-        None => latest_seq(store.as_ref()).await,
     };
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,17 +144,14 @@ pub async fn run(store: Arc<dyn Store>, sink: AuditSink, mut shutdown: watch::Re
 }
 
 /// The newest `seq` now (0 when the trail is empty).
-async fn latest_seq(store: &dyn Store) -> i64 {
+async fn latest_seq(store: &dyn Store) -> Result<i64, StoreError> {
     let newest = store
         .list_audit(&crate::domain::audit::AuditFilter {
             limit: 1,
             ..Default::default()
         })
-        .await;
-    newest
-        .ok()
-        .and_then(|r| r.first().map(|r| r.seq))
-        .unwrap_or(0)
+        .await?;
+    Ok(newest.first().map_or(0, |r| r.seq))
 }
 
 /// The records that can be streamed now, in order: those following `cursor` without a
