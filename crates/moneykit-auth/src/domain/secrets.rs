@@ -153,15 +153,16 @@ pub fn last_expiring_within(
     now: OffsetDateTime,
     window: Duration,
 ) -> Option<&StoredSecret> {
-    let live = secrets.iter().filter(|s| s.is_live(now));
-    let mut last: Option<&StoredSecret> = None;
-    for secret in live {
+    let mut last: Option<(OffsetDateTime, &StoredSecret)> = None;
+    for secret in secrets.iter().filter(|s| s.is_live(now)) {
+        // A live secret that never expires: the client never runs out.
         let at = secret.expires_at?;
-        if last.is_none_or(|l| l.expires_at.is_some_and(|l| l < at)) {
-            last = Some(secret);
+        if last.is_none_or(|(latest, _)| latest < at) {
+            last = Some((at, secret));
         }
     }
-    last.filter(|s| s.expires_at.is_some_and(|at| at <= now + window))
+    let (at, secret) = last?;
+    (at <= now + window).then_some(secret)
 }
 
 impl std::fmt::Debug for SecretHash {

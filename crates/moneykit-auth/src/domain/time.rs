@@ -13,8 +13,17 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
-    let now = OffsetDateTime::now_utc();
-    (now.unix_timestamp_nanos() / 1_000_000) as i64
+    unix_ms(OffsetDateTime::now_utc())
+}
+
+/// `t` in Unix milliseconds (saturating far outside any real date).
+pub fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The time of `ms` Unix milliseconds; `None` out of range.
+pub fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
 
 /// `d` in whole milliseconds, the unit event times are kept in; saturates at `i64::MAX`

@@ -4,8 +4,6 @@
 //! calls [`Engine::authenticate`], so a new method is added here once and reaches all of
 //! them, with the same rate limits and the same failure answer.
 
-use std::sync::atomic::Ordering;
-
 use time::OffsetDateTime;
 
 use super::replay::{AssertionId, REPLAY_FULL_RETRY, ReplayError, UsedAssertion, UsedKind};
@@ -135,14 +133,7 @@ impl<'a> Engine<'a> {
                             None => Failure::WrongSecret,
                             Some(_) if entry.client.is_disabled(now) => Failure::Disabled,
                             Some((slot, _)) => {
-                                // Read first: a busy secret writes its cache line
-                                // once a second, not on every request.
-                                if let Some(stamp) = entry.secret_uses.get(slot) {
-                                    let secs = now.unix_timestamp();
-                                    if stamp.load(Ordering::Relaxed) < secs {
-                                        stamp.store(secs, Ordering::Relaxed);
-                                    }
-                                }
+                                entry.stamp_use(slot, now);
                                 return Ok(Authenticated {
                                     entry,
                                     assertion: None,

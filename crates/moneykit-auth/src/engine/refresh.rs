@@ -18,10 +18,8 @@ use tokio::sync::watch;
 
 use crate::crypto::MasterKey;
 use crate::domain::EXPIRY_LEEWAY_SECS;
-use crate::domain::clients::ClientAuth;
-use crate::domain::secrets::last_expiring_within;
 use crate::domain::signing_keys::KeySchedule;
-use crate::domain::time::now_ms;
+use crate::domain::time::{now_ms, unix_ms};
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::operations;
@@ -194,21 +192,15 @@ impl Refresher {
         }
         let expiring: Vec<_> = {
             let snapshot = self.cell.load();
+            let announced = self.announced.lock().expect("not poisoned");
             snapshot
-                .clients()
-                .filter_map(|entry| {
-                    // Announced to the app's webhook URL; without one, the gauge is all
-                    // there is, and no announcement is spent.
-                    let ClientAuth::Secret(secrets) = &entry.client.auth else {
-                        return None;
-                    };
-                    entry.app.webhook_url.as_ref()?;
-                    let window = self.settings.secret_expiry_warning;
-                    let secret = last_expiring_within(secrets, now, window)?;
-                    let announced = self.announced.lock().expect("not poisoned");
-                    (!announced.contains(&secret.id))
-                        .then(|| (entry.client.clone(), secret.clone()))
+                .clients_running_out(now, self.settings.secret_expiry_warning)
+                // Announced to the app's webhook URL; without one, the gauge is all there
+                // is, and no announcement is spent.
+                .filter(|(entry, secret)| {
+                    entry.app.webhook_url.is_some() && !announced.contains(&secret.id)
                 })
+                .map(|(entry, secret)| (entry.client.clone(), secret.clone()))
                 .collect()
         };
         for (client, secret) in expiring {
@@ -231,9 +223,7 @@ impl Refresher {
             }
         }
         if let Some(retention) = self.settings.audit_retention {
-            let before = now - retention;
-            let before_ms = i64::try_from(before.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            match self.store.prune_audit(before_ms).await {
+            match self.store.prune_audit(unix_ms(now - retention)).await {
                 Ok(0) => {}
                 Ok(pruned) => {
                     tracing::info!(pruned, "audit records past their retention forgotten")

@@ -23,6 +23,7 @@ use crate::domain::assertions::{
     AssertionAudience, IssuerKeys, JWT_BEARER_GRANT, KeyLocation, TOKEN_EXCHANGE_GRANT, TrustRule,
 };
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
+use crate::domain::secrets::{StoredSecret, last_expiring_within};
 use crate::domain::signing_keys::KeySchedule;
 use crate::domain::signing_keys::KeyStatus;
 use crate::domain::tokens::access_token_header;
@@ -99,8 +100,9 @@ pub struct ClientEntry {
     /// JWKS URI's keys are cached.
     pub keys: KeySet,
     /// When each of a secret client's secrets (in order) was last used, in Unix seconds,
-    /// since the last sweep (0: not since); swept by [`Snapshot::take_secret_uses`].
-    pub secret_uses: Box<[AtomicI64]>,
+    /// since the last sweep (0: not since): stamped by [`ClientEntry::stamp_use`], swept by
+    /// [`Snapshot::take_secret_uses`].
+    secret_uses: Box<[AtomicI64]>,
     /// The `/auth/introspect` body, serialized on first use (most clients are never
     /// introspected, and with 100 000 clients eager bodies would cost ~30 MB).
     introspection_json: OnceLock<Bytes>,
@@ -129,6 +131,17 @@ impl std::borrow::Borrow<str> for ClientEntry {
 }
 
 impl ClientEntry {
+    /// Records that the secret in `slot` was used at `now`. Reads first, so a busy
+    /// secret writes its cache line once a second, not on every request.
+    pub fn stamp_use(&self, slot: usize, now: OffsetDateTime) {
+        if let Some(stamp) = self.secret_uses.get(slot) {
+            let secs = now.unix_timestamp();
+            if stamp.load(Ordering::Relaxed) < secs {
+                stamp.store(secs, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The `/auth/introspect` body for this client.
     pub fn introspection_json(&self) -> &Bytes {
         self.introspection_json.get_or_init(|| {
@@ -325,9 +338,21 @@ impl Snapshot {
         self.clients.get(id)
     }
 
-    /// Every client.
-    pub fn clients(&self) -> impl Iterator<Item = &ClientEntry> {
-        self.clients.iter()
+    /// The clients whose last live secret expires within `window` of `now`, with that
+    /// secret: what the gauge counts and the refresh announces.
+    pub fn clients_running_out(
+        &self,
+        now: OffsetDateTime,
+        window: time::Duration,
+    ) -> impl Iterator<Item = (&ClientEntry, &StoredSecret)> {
+        self.clients
+            .iter()
+            .filter_map(move |entry| match &entry.client.auth {
+                ClientAuth::Secret(secrets) => {
+                    last_expiring_within(secrets, now, window).map(|secret| (entry, secret))
+                }
+                _ => None,
+            })
     }
 
     /// The secret uses stamped since the last sweep (secret id, Unix seconds), clearing

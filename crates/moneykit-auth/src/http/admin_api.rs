@@ -39,10 +39,8 @@ use super::hygiene::HygieneLayer;
 use super::state::AdminState;
 use crate::domain::audit::AuditFilter;
 use crate::domain::certificates::TlsIdentity;
-use crate::domain::clients::ClientAuth;
 use crate::domain::events::EventStatus;
 use crate::domain::payloads;
-use crate::domain::secrets::last_expiring_within;
 use crate::domain::signing_keys::KeySchedule;
 use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
@@ -145,13 +143,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let snapshot = state.snapshot.load();
     let keys = snapshot.key_ages(now);
     let secrets_expiring = snapshot
-        .clients()
-        .filter(|entry| match &entry.client.auth {
-            ClientAuth::Secret(secrets) => {
-                last_expiring_within(secrets, now, state.secret_expiry_warning).is_some()
-            }
-            _ => false,
-        })
+        .clients_running_out(now, state.secret_expiry_warning)
         .count() as u64;
     drop(snapshot);
     let pool = state.store.pool_stats();

@@ -322,7 +322,7 @@ pub fn record_json(r: &AuditRecord) -> Value {
     json!({
         "id": r.id,
         "seq": r.seq,
-        "at": rfc3339_millis(r.at),
+        "at": rfc3339(r.at),
         "actor": r.actor,
         "via": r.via,
         "source": r.source,
@@ -333,16 +333,6 @@ pub fn record_json(r: &AuditRecord) -> Value {
         "outcome": r.outcome.as_str(),
         "detail": r.detail,
     })
-}
-
-/// RFC 3339 with milliseconds: records made within one second keep their order.
-fn rfc3339_millis(t: OffsetDateTime) -> String {
-    let whole = t.replace_nanosecond(0).unwrap_or(t);
-    let text = rfc3339(whole);
-    match text.strip_suffix('Z') {
-        Some(base) => format!("{base}.{:03}Z", t.millisecond()),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use time::Duration;
 
 use super::audit::{self, Actor, Change};
 use super::{AdminError, managed_client, now, queue_webhook_event, views};
-use crate::domain::clients::{Client, ClientAuth};
+use crate::domain::clients::Client;
 use crate::domain::payloads;
 use crate::domain::secrets::{ClientSecret, MAX_LIVE_SECRETS, StoredSecret};
 use crate::domain::time::rfc3339;
@@ -207,17 +207,15 @@ fn secrets_json(client: &Client) -> Value {
 }
 
 /// Announces (once across every replica) that `secret` is the last live secret of
-/// `client` and expires soon: an operator event to the client's app, if it has a webhook
-/// URL. The metric `moneykit_auth_client_secrets_expiring` counts such clients meanwhile.
+/// `client` and expires soon: an operator event to the client's app (the caller picks
+/// clients whose app has a webhook URL). The metric
+/// `moneykit_auth_client_secrets_expiring` counts such clients meanwhile.
 pub async fn announce_secret_expiry(
     store: &dyn Store,
     client: &Client,
     secret: &StoredSecret,
     retry_window: std::time::Duration,
 ) -> Result<(), AdminError> {
-    if !matches!(client.auth, ClientAuth::Secret(_)) {
-        return Ok(());
-    }
     if !store.claim_secret_expiry_notice(&secret.id).await? {
         return Ok(());
     }
@@ -238,16 +236,16 @@ pub async fn announce_secret_expiry(
         expires_at = %secret.expires_at.map(rfc3339).unwrap_or_default(),
         "the last secret of a client expires soon"
     );
-    let app = store.get_app(&client.app_id).await?;
-    if app.is_some_and(|a| a.webhook_url.is_some()) {
-        queue_webhook_event(
-            store,
-            &client.app_id,
-            SECRET_EXPIRING_EVENT,
-            body,
-            retry_window,
-        )
-        .await?;
+    let queued = queue_webhook_event(
+        store,
+        &client.app_id,
+        SECRET_EXPIRING_EVENT,
+        body,
+        retry_window,
+    );
+    match queued.await {
+        // The app dropped its URL since the snapshot: nothing to deliver to.
+        Ok(_) | Err(AdminError::NoWebhookUrl(_)) => Ok(()),
+        Err(error) => Err(error),
     }
-    Ok(())
 }

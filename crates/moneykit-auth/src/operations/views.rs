@@ -9,7 +9,7 @@ use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::events::{EventStatus, WebhookEvent};
 use crate::domain::secrets::{ClientSecret, StoredSecret};
 use crate::domain::signing_keys::ScheduledKey;
-use crate::domain::time::rfc3339;
+use crate::domain::time::{from_unix_ms, rfc3339};
 
 /// An app as the CLI shows it.
 pub fn app_json(app: &App) -> Value {
@@ -152,9 +152,7 @@ pub fn key_json(k: &ScheduledKey<'_>, now: OffsetDateTime) -> Value {
 
 /// Unix milliseconds as RFC 3339.
 pub fn time_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map(rfc3339)
-        .unwrap_or_default()
+    from_unix_ms(ms).map(rfc3339).unwrap_or_default()
 }
 
 /// A webhook event (never its body).

@@ -15,6 +15,7 @@ use crate::domain::events::{ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{SecretHash, StoredSecret};
 use crate::domain::signing_keys::KeyRecord;
+use crate::domain::time::from_unix_ms;
 use crate::domain::tokens::RevokedToken;
 
 /// Typed column access for the rows of either backend.
@@ -220,23 +221,6 @@ pub(super) fn secret(row: &impl Columns) -> Result<(String, StoredSecret), Store
     ))
 }
 
-/// Gives each secret client in `clients` its secrets (`secrets` in any order).
-pub(super) fn attach_secrets(clients: &mut [Client], secrets: Vec<(String, StoredSecret)>) {
-    let mut by_client: std::collections::HashMap<String, Vec<StoredSecret>> =
-        std::collections::HashMap::new();
-    for (client_id, secret) in secrets {
-        let list = by_client.entry(client_id).or_default();
-        list.reserve_exact(1);
-        list.push(secret);
-    }
-    for client in clients {
-        if let ClientAuth::Secret(secrets) = &mut client.auth {
-            *secrets = by_client.remove(&client.id).unwrap_or_default();
-            secrets.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        }
-    }
-}
-
 /// The columns `audit` reads.
 pub(super) const AUDIT_COLUMNS: &str = "seq, id, at_ms, actor, via, source, action, target, \
      changes, request_id, outcome, detail";
@@ -247,8 +231,8 @@ pub(super) fn audit(row: &impl Columns) -> Result<AuditRecord, StoreError> {
     let at_ms = row.int("at_ms")?;
     Ok(AuditRecord {
         seq: row.int("seq")?,
-        at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-            .map_err(|_| StoreError::Corrupt(format!("audit record {id}: time")))?,
+        at: from_unix_ms(at_ms)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit record {id}: time")))?,
         actor: row.text("actor")?,
         via: row.text("via")?,
         source: row.opt_text("source")?,

@@ -33,6 +33,7 @@ use crate::domain::clients::{App, Client, ClientAuth};
 use crate::domain::events::{AttemptOutcome, ClaimedEvent, EventStatus, WebhookEvent};
 use crate::domain::secrets::{MAX_LIVE_SECRETS, StoredSecret};
 use crate::domain::signing_keys::KeyRecord;
+use crate::domain::time::unix_ms;
 use crate::domain::tokens::RevokedToken;
 
 /// Writes that must be serialized across every process sharing the database.
@@ -474,12 +475,15 @@ where
         DB::read_one_snapshot(&mut tx).await?;
         let sql = clients_sql("WHERE ($1 IS NULL OR app_id = $1)");
         let mut clients = fetch_all(&mut *tx, sqlx::query(&sql).bind(app_id), rows::client).await?;
+        clients.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let sql = secrets_sql(
-            "WHERE ($1 IS NULL OR client_id IN (SELECT id FROM clients WHERE app_id = $1))",
+            "WHERE ($1 IS NULL OR client_id IN (SELECT id FROM clients WHERE app_id = $1)) \
+             ORDER BY client_id, created_at, id",
         );
-        let secrets = fetch_all(&mut *tx, sqlx::query(&sql).bind(app_id), rows::secret).await?;
+        stream_secrets_into(&mut *tx, sqlx::query(&sql).bind(app_id), &mut clients).await?;
         tx.commit().await.map_err(backend)?;
-        rows::attach_secrets(&mut clients, secrets);
+        // Back in the listing order.
+        clients.sort_unstable_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(clients)
     }
 
@@ -488,16 +492,17 @@ where
         let mut tx = conn.begin().await.map_err(backend)?;
         DB::read_one_snapshot(&mut tx).await?;
         let sql = clients_sql("WHERE id = $1");
-        let client = fetch_optional(&mut *tx, sqlx::query(&sql).bind(id), rows::client).await?;
-        let sql = secrets_sql("WHERE client_id = $1");
-        let secrets = fetch_all(&mut *tx, sqlx::query(&sql).bind(id), rows::secret).await?;
+        let Some(client) =
+            fetch_optional(&mut *tx, sqlx::query(&sql).bind(id), rows::client).await?
+        else {
+            return Ok(None);
+        };
+        let mut one = [client];
+        let sql = secrets_sql("WHERE client_id = $1 ORDER BY created_at, id");
+        stream_secrets_into(&mut *tx, sqlx::query(&sql).bind(id), &mut one).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(client.map(|client| {
-            let mut one = [client];
-            rows::attach_secrets(&mut one, secrets);
-            let [client] = one;
-            client
-        }))
+        let [client] = one;
+        Ok(Some(client))
     }
 
     async fn update_client(&self, c: &Client) -> Result<bool, StoreError> {
@@ -1051,7 +1056,7 @@ where
     }
 
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64, StoreError> {
-        let at_ms = i64::try_from(r.at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let at_ms = unix_ms(r.at);
         sqlx::query_scalar(
             "INSERT INTO audit_events (id, at_ms, actor, via, source, action, target, changes, \
              request_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -1074,7 +1079,6 @@ where
     }
 
     async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let ms = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_events \
              WHERE ($1 IS NULL OR at_ms >= $1) AND ($2 IS NULL OR at_ms < $2) \
@@ -1084,8 +1088,8 @@ where
         fetch_all(
             &mut *self.conn().await?,
             sqlx::query(&sql)
-                .bind(f.since.and_then(ms))
-                .bind(f.until.and_then(ms))
+                .bind(f.since.map(unix_ms))
+                .bind(f.until.map(unix_ms))
                 .bind(f.target.as_deref())
                 .bind(f.actor.as_deref())
                 .bind(f.before_seq)

@@ -7,20 +7,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
-
 async fn admin_app() -> TestApp {
     admin_app_with(|_| {}).await
 }
 
 /// An admin-enabled server with settings adjusted by `adjust`.
 async fn admin_app_with(adjust: impl FnOnce(&mut moneykit_auth::config::ServeSettings)) -> TestApp {
-    spawn_app_with(|s| {
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some(ADMIN_TOKEN.into());
-        adjust(s);
-    })
-    .await
+    spawn_admin_app_with(adjust).await
 }
 
 async fn call(app: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

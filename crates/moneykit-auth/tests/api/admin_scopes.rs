@@ -6,8 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
-
 /// A client of a new app with `scope`, through the CLI; returns (app id, client id, its
 /// token).
 async fn admin_client(app: &TestApp, scope: &str) -> (String, String, String) {
@@ -37,11 +35,7 @@ fn assert_insufficient(status: u16, body: &Value) {
 
 #[tokio::test]
 async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
-    let app = spawn_app_with(|s| {
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some(ADMIN_TOKEN.into());
-    })
-    .await;
+    let app = spawn_admin_app_with(|_| {}).await;
     let (app_id, pipeline, token) = admin_client(&app, "admin:clients").await;
 
     // Within its scope: list, create, update, rotate.
@@ -173,11 +167,7 @@ async fn a_client_with_admin_clients_manages_clients_and_nothing_else() {
 
 #[tokio::test]
 async fn only_good_tokens_of_admin_clients_get_in() {
-    let app = spawn_app_with(|s| {
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some(ADMIN_TOKEN.into());
-    })
-    .await;
+    let app = spawn_admin_app_with(|_| {}).await;
     let (_, reader, token) = admin_client(&app, "admin:read").await;
     let (status, body) = app.admin_as(&token, "GET", "/admin/audit", None).await;
     assert_eq!(status, 200, "{body}");

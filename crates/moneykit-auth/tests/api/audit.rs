@@ -10,12 +10,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
-
 async fn admin_app_with(adjust: impl FnOnce(&mut moneykit_auth::config::ServeSettings)) -> TestApp {
-    spawn_app_with(|s| {
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some(ADMIN_TOKEN.into());
+    spawn_admin_app_with(|s| {
         s.webhooks.policy.allow_http = true;
         s.webhooks.policy.allow_private_targets = true;
         adjust(s);

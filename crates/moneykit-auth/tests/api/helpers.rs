@@ -111,6 +111,20 @@ pub fn test_settings(db: &TestDb) -> ServeSettings {
     settings
 }
 
+/// The admin token of [`spawn_admin_app_with`]'s servers.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
+
+/// A server with an admin listener (token [`ADMIN_TOKEN`]) and settings adjusted by
+/// `adjust`.
+pub async fn spawn_admin_app_with(adjust: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    spawn_app_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.admin_token = Some(ADMIN_TOKEN.into());
+        adjust(s);
+    })
+    .await
+}
+
 /// A server with default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

@@ -245,10 +245,8 @@ async fn last_uses_are_recorded_in_batches_off_the_request_path() {
 #[tokio::test]
 async fn a_client_about_to_run_out_of_secrets_is_announced_once() {
     let receiver = crate::support::receiver::Receiver::start(&[]).await;
-    let app = spawn_app_with(|s| {
+    let app = spawn_admin_app_with(|s| {
         s.refresh.full_refresh_interval = Duration::from_millis(200);
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some("admin-token-for-tests-0123456789abcdef".into());
         s.webhooks.policy.allow_http = true;
         s.webhooks.policy.allow_private_targets = true;
     })
@@ -283,19 +281,12 @@ async fn a_client_about_to_run_out_of_secrets_is_announced_once() {
     );
     app.synced().await;
 
-    let metrics_url = format!("{}/metrics", app.admin_base.as_ref().unwrap());
     let gauge = || async {
-        let text = app
-            .http
-            .get(&metrics_url)
-            .bearer_auth("admin-token-for-tests-0123456789abcdef")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+        let (status, text) = app.admin_as(ADMIN_TOKEN, "GET", "/metrics", None).await;
+        assert_eq!(status, 200);
+        text.as_str()
+            .unwrap_or_default()
+            .lines()
             .find(|l| l.starts_with("moneykit_auth_client_secrets_expiring "))
             .map(str::to_owned)
     };
@@ -330,25 +321,10 @@ async fn a_client_about_to_run_out_of_secrets_is_announced_once() {
 
 #[tokio::test]
 async fn the_admin_api_adds_rotates_and_revokes_secrets() {
-    let app = spawn_app_with(|s| {
-        s.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-        s.admin_token = Some("admin-token-for-tests-0123456789abcdef".into());
-    })
-    .await;
-    let admin = app.admin_base.clone().unwrap();
+    let app = spawn_admin_app_with(|_| {}).await;
     let call = |method: &'static str, path: String, body: Option<Value>| {
-        let url = format!("{admin}{path}");
-        let http = app.http.clone();
-        async move {
-            admin_call(
-                &http,
-                "admin-token-for-tests-0123456789abcdef",
-                method,
-                &url,
-                body,
-            )
-            .await
-        }
+        let app = &app;
+        async move { app.admin_as(ADMIN_TOKEN, method, &path, body).await }
     };
     let (client, old) = app.create_client("", None).await;
     let (status, rotated) = call(
