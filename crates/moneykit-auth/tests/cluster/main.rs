@@ -592,10 +592,15 @@ async fn replicas_ride_out_a_database_outage() {
             r.name,
             noteworthy.join("\n  ")
         );
-        assert!(
-            noteworthy.len() <= 3,
-            "the outage is not logged per attempt: {log}"
-        );
+        // The database driver's pool may warn once per connection the server closed
+        // under it (bounded by the pool's size, not by the outage's length); every other
+        // warning or error is the server's own, once per outage: the refresh, the webhook
+        // outbox, and the start-up's relaxed delivery policy.
+        let (pool, own): (Vec<&str>, Vec<&str>) = noteworthy
+            .iter()
+            .partition(|l| l.contains("testing the connection"));
+        assert!(pool.len() <= 5, "pool warnings beyond its size: {log}");
+        assert!(own.len() <= 3, "the outage is not logged per attempt: {log}");
         assert_eq!(log.matches("refresh failed").count(), 1, "{log}");
         assert_eq!(log.matches("database reachable again").count(), 1, "{log}");
         assert!(!log.contains(TEST_SECRET));
