@@ -3,13 +3,18 @@
 //! Everything is a fixed array of relaxed atomics indexed by route and status, so
 //! recording a request costs a few nanoseconds and no allocation, and the label sets are
 //! bounded whatever paths clients send (unknown paths count as `other`).
+//!
+//! [`history`] keeps the last hour of two of these counters per second, for the admin
+//! console's charts.
 
+pub mod history;
 mod process;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use history::{History, Sample, Series};
 pub use process::ProcessStats;
 
 /// The git commit this binary was built from (`build.rs`), `unknown` outside a checkout.
@@ -176,6 +181,13 @@ impl Metrics {
         self.tokens_issued.load(Ordering::Relaxed)
     }
 
+    /// Failed client authentications since start: 401s on routes where clients
+    /// authenticate. The one definition `client_auth_failures_total` and the console's
+    /// chart both use.
+    pub fn client_auth_failures(&self) -> u64 {
+        self.requests_with(true, 401)
+    }
+
     /// Counts one request to `route` answered with `status` after `elapsed`.
     pub fn record(&self, route: usize, status: u16, elapsed: Duration) {
         let route = route.min(self.labels.len() - 1);
@@ -267,7 +279,7 @@ impl Metrics {
             (
                 "client_auth_failures_total",
                 "Failed client authentications (401 where a client presents its secret).",
-                self.requests_with(true, 401),
+                self.client_auth_failures(),
             ),
             (
                 "rate_limited_total",

@@ -31,7 +31,7 @@ use crate::http::server::{self, ConnectionLimits, Phase};
 use crate::http::state::{AppState, Shared};
 use crate::http::tls::ReloadingConfig;
 use crate::http::{self, admin_api};
-use crate::metrics::Metrics;
+use crate::metrics::{History, Metrics, history};
 use crate::operations;
 use crate::operations::audit_log::{self, AuditStream};
 use crate::store::{self, Migrations, OpenMode, Store, StoreError};
@@ -58,6 +58,9 @@ pub struct Application {
     key_fetcher: KeyFetcher,
     webhooks: Arc<Worker>,
     admin: Option<(TcpListener, axum::Router)>,
+    /// The console's record of the last hour's traffic, sampled while the admin listener
+    /// serves.
+    history: Option<Arc<History>>,
     tls: Option<Arc<ReloadingConfig>>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -217,6 +220,7 @@ impl Application {
                 proof_keys: Default::default(),
             }),
         });
+        let history = Arc::new(History::new());
         let admin = match (admin_listener, admin_token) {
             (Some(listener), Some(token_digest)) => {
                 let admin_state = Arc::new(http::state::AdminState {
@@ -234,12 +238,15 @@ impl Application {
                     public: state.clone(),
                     refusals: Default::default(),
                     secret_expiry_warning,
+                    console: http::console::session::Sessions::new(tls.is_some()),
+                    history: history.clone(),
                 });
                 Some((listener, admin_api::router(admin_state, settings.limits)))
             }
             _ => None,
         };
         Ok(Self {
+            history: admin.is_some().then_some(history),
             admin,
             tls,
             health: state.health.clone(),
@@ -320,6 +327,13 @@ impl Application {
         let key_fetcher = tokio::spawn(self.key_fetcher.run(stop_rx.clone()));
         if let Some(stream) = self.audit_log {
             tokio::spawn(audit_log::run(self.store.clone(), stream, stop_rx.clone()));
+        }
+        if let Some(history) = &self.history {
+            tokio::spawn(history::run(
+                self.metrics.clone(),
+                history.clone(),
+                stop_rx.clone(),
+            ));
         }
         if let Some(tls) = &self.tls {
             tokio::spawn(

@@ -2,11 +2,9 @@
 
 use clap::Subcommand;
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use super::output::{Output, table};
 use crate::domain::events::{EventStatus, WebhookEvent};
-use crate::domain::payloads;
 use crate::operations::views::event_json;
 use crate::operations::{self, Actor, AdminError};
 
@@ -75,13 +73,11 @@ pub(super) async fn run(
         } => {
             let data: Value = serde_json::from_str(&data)
                 .map_err(|e| AdminError::Invalid(format!("--data is not JSON: {e}")))?;
-            let body = payloads::operator_payload(&event, &data, OffsetDateTime::now_utc())
-                .map_err(|e| AdminError::Invalid(e.to_string()))?;
             let queued = operations::send_webhook_event(
                 store.as_ref(),
                 &app,
                 &event,
-                body,
+                &data,
                 retry_window,
                 &Actor::cli(),
             )

@@ -22,7 +22,7 @@ use super::state::AdminState;
 use crate::domain::audit::Outcome;
 use crate::domain::scope::Scopes;
 use crate::operations::Actor;
-use crate::operations::audit::{self, ADMIN_SCOPES};
+use crate::operations::audit::{self, ADMIN_SCOPES, Grants};
 
 /// What a route reads or changes: the admin scope it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,25 @@ pub enum Area {
 }
 
 impl Area {
+    /// The scopes any one of which lets a caller read (`change` false) or change this
+    /// area: the admin API's routes and the console's pages ask the same question.
+    pub fn scopes(self, change: bool) -> Vec<&'static str> {
+        match (change, self.scope()) {
+            (false, "admin:read") => vec!["admin:read"],
+            (false, scope) => vec!["admin:read", scope],
+            (true, scope) => vec![scope],
+        }
+    }
+
+    /// Whether `grants` may read or change this area; if not, why (the 403's text).
+    pub fn permits(self, grants: &Grants, change: bool) -> Result<(), String> {
+        let scopes = self.scopes(change);
+        match scopes.iter().any(|scope| grants.has(scope)) {
+            true => Ok(()),
+            false => Err(format!("this needs the scope {}", scopes.join(" or "))),
+        }
+    }
+
     /// The scope that reads and changes this area (besides `admin:read` for reading).
     fn scope(self) -> &'static str {
         match self {
@@ -68,7 +87,7 @@ pub struct AdminRoute {
     pub action: Option<&'static str>,
 }
 
-const fn read(path: &'static str, area: Area) -> AdminRoute {
+pub(super) const fn read(path: &'static str, area: Area) -> AdminRoute {
     AdminRoute {
         method: "GET",
         path,
@@ -77,7 +96,7 @@ const fn read(path: &'static str, area: Area) -> AdminRoute {
     }
 }
 
-const fn change(
+pub(super) const fn change(
     method: &'static str,
     path: &'static str,
     area: Area,
@@ -177,15 +196,6 @@ pub const ROUTES: &[AdminRoute] = &[
 ];
 
 impl AdminRoute {
-    /// The scopes any one of which lets a caller through.
-    fn scopes(&self) -> Vec<&'static str> {
-        match self.action {
-            None if self.area.scope() == "admin:read" => vec!["admin:read"],
-            None => vec!["admin:read", self.area.scope()],
-            Some(_) => vec![self.area.scope()],
-        }
-    }
-
     /// The first path parameter's value in `path` (the object acted on).
     fn target(&self, path: &str) -> Option<String> {
         self.path
@@ -252,9 +262,7 @@ pub(super) async fn authorize(
         return ApiError::InsufficientScope("this route has no scope assigned".into())
             .into_response();
     };
-    let scopes = route.scopes();
-    if !scopes.iter().any(|scope| actor.grants.has(scope)) {
-        let why = format!("this needs the scope {}", scopes.join(" or "));
+    if let Err(why) = route.area.permits(&actor.grants, route.action.is_some()) {
         record(&state, &actor, Some(route), &path, Outcome::Refused, &why).await;
         return ApiError::InsufficientScope(why).into_response();
     }
@@ -275,7 +283,7 @@ pub(super) async fn authorize(
 
 /// Records a request to `route` (at `path`) that no operation recorded: its action (a
 /// read's is `admin.read`), the object its path names, and how it ended.
-async fn record(
+pub(super) async fn record(
     state: &AdminState,
     actor: &Actor,
     route: Option<&AdminRoute>,
@@ -310,11 +318,23 @@ async fn authenticate(
     path: &str,
     source: Option<std::net::IpAddr>,
 ) -> Result<Actor, (&'static str, ApiError)> {
-    let presented = match authorization {
-        Ok(token) => token,
-        Err(ApiError::MissingToken) => return Err(("missing_token", ApiError::MissingToken)),
-        Err(error) => return Err(("malformed", error)),
-    };
+    match authorization {
+        Ok(token) => identify(state, token, method, path, source).await,
+        Err(ApiError::MissingToken) => Err(("missing_token", ApiError::MissingToken)),
+        Err(error) => Err(("malformed", error)),
+    }
+}
+
+/// Who holds `presented`: the bootstrap admin token, or a still-good access token this
+/// server issued (with the admin scopes it was granted). The console's sessions ask this
+/// again on every request, so a revoked or expired token ends them too.
+pub(super) async fn identify(
+    state: &AdminState,
+    presented: String,
+    method: &str,
+    path: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<Actor, (&'static str, ApiError)> {
     let d = digest(&SHA256, presented.as_bytes());
     if bool::from(d.as_ref().ct_eq(&state.token_digest)) {
         return Ok(Actor::admin_token());

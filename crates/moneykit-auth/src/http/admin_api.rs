@@ -18,6 +18,8 @@
 //! | `GET /admin/keys`, `POST /admin/keys/rotate` `{"now"}`, `POST /admin/keys/{kid}/revoke` | signing keys |
 //! | `GET /admin/webhooks?app=&status=&limit=`, `POST /admin/webhooks` `{"app_id","event","data"}`, `POST /admin/webhooks/{id}/retry` | webhook events |
 //! | `GET /admin/audit?since=&until=&target=&actor=&limit=&cursor=` | the audit trail, newest first |
+//!
+//! The console ([`super::console`]) is served beside it, at `/console`.
 
 use std::sync::Arc;
 
@@ -40,9 +42,7 @@ use super::state::AdminState;
 use crate::domain::audit::AuditFilter;
 use crate::domain::certificates::TlsIdentity;
 use crate::domain::events::EventStatus;
-use crate::domain::payloads;
 use crate::domain::signing_keys::KeySchedule;
-use crate::metrics::{OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
 use crate::operations::audit::{self, record_json};
 use crate::operations::secretless::{self, KeysInput, NewTrustRule, SecretlessAuth};
@@ -118,6 +118,7 @@ pub fn router(state: Arc<AdminState>, limits: Limits) -> axum::Router {
             state.clone(),
             admin_access::authorize,
         ))
+        .merge(super::console::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -137,34 +138,7 @@ fn ok(status: StatusCode, value: Value) -> Reply {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    /// A scrape must not hang on a database that does not answer.
-    const OUTBOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-    let now = OffsetDateTime::now_utc();
-    let snapshot = state.snapshot.load();
-    let keys = snapshot.key_ages(now);
-    let secrets_expiring = snapshot
-        .clients_running_out(now, state.secret_expiry_warning)
-        .count() as u64;
-    drop(snapshot);
-    let pool = state.store.pool_stats();
-    let outbox = tokio::time::timeout(OUTBOX_TIMEOUT, state.store.count_pending_webhook_events());
-    let operator = OperatorState {
-        ready: state.health.readiness().is_ok(),
-        last_refresh_unix: state.health.last_success_ms() as f64 / 1000.0,
-        refresh_failures: state.health.failures(),
-        pool: PoolGauges {
-            size: pool.size,
-            idle: pool.idle,
-            max: pool.max,
-            waiting: pool.waiting,
-            acquired: pool.acquired,
-            acquire_seconds: pool.waited.as_secs_f64(),
-        },
-        outbox_pending: outbox.await.ok().and_then(Result::ok),
-        secrets_expiring,
-        process: ProcessStats::read(),
-        now_unix: now.unix_timestamp_nanos() as f64 / 1e9,
-    };
+    let (keys, operator) = state.operator_state(OffsetDateTime::now_utc()).await;
     let body = state.metrics.render(&keys, &operator);
     let mut response = body.into_response();
     response.headers_mut().insert(
@@ -273,12 +247,8 @@ fn keys_input(
     jwks: Option<Value>,
     jwks_uri: Option<String>,
 ) -> Result<Option<KeysInput>, ApiError> {
-    match (jwks, jwks_uri) {
-        (Some(_), Some(_)) => Err(invalid("give jwks or jwks_uri, not both")),
-        (Some(jwks), None) => Ok(Some(KeysInput::Jwks(jwks.to_string()))),
-        (None, Some(uri)) => Ok(Some(KeysInput::Uri(uri))),
-        (None, None) => Ok(None),
-    }
+    let jwks = jwks.map(|v| v.to_string());
+    KeysInput::either(jwks.as_deref(), jwks_uri.as_deref()).map_err(ApiError::from)
 }
 
 /// How a client without a secret authenticates, in RFC 7591 / RFC 8705 member names: at
@@ -676,13 +646,11 @@ async fn send_event(
     Extension(actor): Extension<Actor>,
     Json(send): Json<SendEvent>,
 ) -> Reply {
-    let body = payloads::operator_payload(&send.event, &send.data, OffsetDateTime::now_utc())
-        .map_err(|e| invalid(&e.to_string()))?;
     let event = operations::send_webhook_event(
         state.store.as_ref(),
         &send.app_id,
         &send.event,
-        body,
+        &send.data,
         state.webhook_retry_window,
         &actor,
     )

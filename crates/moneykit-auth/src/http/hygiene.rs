@@ -199,11 +199,15 @@ fn with_request_id(mut response: Response, id: HeaderValue) -> Response {
 async fn json_error_body(response: Response) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
-    let is_json = response
+    // JSON is already the documented shape; HTML is a console page saying what went
+    // wrong, for a person.
+    let is_made_for_it = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !is_error || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !is_error || is_made_for_it {
         return response;
     }
     let (parts, body) = response.into_parts();

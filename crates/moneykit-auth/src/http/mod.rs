@@ -11,7 +11,8 @@
 //!   `/openapi.json`; `openapi` describes the API as a whole.
 //! - `webhooks`: `POST /webhooks/test/link/{id}`, MoneyKit's test webhook trigger.
 //! - `health`: `/healthz/live`, `/healthz/ready`.
-//! - `admin_api`: the admin API and `/metrics`, on a separate listener.
+//! - `admin_api`: the admin API and `/metrics`, on a separate listener; `console`: the
+//!   admin console in the browser, beside it.
 //! - `server`: the accept loop both listeners run: connection caps, TLS ([`tls`]),
 //!   graceful stop; `connection`: the header timeout, apart from the keep-alive timeout;
 //!   [`mtls`]: client certificates, from the TLS handshake or a trusted proxy's header.
@@ -31,6 +32,7 @@ pub mod admin_access;
 pub mod admin_api;
 mod auth;
 mod connection;
+pub mod console;
 mod discovery;
 mod error;
 pub mod extract;

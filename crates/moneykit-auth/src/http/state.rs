@@ -22,7 +22,7 @@ use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell};
 use crate::engine::verified::VerifiedTokens;
 use crate::engine::{Assertions, Engine};
-use crate::metrics::Metrics;
+use crate::metrics::{History, KeyAge, Metrics, OperatorState, PoolGauges, ProcessStats};
 use crate::net::guard::TargetPolicy;
 use crate::store::Store;
 
@@ -298,6 +298,46 @@ pub struct AdminState {
     /// A client whose last secret expires within this long counts in the
     /// `client_secrets_expiring` gauge.
     pub secret_expiry_warning: time::Duration,
+    /// The console's sessions and sign-in attempts.
+    pub console: super::console::session::Sessions,
+    /// Token traffic and failed authentications of the last hour, for the console.
+    pub history: Arc<History>,
+}
+
+impl AdminState {
+    /// What an operator watches besides requests, gathered now: the signing keys' ages,
+    /// readiness, the refresh, the pool, the webhook backlog, expiring secrets and the
+    /// process. `/metrics` renders it; the console's overview shows it.
+    pub async fn operator_state(&self, now: OffsetDateTime) -> (Vec<KeyAge>, OperatorState) {
+        /// A scrape must not hang on a database that does not answer.
+        const OUTBOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+        let (keys, secrets_expiring) = {
+            let snapshot = self.snapshot.load();
+            let running_out = snapshot.clients_running_out(now, self.secret_expiry_warning);
+            (snapshot.key_ages(now), running_out.count() as u64)
+        };
+        let pool = self.store.pool_stats();
+        let outbox =
+            tokio::time::timeout(OUTBOX_TIMEOUT, self.store.count_pending_webhook_events());
+        let operator = OperatorState {
+            ready: self.health.readiness().is_ok(),
+            last_refresh_unix: self.health.last_success_ms() as f64 / 1000.0,
+            refresh_failures: self.health.failures(),
+            pool: PoolGauges {
+                size: pool.size,
+                idle: pool.idle,
+                max: pool.max,
+                waiting: pool.waiting,
+                acquired: pool.acquired,
+                acquire_seconds: pool.waited.as_secs_f64(),
+            },
+            outbox_pending: outbox.await.ok().and_then(Result::ok),
+            secrets_expiring,
+            process: ProcessStats::read(),
+            now_unix: now.unix_timestamp_nanos() as f64 / 1e9,
+        };
+        (keys, operator)
+    }
 }
 
 /// Most refused authentications one process records in the audit trail per minute; the

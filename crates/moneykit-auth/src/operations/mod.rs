@@ -94,6 +94,8 @@ pub enum Via {
     Cli,
     /// The admin API.
     AdminApi,
+    /// The admin console in a browser (`/console` on the admin listener).
+    Console,
     /// `serve --demo` setting up its demo app and client.
     Demo,
     /// The server itself (announcements it queues).
@@ -105,6 +107,7 @@ impl std::fmt::Display for Via {
         f.write_str(match self {
             Via::Cli => "cli",
             Via::AdminApi => "admin_api",
+            Via::Console => "console",
             Via::Demo => "demo",
             Via::Server => "server",
         })
@@ -763,23 +766,27 @@ async fn change_app_webhook(
     Ok((app, change))
 }
 
-/// Queues an event an operator asked for (`webhooks send`, `POST /admin/webhooks`).
+/// Queues an event an operator asked for (`webhooks send`, `POST /admin/webhooks`, the
+/// console's test event): `data` is the JSON object added to the payload's own members.
 pub async fn send_webhook_event(
     store: &dyn Store,
     app_id: &str,
     event: &str,
-    body: Vec<u8>,
+    data: &Value,
     retry_window: std::time::Duration,
     actor: &Actor,
 ) -> Result<WebhookEvent, AdminError> {
-    let result = queue_webhook_event(store, app_id, event, body, retry_window)
-        .await
-        .map(|queued| {
-            let after =
-                serde_json::json!({"event_id": queued.id, "app_id": app_id, "event": event});
-            let change = Change::of(&queued.id, Value::Null, after);
-            (queued, change)
-        });
+    let body = payloads::operator_payload(event, data, OffsetDateTime::now_utc())
+        .map_err(|e| AdminError::Invalid(e.to_string()));
+    let result = match body {
+        Ok(body) => queue_webhook_event(store, app_id, event, body, retry_window).await,
+        Err(refused) => Err(refused),
+    };
+    let result = result.map(|queued| {
+        let after = serde_json::json!({"event_id": queued.id, "app_id": app_id, "event": event});
+        let change = Change::of(&queued.id, Value::Null, after);
+        (queued, change)
+    });
     audit::finish(store, actor, "webhook.send", Some(app_id), result).await
 }
 

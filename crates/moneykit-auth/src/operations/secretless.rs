@@ -34,6 +34,20 @@ pub enum KeysInput {
     Uri(String),
 }
 
+impl KeysInput {
+    /// A JWKS document or a URL, whichever was given; both is refused.
+    pub fn either(jwks: Option<&str>, uri: Option<&str>) -> Result<Option<Self>, AdminError> {
+        match (jwks, uri) {
+            (Some(_), Some(_)) => Err(AdminError::Invalid(
+                "give jwks or jwks_uri, not both".into(),
+            )),
+            (Some(jwks), None) => Ok(Some(KeysInput::Jwks(jwks.to_owned()))),
+            (None, Some(uri)) => Ok(Some(KeysInput::Uri(uri.to_owned()))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// Checks a JWKS document: public keys this server can verify with, nothing private.
 fn check_jwks(jwks: &str) -> Result<String, AdminError> {
     if jwks.len() > MAX_JWKS_BYTES {

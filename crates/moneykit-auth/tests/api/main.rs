@@ -16,6 +16,7 @@ mod audience;
 mod audit;
 mod cli;
 mod connections;
+mod console;
 mod contract;
 mod database;
 mod dpop;

@@ -600,7 +600,10 @@ async fn replicas_ride_out_a_database_outage() {
             .iter()
             .partition(|l| l.contains("testing the connection"));
         assert!(pool.len() <= 5, "pool warnings beyond its size: {log}");
-        assert!(own.len() <= 3, "the outage is not logged per attempt: {log}");
+        assert!(
+            own.len() <= 3,
+            "the outage is not logged per attempt: {log}"
+        );
         assert_eq!(log.matches("refresh failed").count(), 1, "{log}");
         assert_eq!(log.matches("database reachable again").count(), 1, "{log}");
         assert!(!log.contains(TEST_SECRET));
