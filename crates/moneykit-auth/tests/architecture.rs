@@ -40,6 +40,13 @@ const HANDLERS: &[&str] = &[
     "http/health.rs",
     "http/webhooks.rs",
     "http/admin_api.rs",
+    "http/console/sign_in.rs",
+    "http/console/overview.rs",
+    "http/console/apps.rs",
+    "http/console/clients.rs",
+    "http/console/keys.rs",
+    "http/console/events.rs",
+    "http/console/audit.rs",
 ];
 
 /// The server's sources.
