@@ -13,6 +13,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod console;
 mod harness;
 
 use std::panic::AssertUnwindSafe;

@@ -91,7 +91,7 @@ pub(super) async fn page(
         webhooks_delivered: metrics.webhooks_delivered.load(Ordering::Relaxed),
         webhooks_failed: metrics.webhooks_failed.load(Ordering::Relaxed),
         secrets_expiring: operator.secrets_expiring,
-        now: rfc3339(now),
+        now: rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
     };
     html(StatusCode::OK, &page)
 }
