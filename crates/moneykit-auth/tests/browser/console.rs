@@ -34,6 +34,15 @@ async fn token_status(base: &str, client: (&str, &str)) -> u16 {
         .as_u16()
 }
 
+/// Whether the token endpoint answers `status` for `client` within 5 s: a change made in
+/// the console reaches the serving snapshot with the next refresh.
+async fn answers(base: &str, client: (&str, &str), status: u16) -> bool {
+    until(Duration::from_secs(5), || async move {
+        token_status(base, client).await == status
+    })
+    .await
+}
+
 /// Where the README's screenshots go, when asked for.
 fn screenshots() -> Option<PathBuf> {
     std::env::var_os("CONSOLE_SCREENSHOTS").map(PathBuf::from)
@@ -70,18 +79,30 @@ async fn an_operator_runs_a_client_and_its_app_from_the_console() {
             // The copy button is the page's one script's work: visible once it ran.
             let copy = page.attr("button[data-copy]", "hidden").await?;
             ensure!(copy.is_none(), "the copy button stayed hidden: {copy:?}");
-            ensure!(token_status(&server.base, (&client_id, &first)).await == 201);
+            ensure!(answers(&server.base, (&client_id, &first), 201).await, "the first secret");
 
             // Rotated: the old secret is refused at once, the new one works.
             page.goto(&format!("/console/clients/{client_id}")).await?;
             page.submit_form("form[action$='/rotate-secret']").await?;
             let second = page.text("#client-secret").await?;
             ensure!(second != first && second.starts_with("mks_"));
-            ensure!(token_status(&server.base, (&client_id, &first)).await == 401);
+            ensure!(answers(&server.base, (&client_id, &first), 401).await, "the first secret, rotated, still works");
+            ensure!(answers(&server.base, (&client_id, &second), 201).await, "the new secret");
             let http = reqwest::Client::new();
             let token = support::token(&http, &server.base, (&client_id, &second), None).await;
             let introspected = support::introspect(&http, &server.base, &token).await;
             ensure!(introspected.status() == 200);
+
+            // A third secret beside it; then the second revoked from the client's page.
+            let second_id = page.text("[data-test=secret-id]").await?;
+            page.goto(&format!("/console/clients/{client_id}")).await?;
+            page.submit_form("form[action$='/secrets']").await?;
+            let third = page.text("#client-secret").await?;
+            page.goto(&format!("/console/clients/{client_id}")).await?;
+            page.submit_form(&format!("form[action$='/secrets/{second_id}/revoke']")).await?;
+            ensure!(page.text("[data-test=notice]").await?.contains("revoked"));
+            ensure!(answers(&server.base, (&client_id, &second), 401).await, "the second secret, revoked, still works");
+            ensure!(answers(&server.base, (&client_id, &third), 201).await, "the third secret");
 
             // Disabled: its token is refused at introspection (within a refresh).
             page.goto(&format!("/console/clients/{client_id}")).await?;
