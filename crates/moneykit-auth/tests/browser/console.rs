@@ -182,6 +182,8 @@ async fn hostile_names_render_as_text() {
     // Were either part parsed as markup, it would mark the page (and leave an `img`).
     let hostile = "<script>document.body.dataset.pwned=1</script>\"'><img src=x onerror=\"document.body.dataset.pwned=2\">";
     let app_id = cli_app(&server.database_url(), hostile);
+    // The longest name there may be, without a space to break it at.
+    cli_app(&server.database_url(), &"W".repeat(200));
     let created = cli_json(&cli(
         &server.database_url(),
         &[
@@ -222,6 +224,37 @@ async fn hostile_names_render_as_text() {
                 }
                 page.goto(&format!("/console/clients/{client_id}")).await?;
                 ensure!(page.text("[data-test=client-name]").await? == hostile);
+
+                // On a phone's width, no page is wider than the screen: long names wrap
+                // and tables scroll inside their own box.
+                page.client().set_window_size(390, 844).await?;
+                for path in [
+                    "/console/overview".to_owned(),
+                    "/console/apps".to_owned(),
+                    "/console/clients".to_owned(),
+                    format!("/console/clients/{client_id}"),
+                    "/console/keys".to_owned(),
+                    "/console/audit".to_owned(),
+                ] {
+                    page.goto(&path).await?;
+                    let widths = page
+                        .client()
+                        .execute(
+                            "const root = document.documentElement; \
+                             const over = [...document.querySelectorAll('body *')] \
+                               .find(e => e.getBoundingClientRect().right > root.clientWidth); \
+                             return [root.scrollWidth, root.clientWidth, \
+                                     over && over.outerHTML.slice(0, 200)];",
+                            vec![],
+                        )
+                        .await?;
+                    let (wide, screen) = (widths[0].as_u64(), widths[1].as_u64());
+                    ensure!(
+                        wide <= screen,
+                        "{path}: {wide:?} px wide on a {screen:?} px screen; the first element past its edge: {}",
+                        widths[2]
+                    );
+                }
                 Ok(())
             },
         )
