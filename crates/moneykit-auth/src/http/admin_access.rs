@@ -214,25 +214,13 @@ pub(super) async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let path = req.uri().path().to_owned();
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    // axum answers HEAD with the GET handler.
-    let method = match req.method().as_str() {
-        "HEAD" => "GET",
-        other => other,
-    };
-    let route = ROUTES
-        .iter()
-        .find(|r| Some(r.path) == matched.as_deref() && r.method == method);
+    let Arrival {
+        source,
+        request_id,
+        path,
+        matched,
+        route,
+    } = Arrival::of(&req, ROUTES);
     let method = req.method().as_str().to_owned();
     let authorization = bearer_token(req.headers()).map(str::to_owned);
     let actor = match authenticate(&state, authorization, &method, &path, source).await {
@@ -268,17 +256,72 @@ pub(super) async fn authorize(
     }
     req.extensions_mut().insert(actor.clone());
     let response = next.run(req).await;
-    if route.action.is_some() && !actor.recorded() {
-        let status = response.status();
-        let outcome = match status {
-            s if s.is_success() => Outcome::Ok,
-            s if s.is_server_error() => Outcome::Failed,
-            _ => Outcome::Refused,
-        };
-        let detail = format!("HTTP {}", status.as_u16());
-        record(&state, &actor, Some(route), &path, outcome, &detail).await;
-    }
+    record_unrecorded(&state, &actor, route, &path, response.status()).await;
     response
+}
+
+/// What an access layer (the admin API's, the console's) reads off a request before
+/// deciding on it: where it came from, its id, its path, and its entry in `routes`.
+pub(super) struct Arrival {
+    /// The caller's address.
+    pub source: Option<std::net::IpAddr>,
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The path asked for.
+    pub path: String,
+    /// The route template the router matched.
+    pub matched: Option<String>,
+    /// The route's entry, for its method (a `HEAD` is its `GET`).
+    pub route: Option<&'static AdminRoute>,
+}
+
+impl Arrival {
+    pub(super) fn of(req: &Request, routes: &'static [AdminRoute]) -> Self {
+        let matched = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_owned());
+        // axum answers HEAD with the GET handler.
+        let method = match req.method().as_str() {
+            "HEAD" => "GET",
+            other => other,
+        };
+        let route = routes
+            .iter()
+            .find(|r| Some(r.path) == matched.as_deref() && r.method == method);
+        Self {
+            source: req.extensions().get::<ClientAddr>().and_then(|c| c.0),
+            request_id: req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            path: req.uri().path().to_owned(),
+            matched,
+            route,
+        }
+    }
+}
+
+/// After a change's handler ran: records how it ended (by its HTTP status) if no
+/// operation did, such as a request refused before one ran.
+pub(super) async fn record_unrecorded(
+    state: &AdminState,
+    actor: &Actor,
+    route: &AdminRoute,
+    path: &str,
+    status: axum::http::StatusCode,
+) {
+    if route.action.is_none() || actor.recorded() {
+        return;
+    }
+    let outcome = match status {
+        s if s.is_success() || s.is_redirection() => Outcome::Ok,
+        s if s.is_server_error() => Outcome::Failed,
+        _ => Outcome::Refused,
+    };
+    let detail = format!("HTTP {}", status.as_u16());
+    record(state, actor, Some(route), path, outcome, &detail).await;
 }
 
 /// Records a request to `route` (at `path`) that no operation recorded: its action (a

@@ -359,6 +359,29 @@ async fn every_console_change_needs_the_session_csrf_token_and_every_refusal_is_
         .filter(|r| r["detail"] == "unknown app app_missing")
         .collect();
     assert_eq!(unknown.len(), 1, "{refusals:?}");
+    // The credential fields reach the same checks as the admin API's members.
+    let app_for_keys = app_id.as_str();
+    for (fields, says) in [
+        (
+            vec![("method", "private_key_jwt")],
+            "a private_key_jwt client needs",
+        ),
+        (vec![("method", "private_key_jwt"), ("jwks", "{}")], "jwks:"),
+        (
+            vec![
+                ("method", "tls_client_auth"),
+                ("tls_identity_kind", "san_ip"),
+                ("tls_identity", "not-an-ip"),
+            ],
+            "is not an IP address",
+        ),
+    ] {
+        let mut form = vec![("app_id", app_for_keys)];
+        form.extend(fields);
+        let refused = console.post("/console/clients", &form).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert!(refused.body.contains(says), "{says}: {}", refused.body);
+    }
     assert_eq!(
         (&unknown[0]["outcome"], &unknown[0]["via"]),
         (&"refused".into(), &"console".into())

@@ -128,11 +128,8 @@ pub(super) struct NewClientForm {
     #[serde(default)]
     method: String,
     require_dpop: Option<String>,
-    jwks: Option<String>,
-    jwks_uri: Option<String>,
-    tls_identity_kind: Option<String>,
-    tls_identity: Option<String>,
-    certificate: Option<String>,
+    #[serde(flatten)]
+    credentials: CredentialFields,
 }
 
 impl NewClientForm {
@@ -150,51 +147,37 @@ impl NewClientForm {
             secret_ttl_secs: duration_field("secret lifetime", &self.secret_ttl)?,
         })
     }
-
-    /// The credentials of a client without a secret, as the method chosen needs them.
-    fn credentials(&self) -> Result<Option<SecretlessAuth>, AdminError> {
-        credentials(
-            &self.method,
-            CredentialFields {
-                jwks: &self.jwks,
-                jwks_uri: &self.jwks_uri,
-                tls_identity_kind: &self.tls_identity_kind,
-                tls_identity: &self.tls_identity,
-                certificate: &self.certificate,
-            },
-        )
-    }
 }
 
-/// The credential fields of the create and edit forms.
-struct CredentialFields<'a> {
-    jwks: &'a Option<String>,
-    jwks_uri: &'a Option<String>,
-    tls_identity_kind: &'a Option<String>,
-    tls_identity: &'a Option<String>,
-    certificate: &'a Option<String>,
+/// The credential fields of the create and edit forms: those of the method chosen count.
+#[derive(Deserialize, Default)]
+pub(super) struct CredentialFields {
+    jwks: Option<String>,
+    jwks_uri: Option<String>,
+    tls_identity_kind: Option<String>,
+    tls_identity: Option<String>,
+    certificate: Option<String>,
 }
 
 /// What the form gives for `method` (blank: keep or imply), checked by the same rule as
 /// the CLI and the admin API ([`secretless::credentials_for_method`]).
 fn credentials(
     method: &str,
-    fields: CredentialFields<'_>,
+    fields: &CredentialFields,
 ) -> Result<Option<SecretlessAuth>, AdminError> {
     let method = Some(method.trim()).filter(|m| !m.is_empty());
     let given = match method {
-        Some("private_key_jwt") => {
-            KeysInput::either(given(fields.jwks), given(fields.jwks_uri))?.map(SecretlessAuth::Keys)
-        }
-        Some("tls_client_auth") => match given(fields.tls_identity) {
+        Some("private_key_jwt") => KeysInput::either(given(&fields.jwks), given(&fields.jwks_uri))?
+            .map(SecretlessAuth::Keys),
+        Some("tls_client_auth") => match given(&fields.tls_identity) {
             Some(value) => Some(SecretlessAuth::Tls(tls_identity(
-                given(fields.tls_identity_kind).unwrap_or("subject_dn"),
+                given(&fields.tls_identity_kind).unwrap_or("subject_dn"),
                 value,
             )?)),
             None => None,
         },
         Some("self_signed_tls_client_auth") => {
-            given(fields.certificate).map(|pem| SecretlessAuth::SelfSigned(pem.to_owned()))
+            given(&fields.certificate).map(|pem| SecretlessAuth::SelfSigned(pem.to_owned()))
         }
         _ => None,
     };
@@ -271,7 +254,7 @@ pub(super) async fn create(
     let store = state.store.as_ref();
     let checked = form
         .new_client()
-        .and_then(|new| Ok((new, form.credentials()?)));
+        .and_then(|new| Ok((new, credentials(&form.method, &form.credentials)?)));
     let created = match checked {
         Err(error) => Err(error),
         Ok((new, None)) => operations::create_client(store, &new, &signed.actor)
@@ -421,11 +404,8 @@ pub(super) struct EditForm {
     require_dpop: Option<String>,
     #[serde(default)]
     method: String,
-    jwks: Option<String>,
-    jwks_uri: Option<String>,
-    tls_identity_kind: Option<String>,
-    tls_identity: Option<String>,
-    certificate: Option<String>,
+    #[serde(flatten)]
+    credentials: CredentialFields,
 }
 
 pub(super) async fn update(
@@ -442,16 +422,7 @@ pub(super) async fn update(
             token_ttl_secs: Some(duration_field("token lifetime", &form.token_ttl)?),
             require_dpop: Some(form.require_dpop.is_some()),
         };
-        let credentials = credentials(
-            &form.method,
-            CredentialFields {
-                jwks: &form.jwks,
-                jwks_uri: &form.jwks_uri,
-                tls_identity_kind: &form.tls_identity_kind,
-                tls_identity: &form.tls_identity,
-                certificate: &form.certificate,
-            },
-        )?;
+        let credentials = credentials(&form.method, &form.credentials)?;
         Ok::<_, AdminError>((update, credentials))
     })();
     let result = match checked {

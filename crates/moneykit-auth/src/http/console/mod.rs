@@ -32,16 +32,14 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use super::admin_access::{self, AdminRoute, Area, change, read};
+use super::admin_access::{self, AdminRoute, Area, Arrival, change, read};
 use super::error::ApiError;
-use super::extract::ClientAddr;
-use super::hygiene::REQUEST_ID;
 use super::state::AdminState;
 use crate::domain::audit::Outcome;
 use crate::operations::{Actor, AdminError, Via};
@@ -232,23 +230,15 @@ impl Signed {
 /// CSRF token and the route's scope, hands the handler a [`Signed`], and records in the
 /// audit trail the refusals no operation saw.
 async fn guard(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let source = req.extensions().get::<ClientAddr>().and_then(|c| c.0);
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let path = req.uri().path().to_owned();
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let Arrival {
+        source,
+        request_id,
+        path,
+        route,
+        ..
+    } = Arrival::of(&req, ROUTES);
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
-    let route = ROUTES.iter().find(|r| {
-        Some(r.path) == matched.as_deref()
-            && (r.method == method.as_str() || is_get && r.method == "GET")
-    });
     let Some(session) = state.console.current(req.headers()) else {
         return signed_out(is_get, None);
     };
@@ -301,16 +291,7 @@ async fn guard(State(state): State<Arc<AdminState>>, req: Request, next: Next) -
         session,
     });
     let response = next.run(req).await;
-    if route.action.is_some() && !actor.recorded() {
-        let status = response.status();
-        let outcome = match status {
-            s if s.is_success() || s.is_redirection() => Outcome::Ok,
-            s if s.is_server_error() => Outcome::Failed,
-            _ => Outcome::Refused,
-        };
-        let detail = format!("HTTP {}", status.as_u16());
-        admin_access::record(&state, &actor, Some(route), &path, outcome, &detail).await;
-    }
+    admin_access::record_unrecorded(&state, &actor, route, &path, response.status()).await;
     response
 }
 
