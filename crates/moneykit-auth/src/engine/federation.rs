@@ -129,7 +129,6 @@ impl Engine<'_> {
         let rules: Vec<&TrustEntry> = self
             .snapshot
             .trust_rules(issuer)
-            .iter()
             .filter(|t| wanted.is_none_or(|c| c == t.rule.client_id))
             .collect();
         if rules.is_empty() {

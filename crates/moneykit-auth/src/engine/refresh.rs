@@ -2,9 +2,12 @@
 //!
 //! A background task reads the store's revision counter a few times a second (one
 //! single-row read), and at once when the store pushes a change (PostgreSQL's
-//! LISTEN/NOTIFY, which is how replicas converge); when it moves, or the key schedule reaches its next change, or the
-//! periodic full refresh is due, it reloads the state and swaps in a new snapshot. Changes
-//! made by the CLI in another process therefore reach the server well within a second.
+//! LISTEN/NOTIFY, which is how replicas converge). When it moves, the task reads what the
+//! store's journal says changed since (a client, an app, the keys) and swaps in a snapshot
+//! with those entries built anew, so a change costs the same with ten clients or 100 000.
+//! When the journal no longer reaches back, the key schedule reaches its next change, or
+//! the periodic full reload is due, it reloads everything instead. Changes made by the CLI
+//! in another process therefore reach the server well within a second.
 //! The same task catches up on revocations (incrementally, by sequence number, without a
 //! rebuild) and runs scheduled key rotation. While the store is unreachable the server
 //! keeps serving its last snapshot and reports not-ready; the outage is logged once.
@@ -18,20 +21,27 @@ use tokio::sync::watch;
 
 use crate::crypto::MasterKey;
 use crate::domain::EXPIRY_LEEWAY_SECS;
-use crate::domain::signing_keys::KeySchedule;
+use crate::domain::signing_keys::{KeyRecord, KeySchedule};
 use crate::domain::time::{now_ms, unix_ms};
 use crate::engine::revocation::RevocationList;
 use crate::engine::snapshot::{Snapshot, SnapshotCell, TokenSettings};
 use crate::operations;
-use crate::store::{ChangeFeed, Store, StoredState};
+use crate::store::{ChangeFeed, Store};
 
 /// How often and how the background refresh works.
 #[derive(Debug, Clone)]
 pub struct RefreshSettings {
     /// How often the revision counter is read.
     pub poll_interval: Duration,
-    /// Reload everything at least this often, whatever the counter says.
-    pub full_refresh_interval: Duration,
+    /// How often the chores run: flushing last uses of secrets, pruning, announcing
+    /// expiring secrets, audit retention.
+    pub housekeeping_interval: Duration,
+    /// Reload everything at least this often, whatever the counter says: the safety net
+    /// under the journal.
+    pub full_reload_interval: Duration,
+    /// How long the journal of changes is kept: a server that was cut off from the
+    /// database for longer reloads everything when it is back.
+    pub journal_retention: time::Duration,
     /// Publish a next key when the active one has signed this long (minus the delay).
     pub key_rotation_interval: time::Duration,
     /// How long a newly published key waits before it signs.
@@ -52,7 +62,9 @@ impl Default for RefreshSettings {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_millis(200),
-            full_refresh_interval: Duration::from_secs(30),
+            housekeeping_interval: Duration::from_secs(30),
+            full_reload_interval: Duration::from_secs(10 * 60),
+            journal_retention: time::Duration::hours(1),
             key_rotation_interval: time::Duration::days(30),
             key_activation_delay: time::Duration::minutes(10),
             ping_timeout: Duration::from_secs(1),
@@ -66,10 +78,10 @@ impl Default for RefreshSettings {
 /// When scheduled rotation is next due for the keys in `state`.
 fn rotation_due_at(
     settings: &RefreshSettings,
-    state: &StoredState,
+    keys: &[KeyRecord],
     now: OffsetDateTime,
 ) -> Option<OffsetDateTime> {
-    KeySchedule::new(&state.keys).rotation_due_at(
+    KeySchedule::new(keys).rotation_due_at(
         now,
         settings.key_rotation_interval,
         settings.key_activation_delay,
@@ -106,7 +118,7 @@ impl Refresher {
     ) -> anyhow::Result<Self> {
         let state = store.load().await?;
         let now = OffsetDateTime::now_utc();
-        let rotation_due_at = rotation_due_at(&settings, &state, now);
+        let rotation_due_at = rotation_due_at(&settings, &state.keys, now);
         let first = Snapshot::build(state, &master, tokens.clone(), now)?;
         store
             .prune_revocations(now.unix_timestamp() - EXPIRY_LEEWAY_SECS)
@@ -138,25 +150,17 @@ impl Refresher {
         self.cell.clone()
     }
 
-    /// One refresh step: reload if the revision moved, the key schedule changed, or
-    /// `force`; rotate the signing key if due. Returns whether a new snapshot was swapped
+    /// One refresh step: catch up with the changes if the revision moved; reload
+    /// everything if the key schedule changed, the journal cannot say what changed, or
+    /// `full`; rotate the signing key if due. Returns whether a new snapshot was swapped
     /// in. Tests call this directly instead of waiting for the loop.
-    pub async fn refresh_once(&self, force: bool) -> anyhow::Result<bool> {
+    pub async fn refresh_once(&self, full: bool) -> anyhow::Result<bool> {
         let now = OffsetDateTime::now_utc();
         let revoked = self
             .store
             .revocations_since(self.revocations.last_seq())
             .await?;
         self.revocations.apply(&revoked);
-        if force {
-            let horizon = now.unix_timestamp() - EXPIRY_LEEWAY_SECS;
-            self.store.prune_revocations(horizon).await?;
-            // With the same leeway: a replica whose clock is ahead must not forget an
-            // assertion that a replica behind it still takes as unexpired.
-            self.store.prune_assertions(horizon).await?;
-            self.revocations.prune(now.unix_timestamp());
-            self.housekeeping(now).await;
-        }
         let current = self.cell.load();
         let rotation_due = self
             .rotation_due_at
@@ -164,23 +168,70 @@ impl Refresher {
             .expect("not poisoned")
             .is_some_and(|t| t <= now);
         let stale = rotation_due || current.stale_at.is_some_and(|t| t <= now);
-        if !force && !stale && self.store.revision().await? == current.revision {
-            return Ok(false);
+        if !full && !stale {
+            if self.store.revision().await? == current.revision {
+                return Ok(false);
+            }
+            if let Some(changes) = self.store.load_changes(current.revision).await? {
+                let keys = changes.keys.clone();
+                let next = current.apply(changes, &self.master, now)?;
+                self.replace(&current, next, keys.as_deref(), now);
+                return Ok(true);
+            }
         }
         let state = self.store.load().await?;
-        if self.rotate_if_due(&state, now).await? {
+        if self.rotate_if_due(&state.keys, now).await? {
             // The rotation bumped the revision; the next step picks the new key up.
             return Ok(false);
         }
-        let due = rotation_due_at(&self.settings, &state, now);
+        let keys = state.keys.clone();
         let next = Snapshot::build(state, &self.master, self.tokens.clone(), now)?;
-        self.keep_uses(current.take_secret_uses());
-        self.cell.store(next);
-        *self.rotation_due_at.lock().expect("not poisoned") = due;
+        self.replace(&current, next, Some(&keys), now);
         Ok(true)
     }
 
-    /// The chores of every full refresh, each best effort (a failure is logged and tried
+    /// Swaps `next` in for `current`, keeping the uses of secrets stamped in `current`;
+    /// `keys`: all signing keys, if they were read, for when rotation is next due.
+    fn replace(
+        &self,
+        current: &Snapshot,
+        next: Snapshot,
+        keys: Option<&[KeyRecord]>,
+        now: OffsetDateTime,
+    ) {
+        self.keep_uses(current.take_secret_uses());
+        self.cell.store(next);
+        if let Some(keys) = keys {
+            *self.rotation_due_at.lock().expect("not poisoned") =
+                rotation_due_at(&self.settings, keys, now);
+        }
+    }
+
+    /// One step of the loop: the chores first when they are due, then the refresh.
+    async fn step(&self, chores: bool, full: bool) -> anyhow::Result<bool> {
+        if chores {
+            self.prune_and_housekeep().await?;
+        }
+        self.refresh_once(full).await
+    }
+
+    /// Prunes what has expired, then runs the housekeeping chores (each best effort).
+    async fn prune_and_housekeep(&self) -> anyhow::Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let horizon = now.unix_timestamp() - EXPIRY_LEEWAY_SECS;
+        self.store.prune_revocations(horizon).await?;
+        // With the same leeway: a replica whose clock is ahead must not forget an
+        // assertion that a replica behind it still takes as unexpired.
+        self.store.prune_assertions(horizon).await?;
+        self.store
+            .prune_state_changes((now - self.settings.journal_retention).unix_timestamp())
+            .await?;
+        self.revocations.prune(now.unix_timestamp());
+        self.housekeeping(now).await;
+        Ok(())
+    }
+
+    /// The chores of every housekeeping step, each best effort (a failure is logged and tried
     /// again next time): flushing last uses of secrets, announcing clients about to run
     /// out of secrets, and audit retention.
     async fn housekeeping(&self, now: OffsetDateTime) {
@@ -242,12 +293,8 @@ impl Refresher {
         }
     }
 
-    async fn rotate_if_due(
-        &self,
-        state: &StoredState,
-        now: OffsetDateTime,
-    ) -> anyhow::Result<bool> {
-        let schedule = KeySchedule::new(&state.keys);
+    async fn rotate_if_due(&self, keys: &[KeyRecord], now: OffsetDateTime) -> anyhow::Result<bool> {
+        let schedule = KeySchedule::new(keys);
         let due = schedule.rotation_due(
             now,
             self.settings.key_rotation_interval,
@@ -275,6 +322,7 @@ impl Refresher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_chores = tokio::time::Instant::now();
         let mut last_full = tokio::time::Instant::now();
         let mut feed = Subscription::default();
         loop {
@@ -284,16 +332,20 @@ impl Refresher {
                 () = feed.changed() => {}
                 _ = shutdown.changed() => return,
             }
-            let force = last_full.elapsed() >= self.settings.full_refresh_interval;
+            let chores = last_chores.elapsed() >= self.settings.housekeeping_interval;
+            let full = last_full.elapsed() >= self.settings.full_reload_interval;
             // A short, bounded check first: the pool would wait its whole acquire timeout
             // for a database that is down, and report only that it timed out.
             let outcome = match self.store.ping(self.settings.ping_timeout).await {
-                Ok(()) => self.refresh_once(force).await,
+                Ok(()) => self.step(chores, full).await,
                 Err(e) => Err(e.into()),
             };
             match outcome {
                 Ok(_) => {
-                    if force {
+                    if chores {
+                        last_chores = tokio::time::Instant::now();
+                    }
+                    if full {
                         last_full = tokio::time::Instant::now();
                     }
                     if self.health.refreshed() {

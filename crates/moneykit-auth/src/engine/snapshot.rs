@@ -4,7 +4,9 @@
 //! parsed signing keys, the JWKS and every introspection body already serialized. Request
 //! handlers read it through [`SnapshotCell`] (an atomic pointer swap: no lock, no
 //! database), and the background refresh in [`crate::engine::refresh`] swaps in a new one when the
-//! stored state changes or a key changes state.
+//! stored state changes or a key changes state. A change usually touches one client, so
+//! the next snapshot is [`Snapshot::apply`]: the changed entries built anew, every other
+//! one shared with the snapshot before.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,10 +26,10 @@ use crate::domain::assertions::{
 };
 use crate::domain::clients::{App, Client, ClientAuth, ClientKeys};
 use crate::domain::secrets::{StoredSecret, last_expiring_within};
-use crate::domain::signing_keys::KeySchedule;
 use crate::domain::signing_keys::KeyStatus;
+use crate::domain::signing_keys::{KeyRecord, KeySchedule};
 use crate::domain::tokens::access_token_header;
-use crate::store::StoredState;
+use crate::store::{StateChanges, StoredState};
 
 /// Settings that shape tokens, fixed for the life of a server.
 #[derive(Debug, Clone)]
@@ -108,29 +110,76 @@ pub struct ClientEntry {
     introspection_json: OnceLock<Bytes>,
 }
 
-// Entries are a set keyed by client id (`Borrow<str>`), so the id is stored once, not
-// again as a map key: with 100 000 clients that is several megabytes.
-impl PartialEq for ClientEntry {
-    fn eq(&self, other: &Self) -> bool {
-        self.client.id == other.client.id
+/// An entry shared by the snapshots it is unchanged in, in a set keyed by its id.
+#[derive(Debug)]
+struct Keyed<T>(Arc<T>);
+
+impl<T> Clone for Keyed<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
-impl Eq for ClientEntry {}
-
-impl std::hash::Hash for ClientEntry {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.client.id.as_str().hash(state);
-    }
+/// What a [`Keyed`] set is keyed by.
+trait Id {
+    fn id(&self) -> &str;
 }
 
-impl std::borrow::Borrow<str> for ClientEntry {
-    fn borrow(&self) -> &str {
+impl Id for ClientEntry {
+    fn id(&self) -> &str {
         &self.client.id
     }
 }
 
+impl Id for App {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+// Entries are a set keyed by id (`Borrow<str>`), so the id is stored once, not again as
+// a map key: with 100 000 clients that is several megabytes.
+impl<T: Id> PartialEq for Keyed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl<T: Id> Eq for Keyed<T> {}
+
+impl<T: Id> std::hash::Hash for Keyed<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl<T: Id> std::borrow::Borrow<str> for Keyed<T> {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
 impl ClientEntry {
+    /// The entry of `client`, whose app must be among `apps`.
+    fn new(client: Client, apps: &HashSet<Keyed<App>>) -> Result<Keyed<Self>, SnapshotError> {
+        let app = apps
+            .get(client.app_id.as_str())
+            .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
+            .0
+            .clone();
+        let secret_uses = match &client.auth {
+            ClientAuth::Secret(secrets) => secrets.iter().map(|_| AtomicI64::new(0)).collect(),
+            _ => Box::default(),
+        };
+        Ok(Keyed(Arc::new(ClientEntry {
+            keys: KeySet::of_client(&client),
+            secret_uses,
+            client,
+            app,
+            introspection_json: OnceLock::new(),
+        })))
+    }
+
     /// Records that the secret in `slot` was used at `now`. Reads first, so a busy
     /// secret writes its cache line once a second, not on every request.
     pub fn stamp_use(&self, slot: usize, now: OffsetDateTime) {
@@ -216,6 +265,32 @@ pub struct TrustEntry {
     pub keys: KeySet,
 }
 
+impl TrustEntry {
+    fn new(rule: TrustRule) -> Arc<Self> {
+        Arc::new(Self {
+            keys: KeySet::of_rule(&rule),
+            rule,
+        })
+    }
+}
+
+/// Trust rules by issuer, each issuer's oldest first (the order they are tried in).
+fn by_issuer(
+    entries: impl Iterator<Item = Arc<TrustEntry>>,
+) -> HashMap<String, Vec<Arc<TrustEntry>>> {
+    let mut trust: HashMap<String, Vec<Arc<TrustEntry>>> = HashMap::new();
+    for entry in entries {
+        trust
+            .entry(entry.rule.issuer.clone())
+            .or_default()
+            .push(entry);
+    }
+    for rules in trust.values_mut() {
+        rules.sort_by(|a, b| (a.rule.created_at, &a.rule.id).cmp(&(b.rule.created_at, &b.rule.id)));
+    }
+    trust
+}
+
 /// A signing key ready to sign: parsed once, with its JWT header precomputed.
 #[derive(Debug)]
 pub struct Signer {
@@ -229,82 +304,25 @@ pub struct Signer {
     pub activates_at: OffsetDateTime,
 }
 
-/// The read-only state every request is served from.
+/// The signing keys published at one moment, ready to sign and serve.
 #[derive(Debug)]
-pub struct Snapshot {
-    /// The store revision this was built from.
-    pub revision: i64,
-    /// Token settings.
-    pub settings: Arc<TokenSettings>,
-    clients: HashSet<ClientEntry>,
-    /// Trust rules by issuer: a platform token's `iss` picks the rules to try.
-    trust: HashMap<String, Vec<TrustEntry>>,
-    /// Every place keys are fetched from, for the background fetcher.
-    key_locations: Vec<KeyLocation>,
-    /// Published keys, in activation order: a handful (next, active, retired within a
-    /// day), so lookups scan them, which beats hashing a 100-byte header on every request.
+struct Published {
+    /// In activation order: a handful (next, active, retired within a day), so lookups
+    /// scan them, which beats hashing a 100-byte header on every request.
     signers: Vec<Signer>,
     jwks_json: Bytes,
-    metadata_json: Bytes,
     /// When the key schedule next changes (a key activates or leaves the JWKS).
-    pub stale_at: Option<OffsetDateTime>,
+    stale_at: Option<OffsetDateTime>,
 }
 
-impl Snapshot {
-    /// Builds the view at `now` (consuming the loaded state, so memory holds one copy of
-    /// the clients), opening the private keys of every published key.
-    // The entries' lazily built bodies are interior mutability the hash never sees: it
-    // hashes only the client id.
-    #[allow(clippy::mutable_key_type)]
-    pub fn build(
-        state: StoredState,
+impl Published {
+    /// The keys of `keys` published at `now`, their private halves opened.
+    fn at(
+        keys: &[KeyRecord],
         master: &MasterKey,
-        settings: Arc<TokenSettings>,
         now: OffsetDateTime,
-    ) -> Result<Self, SnapshotError> {
-        let metadata = server_metadata(&settings, &state.clients);
-        let apps: HashMap<String, Arc<App>> = state
-            .apps
-            .into_iter()
-            .map(|a| (a.id.clone(), Arc::new(a)))
-            .collect();
-        let mut clients = HashSet::with_capacity(state.clients.len());
-        for client in state.clients {
-            let app = apps
-                .get(&client.app_id)
-                .ok_or_else(|| SnapshotError::OrphanClient(client.id.clone()))?
-                .clone();
-            let secret_uses = match &client.auth {
-                ClientAuth::Secret(secrets) => secrets.iter().map(|_| AtomicI64::new(0)).collect(),
-                _ => Box::default(),
-            };
-            clients.insert(ClientEntry {
-                keys: KeySet::of_client(&client),
-                secret_uses,
-                client,
-                app,
-                introspection_json: OnceLock::new(),
-            });
-        }
-        let mut trust: HashMap<String, Vec<TrustEntry>> = HashMap::new();
-        for rule in state.trust_rules {
-            let entry = TrustEntry {
-                keys: KeySet::of_rule(&rule),
-                rule,
-            };
-            trust
-                .entry(entry.rule.issuer.clone())
-                .or_default()
-                .push(entry);
-        }
-        let key_locations: BTreeSet<KeyLocation> = clients
-            .iter()
-            .filter_map(|c| c.keys.location())
-            .chain(trust.values().flatten().filter_map(|t| t.keys.location()))
-            .cloned()
-            .collect();
-
-        let schedule = KeySchedule::new(&state.keys);
+    ) -> Result<Arc<Self>, SnapshotError> {
+        let schedule = KeySchedule::new(keys);
         let mut signers = Vec::new();
         let mut jwks = JwkSet::default();
         for scheduled in schedule.published_at(now) {
@@ -319,23 +337,151 @@ impl Snapshot {
                 activates_at: record.activates_at,
             });
         }
+        Ok(Arc::new(Self {
+            signers,
+            jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
+            stale_at: schedule.next_change_after(now),
+        }))
+    }
+}
 
-        Ok(Self {
-            revision: state.revision,
+/// The read-only state every request is served from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The store revision this was built from.
+    pub revision: i64,
+    /// Token settings.
+    pub settings: Arc<TokenSettings>,
+    apps: HashSet<Keyed<App>>,
+    clients: HashSet<Keyed<ClientEntry>>,
+    /// Trust rules by issuer: a platform token's `iss` picks the rules to try.
+    trust: HashMap<String, Vec<Arc<TrustEntry>>>,
+    /// Every place keys are fetched from, for the background fetcher.
+    key_locations: Vec<KeyLocation>,
+    keys: Arc<Published>,
+    metadata_json: Bytes,
+    /// When the key schedule next changes (a key activates or leaves the JWKS).
+    pub stale_at: Option<OffsetDateTime>,
+}
+
+// The entries' last-use stamps and lazily built bodies are interior mutability the hash
+// never sees: it hashes only the client id.
+#[allow(clippy::mutable_key_type)]
+impl Snapshot {
+    /// Builds the view at `now` (consuming the loaded state, so memory holds one copy of
+    /// the clients), opening the private keys of every published key.
+    pub fn build(
+        state: StoredState,
+        master: &MasterKey,
+        settings: Arc<TokenSettings>,
+        now: OffsetDateTime,
+    ) -> Result<Self, SnapshotError> {
+        let apps: HashSet<Keyed<App>> =
+            state.apps.into_iter().map(|a| Keyed(Arc::new(a))).collect();
+        let mut clients = HashSet::with_capacity(state.clients.len());
+        for client in state.clients {
+            clients.insert(ClientEntry::new(client, &apps)?);
+        }
+        let trust = by_issuer(state.trust_rules.into_iter().map(TrustEntry::new));
+        let keys = Published::at(&state.keys, master, now)?;
+        Ok(Self::assemble(
+            state.revision,
             settings,
+            apps,
+            clients,
+            trust,
+            keys,
+        ))
+    }
+
+    /// The view after `changes`, at `now`: the changed clients, the clients of changed
+    /// apps and the changed clients' trust rules built anew, the keys opened again only if
+    /// they changed, and everything else shared with `self`.
+    pub fn apply(
+        &self,
+        changes: StateChanges,
+        master: &MasterKey,
+        now: OffsetDateTime,
+    ) -> Result<Self, SnapshotError> {
+        let changed_apps: HashSet<String> = changes.apps.iter().map(|a| a.id.clone()).collect();
+        let changed_clients: HashSet<&str> =
+            changes.client_ids.iter().map(String::as_str).collect();
+        let mut apps = self.apps.clone();
+        for app in changes.apps {
+            apps.replace(Keyed(Arc::new(app)));
+        }
+        let mut clients = HashSet::with_capacity(self.clients.len() + changes.clients.len());
+        for entry in &self.clients {
+            let client = &entry.0.client;
+            if changed_clients.contains(client.id.as_str()) {
+                continue;
+            }
+            clients.insert(match changed_apps.contains(&client.app_id) {
+                true => ClientEntry::new(client.clone(), &apps)?,
+                false => entry.clone(),
+            });
+        }
+        for client in changes.clients {
+            clients.insert(ClientEntry::new(client, &apps)?);
+        }
+        let kept = self
+            .trust
+            .values()
+            .flatten()
+            .filter(|t| !changed_clients.contains(t.rule.client_id.as_str()))
+            .cloned();
+        let trust = by_issuer(kept.chain(changes.trust_rules.into_iter().map(TrustEntry::new)));
+        let keys = match changes.keys {
+            Some(keys) => Published::at(&keys, master, now)?,
+            None => self.keys.clone(),
+        };
+        Ok(Self::assemble(
+            changes.revision,
+            self.settings.clone(),
+            apps,
+            clients,
+            trust,
+            keys,
+        ))
+    }
+
+    /// What is derived from the parts: where keys are fetched from, and the metadata.
+    fn assemble(
+        revision: i64,
+        settings: Arc<TokenSettings>,
+        apps: HashSet<Keyed<App>>,
+        clients: HashSet<Keyed<ClientEntry>>,
+        trust: HashMap<String, Vec<Arc<TrustEntry>>>,
+        keys: Arc<Published>,
+    ) -> Self {
+        let key_locations: BTreeSet<KeyLocation> = clients
+            .iter()
+            .filter_map(|c| c.0.keys.location())
+            .chain(trust.values().flatten().filter_map(|t| t.keys.location()))
+            .cloned()
+            .collect();
+        let metadata = server_metadata(&settings, clients.iter().map(|c| &c.0.client));
+        Self {
+            revision,
+            stale_at: keys.stale_at,
+            metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
+            settings,
+            apps,
             clients,
             trust,
             key_locations: key_locations.into_iter().collect(),
-            signers,
-            jwks_json: Bytes::from(serde_json::to_vec(&jwks).expect("serializable")),
-            metadata_json: Bytes::from(serde_json::to_vec(&metadata).expect("serializable")),
-            stale_at: schedule.next_change_after(now),
-        })
+            keys,
+        }
     }
 
     /// The client with this id, if it exists (enabled or not).
     pub fn client(&self, id: &str) -> Option<&ClientEntry> {
-        self.clients.get(id)
+        self.clients.get(id).map(|entry| &*entry.0)
+    }
+
+    /// Every client, in no particular order.
+    pub fn clients(&self) -> impl Iterator<Item = &ClientEntry> {
+        self.clients.iter().map(|entry| &*entry.0)
     }
 
     /// The clients whose last live secret expires within `window` of `now`, with that
@@ -345,8 +491,7 @@ impl Snapshot {
         now: OffsetDateTime,
         window: time::Duration,
     ) -> impl Iterator<Item = (&ClientEntry, &StoredSecret)> {
-        self.clients
-            .iter()
+        self.clients()
             .filter_map(move |entry| match &entry.client.auth {
                 ClientAuth::Secret(secrets) => {
                     last_expiring_within(secrets, now, window).map(|secret| (entry, secret))
@@ -361,7 +506,7 @@ impl Snapshot {
     /// lost, which only makes a last-use time a little older than it could be.
     pub fn take_secret_uses(&self) -> Vec<(String, i64)> {
         let mut taken = Vec::new();
-        for entry in &self.clients {
+        for Keyed(entry) in &self.clients {
             let ClientAuth::Secret(secrets) = &entry.client.auth else {
                 continue;
             };
@@ -375,8 +520,8 @@ impl Snapshot {
     }
 
     /// The trust rules for platform tokens of `issuer`.
-    pub fn trust_rules(&self, issuer: &str) -> &[TrustEntry] {
-        self.trust.get(issuer).map_or(&[], Vec::as_slice)
+    pub fn trust_rules(&self, issuer: &str) -> impl Iterator<Item = &TrustEntry> {
+        self.trust.get(issuer).into_iter().flatten().map(|t| &**t)
     }
 
     /// Every place keys are fetched from.
@@ -387,12 +532,17 @@ impl Snapshot {
     /// The key that signs at `now`. Keys are few and ordered, so a backwards scan is the
     /// cheapest correct answer even right at an activation boundary.
     pub fn signer_at(&self, now: OffsetDateTime) -> Option<&Signer> {
-        self.signers.iter().rev().find(|s| s.activates_at <= now)
+        self.keys
+            .signers
+            .iter()
+            .rev()
+            .find(|s| s.activates_at <= now)
     }
 
     /// The public key with this `kid`, if published.
     pub fn verifier(&self, kid: &str) -> Option<&PublicKey> {
-        self.signers
+        self.keys
+            .signers
             .iter()
             .find(|s| s.public.kid() == kid)
             .map(|s| &s.public)
@@ -400,7 +550,8 @@ impl Snapshot {
 
     /// The public key whose precomputed access-token header is exactly `header_b64`.
     pub fn verifier_for_header(&self, header_b64: &str) -> Option<&PublicKey> {
-        self.signers
+        self.keys
+            .signers
             .iter()
             .find(|s| s.access_token_header == header_b64)
             .map(|s| &s.public)
@@ -409,7 +560,8 @@ impl Snapshot {
     /// The age of every key that can sign, for `/metrics`.
     pub fn key_ages(&self, now: OffsetDateTime) -> Vec<crate::metrics::KeyAge> {
         let active = self.signer_at(now);
-        self.signers
+        self.keys
+            .signers
             .iter()
             .map(|s| crate::metrics::KeyAge {
                 kid: s.key.kid().to_owned(),
@@ -427,7 +579,7 @@ impl Snapshot {
 
     /// The JWKS body, serialized once.
     pub fn jwks_json(&self) -> &Bytes {
-        &self.jwks_json
+        &self.keys.jwks_json
     }
 
     /// The RFC 8414 metadata body, serialized once.
@@ -438,10 +590,13 @@ impl Snapshot {
 
 /// RFC 8414 metadata for `issuer`; `scopes_supported` is every scope some client may ask
 /// for, so it changes as clients do.
-fn server_metadata(settings: &TokenSettings, clients: &[Client]) -> AuthorizationServerMetadata {
+fn server_metadata<'c>(
+    settings: &TokenSettings,
+    clients: impl Iterator<Item = &'c Client>,
+) -> AuthorizationServerMetadata {
     let issuer = &settings.issuer;
     let scopes: BTreeSet<&str> = match settings.publish_scopes {
-        true => clients.iter().flat_map(|c| c.scopes.iter()).collect(),
+        true => clients.flat_map(|c| c.scopes.iter()).collect(),
         false => BTreeSet::new(),
     };
     let auth_methods = || {

@@ -48,6 +48,26 @@ pub struct StoredState {
     pub trust_rules: Vec<TrustRule>,
 }
 
+/// What changed after a revision, read in one consistent transaction from the journal
+/// the revision triggers write: how a running server catches up without reading every
+/// client.
+#[derive(Debug, Clone, Default)]
+pub struct StateChanges {
+    /// The revision these changes bring a snapshot to.
+    pub revision: i64,
+    /// The apps changed, as they are now.
+    pub apps: Vec<App>,
+    /// Every client changed (its row, its secrets or its trust rules); one missing from
+    /// `clients` no longer exists.
+    pub client_ids: Vec<String>,
+    /// The changed clients that exist, with their secrets.
+    pub clients: Vec<Client>,
+    /// All trust rules of the changed clients, oldest first.
+    pub trust_rules: Vec<TrustRule>,
+    /// All signing keys in insertion order, if any key changed.
+    pub keys: Option<Vec<KeyRecord>>,
+}
+
 /// When a new signing key may be inserted; checked atomically with the insert, so two
 /// processes racing to create or rotate keys never both succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +163,13 @@ pub trait Store: Send + Sync + 'static {
     async fn revision(&self) -> Result<i64, StoreError>;
     /// The whole state, consistently.
     async fn load(&self) -> Result<StoredState, StoreError>;
+    /// What changed after revision `since`; `None` when the journal cannot say: it no
+    /// longer reaches back that far (pruned), or it lacks an entry for some revision (a
+    /// write went around the triggers), so that only [`Store::load`] will do.
+    async fn load_changes(&self, since: i64) -> Result<Option<StateChanges>, StoreError>;
+    /// Forgets the journal's entries written before `before` (Unix seconds); a server
+    /// whose snapshot is older than what is left reloads everything. Returns how many.
+    async fn prune_state_changes(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Adds an app.
     async fn insert_app(&self, app: &App) -> Result<(), StoreError>;

@@ -24,8 +24,8 @@ use super::rows::{
     SECRET_COLUMNS, SECRET_METHOD, TRUST_RULE_COLUMNS,
 };
 use super::{
-    ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, SecretChange, Store, StoreError,
-    StoredState,
+    ChangeFeed, InsertKeyIf, Migration, PoolStats, SchemaStatus, SecretChange, StateChanges, Store,
+    StoreError, StoredState,
 };
 use crate::domain::assertions::TrustRule;
 use crate::domain::audit::{AuditFilter, AuditRecord};
@@ -269,6 +269,11 @@ fn secrets_sql(filter: &str) -> String {
 
 const REVISION: &str = "SELECT value FROM revision WHERE id = 1";
 
+/// The ids of one kind of thing the journal says changed after revision `$1`.
+fn changed(kind: &str) -> String {
+    format!("SELECT id FROM state_changes WHERE kind = '{kind}' AND revision > $1")
+}
+
 /// Stores one of a client's secrets.
 async fn insert_secret<DB>(
     conn: &mut DB::Connection,
@@ -400,6 +405,104 @@ where
             keys,
             trust_rules,
         })
+    }
+
+    async fn load_changes(&self, since: i64) -> Result<Option<StateChanges>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        DB::read_one_snapshot(&mut tx).await?;
+        let (revision, journal_from): (i64, i64) =
+            sqlx::query_as("SELECT value, journal_from FROM revision WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if since < journal_from || since > revision {
+            return Ok(None);
+        }
+        // Every bump of the revision writes one entry. Fewer means a write went around the
+        // triggers (a bulk load with them disabled): only a full reload is sure then.
+        let entries: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM state_changes WHERE revision > $1")
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if entries != revision - since {
+            return Ok(None);
+        }
+        let (apps, clients) = (changed("app"), changed("client"));
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id IN ({apps})");
+        let apps = fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::app).await?;
+        let sql = format!("SELECT DISTINCT id FROM ({clients}) AS changed");
+        let client_ids: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(since)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let sql = clients_sql(&format!("WHERE id IN ({clients})"));
+        let mut changed_clients =
+            fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::client).await?;
+        changed_clients.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let sql = secrets_sql(&format!(
+            "WHERE client_id IN ({clients}) ORDER BY client_id, created_at, id"
+        ));
+        stream_secrets_into(
+            &mut *tx,
+            sqlx::query(&sql).bind(since),
+            &mut changed_clients,
+        )
+        .await?;
+        let sql = trust_rules_sql(&format!("WHERE client_id IN ({clients})"));
+        let trust_rules =
+            fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::trust_rule).await?;
+        let keys_changed: Option<i64> = sqlx::query_scalar(
+            "SELECT revision FROM state_changes WHERE kind = 'key' AND revision > $1 LIMIT 1",
+        )
+        .bind(since)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let keys = match keys_changed {
+            Some(_) => Some(fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?),
+            None => None,
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(StateChanges {
+            revision,
+            apps,
+            client_ids,
+            clients: changed_clients,
+            trust_rules,
+            keys,
+        }))
+    }
+
+    async fn prune_state_changes(&self, before: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(backend)?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(revision) FROM state_changes WHERE at < $1")
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
+        // Everything up to the newest old entry goes, and the journal says it no longer
+        // reaches below it.
+        let done = sqlx::query("DELETE FROM state_changes WHERE revision <= $1")
+            .bind(newest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("UPDATE revision SET journal_from = $1 WHERE id = 1 AND journal_from < $1")
+            .bind(newest)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(DB::rows_affected(&done))
     }
 
     async fn insert_app(&self, app: &App) -> Result<(), StoreError> {

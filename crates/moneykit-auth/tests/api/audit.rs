@@ -590,7 +590,7 @@ async fn audit_records_cannot_be_changed() {
 #[tokio::test]
 async fn records_past_the_retention_are_forgotten_oldest_first() {
     let app = spawn_app_with(|s| {
-        s.refresh.full_refresh_interval = Duration::from_millis(200);
+        s.refresh.housekeeping_interval = Duration::from_millis(200);
         s.refresh.audit_retention = Some(time::Duration::seconds(2));
     })
     .await;

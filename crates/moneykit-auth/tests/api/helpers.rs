@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use moneykit_auth::config::ServeSettings;
 use moneykit_auth::domain::clients::{App, Client};
-use moneykit_auth::engine::snapshot::SnapshotCell;
+use moneykit_auth::engine::snapshot::{Snapshot, SnapshotCell};
 use moneykit_auth::metrics::Metrics;
 use moneykit_auth::operations::{self, Actor, NewClient};
 use moneykit_auth::startup::Application;
@@ -183,6 +183,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The snapshot the server serves from now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.cell.load().clone()
     }
 
     /// Waits until the server's snapshot reflects every write made so far.

@@ -221,7 +221,7 @@ async fn secrets_are_added_up_to_five_and_bad_requests_change_nothing() {
 #[tokio::test]
 async fn last_uses_are_recorded_in_batches_off_the_request_path() {
     let app =
-        spawn_app_with(|s| s.refresh.full_refresh_interval = Duration::from_millis(200)).await;
+        spawn_app_with(|s| s.refresh.housekeeping_interval = Duration::from_millis(200)).await;
     let (client, secret) = app.create_client("", None).await;
     let shown = cli_json(
         &app.cli_async(&["clients", "show", &client.id, "--json"])
@@ -246,7 +246,7 @@ async fn last_uses_are_recorded_in_batches_off_the_request_path() {
 async fn a_client_about_to_run_out_of_secrets_is_announced_once() {
     let receiver = crate::support::receiver::Receiver::start(&[]).await;
     let app = spawn_admin_app_with(|s| {
-        s.refresh.full_refresh_interval = Duration::from_millis(200);
+        s.refresh.housekeeping_interval = Duration::from_millis(200);
         s.webhooks.policy.allow_http = true;
         s.webhooks.policy.allow_private_targets = true;
     })

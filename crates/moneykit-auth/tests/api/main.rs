@@ -22,6 +22,7 @@ mod database;
 mod dpop;
 mod federation;
 mod introspect;
+mod journal;
 mod jwks;
 mod keys;
 mod lifecycle;

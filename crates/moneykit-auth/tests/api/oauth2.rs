@@ -366,7 +366,7 @@ async fn revocations_survive_a_restart_and_reach_other_servers() {
 #[tokio::test]
 async fn revocations_are_forgotten_once_the_token_has_expired() {
     let app =
-        spawn_app_with(|s| s.refresh.full_refresh_interval = Duration::from_millis(300)).await;
+        spawn_app_with(|s| s.refresh.housekeeping_interval = Duration::from_millis(300)).await;
     let (client, secret) = app.create_client("a", Some(1)).await;
     let token = app.token(&client.id, &secret, None).await;
     assert_eq!(
@@ -374,7 +374,7 @@ async fn revocations_are_forgotten_once_the_token_has_expired() {
         200
     );
     assert_eq!(app.store.revocations_since(0).await.unwrap().len(), 1);
-    // Expiry (1 s) plus leeway (5 s), then a full refresh (300 ms) prunes it.
+    // Expiry (1 s) plus leeway (5 s), then housekeeping (every 300 ms) prunes it.
     within(
         Duration::from_secs(15),
         "the revocation is pruned",
