@@ -174,8 +174,9 @@ impl Refresher {
             }
             if let Some(changes) = self.store.load_changes(current.revision).await? {
                 let keys = changes.keys.clone();
+                // The entries it replaces hand their uses over themselves.
                 let next = current.apply(changes, &self.master, now)?;
-                self.replace(&current, next, keys.as_deref(), now);
+                self.replace(None, next, keys.as_deref(), now);
                 return Ok(true);
             }
         }
@@ -186,20 +187,23 @@ impl Refresher {
         }
         let keys = state.keys.clone();
         let next = Snapshot::build(state, &self.master, self.tokens.clone(), now)?;
-        self.replace(&current, next, Some(&keys), now);
+        self.replace(Some(&current), next, Some(&keys), now);
         Ok(true)
     }
 
-    /// Swaps `next` in for `current`, keeping the uses of secrets stamped in `current`;
-    /// `keys`: all signing keys, if they were read, for when rotation is next due.
+    /// Swaps `next` in, first keeping the uses of secrets stamped in `replaced` (a
+    /// snapshot none of whose entries lives on); `keys`: all signing keys, if they were
+    /// read, for when rotation is next due.
     fn replace(
         &self,
-        current: &Snapshot,
+        replaced: Option<&Snapshot>,
         next: Snapshot,
         keys: Option<&[KeyRecord]>,
         now: OffsetDateTime,
     ) {
-        self.keep_uses(current.take_secret_uses());
+        if let Some(replaced) = replaced {
+            self.keep_uses(replaced.take_secret_uses());
+        }
         self.cell.store(next);
         if let Some(keys) = keys {
             *self.rotation_due_at.lock().expect("not poisoned") =

@@ -191,6 +191,24 @@ impl ClientEntry {
         }
     }
 
+    /// Carries the uses stamped on `old` (this client's entry before a change) over to
+    /// the same secrets here, so catching up with a change loses none of them.
+    fn keep_uses_of(&self, old: &ClientEntry) {
+        let (ClientAuth::Secret(now), ClientAuth::Secret(before)) =
+            (&self.client.auth, &old.client.auth)
+        else {
+            return;
+        };
+        for (secret, stamp) in now.iter().zip(&self.secret_uses) {
+            if let Some(slot) = before.iter().position(|b| b.id == secret.id) {
+                stamp.fetch_max(
+                    old.secret_uses[slot].swap(0, Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
     /// The `/auth/introspect` body for this client.
     pub fn introspection_json(&self) -> &Bytes {
         self.introspection_json.get_or_init(|| {
@@ -391,46 +409,74 @@ impl Snapshot {
             clients,
             trust,
             keys,
+            None,
         ))
     }
 
     /// The view after `changes`, at `now`: the changed clients, the clients of changed
     /// apps and the changed clients' trust rules built anew, the keys opened again only if
-    /// they changed, and everything else shared with `self`.
+    /// they changed, and everything else shared with `self` (the set of entries is copied,
+    /// not rebuilt: no entry is hashed again).
     pub fn apply(
         &self,
         changes: StateChanges,
         master: &MasterKey,
         now: OffsetDateTime,
     ) -> Result<Self, SnapshotError> {
-        let changed_apps: HashSet<String> = changes.apps.iter().map(|a| a.id.clone()).collect();
-        let changed_clients: HashSet<&str> =
-            changes.client_ids.iter().map(String::as_str).collect();
         let mut apps = self.apps.clone();
+        let changed_apps: HashSet<String> = changes.apps.iter().map(|a| a.id.clone()).collect();
         for app in changes.apps {
             apps.replace(Keyed(Arc::new(app)));
         }
-        let mut clients = HashSet::with_capacity(self.clients.len() + changes.clients.len());
-        for entry in &self.clients {
-            let client = &entry.0.client;
-            if changed_clients.contains(client.id.as_str()) {
-                continue;
+        let mut clients = self.clients.clone();
+        let mut replaced: HashMap<String, Keyed<ClientEntry>> = HashMap::new();
+        for id in &changes.client_ids {
+            if let Some(old) = clients.take(id.as_str()) {
+                replaced.insert(id.clone(), old);
             }
-            clients.insert(match changed_apps.contains(&client.app_id) {
-                true => ClientEntry::new(client.clone(), &apps)?,
-                false => entry.clone(),
-            });
         }
-        for client in changes.clients {
-            clients.insert(ClientEntry::new(client, &apps)?);
+        let mut fresh = changes.clients;
+        if !changed_apps.is_empty() {
+            // Their entries hold the app as it was.
+            let moved: Vec<Keyed<ClientEntry>> = clients
+                .iter()
+                .filter(|entry| changed_apps.contains(&entry.0.client.app_id))
+                .cloned()
+                .collect();
+            for old in moved {
+                clients.remove(old.0.id());
+                fresh.push(old.0.client.clone());
+                replaced.insert(old.0.client.id.clone(), old);
+            }
         }
-        let kept = self
+        // Whether a place keys are fetched from may have come or gone.
+        let mut remote = replaced.values().any(|old| old.0.keys.location().is_some());
+        for client in fresh {
+            let entry = ClientEntry::new(client, &apps)?;
+            if let Some(old) = replaced.get(entry.0.id()) {
+                entry.0.keep_uses_of(&old.0);
+            }
+            remote |= entry.0.keys.location().is_some();
+            clients.insert(entry);
+        }
+        let changed_clients: HashSet<&str> =
+            changes.client_ids.iter().map(String::as_str).collect();
+        let (gone, kept): (Vec<_>, Vec<_>) = self
             .trust
             .values()
             .flatten()
-            .filter(|t| !changed_clients.contains(t.rule.client_id.as_str()))
-            .cloned();
-        let trust = by_issuer(kept.chain(changes.trust_rules.into_iter().map(TrustEntry::new)));
+            .cloned()
+            .partition(|t| changed_clients.contains(t.rule.client_id.as_str()));
+        let added: Vec<_> = changes
+            .trust_rules
+            .into_iter()
+            .map(TrustEntry::new)
+            .collect();
+        remote |= gone
+            .iter()
+            .chain(&added)
+            .any(|t| t.keys.location().is_some());
+        let trust = by_issuer(kept.into_iter().chain(added));
         let keys = match changes.keys {
             Some(keys) => Published::at(&keys, master, now)?,
             None => self.keys.clone(),
@@ -442,10 +488,12 @@ impl Snapshot {
             clients,
             trust,
             keys,
+            (!remote).then(|| self.key_locations.clone()),
         ))
     }
 
-    /// What is derived from the parts: where keys are fetched from, and the metadata.
+    /// What is derived from the parts: the metadata, and where keys are fetched from
+    /// unless `key_locations` are known to be unchanged.
     fn assemble(
         revision: i64,
         settings: Arc<TokenSettings>,
@@ -453,13 +501,16 @@ impl Snapshot {
         clients: HashSet<Keyed<ClientEntry>>,
         trust: HashMap<String, Vec<Arc<TrustEntry>>>,
         keys: Arc<Published>,
+        key_locations: Option<Vec<KeyLocation>>,
     ) -> Self {
-        let key_locations: BTreeSet<KeyLocation> = clients
-            .iter()
-            .filter_map(|c| c.0.keys.location())
-            .chain(trust.values().flatten().filter_map(|t| t.keys.location()))
-            .cloned()
-            .collect();
+        let key_locations = key_locations.unwrap_or_else(|| {
+            let all: BTreeSet<&KeyLocation> = clients
+                .iter()
+                .filter_map(|c| c.0.keys.location())
+                .chain(trust.values().flatten().filter_map(|t| t.keys.location()))
+                .collect();
+            all.into_iter().cloned().collect()
+        });
         let metadata = server_metadata(&settings, clients.iter().map(|c| &c.0.client));
         Self {
             revision,
@@ -469,7 +520,7 @@ impl Snapshot {
             apps,
             clients,
             trust,
-            key_locations: key_locations.into_iter().collect(),
+            key_locations,
             keys,
         }
     }

@@ -81,6 +81,27 @@ async fn every_change_arrives_through_the_journal_as_a_full_reload_would_build_i
         .await,
     );
     let keyed_id = keyed["client_id"].as_str().unwrap().to_owned();
+    // Its keys fetched from elsewhere (the server's fetcher refuses the loopback URI: no
+    // connection is made).
+    let remote = |path: &str| format!("http://127.0.0.1:9/{path}");
+    let fetched = cli_json(
+        &app.cli_async(&[
+            "clients",
+            "create",
+            "--app",
+            &app_id,
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-uri",
+            &remote("first.json"),
+            "--allow-http",
+            "--allow-private-targets",
+            "--json",
+        ])
+        .await,
+    );
+    let fetched = fetched["client_id"].as_str().unwrap().to_owned();
+    let (first, second) = (remote("first.json"), remote("second.json"));
     // A bystander in another app: no change below touches it.
     let other_app = cli_app(&url, "Bystander");
     let (bystander, _) = cli_client(&url, &other_app);
@@ -153,9 +174,27 @@ async fn every_change_arrives_through_the_journal_as_a_full_reload_would_build_i
             Expect::Client(&client_id),
         ),
         (trust.clone(), Expect::Client(&keyed_id)),
+        (
+            vec![
+                "clients",
+                "update",
+                &fetched,
+                "--jwks-uri",
+                &second,
+                "--allow-http",
+                "--allow-private-targets",
+            ],
+            Expect::Client(&fetched),
+        ),
+        (
+            vec!["clients", "update", &fetched, "--jwks-file", &jwks_file],
+            Expect::Client(&fetched),
+        ),
         (vec!["keys", "rotate"], Expect::Keys),
         (vec!["keys", "revoke", &kid], Expect::Keys),
     ];
+    let locations = format!("{:?}", app.snapshot().key_locations());
+    assert!(locations.contains(&first), "{locations}");
     for (args, expect) in &runs {
         let before = app.snapshot();
         let since = app.store.revision().await.unwrap();

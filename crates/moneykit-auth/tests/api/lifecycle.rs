@@ -243,6 +243,37 @@ async fn last_uses_are_recorded_in_batches_off_the_request_path() {
 }
 
 #[tokio::test]
+async fn a_use_stamped_just_before_its_client_changes_is_still_recorded() {
+    let app = spawn_app_with(|s| s.refresh.housekeeping_interval = Duration::from_secs(2)).await;
+    let (client, secret) = app.create_client("", None).await;
+    app.token(&client.id, &secret, None).await;
+    // Caught up before the next flush: the new entry takes the stamp over.
+    let renamed = app
+        .cli_async(&["clients", "update", &client.id, "--name", "renamed"])
+        .await;
+    assert!(renamed.status.success());
+    app.synced().await;
+    assert_eq!(
+        app.snapshot().client(&client.id).unwrap().client.name,
+        "renamed"
+    );
+    let mut used = Value::Null;
+    for _ in 0..60 {
+        let stored = app.store.get_client(&client.id).await.unwrap().unwrap();
+        let view = moneykit_auth::operations::views::client_json(&stored);
+        used = secrets(&view)[0]["last_used_at"].clone();
+        if used.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        used.is_string(),
+        "the use survived the change and was flushed"
+    );
+}
+
+#[tokio::test]
 async fn a_client_about_to_run_out_of_secrets_is_announced_once() {
     let receiver = crate::support::receiver::Receiver::start(&[]).await;
     let app = spawn_admin_app_with(|s| {
