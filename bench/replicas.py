@@ -29,9 +29,10 @@ anything has happened; the many clients last):
    besides req/s it reports the replicas' CPU time (/proc/PID/stat utime + stime) and
    requests per CPU-second of the replicas: the per-core comparison.
 4. **Many clients** (last; `--scale-clients`, default 100 000, 0 to skip): that many clients
-   inserted in one transaction; how long until every replica has loaded them, their RSS,
-   the idle cost with them (over one 30 s full refresh), and `--scale-trials` disable and
-   enable trials: every change makes every replica reload every client.
+   inserted in one transaction (the triggers off, the revision bumped by hand, so every
+   replica reloads everything); how long until every replica has loaded them, their RSS,
+   the idle cost with them (over one 30 s housekeeping), and `--scale-trials` disable and
+   enable trials: what one change costs every replica with that many clients.
 
 Usage:
 
@@ -1119,7 +1120,7 @@ def run_throughput(dep, opts, results):
 
 def run_scale(dep, opts, results):
     """`--scale-clients` secret clients inserted in one statement; how long until every
-    replica has loaded them, their RSS, an idle window long enough for one full refresh,
+    replica has loaded them, their RSS, an idle window long enough for one housekeeping,
     then a client disabled and enabled again `--scale-trials` times."""
     import hashlib
     k, n = opts.scale_clients, len(dep.replicas)
@@ -1132,7 +1133,8 @@ def run_scale(dep, opts, results):
     log(f"  inserting {k:,} clients")
     t0 = time.monotonic()
     # The row trigger would bump the one revision row once per client (minutes for 100 000):
-    # off for this insert, then one bump and one notification, in the same transaction.
+    # off for this insert, then one bump and one notification, in the same transaction. A
+    # bump without a journal entry tells every replica to reload everything.
     insert = ("INSERT INTO clients (id, app_id, name, scopes, token_ttl_secs, secret_hash, "
               "created_at, disabled_at) SELECT 'live_scale' || lpad(i::text, 19, '0'), "
               f"'{app}', 'scale ' || i, 'accounts:read', NULL, decode('{digest}', 'hex'), "
@@ -1427,8 +1429,9 @@ def report(results, opts):
         sc = results["scale"]
         loaded = list(sc["loaded_s"].values())
         lines += ["", f"**With {sc['clients']:,} clients** (inserted in one transaction, "
-                      f"{sc['insert_s']:.1f} s, after the measures above; every replica reloads "
-                      f"them all on every change and on the full refresh every 30 s):", ""]
+                      f"{sc['insert_s']:.1f} s, after the measures above, with the triggers off "
+                      f"and the revision bumped by hand, so that every replica reloads them all; "
+                      f"after that, a change is caught up from the journal):", ""]
         if sc.get("failed"):
             lines.append(f"FAILED: {sc['failed']}")
         else:
@@ -1446,7 +1449,7 @@ def report(results, opts):
                 f"{statistics.mean(before):.1f} → {statistics.mean(rss):.1f} → "
                 f"{max(peak):.1f} |",
                 f"| replica CPU at idle, ms per s per replica ({q['seconds']:.0f} s, so at least "
-                f"one 30 s full refresh) | {min(cpu):.1f}–{max(cpu):.1f} |",
+                f"one 30 s housekeeping) | {min(cpu):.1f}–{max(cpu):.1f} |",
             ]
             if q.get("pg_cpu_ms") is not None:
                 lines.append(f"| PostgreSQL CPU at idle, ms per s | {q['pg_cpu_ms'] / q['seconds']:.1f} |")
@@ -1573,7 +1576,7 @@ def main():
                    help="last: insert this many clients, measure reload, RSS, idle cost and "
                         "propagation (0: skip)")
     p.add_argument("--scale-idle", type=float, default=35.0,
-                   help="seconds idle with those clients (over 30 s: one full refresh)")
+                   help="seconds idle with those clients (over 30 s: one housekeeping)")
     p.add_argument("--scale-trials", type=int, default=5,
                    help="disable/enable trials with those clients")
     p.add_argument("--scale-timeout", type=float, default=60.0,

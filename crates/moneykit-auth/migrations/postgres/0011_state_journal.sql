@@ -12,6 +12,7 @@ CREATE TABLE state_changes (
     at        BIGINT NOT NULL
 );
 CREATE INDEX state_changes_revision ON state_changes (revision);
+CREATE INDEX state_changes_at ON state_changes (at);
 
 ALTER TABLE revision ADD COLUMN journal_from BIGINT NOT NULL DEFAULT 0;
 UPDATE revision SET journal_from = value;
