@@ -1457,7 +1457,7 @@ def report(results, opts):
             lines.append(f"| one change: replica CPU, ms per replica (idle rate subtracted) | "
                          f"{pc['replica_cpu_ms']:.0f} |")
             if pc.get("pg_cpu_ms") is not None:
-                lines.append(f"| one change: PostgreSQL CPU, ms (all replicas' reloads) | "
+                lines.append(f"| one change: PostgreSQL CPU, ms (every replica's reads) | "
                              f"{pc['pg_cpu_ms']:.0f} |")
             for k in sc["propagation"]:
                 s_ = k["summary"]
