@@ -50,6 +50,21 @@ async fn rebuilt(
     Snapshot::build(state, &master, settings, OffsetDateTime::now_utc()).unwrap()
 }
 
+/// A new `private_key_jwt` client of `app_id` with the keys `keys` name; returns its id.
+async fn keyed_client(app: &TestApp, app_id: &str, keys: &[&str]) -> String {
+    let create = [
+        "clients",
+        "create",
+        "--app",
+        app_id,
+        "--auth-method",
+        "private_key_jwt",
+    ];
+    let args = [&create[..], keys, &["--json"]].concat();
+    let created = cli_json(&app.cli_async(&args).await);
+    created["client_id"].as_str().unwrap().to_owned()
+}
+
 /// Whether two snapshots hold the very same entry for `client_id` (shared, not rebuilt).
 fn shared(a: &Snapshot, b: &Snapshot, client_id: &str) -> bool {
     std::ptr::eq(a.client(client_id).unwrap(), b.client(client_id).unwrap())
@@ -66,42 +81,23 @@ async fn every_change_arrives_through_the_journal_as_a_full_reload_would_build_i
     let jwks = json!({"keys": [crate::support::signing::TestKey::es256("k1").public_jwk()]});
     std::fs::write(&jwks_path, jwks.to_string()).unwrap();
     let jwks_file = jwks_path.to_str().unwrap().to_owned();
-    let keyed = cli_json(
-        &app.cli_async(&[
-            "clients",
-            "create",
-            "--app",
-            &app_id,
-            "--auth-method",
-            "private_key_jwt",
-            "--jwks-file",
-            &jwks_file,
-            "--json",
-        ])
-        .await,
-    );
-    let keyed_id = keyed["client_id"].as_str().unwrap().to_owned();
+    let keyed_id = keyed_client(&app, &app_id, &["--jwks-file", &jwks_file]).await;
     // Its keys fetched from elsewhere (the server's fetcher refuses the loopback URI: no
     // connection is made).
     let remote = |path: &str| format!("http://127.0.0.1:9/{path}");
-    let fetched = cli_json(
-        &app.cli_async(&[
-            "clients",
-            "create",
-            "--app",
-            &app_id,
-            "--auth-method",
-            "private_key_jwt",
+    let first = remote("first.json");
+    let fetched = keyed_client(
+        &app,
+        &app_id,
+        &[
             "--jwks-uri",
-            &remote("first.json"),
+            &first,
             "--allow-http",
             "--allow-private-targets",
-            "--json",
-        ])
-        .await,
-    );
-    let fetched = fetched["client_id"].as_str().unwrap().to_owned();
-    let (first, second) = (remote("first.json"), remote("second.json"));
+        ],
+    )
+    .await;
+    let second = remote("second.json");
     // A bystander in another app: no change below touches it.
     let other_app = cli_app(&url, "Bystander");
     let (bystander, _) = cli_client(&url, &other_app);

@@ -218,6 +218,22 @@ async fn secrets_are_added_up_to_five_and_bad_requests_change_nothing() {
     }
 }
 
+/// The stored `last_used_at` of `client_id`'s first secret once it is written, or null
+/// after `tries` reads 100 ms apart.
+async fn recorded_last_use(app: &TestApp, client_id: &str, tries: u32) -> Value {
+    let mut used = Value::Null;
+    for _ in 0..tries {
+        let stored = app.store.get_client(client_id).await.unwrap().unwrap();
+        let view = moneykit_auth::operations::views::client_json(&stored);
+        used = secrets(&view)[0]["last_used_at"].clone();
+        if used.is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    used
+}
+
 #[tokio::test]
 async fn last_uses_are_recorded_in_batches_off_the_request_path() {
     let app =
@@ -229,17 +245,10 @@ async fn last_uses_are_recorded_in_batches_off_the_request_path() {
     );
     assert!(secrets(&shown)[0]["last_used_at"].is_null(), "{shown}");
     app.token(&client.id, &secret, None).await;
-    let mut used = Value::Null;
-    for _ in 0..50 {
-        let stored = app.store.get_client(&client.id).await.unwrap().unwrap();
-        let view = moneykit_auth::operations::views::client_json(&stored);
-        used = secrets(&view)[0]["last_used_at"].clone();
-        if used.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(used.is_string(), "the last use was flushed");
+    assert!(
+        recorded_last_use(&app, &client.id, 50).await.is_string(),
+        "the last use was flushed"
+    );
 }
 
 #[tokio::test]
@@ -257,18 +266,8 @@ async fn a_use_stamped_just_before_its_client_changes_is_still_recorded() {
         app.snapshot().client(&client.id).unwrap().client.name,
         "renamed"
     );
-    let mut used = Value::Null;
-    for _ in 0..60 {
-        let stored = app.store.get_client(&client.id).await.unwrap().unwrap();
-        let view = moneykit_auth::operations::views::client_json(&stored);
-        used = secrets(&view)[0]["last_used_at"].clone();
-        if used.is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        used.is_string(),
+        recorded_last_use(&app, &client.id, 60).await.is_string(),
         "the use survived the change and was flushed"
     );
 }
