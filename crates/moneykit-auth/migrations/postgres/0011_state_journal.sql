@@ -4,7 +4,7 @@
 -- replica). The triggers that bump the revision write it, in the same transaction, so no
 -- write path can forget it. Every server's background refresh prunes entries older than
 -- an hour and moves journal_from past them; a server whose snapshot is older than
--- journal_from reloads everything. at is Unix seconds.
+-- journal_from reloads everything. at is whole Unix seconds (truncated).
 CREATE TABLE state_changes (
     revision  BIGINT NOT NULL,
     kind      TEXT NOT NULL,           -- 'app', 'client' or 'key'
@@ -32,7 +32,7 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO state_changes (revision, kind, id, at)
-        VALUES (changed_revision, TG_ARGV[0], changed_id, extract(epoch FROM now())::BIGINT);
+        VALUES (changed_revision, TG_ARGV[0], changed_id, floor(extract(epoch FROM now()))::BIGINT);
     PERFORM pg_notify('moneykit_auth_changes', 'state');
     RETURN NULL;
 END
