@@ -444,16 +444,38 @@ impl Page {
 
     /// The first element matching the CSS selector `css`, once there is one.
     pub async fn wait_for(&self, css: &str) -> anyhow::Result<Element> {
+        let failure = || format!("no element matches `{css}`");
+        self.poll(failure, || async {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => Ok(Ok(element)),
+                Err(e) if is(&e, ErrorStatus::NoSuchElement) => Ok(Err(String::new())),
+                Err(e) => Err(e).with_context(|| format!("finding `{css}`")),
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` every [`POLL`] until it gives a value (`Ok(Ok(_))`) or fails
+    /// (`Err`), for at most the page's wait. `Ok(Err(seen))` means not yet; after the wait
+    /// the failure reads `{failure()} within {wait}{seen} (page …)`.
+    async fn poll<T, Fut>(
+        &self,
+        failure: impl Fn() -> String,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> anyhow::Result<T>
+    where
+        Fut: Future<Output = anyhow::Result<Result<T, String>>>,
+    {
         let started = Instant::now();
         loop {
-            match self.client.find(Locator::Css(css)).await {
-                Ok(element) => return Ok(element),
-                Err(e) if is(&e, ErrorStatus::NoSuchElement) => {}
-                Err(e) => return Err(e).with_context(|| format!("finding `{css}`")),
-            }
+            let seen = match attempt().await? {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            };
             if started.elapsed() >= self.wait {
                 bail!(
-                    "no element matches `{css}` after {:?} (page {})",
+                    "{} within {:?}{seen} (page {})",
+                    failure(),
                     self.wait,
                     self.location().await
                 );
@@ -541,30 +563,23 @@ impl Page {
     /// Waits until the document marked by [`Self::mark_page`] has been replaced by one that
     /// has loaded.
     async fn wait_for_new_page(&self) -> anyhow::Result<()> {
-        let started = Instant::now();
-        loop {
+        let failure = || "no new page loaded".to_owned();
+        self.poll(failure, || async {
             // Errors while the old document goes away are expected: looked at again.
-            let last = match self
+            let state = self
                 .client
                 .execute(
                     "return window.__harnessOldPage === true ? 'old' : document.readyState;",
                     vec![],
                 )
-                .await
-            {
-                Ok(Value::String(state)) if state == "complete" => return Ok(()),
-                Ok(state) => state.to_string(),
-                Err(e) => e.to_string(),
-            };
-            if started.elapsed() >= self.wait {
-                bail!(
-                    "no new page loaded within {:?} (last: {last}; page {})",
-                    self.wait,
-                    self.location().await
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+                .await;
+            Ok(match state {
+                Ok(Value::String(state)) if state == "complete" => Ok(()),
+                Ok(state) => Err(format!(" (last: {state})")),
+                Err(e) => Err(format!(" (last: {e})")),
+            })
+        })
+        .await
     }
 
     /// The rendered text of the element matching `css` (what a user sees: empty for a
@@ -590,32 +605,22 @@ impl Page {
     /// Waits until the element matching `css` shows text containing `needle`; returns its
     /// whole text.
     pub async fn wait_for_text(&self, css: &str, needle: &str) -> anyhow::Result<String> {
-        let started = Instant::now();
-        let mut last = None;
-        loop {
+        let failure = || format!("`{css}` did not show {needle:?}");
+        self.poll(failure, || async {
             match self.client.find(Locator::Css(css)).await {
                 Ok(element) => match element.text().await {
-                    Ok(text) if text.contains(needle) => return Ok(text),
-                    Ok(text) => last = Some(text),
-                    Err(e) if is(&e, ErrorStatus::StaleElementReference) => {}
-                    Err(e) => return Err(e).with_context(|| format!("text of `{css}`")),
+                    Ok(text) if text.contains(needle) => Ok(Ok(text)),
+                    Ok(text) => Ok(Err(format!(": its text was {text:?}"))),
+                    Err(e) if is(&e, ErrorStatus::StaleElementReference) => Ok(Err(String::new())),
+                    Err(e) => Err(e).with_context(|| format!("text of `{css}`")),
                 },
-                Err(e) if is(&e, ErrorStatus::NoSuchElement) => last = None,
-                Err(e) => return Err(e).with_context(|| format!("finding `{css}`")),
+                Err(e) if is(&e, ErrorStatus::NoSuchElement) => {
+                    Ok(Err(": no element matched".to_owned()))
+                }
+                Err(e) => Err(e).with_context(|| format!("finding `{css}`")),
             }
-            if started.elapsed() >= self.wait {
-                let seen = match last {
-                    Some(text) => format!("its text was {text:?}"),
-                    None => "no element matched".to_owned(),
-                };
-                bail!(
-                    "`{css}` did not show {needle:?} within {:?}: {seen} (page {})",
-                    self.wait,
-                    self.location().await
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 
     /// The URL the browser is on.
