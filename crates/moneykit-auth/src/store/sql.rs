@@ -4,6 +4,7 @@
 //! other processes, how a read transaction sees one snapshot, and whether changes can be
 //! pushed.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -421,24 +422,23 @@ where
         }
         // Every bump of the revision writes one entry. Fewer means a write went around the
         // triggers (a bulk load with them disabled): only a full reload is sure then.
-        let entries: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM state_changes WHERE revision > $1")
+        let entries: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, id FROM state_changes WHERE revision > $1")
                 .bind(since)
-                .fetch_one(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(backend)?;
-        if entries != revision - since {
+        if i64::try_from(entries.len()) != Ok(revision - since) {
             return Ok(None);
         }
+        let keys_changed = entries.iter().any(|(kind, _)| kind == "key");
+        let client_ids: BTreeSet<String> = entries
+            .into_iter()
+            .filter_map(|(kind, id)| (kind == "client").then_some(id))
+            .collect();
         let (apps, clients) = (changed("app"), changed("client"));
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id IN ({apps})");
         let apps = fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::app).await?;
-        let sql = format!("SELECT DISTINCT id FROM ({clients}) AS changed");
-        let client_ids: Vec<String> = sqlx::query_scalar(&sql)
-            .bind(since)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
         let sql = clients_sql(&format!("WHERE id IN ({clients})"));
         let mut changed_clients =
             fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::client).await?;
@@ -455,22 +455,15 @@ where
         let sql = trust_rules_sql(&format!("WHERE client_id IN ({clients})"));
         let trust_rules =
             fetch_all(&mut *tx, sqlx::query(&sql).bind(since), rows::trust_rule).await?;
-        let keys_changed: Option<i64> = sqlx::query_scalar(
-            "SELECT revision FROM state_changes WHERE kind = 'key' AND revision > $1 LIMIT 1",
-        )
-        .bind(since)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
         let keys = match keys_changed {
-            Some(_) => Some(fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?),
-            None => None,
+            true => Some(fetch_all(&mut *tx, sqlx::query(&all_keys_sql()), rows::key).await?),
+            false => None,
         };
         tx.commit().await.map_err(backend)?;
         Ok(Some(StateChanges {
             revision,
             apps,
-            client_ids,
+            client_ids: client_ids.into_iter().collect(),
             clients: changed_clients,
             trust_rules,
             keys,
